@@ -1,0 +1,221 @@
+//! Endpoint kinds, and the classification of a scanned netns into the endpoints to attach.
+
+use std::cmp::Ordering;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::netlink::link::Link;
+use crate::scan::Snapshot;
+
+/// What an interface in the netns is, as far as attaching it to a VM goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    Veth,
+    Macvlan,
+    Macvtap,
+    Ipvlan,
+    Vlan,
+    /// An existing tun/tap device in tap mode.
+    Tap,
+    /// An existing tun/tap device in tun (layer 3) mode.
+    Tun,
+    /// A device without a link kind that is not loopback: a NIC.
+    Physical,
+}
+
+impl EndpointKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointKind::Veth => "veth",
+            EndpointKind::Macvlan => "macvlan",
+            EndpointKind::Macvtap => "macvtap",
+            EndpointKind::Ipvlan => "ipvlan",
+            EndpointKind::Vlan => "vlan",
+            EndpointKind::Tap => "tap",
+            EndpointKind::Tun => "tun",
+            EndpointKind::Physical => "physical",
+        }
+    }
+}
+
+/// The outcome of classifying one link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Class {
+    Endpoint(EndpointKind),
+    Loopback,
+    /// A kind sandbox-net does not attach (bridge, vxlan, ...), with the kernel's name for it.
+    Unsupported(String),
+}
+
+/// Classify one link from its kind and flags.
+pub fn classify(link: &Link) -> Class {
+    if link.is_loopback() {
+        return Class::Loopback;
+    }
+    match link.kind.as_deref() {
+        Some("veth") => Class::Endpoint(EndpointKind::Veth),
+        Some("macvlan") => Class::Endpoint(EndpointKind::Macvlan),
+        Some("macvtap") => Class::Endpoint(EndpointKind::Macvtap),
+        Some("ipvlan") => Class::Endpoint(EndpointKind::Ipvlan),
+        Some("vlan") => Class::Endpoint(EndpointKind::Vlan),
+        Some("tun") => match link.tun {
+            Some(t) if !t.tap => Class::Endpoint(EndpointKind::Tun),
+            _ => Class::Endpoint(EndpointKind::Tap),
+        },
+        None => Class::Endpoint(EndpointKind::Physical),
+        Some(other) => Class::Unsupported(other.to_string()),
+    }
+}
+
+/// A configured interface found in the netns, to be attached.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub link: Link,
+    pub kind: EndpointKind,
+}
+
+/// A link is configured when it has an address other than an IPv6 link-local one (which
+/// the kernel gives every interface by itself).
+pub fn is_configured(snapshot: &Snapshot, link: &Link) -> bool {
+    snapshot
+        .addresses_of(link.index)
+        .any(|a| !is_link_local_v6(&a.addr))
+}
+
+pub fn is_link_local_v6(addr: &IpAddr) -> bool {
+    matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
+}
+
+/// Why a configured interface was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub iface: String,
+    pub reason: String,
+}
+
+/// The configured, non-loopback links of the snapshot as endpoints, in a stable order
+/// (natural order of names: eth2 before eth10). An unsupported configured interface is
+/// an error naming it and its kind.
+pub fn candidates(snapshot: &Snapshot) -> Result<Vec<Candidate>, Refused> {
+    let mut out = Vec::new();
+    for link in &snapshot.links {
+        if !is_configured(snapshot, link) {
+            continue;
+        }
+        match classify(link) {
+            Class::Loopback => {}
+            Class::Endpoint(kind) => out.push(Candidate {
+                link: link.clone(),
+                kind,
+            }),
+            Class::Unsupported(kind) => {
+                return Err(Refused {
+                    iface: link.name.clone(),
+                    reason: format!("has addresses but its kind {kind:?} is not supported (supported: veth, macvlan, macvtap, ipvlan, vlan, tap, physical)"),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| natural_cmp(&a.link.name, &b.link.name));
+    Ok(out)
+}
+
+/// Compare names so that embedded numbers sort by value: eth2 < eth10.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    fn split(s: &str) -> (&str, Option<u64>) {
+        let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        let (head, tail) = s.split_at(s.len() - digits);
+        (head, tail.parse().ok())
+    }
+    let (ha, na) = split(a);
+    let (hb, nb) = split(b);
+    ha.cmp(hb).then(na.cmp(&nb)).then(a.cmp(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::addr::Address;
+    use crate::netlink::link::TunDetails;
+
+    fn link(index: u32, name: &str, kind: Option<&str>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: kind.map(String::from),
+            mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
+            mtu: 1500,
+            tx_queue_len: 1000,
+            flags: libc::IFF_UP as u32,
+            parent: None,
+            tun: None,
+            alias: None,
+        }
+    }
+
+    fn addr(ifindex: u32, a: &str, p: u8) -> Address {
+        Address {
+            ifindex,
+            addr: a.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            prefix_len: p,
+            scope: 0,
+        }
+    }
+
+    #[test]
+    fn kinds_are_classified() {
+        assert_eq!(classify(&link(2, "eth0", Some("veth"))), Class::Endpoint(EndpointKind::Veth));
+        assert_eq!(classify(&link(2, "m", Some("macvlan"))), Class::Endpoint(EndpointKind::Macvlan));
+        assert_eq!(classify(&link(2, "m", Some("macvtap"))), Class::Endpoint(EndpointKind::Macvtap));
+        assert_eq!(classify(&link(2, "i", Some("ipvlan"))), Class::Endpoint(EndpointKind::Ipvlan));
+        assert_eq!(classify(&link(2, "v", Some("vlan"))), Class::Endpoint(EndpointKind::Vlan));
+        assert_eq!(classify(&link(2, "p", None)), Class::Endpoint(EndpointKind::Physical));
+        assert_eq!(classify(&link(2, "b", Some("bridge"))), Class::Unsupported("bridge".into()));
+        let mut tun = link(3, "tun0", Some("tun"));
+        tun.tun = Some(TunDetails::default());
+        assert_eq!(classify(&tun), Class::Endpoint(EndpointKind::Tun));
+        tun.tun = Some(TunDetails { tap: true, ..TunDetails::default() });
+        assert_eq!(classify(&tun), Class::Endpoint(EndpointKind::Tap));
+        let mut lo = link(1, "lo", None);
+        lo.flags |= libc::IFF_LOOPBACK as u32;
+        assert_eq!(classify(&lo), Class::Loopback);
+    }
+
+    #[test]
+    fn only_configured_links_become_candidates_in_natural_order() {
+        let snapshot = Snapshot {
+            links: vec![
+                link(5, "eth10", Some("veth")),
+                link(4, "eth2", Some("veth")),
+                link(6, "bare", Some("veth")),
+                link(7, "ll", Some("veth")),
+            ],
+            addresses: vec![
+                addr(5, "10.0.10.2", 24),
+                addr(4, "fd00::2", 64),
+                addr(7, "fe80::1", 64),
+            ],
+            ..Snapshot::default()
+        };
+        let names: Vec<_> = candidates(&snapshot)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.link.name)
+            .collect();
+        assert_eq!(names, vec!["eth2", "eth10"]);
+    }
+
+    #[test]
+    fn an_unsupported_configured_link_is_named() {
+        let snapshot = Snapshot {
+            links: vec![link(3, "vx0", Some("vxlan"))],
+            addresses: vec![addr(3, "10.1.0.1", 24)],
+            ..Snapshot::default()
+        };
+        let err = candidates(&snapshot).err();
+        assert_eq!(err.as_ref().map(|e| e.iface.as_str()), Some("vx0"));
+        assert!(err.is_some_and(|e| e.reason.contains("vxlan")));
+    }
+}

@@ -1,0 +1,256 @@
+//! The description of the network that the guest must configure: its interfaces, routes
+//! and neighbours, derived from a scan of the netns.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::is_link_local_v6;
+use crate::netlink::neigh::nud;
+use crate::netlink::route::{PROTO_KERNEL, TABLE_MAIN};
+use crate::scan::Snapshot;
+
+/// RTN_UNICAST.
+const RTN_UNICAST: u8 = 1;
+
+/// The guest's whole network configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestConfig {
+    pub interfaces: Vec<GuestInterface>,
+    pub routes: Vec<GuestRoute>,
+    pub neighbors: Vec<GuestNeighbor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestInterface {
+    /// The interface's name in the netns; the guest NIC should get the same name.
+    pub name: String,
+    pub mac: String,
+    pub mtu: u32,
+    pub addresses: Vec<GuestAddress>,
+    pub noarp: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestAddress {
+    /// "inet" or "inet6".
+    pub family: String,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestRoute {
+    pub family: String,
+    /// "default" or "ADDR/LEN".
+    pub dst: String,
+    pub gateway: Option<IpAddr>,
+    pub source: Option<IpAddr>,
+    /// "universe", "site", "link", "host" or "nowhere".
+    pub scope: String,
+    pub device: String,
+    pub mtu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestNeighbor {
+    pub family: String,
+    pub ip: IpAddr,
+    pub mac: String,
+    pub device: String,
+    /// "permanent" or "reachable".
+    pub state: String,
+}
+
+pub fn format_mac(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn family(addr: &IpAddr) -> &'static str {
+    if addr.is_ipv4() { "inet" } else { "inet6" }
+}
+
+fn scope_name(scope: u8) -> String {
+    match scope {
+        0 => "universe".into(),
+        200 => "site".into(),
+        253 => "link".into(),
+        254 => "host".into(),
+        255 => "nowhere".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Describe the guest side of the interfaces `ifindexes` (in that order).
+pub fn describe(snapshot: &Snapshot, ifindexes: &[u32]) -> GuestConfig {
+    let mut config = GuestConfig::default();
+    for &index in ifindexes {
+        let Some(link) = snapshot.link(index) else {
+            continue;
+        };
+        config.interfaces.push(GuestInterface {
+            name: link.name.clone(),
+            mac: link.mac.as_deref().map(format_mac).unwrap_or_default(),
+            mtu: link.mtu,
+            addresses: snapshot
+                .addresses_of(index)
+                .filter(|a| !is_link_local_v6(&a.addr))
+                .map(|a| GuestAddress {
+                    family: family(&a.addr).into(),
+                    address: a.addr,
+                    prefix_len: a.prefix_len,
+                })
+                .collect(),
+            noarp: link.is_noarp(),
+        });
+    }
+    let name_of = |index: u32| snapshot.link(index).map(|l| l.name.clone());
+    let mut gateways = Vec::new();
+    for route in &snapshot.routes {
+        let Some(oif) = route.oif.filter(|i| ifindexes.contains(i)) else {
+            continue;
+        };
+        if route.table != TABLE_MAIN || route.protocol == PROTO_KERNEL || route.kind != RTN_UNICAST
+        {
+            continue;
+        }
+        let fam = if route.ipv6 { "inet6" } else { "inet" };
+        let dst = match route.dst {
+            Some(d) if route.dst_len > 0 => format!("{d}/{}", route.dst_len),
+            _ => "default".into(),
+        };
+        if dst == "default"
+            && let Some(gw) = route.gateway
+        {
+            gateways.push((gw, oif));
+        }
+        config.routes.push(GuestRoute {
+            family: fam.into(),
+            dst,
+            gateway: route.gateway,
+            source: route.source,
+            scope: scope_name(route.scope),
+            device: name_of(oif).unwrap_or_default(),
+            mtu: route.mtu,
+        });
+    }
+    const RESOLVED: u16 = nud::REACHABLE | nud::STALE | nud::DELAY | nud::PROBE;
+    for n in &snapshot.neighbours {
+        if !ifindexes.contains(&n.ifindex) {
+            continue;
+        }
+        let Some(lladdr) = n.lladdr.as_deref().filter(|l| l.len() == 6) else {
+            continue;
+        };
+        let state = if n.state & nud::PERMANENT != 0 {
+            "permanent"
+        } else if n.state & RESOLVED != 0 && gateways.contains(&(n.ip, n.ifindex)) {
+            "reachable"
+        } else {
+            continue;
+        };
+        config.neighbors.push(GuestNeighbor {
+            family: family(&n.ip).into(),
+            ip: n.ip,
+            mac: format_mac(lladdr),
+            device: name_of(n.ifindex).unwrap_or_default(),
+            state: state.into(),
+        });
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::addr::Address;
+    use crate::netlink::link::Link;
+    use crate::netlink::neigh::Neighbour;
+    use crate::netlink::route::Route;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn route(dst: Option<&str>, len: u8, gw: Option<&str>, proto: u8, oif: u32) -> Route {
+        Route {
+            ipv6: dst.or(gw).is_some_and(|s| s.contains(':')),
+            dst: dst.map(ip),
+            dst_len: len,
+            gateway: gw.map(ip),
+            source: None,
+            scope: 0,
+            protocol: proto,
+            kind: RTN_UNICAST,
+            table: TABLE_MAIN,
+            oif: Some(oif),
+            priority: None,
+            mtu: Some(1400),
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            links: vec![Link {
+                index: 2,
+                name: "eth0".into(),
+                kind: Some("veth".into()),
+                mac: Some(vec![0x02, 0x42, 0xac, 0x11, 0, 2]),
+                mtu: 1450,
+                tx_queue_len: 0,
+                flags: (libc::IFF_UP | libc::IFF_NOARP) as u32,
+                parent: None,
+                tun: None,
+                alias: None,
+            }],
+            addresses: vec![
+                Address { ifindex: 2, addr: ip("10.0.0.2"), prefix_len: 24, scope: 0 },
+                Address { ifindex: 2, addr: ip("fd00::2"), prefix_len: 64, scope: 0 },
+                Address { ifindex: 2, addr: ip("fe80::1"), prefix_len: 64, scope: 253 },
+            ],
+            routes: vec![
+                route(Some("10.0.0.0"), 24, None, PROTO_KERNEL, 2),
+                route(None, 0, Some("10.0.0.1"), 3, 2),
+                route(None, 0, Some("fd00::1"), 3, 2),
+                route(Some("192.168.7.0"), 24, Some("10.0.0.9"), 4, 2),
+                route(None, 0, Some("10.9.9.9"), 3, 9),
+            ],
+            neighbours: vec![
+                Neighbour { ifindex: 2, ip: ip("10.0.0.1"), lladdr: Some(vec![2, 0, 0, 0, 0, 1]), state: nud::REACHABLE },
+                Neighbour { ifindex: 2, ip: ip("10.0.0.50"), lladdr: Some(vec![2, 0, 0, 0, 0, 0x50]), state: nud::PERMANENT },
+                Neighbour { ifindex: 2, ip: ip("10.0.0.51"), lladdr: Some(vec![2, 0, 0, 0, 0, 0x51]), state: nud::REACHABLE },
+                Neighbour { ifindex: 2, ip: ip("fd00::1"), lladdr: None, state: nud::INCOMPLETE },
+            ],
+        }
+    }
+
+    #[test]
+    fn interfaces_carry_mac_mtu_addresses_and_noarp() {
+        let g = describe(&snapshot(), &[2]);
+        assert_eq!(g.interfaces.len(), 1);
+        let i = &g.interfaces[0];
+        assert_eq!(i.mac, "02:42:ac:11:00:02");
+        assert_eq!(i.mtu, 1450);
+        assert!(i.noarp);
+        let addrs: Vec<_> = i.addresses.iter().map(|a| (a.address, a.prefix_len)).collect();
+        assert_eq!(addrs, vec![(ip("10.0.0.2"), 24), (ip("fd00::2"), 64)]);
+    }
+
+    #[test]
+    fn kernel_routes_and_other_devices_are_left_out() {
+        let g = describe(&snapshot(), &[2]);
+        let dsts: Vec<_> = g.routes.iter().map(|r| (r.family.as_str(), r.dst.as_str())).collect();
+        assert_eq!(dsts, vec![("inet", "default"), ("inet6", "default"), ("inet", "192.168.7.0/24")]);
+        assert!(g.routes.iter().all(|r| r.mtu == Some(1400) && r.device == "eth0"));
+    }
+
+    #[test]
+    fn neighbours_are_permanent_ones_and_the_resolved_gateway() {
+        let g = describe(&snapshot(), &[2]);
+        let ips: Vec<_> = g.neighbors.iter().map(|n| (n.ip, n.state.as_str())).collect();
+        assert_eq!(ips, vec![(ip("10.0.0.1"), "reachable"), (ip("10.0.0.50"), "permanent")]);
+    }
+}

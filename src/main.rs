@@ -1,0 +1,217 @@
+//! The `sandbox-net` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sandbox_net::state::{STATE_DIR_ENV, StateDir};
+use sandbox_net::{AttachOptions, Error, Model};
+
+mod demo;
+
+/// Connect a container's network namespace to a virtual machine.
+///
+/// sandbox-net scans a network namespace (usually one a CNI plugin has just configured),
+/// creates for every configured interface a tap joined to it by tc redirect filters,
+/// records every kernel object in an undo journal under --state-dir, and prints what the
+/// VMM (tap names, MACs, queues) and the guest (addresses, routes, neighbours) need.
+///
+/// Exit codes: 0 ok, 1 the operation failed, 2 bad usage or bad input.
+#[derive(Parser, Debug)]
+#[command(name = "sandbox-net", version, about, long_about)]
+struct Cli {
+    /// Directory holding one state file per sandbox.
+    #[arg(long, global = true, env = STATE_DIR_ENV, default_value = sandbox_net::state::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Attach every configured interface of a netns to taps for a VM.
+    Attach {
+        /// The netns: a name under /run/netns, or a path (a bind mount, /proc/PID/ns/net).
+        #[arg(long)]
+        netns: String,
+        /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
+        #[arg(long)]
+        id: String,
+        /// Interworking model.
+        #[arg(long, default_value = "tcfilter")]
+        model: String,
+        /// Queues per tap (multi-queue when more than 1).
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
+        /// Allow attaching the caller's own netns or the host's.
+        #[arg(long)]
+        allow_host_netns: bool,
+        /// Print the attachment as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove everything an attach created, filters first, then qdiscs, then taps.
+    Detach {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List attachments, or check one against the kernel and report drift.
+    Status {
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the network description the guest must apply.
+    GuestConfig {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum, default_value_t = GuestFormat::Json)]
+        format: GuestFormat,
+    },
+    /// Build a scratch pod network, attach it, ping through the tap with a built-in fake
+    /// guest, detach, and check that nothing is left. Needs root; takes no arguments.
+    Demo,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+enum GuestFormat {
+    Json,
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::invalid("output", format!("cannot encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    let state_dir = cli.state_dir;
+    match cli.command {
+        Command::Attach {
+            netns,
+            id,
+            model,
+            queues,
+            allow_host_netns,
+            json,
+        } => {
+            let model: Model = model.parse()?;
+            let mut opts = AttachOptions::new(netns, id);
+            opts.model = model;
+            opts.queues = queues;
+            opts.allow_host_netns = allow_host_netns;
+            opts.state_dir = state_dir;
+            let attachment = sandbox_net::attach(&opts)?;
+            if json {
+                print_json(&attachment)?;
+            } else {
+                println!(
+                    "sandbox {}: attached {} endpoint(s) in {} (model {})",
+                    attachment.id,
+                    attachment.endpoints.len(),
+                    attachment.netns,
+                    attachment.model
+                );
+                for ep in &attachment.endpoints {
+                    println!(
+                        "  {} ({}) -> tap {}  mac {}  mtu {}  queues {}",
+                        ep.name,
+                        ep.kind.as_str(),
+                        ep.tap,
+                        ep.mac,
+                        ep.mtu,
+                        ep.queues
+                    );
+                }
+            }
+        }
+        Command::Detach { id, json } => {
+            let outcome = sandbox_net::detach(&state_dir, &id)?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                println!("{outcome}");
+            }
+        }
+        Command::Status { id: Some(id), json } => match sandbox_net::status(&state_dir, &id)? {
+            None => {
+                if json {
+                    print_json(&serde_json::json!({"id": id, "attached": false}))?;
+                } else {
+                    println!("sandbox {id}: not attached");
+                }
+            }
+            Some(s) => {
+                if json {
+                    print_json(&s)?;
+                } else {
+                    println!(
+                        "sandbox {}: {:?} in {} (model {}){}",
+                        s.id,
+                        s.phase,
+                        s.netns,
+                        s.model,
+                        if s.drift { "  DRIFT" } else { "" }
+                    );
+                    if let Some(p) = &s.problem {
+                        println!("  problem: {p}");
+                    }
+                    for o in s.objects.iter().flatten() {
+                        println!(
+                            "  {:<40} {}",
+                            o.object,
+                            if o.present { "ok" } else { "MISSING" }
+                        );
+                    }
+                }
+            }
+        },
+        Command::Status { id: None, json } => {
+            let all = sandbox_net::list(&state_dir)?;
+            if json {
+                print_json(&all)?;
+            } else if all.is_empty() {
+                println!("no attachments in {}", state_dir.display());
+            } else {
+                for s in all {
+                    let eps: Vec<String> =
+                        s.endpoints.iter().map(|e| format!("{}->{}", e.name, e.tap)).collect();
+                    println!("{}  {:?}  {}  {}", s.id, s.phase, s.netns, eps.join(" "));
+                }
+            }
+        }
+        Command::GuestConfig { id, format } => {
+            let Some(guest) = sandbox_net::guest_config(&state_dir, &id)? else {
+                return Err(Error::invalid(format!("sandbox {id}"), "not attached"));
+            };
+            match format {
+                GuestFormat::Json => print_json(&guest)?,
+            }
+        }
+        Command::Demo => demo::run(&StateDir::resolve(None))?,
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SANDBOX_NET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sandbox-net: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

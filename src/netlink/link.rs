@@ -1,0 +1,226 @@
+//! Link operations: dump, change MTU/state, delete, and veth creation for scratch networks.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoTun, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use serde::{Deserialize, Serialize};
+
+use super::{Netlink, NlError};
+
+/// What the kernel says about a tun/tap device (IFLA_INFO_DATA of kind "tun").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TunDetails {
+    /// true for a tap (IFF_TAP), false for a tun (IFF_TUN).
+    pub tap: bool,
+    pub pi: bool,
+    pub vnet_hdr: bool,
+    pub persist: bool,
+    pub multi_queue: bool,
+    pub num_queues: u32,
+}
+
+/// One network interface as read from a link dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// IFLA_INFO_KIND ("veth", "macvlan", "tun", ...); None for devices without one
+    /// (physical NICs, loopback).
+    pub kind: Option<String>,
+    pub mac: Option<Vec<u8>>,
+    pub mtu: u32,
+    pub tx_queue_len: u32,
+    pub flags: u32,
+    /// IFLA_LINK: the parent or peer ifindex, when the kernel reports one.
+    pub parent: Option<u32>,
+    pub tun: Option<TunDetails>,
+    pub alias: Option<String>,
+}
+
+impl Link {
+    pub fn is_loopback(&self) -> bool {
+        self.flags & libc::IFF_LOOPBACK as u32 != 0
+    }
+    pub fn is_up(&self) -> bool {
+        self.flags & libc::IFF_UP as u32 != 0
+    }
+    pub fn is_noarp(&self) -> bool {
+        self.flags & libc::IFF_NOARP as u32 != 0
+    }
+}
+
+fn info_kind_name(kind: &InfoKind) -> String {
+    kind.to_string()
+}
+
+fn parse_tun(data: &[InfoTun]) -> TunDetails {
+    // IFLA_TUN_* attribute numbers from <linux/if_link.h>.
+    const TYPE: u16 = 3;
+    const PI: u16 = 4;
+    const VNET_HDR: u16 = 5;
+    const PERSIST: u16 = 6;
+    const MULTI_QUEUE: u16 = 7;
+    const NUM_QUEUES: u16 = 8;
+    let mut out = TunDetails::default();
+    for attr in data {
+        let InfoTun::Other(nla) = attr else { continue };
+        let mut value = vec![0u8; netlink_packet_core::Nla::value_len(nla)];
+        netlink_packet_core::Nla::emit_value(nla, &mut value);
+        let byte = value.first().copied().unwrap_or(0);
+        match netlink_packet_core::Nla::kind(nla) {
+            TYPE => out.tap = byte == libc::IFF_TAP as u8,
+            PI => out.pi = byte != 0,
+            VNET_HDR => out.vnet_hdr = byte != 0,
+            PERSIST => out.persist = byte != 0,
+            MULTI_QUEUE => out.multi_queue = byte != 0,
+            NUM_QUEUES if value.len() >= 4 => {
+                out.num_queues = u32::from_ne_bytes([value[0], value[1], value[2], value[3]])
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn parse_link(msg: LinkMessage) -> Link {
+    let mut link = Link {
+        index: msg.header.index,
+        name: String::new(),
+        kind: None,
+        mac: None,
+        mtu: 0,
+        tx_queue_len: 0,
+        flags: msg.header.flags.bits(),
+        parent: None,
+        tun: None,
+        alias: None,
+    };
+    for attr in msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => link.name = n,
+            LinkAttribute::Address(a) => link.mac = Some(a),
+            LinkAttribute::Mtu(m) => link.mtu = m,
+            LinkAttribute::TxQueueLen(q) => link.tx_queue_len = q,
+            LinkAttribute::Link(p) => link.parent = Some(p),
+            LinkAttribute::IfAlias(a) => link.alias = Some(a),
+            LinkAttribute::LinkInfo(infos) => {
+                for info in infos {
+                    match info {
+                        LinkInfo::Kind(k) => link.kind = Some(info_kind_name(&k)),
+                        LinkInfo::Data(InfoData::Tun(t)) => link.tun = Some(parse_tun(&t)),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    link
+}
+
+/// Dump every link of the socket's netns (one request).
+pub fn dump(nl: &mut Netlink) -> Result<Vec<Link>, NlError> {
+    let mut req = LinkMessage::default();
+    req.header.interface_family = AddressFamily::Unspec;
+    let replies = nl.dump(RouteNetlinkMessage::GetLink(req))?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(parse_link(l)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Read one link by index (one request).
+pub fn get(nl: &mut Netlink, index: u32) -> Result<Option<Link>, NlError> {
+    Ok(dump(nl)?.into_iter().find(|l| l.index == index))
+}
+
+/// Set MTU, the UP flag, and optionally an alias, in one request.
+pub fn set_mtu_up(
+    nl: &mut Netlink,
+    index: u32,
+    mtu: u32,
+    alias: Option<&str>,
+) -> Result<(), NlError> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    if mtu > 0 {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(alias) = alias {
+        msg.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+    }
+    nl.request(RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// Set a link's MAC address and MTU.
+pub fn set_mac_mtu(nl: &mut Netlink, index: u32, mac: &[u8], mtu: u32) -> Result<(), NlError> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    msg.attributes.push(LinkAttribute::Mtu(mtu));
+    nl.request(RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// Bring a link up.
+pub fn set_up(nl: &mut Netlink, index: u32) -> Result<(), NlError> {
+    set_mtu_up(nl, index, 0, None)
+}
+
+/// Delete a link by index.
+pub fn delete(nl: &mut Netlink, index: u32) -> Result<(), NlError> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    nl.request(RouteNetlinkMessage::DelLink(msg), 0)
+}
+
+/// Create a veth pair `name` <-> `peer`, the peer placed in the netns of `peer_netns`.
+pub fn create_veth(
+    nl: &mut Netlink,
+    name: &str,
+    peer: &str,
+    peer_netns: BorrowedFd<'_>,
+) -> Result<(), NlError> {
+    let mut peer_msg = LinkMessage::default();
+    peer_msg
+        .attributes
+        .push(LinkAttribute::IfName(peer.to_string()));
+    peer_msg
+        .attributes
+        .push(LinkAttribute::NetNsFd(peer_netns.as_raw_fd()));
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Veth),
+        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+    ]));
+    nl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::DefaultNla;
+
+    #[test]
+    fn tun_details_are_decoded() {
+        let attrs = vec![
+            InfoTun::Other(DefaultNla::new(3, vec![libc::IFF_TAP as u8])),
+            InfoTun::Other(DefaultNla::new(5, vec![1])),
+            InfoTun::Other(DefaultNla::new(6, vec![1])),
+            InfoTun::Other(DefaultNla::new(7, vec![0])),
+            InfoTun::Other(DefaultNla::new(8, 4u32.to_ne_bytes().to_vec())),
+        ];
+        let t = parse_tun(&attrs);
+        assert!(t.tap && t.vnet_hdr && t.persist && !t.multi_queue && !t.pi);
+        assert_eq!(t.num_queues, 4);
+    }
+}

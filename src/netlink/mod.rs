@@ -1,0 +1,277 @@
+//! A small synchronous NETLINK_ROUTE client.
+//!
+//! [`Netlink`] owns one socket. A socket stays bound to the network namespace of the thread
+//! that created it, so [`Netlink::open_in`] creates it on a short-lived thread inside the
+//! target netns and hands it back: it can then be used from any thread. The typed operations
+//! in the submodules build messages with `netlink-packet-route`; nothing outside this module
+//! sees raw bytes. Every request is counted, so tests and benchmarks can check how many
+//! round trips an operation costs.
+
+pub mod addr;
+pub mod link;
+pub mod neigh;
+pub mod route;
+pub mod tc;
+
+use std::io;
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+use crate::netns::NetNs;
+
+/// How often a dump interrupted by a concurrent change (NLM_F_DUMP_INTR) is retried.
+const DUMP_RETRIES: usize = 5;
+/// Receive buffer: large enough for any single netlink datagram the kernel sends us.
+const RECV_BUF: usize = 64 * 1024;
+
+/// An error answered by the kernel, with its extended-ack text when it gave one.
+#[derive(Debug)]
+pub struct NlError {
+    pub errno: i32,
+    pub message: Option<String>,
+}
+
+impl NlError {
+    /// The error as an `io::Error`, keeping the kernel's explanation in the text.
+    pub fn into_io(self) -> io::Error {
+        let base = io::Error::from_raw_os_error(self.errno);
+        match self.message {
+            Some(msg) => io::Error::new(base.kind(), format!("{base} ({msg})")),
+            None => base,
+        }
+    }
+}
+
+/// A NETLINK_ROUTE socket bound to one network namespace.
+pub struct Netlink {
+    socket: Socket,
+    seq: u32,
+    requests: u64,
+    buf: Vec<u8>,
+}
+
+impl Netlink {
+    /// Open a socket in the calling thread's network namespace.
+    pub fn open_here() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        socket.set_ext_ack(true)?;
+        socket.set_cap_ack(true)?;
+        Ok(Netlink {
+            socket,
+            seq: 0,
+            requests: 0,
+            buf: Vec::with_capacity(RECV_BUF),
+        })
+    }
+
+    /// Open a socket inside `netns` (on a short-lived thread); usable from any thread after.
+    pub fn open_in(netns: &NetNs) -> crate::Result<Self> {
+        netns.run(Netlink::open_here)?.map_err(|e| {
+            crate::Error::kernel(format!("netns {}", netns.display()), "open netlink socket", e)
+        })
+    }
+
+    /// How many requests (acked operations and dumps) this socket has sent.
+    pub fn requests(&self) -> u64 {
+        self.requests
+    }
+
+    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        packet.finalize();
+        let mut out = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut out);
+        self.requests += 1;
+        self.socket.send(&out, 0)?;
+        Ok(self.seq)
+    }
+
+    /// Receive one datagram and call `each` on every message of it that answers `seq`.
+    /// `each` returns true when the exchange is complete.
+    fn recv_for(
+        &mut self,
+        seq: u32,
+        mut each: impl FnMut(NetlinkMessage<RouteNetlinkMessage>) -> io::Result<bool>,
+    ) -> io::Result<()> {
+        loop {
+            self.buf.clear();
+            let n = loop {
+                match self.socket.recv(&mut self.buf, 0) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            if n > self.buf.len() {
+                return Err(io::Error::other("netlink datagram truncated"));
+            }
+            let mut offset = 0;
+            let mut done = false;
+            while offset + 16 <= self.buf.len() {
+                let bytes = &self.buf[offset..];
+                let len = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+                if len < 16 || len > bytes.len() {
+                    return Err(io::Error::other("malformed netlink message length"));
+                }
+                let msg_seq = u32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+                if msg_seq == seq {
+                    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len])
+                        .map_err(|e| io::Error::other(format!("decode netlink reply: {e}")))?;
+                    if each(msg)? {
+                        done = true;
+                    }
+                }
+                offset += (len + 3) & !3;
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Send one request that expects an acknowledgement.
+    pub fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<(), NlError> {
+        let seq = self
+            .send(msg, NLM_F_REQUEST | NLM_F_ACK | flags)
+            .map_err(io_to_nl)?;
+        let mut outcome = Ok(());
+        self.recv_for(seq, |reply| match reply.payload {
+            NetlinkPayload::Error(err) => {
+                if let Some(code) = err.code {
+                    outcome = Err(NlError {
+                        errno: -code.get(),
+                        message: ext_ack_message(reply.header.flags, &err.header),
+                    });
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        })
+        .map_err(io_to_nl)?;
+        outcome
+    }
+
+    /// Dump: send a request with NLM_F_DUMP and collect every answer until NLMSG_DONE.
+    /// A dump interrupted by a concurrent change is retried.
+    pub fn dump(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        for _ in 0..DUMP_RETRIES {
+            let seq = self
+                .send(msg.clone(), NLM_F_REQUEST | NLM_F_DUMP)
+                .map_err(io_to_nl)?;
+            let mut out = Vec::new();
+            let mut interrupted = false;
+            let mut failure = None;
+            self.recv_for(seq, |reply| {
+                if reply.header.flags & NLM_F_DUMP_INTR != 0 {
+                    interrupted = true;
+                }
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(m) => {
+                        out.push(m);
+                        Ok(false)
+                    }
+                    NetlinkPayload::Done(_) => Ok(true),
+                    NetlinkPayload::Error(err) => {
+                        if let Some(code) = err.code {
+                            failure = Some(NlError {
+                                errno: -code.get(),
+                                message: ext_ack_message(reply.header.flags, &err.header),
+                            });
+                        }
+                        Ok(true)
+                    }
+                    _ => Ok(false),
+                }
+            })
+            .map_err(io_to_nl)?;
+            if let Some(err) = failure {
+                return Err(err);
+            }
+            if !interrupted {
+                return Ok(out);
+            }
+            tracing::debug!("netlink dump interrupted by a concurrent change; retrying");
+        }
+        Err(NlError {
+            errno: libc::EINTR,
+            message: Some(format!(
+                "dump kept being interrupted by concurrent changes ({DUMP_RETRIES} tries)"
+            )),
+        })
+    }
+}
+
+fn io_to_nl(e: io::Error) -> NlError {
+    NlError {
+        errno: e.raw_os_error().unwrap_or(libc::EIO),
+        message: if e.raw_os_error().is_some() {
+            None
+        } else {
+            Some(e.to_string())
+        },
+    }
+}
+
+/// With NETLINK_CAP_ACK the error payload is the original request's 16-byte header, then
+/// (when NLM_F_ACK_TLVS is set) attributes; NLMSGERR_ATTR_MSG (1) carries the kernel's text.
+fn ext_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
+    const NLM_F_ACK_TLVS: u16 = 0x200;
+    const NLMSGERR_ATTR_MSG: u16 = 1;
+    if flags & NLM_F_ACK_TLVS == 0 || payload.len() < 16 {
+        return None;
+    }
+    let mut attrs = &payload[16..];
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == NLMSGERR_ATTR_MSG {
+            let text = &attrs[4..len];
+            let text = text.split(|b| *b == 0).next().unwrap_or(text);
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        attrs = &attrs[((len + 3) & !3).min(attrs.len())..];
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext_ack_text_is_extracted() {
+        let mut payload = vec![0u8; 16];
+        let text = b"Exclusivity flag on\0";
+        let len = (4 + text.len()) as u16;
+        payload.extend_from_slice(&len.to_ne_bytes());
+        payload.extend_from_slice(&1u16.to_ne_bytes());
+        payload.extend_from_slice(text);
+        assert_eq!(
+            ext_ack_message(0x200, &payload).as_deref(),
+            Some("Exclusivity flag on")
+        );
+        assert_eq!(ext_ack_message(0, &payload), None);
+    }
+
+    #[test]
+    fn ext_ack_tolerates_garbage() {
+        let mut payload = vec![0u8; 16];
+        payload.extend_from_slice(&[200, 0, 1, 0, b'x']);
+        assert_eq!(ext_ack_message(0x200, &payload), None);
+        assert_eq!(ext_ack_message(0x200, &[1, 2, 3]), None);
+    }
+}

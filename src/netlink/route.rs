@@ -1,0 +1,140 @@
+//! Route operations: dump and add.
+
+use std::net::IpAddr;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::{Netlink, NlError};
+
+/// RT_TABLE_MAIN.
+pub const TABLE_MAIN: u32 = 254;
+/// RTPROT_KERNEL: routes the kernel made itself (e.g. the prefix route of an address).
+pub const PROTO_KERNEL: u8 = 2;
+
+/// One route as read from a route dump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub ipv6: bool,
+    pub dst: Option<IpAddr>,
+    pub dst_len: u8,
+    pub gateway: Option<IpAddr>,
+    pub source: Option<IpAddr>,
+    pub scope: u8,
+    pub protocol: u8,
+    pub kind: u8,
+    pub table: u32,
+    pub oif: Option<u32>,
+    pub priority: Option<u32>,
+    pub mtu: Option<u32>,
+}
+
+fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+fn parse_route(msg: RouteMessage) -> Option<Route> {
+    let ipv6 = match msg.header.address_family {
+        AddressFamily::Inet => false,
+        AddressFamily::Inet6 => true,
+        _ => return None,
+    };
+    let mut route = Route {
+        ipv6,
+        dst: None,
+        dst_len: msg.header.destination_prefix_length,
+        gateway: None,
+        source: None,
+        scope: u8::from(msg.header.scope),
+        protocol: u8::from(msg.header.protocol),
+        kind: u8::from(msg.header.kind),
+        table: u32::from(msg.header.table),
+        oif: None,
+        priority: None,
+        mtu: None,
+    };
+    for attr in msg.attributes {
+        match attr {
+            RouteAttribute::Destination(a) => route.dst = ip_of(&a),
+            RouteAttribute::Gateway(a) => route.gateway = ip_of(&a),
+            RouteAttribute::PrefSource(a) => route.source = ip_of(&a),
+            RouteAttribute::Oif(i) => route.oif = Some(i),
+            RouteAttribute::Priority(p) => route.priority = Some(p),
+            RouteAttribute::Table(t) => route.table = t,
+            RouteAttribute::Metrics(metrics) => {
+                for m in metrics {
+                    if let RouteMetric::Mtu(mtu) = m {
+                        route.mtu = Some(mtu);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(route)
+}
+
+/// Dump every IPv4 and IPv6 route of every table (one request).
+pub fn dump(nl: &mut Netlink) -> Result<Vec<Route>, NlError> {
+    let replies = nl.dump(RouteNetlinkMessage::GetRoute(RouteMessage::default()))?;
+    Ok(replies
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewRoute(r) => parse_route(r),
+            _ => None,
+        })
+        .collect())
+}
+
+/// What a new route should look like.
+#[derive(Debug, Clone, Default)]
+pub struct NewRoute {
+    pub dst: Option<(IpAddr, u8)>,
+    pub gateway: Option<IpAddr>,
+    pub oif: u32,
+    pub mtu: Option<u32>,
+    pub ipv6: bool,
+}
+
+/// Add a unicast route to the main table (protocol "boot", like `ip route add`).
+pub fn add(nl: &mut Netlink, new: &NewRoute) -> Result<(), NlError> {
+    let mut msg = RouteMessage::default();
+    let mut header = RouteHeader::default();
+    header.address_family = if new.ipv6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    header.table = TABLE_MAIN as u8;
+    header.protocol = RouteProtocol::Boot;
+    header.kind = RouteType::Unicast;
+    header.scope = if new.gateway.is_some() {
+        RouteScope::Universe
+    } else {
+        RouteScope::Link
+    };
+    if let Some((dst, len)) = new.dst {
+        header.destination_prefix_length = len;
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    }
+    msg.header = header;
+    if let Some(gw) = new.gateway {
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+    }
+    msg.attributes.push(RouteAttribute::Oif(new.oif));
+    if let Some(mtu) = new.mtu {
+        msg.attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+    }
+    nl.request(RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL)
+}

@@ -1,0 +1,245 @@
+//! Network namespaces: resolve a `--netns` argument, check that it is a network namespace
+//! we may touch, run code inside it on a short-lived thread, and create or delete named
+//! namespaces (for the demo and the tests).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, setns, unshare};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Where `ip netns` keeps named namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+/// `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)`.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// The identity of a namespace: the device and inode of its nsfs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// An open network namespace.
+#[derive(Debug)]
+pub struct NetNs {
+    label: String,
+    path: PathBuf,
+    file: File,
+    id: NsId,
+}
+
+/// Turn a `--netns` argument into a path: a bare name means `/run/netns/NAME`.
+pub fn resolve(spec: &str) -> Result<PathBuf> {
+    if spec.is_empty() {
+        return Err(bad(spec, "empty netns argument"));
+    }
+    if spec.contains('/') {
+        return Ok(PathBuf::from(spec));
+    }
+    if spec == "." || spec == ".." || spec.len() > 255 {
+        return Err(bad(spec, "not a valid netns name"));
+    }
+    Ok(Path::new(NETNS_RUN_DIR).join(spec))
+}
+
+fn bad(netns: &str, reason: impl Into<String>) -> Error {
+    Error::BadNetns {
+        netns: netns.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn id_of(meta: &std::fs::Metadata) -> NsId {
+    NsId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    }
+}
+
+impl AsFd for NetNs {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl NetNs {
+    /// Open and validate the namespace named by `spec` (a name or a path). Refuses anything
+    /// that is not a network namespace, and — unless `allow_host` — the caller's own netns and
+    /// the host's (PID 1's, when it can be read).
+    pub fn open(spec: &str, allow_host: bool) -> Result<NetNs> {
+        let path = resolve(spec)?;
+        let ns = NetNs::open_path(spec, &path)?;
+        if !allow_host {
+            ns.refuse_host()?;
+        }
+        Ok(ns)
+    }
+
+    /// Open a namespace file and check that it is a network namespace; no host check.
+    pub fn open_path(label: &str, path: &Path) -> Result<NetNs> {
+        let file = File::open(path).map_err(|e| {
+            let reason = if e.kind() == io::ErrorKind::NotFound {
+                format!("{} does not exist", path.display())
+            } else {
+                format!("cannot open {}: {e}", path.display())
+            };
+            bad(label, reason)
+        })?;
+        let fs = nix::sys::statfs::fstatfs(&file)
+            .map_err(|e| bad(label, format!("statfs {}: {e}", path.display())))?;
+        if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+            return Err(bad(
+                label,
+                format!("{} is not a namespace file (not on nsfs)", path.display()),
+            ));
+        }
+        // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which is open.
+        let kind = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&file), NS_GET_NSTYPE) };
+        if kind != libc::CLONE_NEWNET {
+            return Err(bad(
+                label,
+                format!("{} is a namespace, but not a network namespace", path.display()),
+            ));
+        }
+        let meta = file
+            .metadata()
+            .map_err(|e| bad(label, format!("stat {}: {e}", path.display())))?;
+        Ok(NetNs {
+            label: label.to_string(),
+            path: path.to_path_buf(),
+            file,
+            id: id_of(&meta),
+        })
+    }
+
+    fn refuse_host(&self) -> Result<()> {
+        let own = std::fs::metadata("/proc/thread-self/ns/net")
+            .map_err(|e| bad(&self.label, format!("cannot identify the caller's netns: {e}")))?;
+        if id_of(&own) == self.id {
+            return Err(bad(
+                &self.label,
+                "this is the caller's own network namespace; refusing (use --allow-host-netns to override)",
+            ));
+        }
+        match std::fs::metadata("/proc/1/ns/net") {
+            Ok(host) if id_of(&host) == self.id => Err(bad(
+                &self.label,
+                "this is the host network namespace (that of PID 1); refusing (use --allow-host-netns to override)",
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "PID 1's netns is unreadable; only the caller's netns is guarded");
+                Ok(())
+            }
+        }
+    }
+
+    /// What the user called this namespace.
+    pub fn display(&self) -> &str {
+        &self.label
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn id(&self) -> NsId {
+        self.id
+    }
+
+    /// Run `f` on a short-lived thread that has entered this namespace. Sockets and tap
+    /// fds created there stay bound to the namespace and can be used from anywhere.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        let fd = self.file.as_fd();
+        let joined = std::thread::scope(|s| {
+            s.spawn(|| -> Result<T> {
+                setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    Error::kernel(format!("netns {}", self.label), "enter (setns)", e.into())
+                })?;
+                Ok(f())
+            })
+            .join()
+        });
+        match joined {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Create a named namespace (`/run/netns/NAME`), like `ip netns add`.
+    pub fn create(name: &str) -> Result<NetNs> {
+        let path = resolve(name)?;
+        if name.contains('/') {
+            return Err(bad(name, "create takes a name, not a path"));
+        }
+        let object = format!("netns {name}");
+        std::fs::create_dir_all(NETNS_RUN_DIR)
+            .map_err(|e| Error::kernel(&object, format!("create {NETNS_RUN_DIR}"), e))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::kernel(&object, format!("create mount point {}", path.display()), e))?;
+        let mounted = std::thread::scope(|s| {
+            s.spawn(|| -> io::Result<()> {
+                unshare(CloneFlags::CLONE_NEWNET)?;
+                nix::mount::mount(
+                    Some("/proc/thread-self/ns/net"),
+                    &path,
+                    None::<&str>,
+                    nix::mount::MsFlags::MS_BIND,
+                    None::<&str>,
+                )?;
+                Ok(())
+            })
+            .join()
+        });
+        let mounted = match mounted {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if let Err(e) = mounted {
+            let _ = std::fs::remove_file(&path);
+            return Err(Error::kernel(&object, "unshare and bind-mount", e));
+        }
+        NetNs::open_path(name, &path)
+    }
+
+    /// Delete a named namespace created by [`NetNs::create`] or `ip netns add`.
+    pub fn delete(name: &str) -> Result<()> {
+        let path = resolve(name)?;
+        let object = format!("netns {name}");
+        match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(Error::kernel(&object, "unmount", e.into())),
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::kernel(&object, "remove mount point", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_under_run_netns() {
+        assert_eq!(resolve("pod1").ok(), Some(PathBuf::from("/run/netns/pod1")));
+        assert_eq!(
+            resolve("/proc/42/ns/net").ok(),
+            Some(PathBuf::from("/proc/42/ns/net"))
+        );
+        assert!(resolve("").is_err());
+        assert!(resolve("..").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! Scratch networks for the demo and the tests: a "pod" netns wired like a CNI bridge
+//! plugin would wire it (veths with IPv4 and IPv6 addresses and default routes) to a
+//! "peer" netns that plays the rest of the network. Namespaces get unique names and are
+//! deleted on drop, so nothing is left behind even when a test fails.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::netlink::route::NewRoute;
+use crate::netlink::{Netlink, addr, link, route};
+use crate::netns::NetNs;
+use crate::tap;
+use crate::{Error, Result};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique netns name: `PREFIX-PID-N`.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One veth between the pod and the peer.
+#[derive(Debug, Clone)]
+pub struct ScratchLink {
+    /// Name in the pod netns (`eth<n>`).
+    pub name: String,
+    /// Name of the other end, in the peer netns.
+    pub peer_name: String,
+    pub pod_v4: Ipv4Addr,
+    pub peer_v4: Ipv4Addr,
+    pub pod_v6: Ipv6Addr,
+    pub peer_v6: Ipv6Addr,
+    pub mac: [u8; 6],
+}
+
+/// A pod netns and a peer netns joined by veths.
+#[derive(Debug)]
+pub struct ScratchNet {
+    pub pod_name: String,
+    pub peer_name: String,
+    pub pod: NetNs,
+    pub peer: NetNs,
+    pub links: Vec<ScratchLink>,
+}
+
+fn k(object: &str, step: &str) -> impl FnOnce(crate::netlink::NlError) -> Error {
+    let object = object.to_string();
+    let step = step.to_string();
+    move |e| Error::kernel(object, step, e.into_io())
+}
+
+impl ScratchNet {
+    /// Create the two namespaces (`PREFIX-PID-N-pod` and `...-peer`), with loopback up.
+    pub fn new(prefix: &str) -> Result<ScratchNet> {
+        let base = unique_name(prefix);
+        let pod_name = format!("{base}-pod");
+        let peer_name = format!("{base}-peer");
+        let pod = NetNs::create(&pod_name)?;
+        let peer = match NetNs::create(&peer_name) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = NetNs::delete(&pod_name);
+                return Err(e);
+            }
+        };
+        let net = ScratchNet {
+            pod_name,
+            peer_name,
+            pod,
+            peer,
+            links: Vec::new(),
+        };
+        for ns in [&net.pod, &net.peer] {
+            let mut nl = Netlink::open_in(ns)?;
+            link::set_up(&mut nl, 1).map_err(k(ns.display(), "bring lo up"))?;
+        }
+        Ok(net)
+    }
+
+    /// Add veth number `n`: `eth<n>` in the pod with 10.77.n.2/24 and fd77:n::2/64, its peer
+    /// `peth<n>` with 10.77.n.1 and fd77:n::1. With `default_route`, the pod gets IPv4 and
+    /// IPv6 default routes through the peer.
+    pub fn add_link(&mut self, n: u8, mtu: u32, default_route: bool) -> Result<ScratchLink> {
+        let name = format!("eth{n}");
+        let peer_name = format!("peth{n}");
+        let l = ScratchLink {
+            pod_v4: Ipv4Addr::new(10, 77, n, 2),
+            peer_v4: Ipv4Addr::new(10, 77, n, 1),
+            pod_v6: Ipv6Addr::new(0xfd77, u16::from(n), 0, 0, 0, 0, 0, 2),
+            peer_v6: Ipv6Addr::new(0xfd77, u16::from(n), 0, 0, 0, 0, 0, 1),
+            mac: [0x02, 0x77, 0, 0, n, 2],
+            name,
+            peer_name,
+        };
+        let pod_label = format!("netns {} {}", self.pod_name, l.name);
+        let peer_label = format!("netns {} {}", self.peer_name, l.peer_name);
+        let mut pod_nl = Netlink::open_in(&self.pod)?;
+        link::create_veth(&mut pod_nl, &l.name, &l.peer_name, self.peer.as_fd())
+            .map_err(k(&pod_label, "create veth"))?;
+        let (pod_index, peer_index) = (
+            self.pod.run(|| tap::ifindex(&l.name))?,
+            self.peer.run(|| tap::ifindex(&l.peer_name))?,
+        );
+        let pod_index = pod_index.map_err(|e| Error::kernel(&pod_label, "look up", e))?;
+        let peer_index = peer_index.map_err(|e| Error::kernel(&peer_label, "look up", e))?;
+        link::set_mac_mtu(&mut pod_nl, pod_index, &l.mac, mtu)
+            .map_err(k(&pod_label, "set mac and mtu"))?;
+        let mut peer_nl = Netlink::open_in(&self.peer)?;
+        link::set_mac_mtu(&mut peer_nl, peer_index, &[0x02, 0x77, 0, 0, n, 1], mtu)
+            .map_err(k(&peer_label, "set mac and mtu"))?;
+        addr::add(&mut pod_nl, pod_index, IpAddr::V4(l.pod_v4), 24).map_err(k(&pod_label, "add IPv4"))?;
+        addr::add(&mut pod_nl, pod_index, IpAddr::V6(l.pod_v6), 64).map_err(k(&pod_label, "add IPv6"))?;
+        addr::add(&mut peer_nl, peer_index, IpAddr::V4(l.peer_v4), 24)
+            .map_err(k(&peer_label, "add IPv4"))?;
+        addr::add(&mut peer_nl, peer_index, IpAddr::V6(l.peer_v6), 64)
+            .map_err(k(&peer_label, "add IPv6"))?;
+        link::set_up(&mut pod_nl, pod_index).map_err(k(&pod_label, "bring up"))?;
+        link::set_up(&mut peer_nl, peer_index).map_err(k(&peer_label, "bring up"))?;
+        if default_route {
+            for (gw, ipv6) in [(IpAddr::V4(l.peer_v4), false), (IpAddr::V6(l.peer_v6), true)] {
+                route::add(
+                    &mut pod_nl,
+                    &NewRoute {
+                        dst: None,
+                        gateway: Some(gw),
+                        oif: pod_index,
+                        mtu: None,
+                        ipv6,
+                    },
+                )
+                .map_err(k(&pod_label, "add default route"))?;
+            }
+        }
+        self.links.push(l.clone());
+        Ok(l)
+    }
+}
+
+impl Drop for ScratchNet {
+    fn drop(&mut self) {
+        for name in [&self.pod_name, &self.peer_name] {
+            if let Err(e) = NetNs::delete(name) {
+                tracing::error!(netns = %name, error = %e, "could not delete scratch netns");
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Tap devices through /dev/net/tun: create a persistent tap, and open its queues by name
+//! as a VMM would. A tap is created in the network namespace of the thread that opens
+//! /dev/net/tun, so callers run these inside the target netns (see `NetNs::run`).
+
+use std::ffi::CStr;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+const TUN_PATH: &str = "/dev/net/tun";
+/// `_IOW('T', 202, int)`
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+/// `_IOW('T', 203, int)`
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+/// `_IOR('T', 210, unsigned int)`
+const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
+const IFF_TAP: i16 = 0x0002;
+const IFF_NO_PI: i16 = 0x1000;
+const IFF_VNET_HDR: i16 = 0x4000;
+const IFF_MULTI_QUEUE: i16 = 0x0100;
+/// Fail instead of attaching when a device of that name already exists.
+const IFF_TUN_EXCL: i16 = -0x8000; // 0x8000 as i16
+
+/// Linux's limit on the queues of one tap.
+pub const MAX_QUEUES: u32 = 256;
+
+/// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (the rest of the union
+/// is unused here).
+#[repr(C)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    flags: i16,
+    _pad: [u8; 22],
+}
+
+impl IfReq {
+    fn new(name: &str, flags: i16) -> io::Result<IfReq> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad interface name {name:?}"),
+            ));
+        }
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags,
+            _pad: [0; 22],
+        };
+        req.name[..bytes.len()].copy_from_slice(bytes);
+        Ok(req)
+    }
+}
+
+/// The flags a tap is created with, which a VMM must repeat to open its queues.
+pub fn tap_flags(queues: u32) -> i16 {
+    let mut flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    if queues > 1 {
+        flags |= IFF_MULTI_QUEUE;
+    }
+    flags
+}
+
+fn open_tun() -> io::Result<OwnedFd> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(TUN_PATH)?;
+    Ok(OwnedFd::from(file))
+}
+
+fn set_iff(fd: &OwnedFd, req: &mut IfReq) -> io::Result<()> {
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `IfReq` has its layout and size
+    // (40 bytes) and lives for the duration of the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, req as *mut IfReq) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Create a persistent tap named `name` in the calling thread's netns: tap mode, no packet
+/// information, vnet header, multi-queue when `queues > 1`. Fails if the name is taken.
+pub fn create_persistent(name: &str, queues: u32) -> io::Result<()> {
+    let fd = open_tun()?;
+    let mut req = IfReq::new(name, tap_flags(queues) | IFF_TUN_EXCL)?;
+    set_iff(&fd, &mut req)?;
+    // SAFETY: TUNSETPERSIST takes an integer argument by value; the fd is open.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Open `queues` queues of the existing tap `name`, with the flags it was created with
+/// (what a VMM does). Must run in the tap's netns.
+pub fn open_queues(name: &str, queues: u32) -> io::Result<Vec<OwnedFd>> {
+    (0..queues.max(1))
+        .map(|_| {
+            let fd = open_tun()?;
+            let mut req = IfReq::new(name, tap_flags(queues))?;
+            set_iff(&fd, &mut req)?;
+            Ok(fd)
+        })
+        .collect()
+}
+
+/// The interface name a tun fd is attached to.
+pub fn attached_name(fd: &OwnedFd) -> io::Result<String> {
+    let mut req = IfReq::new("x", 0)?;
+    // SAFETY: TUNGETIFF fills a `struct ifreq`; `IfReq` has its layout and outlives the call.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, &mut req as *mut IfReq) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let name = CStr::from_bytes_until_nul(&req.name)
+        .map_err(|_| io::Error::other("TUNGETIFF returned an unterminated name"))?;
+    Ok(name.to_string_lossy().into_owned())
+}
+
+/// The ifindex of `name` in the calling thread's netns.
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
+    // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifreq_has_the_kernel_layout() {
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
+    }
+
+    #[test]
+    fn flags_follow_the_queue_count() {
+        assert_eq!(tap_flags(1) & IFF_MULTI_QUEUE, 0);
+        assert_ne!(tap_flags(4) & IFF_MULTI_QUEUE, 0);
+        assert_ne!(tap_flags(1) & IFF_VNET_HDR, 0);
+        assert_ne!(tap_flags(1) & IFF_NO_PI, 0);
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(IfReq::new("", 0).is_err());
+        assert!(IfReq::new("0123456789abcdef", 0).is_err());
+        assert!(IfReq::new("tap0", 0).is_ok());
+    }
+}
