@@ -1,1 +1,132 @@
-pub fn run(_s: &std::path::Path) -> Result<(), sandbox_net::Error> { Ok(()) }
+//! `sandbox-net demo`: the whole job on a scratch network, start to finish.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use sandbox_net::netlink::{Netlink, link, tc};
+use sandbox_net::scratch::ScratchNet;
+use sandbox_net::{AttachOptions, Error, dataplane};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn check_interrupt() -> Result<(), Error> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Err(Error::invalid("demo", "interrupted; cleaning up"));
+    }
+    Ok(())
+}
+
+/// Detaches the demo sandbox if the demo stops before it detached on its own.
+struct Attached<'a> {
+    state_dir: &'a Path,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            match sandbox_net::detach(self.state_dir, &self.id) {
+                Ok(outcome) => eprintln!("cleanup: {outcome}"),
+                Err(e) => eprintln!("cleanup: detach of sandbox {} failed: {e}", self.id),
+            }
+        }
+    }
+}
+
+pub fn run(state_dir: &Path) -> Result<(), Error> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Error::invalid("demo", "needs root (it creates network namespaces)"));
+    }
+    let handler = nix::sys::signal::SigAction::new(
+        nix::sys::signal::SigHandler::Handler(on_signal),
+        nix::sys::signal::SaFlags::empty(),
+        nix::sys::signal::SigSet::empty(),
+    );
+    for sig in [nix::sys::signal::SIGINT, nix::sys::signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { nix::sys::signal::sigaction(sig, &handler) }
+            .map_err(|e| Error::kernel("demo", format!("install {sig} handler"), e.into()))?;
+    }
+
+    println!("== 1. scratch network: a pod netns wired like a CNI bridge plugin would, and a peer");
+    let mut net = ScratchNet::new("sn-demo")?;
+    let veth = net.add_link(0, 1500, true)?;
+    println!(
+        "   pod netns {} : {} {} / {} , default via {} / {}",
+        net.pod_name, veth.name, veth.pod_v4, veth.pod_v6, veth.peer_v4, veth.peer_v6
+    );
+    println!("   peer netns {} : {} {} / {}", net.peer_name, veth.peer_name, veth.peer_v4, veth.peer_v6);
+    check_interrupt()?;
+
+    println!("\n== 2. attach (model tcfilter, 2 queues)");
+    let id = format!("demo-{}", std::process::id());
+    let mut opts = AttachOptions::new(net.pod.path().display().to_string(), id.clone());
+    opts.queues = 2;
+    opts.state_dir = state_dir.to_path_buf();
+    let mut guard = Attached {
+        state_dir,
+        id: id.clone(),
+        armed: false,
+    };
+    let attachment = sandbox_net::attach(&opts)?;
+    guard.armed = true;
+    let json = |v: &dyn erased::Json| v.to_pretty();
+    println!("{}", json(&attachment));
+    println!("\n== 3. guest config");
+    println!("{}", json(&attachment.guest));
+    check_interrupt()?;
+
+    println!("\n== 4. dataplane: a fake guest on the tap fd answers and sends ARP/NDP and pings");
+    let endpoint = &attachment.endpoints[0];
+    let iface = &attachment.guest.interfaces[0];
+    let identity = dataplane::identity(endpoint, iface)?;
+    let peers = [IpAddr::V4(veth.peer_v4), IpAddr::V6(veth.peer_v6)];
+    let reports = dataplane::check(&net.pod, &net.peer, endpoint, identity, &peers, 3)?;
+    for r in &reports {
+        let rtts: Vec<String> = r.rtts.iter().map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3)).collect();
+        println!("   {:<28} {} replies, rtt {}", r.direction, r.rtts.len(), rtts.join(", "));
+    }
+    check_interrupt()?;
+
+    println!("\n== 5. detach");
+    let outcome = sandbox_net::detach(state_dir, &id)?;
+    guard.armed = false;
+    println!("   {outcome}");
+    let mut nl = Netlink::open_in(&net.pod)?;
+    let links = link::dump(&mut nl).map_err(|e| Error::kernel("demo pod netns", "dump links", e.into_io()))?;
+    let qdiscs = tc::dump_qdiscs(&mut nl).map_err(|e| Error::kernel("demo pod netns", "dump qdiscs", e.into_io()))?;
+    let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
+    let ingress = qdiscs.iter().filter(|q| q.kind == "ingress").count();
+    let state_left = opts.state_dir.join(format!("{id}.json")).exists();
+    println!("   links left in the pod netns: {names:?}; ingress qdiscs: {ingress}; state file left: {state_left}");
+    if names.len() != 2 || ingress != 0 || state_left {
+        return Err(Error::invalid("demo", "detach left something behind"));
+    }
+
+    println!("\n== 6. remove the scratch namespaces");
+    let (pod, peer) = (net.pod_name.clone(), net.peer_name.clone());
+    drop(net);
+    let left = [&pod, &peer].iter().filter(|n| Path::new("/run/netns").join(n).exists()).count();
+    println!("   {pod}, {peer} removed ({left} left)");
+    println!("\ndemo OK");
+    Ok(())
+}
+
+/// Pretty JSON for the demo's printouts.
+mod erased {
+    pub trait Json {
+        fn to_pretty(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_pretty(&self) -> String {
+            serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("<cannot encode: {e}>"))
+        }
+    }
+}

@@ -17,6 +17,7 @@
 //! # Ok::<(), sandbox_net::Error>(())
 //! ```
 
+pub mod dataplane;
 pub mod endpoint;
 pub mod error;
 pub mod fakeguest;

@@ -78,6 +78,15 @@ impl ScratchNet {
         for ns in [&net.pod, &net.peer] {
             let mut nl = Netlink::open_in(ns)?;
             link::set_up(&mut nl, 1).map_err(k(ns.display(), "bring lo up"))?;
+            // No duplicate address detection: new links' IPv6 addresses (link-local ones
+            // included) are usable at once instead of after a second or two.
+            ns.run(|| {
+                for scope in ["all", "default"] {
+                    let path = format!("/proc/sys/net/ipv6/conf/{scope}/accept_dad");
+                    std::fs::write(&path, "0").map_err(|e| Error::kernel(ns.display(), format!("write {path}"), e))?;
+                }
+                Ok::<(), Error>(())
+            })??;
         }
         Ok(net)
     }
@@ -121,6 +130,10 @@ impl ScratchNet {
             .map_err(k(&peer_label, "add IPv6"))?;
         link::set_up(&mut pod_nl, pod_index).map_err(k(&pod_label, "bring up"))?;
         link::set_up(&mut peer_nl, peer_index).map_err(k(&peer_label, "bring up"))?;
+        // The kernel turns the carrier on asynchronously (link watch, up to a second later);
+        // until then the devices drop what they send. Wait like a CNI plugin settles.
+        wait_running(&mut pod_nl, pod_index, &pod_label)?;
+        wait_running(&mut peer_nl, peer_index, &peer_label)?;
         if default_route {
             for (gw, ipv6) in [(IpAddr::V4(l.peer_v4), false), (IpAddr::V6(l.peer_v6), true)] {
                 route::add(
@@ -138,6 +151,27 @@ impl ScratchNet {
         }
         self.links.push(l.clone());
         Ok(l)
+    }
+}
+
+/// Wait (up to 5 s) until a link reports IFF_RUNNING (carrier on, qdisc active).
+fn wait_running(nl: &mut Netlink, index: u32, label: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let running = link::get(nl, index)
+            .map_err(k(label, "read link state"))?
+            .is_some_and(|l| l.flags & libc::IFF_RUNNING as u32 != 0);
+        if running {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::kernel(
+                label,
+                "wait for carrier",
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no carrier after 5 s"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 

@@ -1,0 +1,124 @@
+//! Prove an attachment carries traffic: a fake guest on the tap exchanges ARP/NDP and ICMP
+//! echo with a peer, in both directions. Used by `sandbox-net demo` and by the tests.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::fakeguest::{FakeGuest, GuestIdentity, peer};
+use crate::guest::GuestInterface;
+use crate::netns::NetNs;
+use crate::state::Endpoint;
+use crate::{Error, Result, tap};
+
+/// The round-trip times of one ping exchange.
+#[derive(Debug, Clone)]
+pub struct PingReport {
+    /// "guest -> 10.77.0.1" or "peer -> 10.77.0.2".
+    pub direction: String,
+    pub rtts: Vec<Duration>,
+}
+
+/// Parse "aa:bb:cc:dd:ee:ff".
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// The fake guest's identity for an endpoint: its MAC and first IPv4 and IPv6 address.
+pub fn identity(endpoint: &Endpoint, iface: &GuestInterface) -> Result<GuestIdentity> {
+    let mac = parse_mac(&endpoint.mac).ok_or_else(|| {
+        Error::invalid(format!("endpoint {} MAC", endpoint.name), format!("{:?} is not a MAC", endpoint.mac))
+    })?;
+    let ipv4 = iface.addresses.iter().find_map(|a| match a.address {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    });
+    let ipv6 = iface.addresses.iter().find_map(|a| match a.address {
+        IpAddr::V6(v6) => Some(v6),
+        IpAddr::V4(_) => None,
+    });
+    Ok(GuestIdentity { mac, ipv4, ipv6 })
+}
+
+/// Open the endpoint's tap in `pod` as a VMM would (all its queues, same flags), then:
+/// the guest pings every `peer_ips` address `count` times, and the `peer` netns pings
+/// every guest address while the guest answers. Fails if any exchange gets no reply.
+pub fn check(
+    pod: &NetNs,
+    peer_ns: &NetNs,
+    endpoint: &Endpoint,
+    id: GuestIdentity,
+    peer_ips: &[IpAddr],
+    count: u32,
+) -> Result<Vec<PingReport>> {
+    let tap_label = format!("tap {} in netns {}", endpoint.tap, pod.display());
+    let fds = pod
+        .run(|| tap::open_queues(&endpoint.tap, endpoint.queues))?
+        .map_err(|e| Error::kernel(&tap_label, "open tap queues", e))?;
+    let mut guest = FakeGuest::new(fds, id);
+    let timeout = Duration::from_secs(1);
+    let mut reports = Vec::new();
+    for &target in peer_ips {
+        let rtts = guest
+            .ping(target, None, count, timeout)
+            .map_err(|e| Error::kernel(&tap_label, format!("fake guest pings {target}"), std::io::Error::other(e.to_string())))?;
+        reports.push(PingReport {
+            direction: format!("guest -> {target}"),
+            rtts,
+        });
+    }
+    let guest_ips: Vec<IpAddr> = id
+        .ipv4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(id.ipv6.map(IpAddr::V6))
+        .collect();
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| -> Result<()> {
+        let server = s.spawn(|| guest.serve(&stop, Instant::now() + Duration::from_secs(30)));
+        let pinged = (|| -> Result<()> {
+            for &target in &guest_ips {
+                let rtts = peer_ns
+                    .run(|| peer::ping_from_current_netns(target, count, timeout))?
+                    .map_err(|e| {
+                        Error::kernel(
+                            format!("netns {}", peer_ns.display()),
+                            format!("ping the fake guest at {target}"),
+                            std::io::Error::other(e.to_string()),
+                        )
+                    })?;
+                reports.push(PingReport {
+                    direction: format!("peer -> {target}"),
+                    rtts,
+                });
+            }
+            Ok(())
+        })();
+        stop.store(true, Ordering::Relaxed);
+        let served = server
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        pinged?;
+        served.map_err(|e| Error::kernel(&tap_label, "fake guest serves", std::io::Error::other(e.to_string())))?;
+        Ok(())
+    })?;
+    Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse() {
+        assert_eq!(parse_mac("02:77:00:00:00:0a"), Some([2, 0x77, 0, 0, 0, 10]));
+        assert_eq!(parse_mac("02:77:00:00:00"), None);
+        assert_eq!(parse_mac("02:77:00:00:00:00:01"), None);
+        assert_eq!(parse_mac("zz:77:00:00:00:00"), None);
+    }
+}
