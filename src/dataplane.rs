@@ -32,7 +32,10 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 /// The fake guest's identity for an endpoint: its MAC and first IPv4 and IPv6 address.
 pub fn identity(endpoint: &Endpoint, iface: &GuestInterface) -> Result<GuestIdentity> {
     let mac = parse_mac(&endpoint.mac).ok_or_else(|| {
-        Error::invalid(format!("endpoint {} MAC", endpoint.name), format!("{:?} is not a MAC", endpoint.mac))
+        Error::invalid(
+            format!("endpoint {} MAC", endpoint.name),
+            format!("{:?} is not a MAC", endpoint.mac),
+        )
     })?;
     let ipv4 = iface.addresses.iter().find_map(|a| match a.address {
         IpAddr::V4(v4) => Some(v4),
@@ -64,9 +67,13 @@ pub fn check(
     let timeout = Duration::from_secs(1);
     let mut reports = Vec::new();
     for &target in peer_ips {
-        let rtts = guest
-            .ping(target, None, count, timeout)
-            .map_err(|e| Error::kernel(&tap_label, format!("fake guest pings {target}"), std::io::Error::other(e.to_string())))?;
+        let rtts = guest.ping(target, None, count, timeout).map_err(|e| {
+            Error::kernel(
+                &tap_label,
+                format!("fake guest pings {target}"),
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
         reports.push(PingReport {
             direction: format!("guest -> {target}"),
             rtts,
@@ -104,7 +111,13 @@ pub fn check(
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         pinged?;
-        served.map_err(|e| Error::kernel(&tap_label, "fake guest serves", std::io::Error::other(e.to_string())))?;
+        served.map_err(|e| {
+            Error::kernel(
+                &tap_label,
+                "fake guest serves",
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
         Ok(())
     })?;
     Ok(reports)

@@ -42,7 +42,10 @@ impl Drop for Attached<'_> {
 pub fn run(state_dir: &Path) -> Result<(), Error> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Err(Error::invalid("demo", "needs root (it creates network namespaces)"));
+        return Err(Error::invalid(
+            "demo",
+            "needs root (it creates network namespaces)",
+        ));
     }
     let handler = nix::sys::signal::SigAction::new(
         nix::sys::signal::SigHandler::Handler(on_signal),
@@ -62,7 +65,10 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
         "   pod netns {} : {} {} / {} , default via {} / {}",
         net.pod_name, veth.name, veth.pod_v4, veth.pod_v6, veth.peer_v4, veth.peer_v6
     );
-    println!("   peer netns {} : {} {} / {}", net.peer_name, veth.peer_name, veth.peer_v4, veth.peer_v6);
+    println!(
+        "   peer netns {} : {} {} / {}",
+        net.peer_name, veth.peer_name, veth.peer_v4, veth.peer_v6
+    );
     check_interrupt()?;
 
     println!("\n== 2. attach (model tcfilter, 2 queues)");
@@ -90,8 +96,17 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
     let peers = [IpAddr::V4(veth.peer_v4), IpAddr::V6(veth.peer_v6)];
     let reports = dataplane::check(&net.pod, &net.peer, endpoint, identity, &peers, 3)?;
     for r in &reports {
-        let rtts: Vec<String> = r.rtts.iter().map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3)).collect();
-        println!("   {:<28} {} replies, rtt {}", r.direction, r.rtts.len(), rtts.join(", "));
+        let rtts: Vec<String> = r
+            .rtts
+            .iter()
+            .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
+            .collect();
+        println!(
+            "   {:<28} {} replies, rtt {}",
+            r.direction,
+            r.rtts.len(),
+            rtts.join(", ")
+        );
     }
     check_interrupt()?;
 
@@ -100,12 +115,16 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
     guard.armed = false;
     println!("   {outcome}");
     let mut nl = Netlink::open_in(&net.pod)?;
-    let links = link::dump(&mut nl).map_err(|e| Error::kernel("demo pod netns", "dump links", e.into_io()))?;
-    let qdiscs = tc::dump_qdiscs(&mut nl).map_err(|e| Error::kernel("demo pod netns", "dump qdiscs", e.into_io()))?;
+    let links = link::dump(&mut nl)
+        .map_err(|e| Error::kernel("demo pod netns", "dump links", e.into_io()))?;
+    let qdiscs = tc::dump_qdiscs(&mut nl)
+        .map_err(|e| Error::kernel("demo pod netns", "dump qdiscs", e.into_io()))?;
     let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
     let ingress = qdiscs.iter().filter(|q| q.kind == "ingress").count();
     let state_left = opts.state_dir.join(format!("{id}.json")).exists();
-    println!("   links left in the pod netns: {names:?}; ingress qdiscs: {ingress}; state file left: {state_left}");
+    println!(
+        "   links left in the pod netns: {names:?}; ingress qdiscs: {ingress}; state file left: {state_left}"
+    );
     if names.len() != 2 || ingress != 0 || state_left {
         return Err(Error::invalid("demo", "detach left something behind"));
     }
@@ -113,7 +132,10 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
     println!("\n== 6. remove the scratch namespaces");
     let (pod, peer) = (net.pod_name.clone(), net.peer_name.clone());
     drop(net);
-    let left = [&pod, &peer].iter().filter(|n| Path::new("/run/netns").join(n).exists()).count();
+    let left = [&pod, &peer]
+        .iter()
+        .filter(|n| Path::new("/run/netns").join(n).exists())
+        .count();
     println!("   {pod}, {peer} removed ({left} left)");
     println!("\ndemo OK");
     Ok(())

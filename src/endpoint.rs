@@ -113,7 +113,9 @@ pub fn candidates(snapshot: &Snapshot) -> Result<Vec<Candidate>, Refused> {
             Class::Unsupported(kind) => {
                 return Err(Refused {
                     iface: link.name.clone(),
-                    reason: format!("has addresses but its kind {kind:?} is not supported (supported: veth, macvlan, macvtap, ipvlan, vlan, tap, physical)"),
+                    reason: format!(
+                        "has addresses but its kind {kind:?} is not supported (supported: veth, macvlan, macvtap, ipvlan, vlan, tap, physical)"
+                    ),
                 });
             }
         }
@@ -166,17 +168,41 @@ mod tests {
 
     #[test]
     fn kinds_are_classified() {
-        assert_eq!(classify(&link(2, "eth0", Some("veth"))), Class::Endpoint(EndpointKind::Veth));
-        assert_eq!(classify(&link(2, "m", Some("macvlan"))), Class::Endpoint(EndpointKind::Macvlan));
-        assert_eq!(classify(&link(2, "m", Some("macvtap"))), Class::Endpoint(EndpointKind::Macvtap));
-        assert_eq!(classify(&link(2, "i", Some("ipvlan"))), Class::Endpoint(EndpointKind::Ipvlan));
-        assert_eq!(classify(&link(2, "v", Some("vlan"))), Class::Endpoint(EndpointKind::Vlan));
-        assert_eq!(classify(&link(2, "p", None)), Class::Endpoint(EndpointKind::Physical));
-        assert_eq!(classify(&link(2, "b", Some("bridge"))), Class::Unsupported("bridge".into()));
+        assert_eq!(
+            classify(&link(2, "eth0", Some("veth"))),
+            Class::Endpoint(EndpointKind::Veth)
+        );
+        assert_eq!(
+            classify(&link(2, "m", Some("macvlan"))),
+            Class::Endpoint(EndpointKind::Macvlan)
+        );
+        assert_eq!(
+            classify(&link(2, "m", Some("macvtap"))),
+            Class::Endpoint(EndpointKind::Macvtap)
+        );
+        assert_eq!(
+            classify(&link(2, "i", Some("ipvlan"))),
+            Class::Endpoint(EndpointKind::Ipvlan)
+        );
+        assert_eq!(
+            classify(&link(2, "v", Some("vlan"))),
+            Class::Endpoint(EndpointKind::Vlan)
+        );
+        assert_eq!(
+            classify(&link(2, "p", None)),
+            Class::Endpoint(EndpointKind::Physical)
+        );
+        assert_eq!(
+            classify(&link(2, "b", Some("bridge"))),
+            Class::Unsupported("bridge".into())
+        );
         let mut tun = link(3, "tun0", Some("tun"));
         tun.tun = Some(TunDetails::default());
         assert_eq!(classify(&tun), Class::Endpoint(EndpointKind::Tun));
-        tun.tun = Some(TunDetails { tap: true, ..TunDetails::default() });
+        tun.tun = Some(TunDetails {
+            tap: true,
+            ..TunDetails::default()
+        });
         assert_eq!(classify(&tun), Class::Endpoint(EndpointKind::Tap));
         let mut lo = link(1, "lo", None);
         lo.flags |= libc::IFF_LOOPBACK as u32;

@@ -207,9 +207,24 @@ mod tests {
                 alias: None,
             }],
             addresses: vec![
-                Address { ifindex: 2, addr: ip("10.0.0.2"), prefix_len: 24, scope: 0 },
-                Address { ifindex: 2, addr: ip("fd00::2"), prefix_len: 64, scope: 0 },
-                Address { ifindex: 2, addr: ip("fe80::1"), prefix_len: 64, scope: 253 },
+                Address {
+                    ifindex: 2,
+                    addr: ip("10.0.0.2"),
+                    prefix_len: 24,
+                    scope: 0,
+                },
+                Address {
+                    ifindex: 2,
+                    addr: ip("fd00::2"),
+                    prefix_len: 64,
+                    scope: 0,
+                },
+                Address {
+                    ifindex: 2,
+                    addr: ip("fe80::1"),
+                    prefix_len: 64,
+                    scope: 253,
+                },
             ],
             routes: vec![
                 route(Some("10.0.0.0"), 24, None, PROTO_KERNEL, 2),
@@ -219,10 +234,30 @@ mod tests {
                 route(None, 0, Some("10.9.9.9"), 3, 9),
             ],
             neighbours: vec![
-                Neighbour { ifindex: 2, ip: ip("10.0.0.1"), lladdr: Some(vec![2, 0, 0, 0, 0, 1]), state: nud::REACHABLE },
-                Neighbour { ifindex: 2, ip: ip("10.0.0.50"), lladdr: Some(vec![2, 0, 0, 0, 0, 0x50]), state: nud::PERMANENT },
-                Neighbour { ifindex: 2, ip: ip("10.0.0.51"), lladdr: Some(vec![2, 0, 0, 0, 0, 0x51]), state: nud::REACHABLE },
-                Neighbour { ifindex: 2, ip: ip("fd00::1"), lladdr: None, state: nud::INCOMPLETE },
+                Neighbour {
+                    ifindex: 2,
+                    ip: ip("10.0.0.1"),
+                    lladdr: Some(vec![2, 0, 0, 0, 0, 1]),
+                    state: nud::REACHABLE,
+                },
+                Neighbour {
+                    ifindex: 2,
+                    ip: ip("10.0.0.50"),
+                    lladdr: Some(vec![2, 0, 0, 0, 0, 0x50]),
+                    state: nud::PERMANENT,
+                },
+                Neighbour {
+                    ifindex: 2,
+                    ip: ip("10.0.0.51"),
+                    lladdr: Some(vec![2, 0, 0, 0, 0, 0x51]),
+                    state: nud::REACHABLE,
+                },
+                Neighbour {
+                    ifindex: 2,
+                    ip: ip("fd00::1"),
+                    lladdr: None,
+                    state: nud::INCOMPLETE,
+                },
             ],
         }
     }
@@ -235,22 +270,51 @@ mod tests {
         assert_eq!(i.mac, "02:42:ac:11:00:02");
         assert_eq!(i.mtu, 1450);
         assert!(i.noarp);
-        let addrs: Vec<_> = i.addresses.iter().map(|a| (a.address, a.prefix_len)).collect();
+        let addrs: Vec<_> = i
+            .addresses
+            .iter()
+            .map(|a| (a.address, a.prefix_len))
+            .collect();
         assert_eq!(addrs, vec![(ip("10.0.0.2"), 24), (ip("fd00::2"), 64)]);
     }
 
     #[test]
     fn kernel_routes_and_other_devices_are_left_out() {
         let g = describe(&snapshot(), &[2]);
-        let dsts: Vec<_> = g.routes.iter().map(|r| (r.family.as_str(), r.dst.as_str())).collect();
-        assert_eq!(dsts, vec![("inet", "default"), ("inet6", "default"), ("inet", "192.168.7.0/24")]);
-        assert!(g.routes.iter().all(|r| r.mtu == Some(1400) && r.device == "eth0"));
+        let dsts: Vec<_> = g
+            .routes
+            .iter()
+            .map(|r| (r.family.as_str(), r.dst.as_str()))
+            .collect();
+        assert_eq!(
+            dsts,
+            vec![
+                ("inet", "default"),
+                ("inet6", "default"),
+                ("inet", "192.168.7.0/24")
+            ]
+        );
+        assert!(
+            g.routes
+                .iter()
+                .all(|r| r.mtu == Some(1400) && r.device == "eth0")
+        );
     }
 
     #[test]
     fn neighbours_are_permanent_ones_and_the_resolved_gateway() {
         let g = describe(&snapshot(), &[2]);
-        let ips: Vec<_> = g.neighbors.iter().map(|n| (n.ip, n.state.as_str())).collect();
-        assert_eq!(ips, vec![(ip("10.0.0.1"), "reachable"), (ip("10.0.0.50"), "permanent")]);
+        let ips: Vec<_> = g
+            .neighbors
+            .iter()
+            .map(|n| (n.ip, n.state.as_str()))
+            .collect();
+        assert_eq!(
+            ips,
+            vec![
+                (ip("10.0.0.1"), "reachable"),
+                (ip("10.0.0.50"), "permanent")
+            ]
+        );
     }
 }

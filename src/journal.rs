@@ -28,7 +28,10 @@ pub enum Entry {
         mtu: u32,
     },
     /// An ingress qdisc on a device.
-    IngressQdisc { device: String, ifindex: Option<u32> },
+    IngressQdisc {
+        device: String,
+        ifindex: Option<u32>,
+    },
     /// The match-all redirect filter on `device`'s ingress toward `target`.
     RedirectFilter {
         device: String,
@@ -151,19 +154,19 @@ pub fn apply(
     fail_at: Option<usize>,
 ) -> Result<(), ApplyError> {
     let mut known: Vec<(String, u32)> = Vec::new();
-    for i in 0..entries.len() {
+    for (i, entry) in entries.iter_mut().enumerate() {
         if cfg!(feature = "failpoints") && fail_at == Some(i) {
             return Err(ApplyError {
                 applied: i,
-                entry: entries[i].clone(),
+                entry: entry.clone(),
                 step: "failpoint",
                 error: std::io::Error::other("injected failure (failpoint)"),
             });
         }
-        if let Err((step, error)) = apply_one(nl, &mut entries[i], alias, &known) {
+        if let Err((step, error)) = apply_one(nl, entry, alias, &known) {
             return Err(ApplyError {
                 applied: i,
-                entry: entries[i].clone(),
+                entry: entry.clone(),
                 step,
                 error,
             });
@@ -172,7 +175,7 @@ pub fn apply(
             name,
             ifindex: Some(index),
             ..
-        } = &entries[i]
+        } = entry
         {
             known.push((name.clone(), *index));
         }
@@ -194,7 +197,9 @@ fn gone(errno: i32) -> bool {
 }
 
 fn resolve(entry: &Entry) -> Option<u32> {
-    entry.ifindex().or_else(|| tap::ifindex(entry.device()).ok())
+    entry
+        .ifindex()
+        .or_else(|| tap::ifindex(entry.device()).ok())
 }
 
 fn undo_one(nl: &mut Netlink, entry: &Entry) -> Result<(), NlError> {
@@ -241,12 +246,36 @@ mod tests {
     #[test]
     fn phases_put_filters_before_qdiscs_before_devices() {
         let entries = [
-            Entry::Tap { name: "tap0".into(), ifindex: Some(5), queues: 1, mtu: 1500 },
-            Entry::IngressQdisc { device: "tap0".into(), ifindex: Some(5) },
-            Entry::IngressQdisc { device: "eth0".into(), ifindex: Some(2) },
-            Entry::RedirectFilter { device: "eth0".into(), ifindex: Some(2), target: "tap0".into() },
-            Entry::RedirectFilter { device: "tap0".into(), ifindex: Some(5), target: "eth0".into() },
-            Entry::Tap { name: "tap1".into(), ifindex: Some(7), queues: 1, mtu: 1500 },
+            Entry::Tap {
+                name: "tap0".into(),
+                ifindex: Some(5),
+                queues: 1,
+                mtu: 1500,
+            },
+            Entry::IngressQdisc {
+                device: "tap0".into(),
+                ifindex: Some(5),
+            },
+            Entry::IngressQdisc {
+                device: "eth0".into(),
+                ifindex: Some(2),
+            },
+            Entry::RedirectFilter {
+                device: "eth0".into(),
+                ifindex: Some(2),
+                target: "tap0".into(),
+            },
+            Entry::RedirectFilter {
+                device: "tap0".into(),
+                ifindex: Some(5),
+                target: "eth0".into(),
+            },
+            Entry::Tap {
+                name: "tap1".into(),
+                ifindex: Some(7),
+                queues: 1,
+                mtu: 1500,
+            },
         ];
         let mut order: Vec<&Entry> = entries.iter().rev().collect();
         order.sort_by_key(|e| e.phase());
@@ -266,7 +295,11 @@ mod tests {
 
     #[test]
     fn entries_round_trip_through_json() {
-        let e = Entry::RedirectFilter { device: "eth0".into(), ifindex: None, target: "tap0".into() };
+        let e = Entry::RedirectFilter {
+            device: "eth0".into(),
+            ifindex: None,
+            target: "tap0".into(),
+        };
         let text = serde_json::to_string(&e).unwrap();
         assert!(text.contains("\"object\":\"redirect-filter\""));
         let back: Entry = serde_json::from_str(&text).unwrap();

@@ -179,8 +179,11 @@ fn run(cli: Cli) -> Result<(), Error> {
                 println!("no attachments in {}", state_dir.display());
             } else {
                 for s in all {
-                    let eps: Vec<String> =
-                        s.endpoints.iter().map(|e| format!("{}->{}", e.name, e.tap)).collect();
+                    let eps: Vec<String> = s
+                        .endpoints
+                        .iter()
+                        .map(|e| format!("{}->{}", e.name, e.tap))
+                        .collect();
                     println!("{}  {:?}  {}  {}", s.id, s.phase, s.netns, eps.join(" "));
                 }
             }

@@ -105,7 +105,10 @@ impl NetNs {
         if kind != libc::CLONE_NEWNET {
             return Err(bad(
                 label,
-                format!("{} is a namespace, but not a network namespace", path.display()),
+                format!(
+                    "{} is a namespace, but not a network namespace",
+                    path.display()
+                ),
             ));
         }
         let meta = file
@@ -120,8 +123,12 @@ impl NetNs {
     }
 
     fn refuse_host(&self) -> Result<()> {
-        let own = std::fs::metadata("/proc/thread-self/ns/net")
-            .map_err(|e| bad(&self.label, format!("cannot identify the caller's netns: {e}")))?;
+        let own = std::fs::metadata("/proc/thread-self/ns/net").map_err(|e| {
+            bad(
+                &self.label,
+                format!("cannot identify the caller's netns: {e}"),
+            )
+        })?;
         if id_of(&own) == self.id {
             return Err(bad(
                 &self.label,
@@ -186,7 +193,9 @@ impl NetNs {
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| Error::kernel(&object, format!("create mount point {}", path.display()), e))?;
+            .map_err(|e| {
+                Error::kernel(&object, format!("create mount point {}", path.display()), e)
+            })?;
         let mounted = std::thread::scope(|s| {
             s.spawn(|| -> io::Result<()> {
                 unshare(CloneFlags::CLONE_NEWNET)?;

@@ -103,8 +103,8 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
     let ns_label = format!("netns {}", netns.display());
     let mut nl =
         Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-    let snapshot = scan::scan(&mut nl)
-        .map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
+    let snapshot =
+        scan::scan(&mut nl).map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
     let candidates = endpoint::candidates(&snapshot).map_err(|r| Error::Unsupported {
         iface: r.iface,
         netns: netns.display().to_string(),
@@ -213,7 +213,10 @@ impl std::fmt::Display for Detached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Detached::Detached { id, objects } => {
-                write!(f, "sandbox {id}: detached ({objects} kernel objects removed)")
+                write!(
+                    f,
+                    "sandbox {id}: detached ({objects} kernel objects removed)"
+                )
             }
             Detached::NotAttached { id } => write!(f, "sandbox {id}: nothing was attached"),
             Detached::NetnsGone { id, netns } => write!(
@@ -252,8 +255,8 @@ pub fn detach(state_dir: &std::path::Path, id: &str) -> Result<Detached> {
     };
     netns.run(|| -> Result<()> {
         let ns_label = format!("netns {}", netns.display());
-        let mut nl = Netlink::open_here()
-            .map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
+        let mut nl =
+            Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
         journal::undo(&mut nl, &state.journal).map_err(|e| {
             Error::kernel(
                 format!("sandbox {id}: {}", e.entry.describe()),
@@ -350,9 +353,10 @@ fn check_objects(netns: &NetNs, journal: &[Entry]) -> Result<Vec<ObjectStatus>> 
     let ns_label = format!("netns {}", netns.display());
     let mut nl =
         Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-    let links = link::dump(&mut nl).map_err(|e| Error::kernel(&ns_label, "dump links", e.into_io()))?;
-    let qdiscs =
-        tc::dump_qdiscs(&mut nl).map_err(|e| Error::kernel(&ns_label, "dump qdiscs", e.into_io()))?;
+    let links =
+        link::dump(&mut nl).map_err(|e| Error::kernel(&ns_label, "dump links", e.into_io()))?;
+    let qdiscs = tc::dump_qdiscs(&mut nl)
+        .map_err(|e| Error::kernel(&ns_label, "dump qdiscs", e.into_io()))?;
     let by_name = |name: &str| links.iter().find(|l| l.name == name);
     let mut out = Vec::with_capacity(journal.len());
     for entry in journal {
@@ -365,11 +369,16 @@ fn check_objects(netns: &NetNs, journal: &[Entry]) -> Result<Vec<ObjectStatus>> 
                 .any(|q| q.ifindex == l.index && q.kind == "ingress"),
             (Entry::RedirectFilter { target, .. }, Some(l)) => {
                 let target_index = by_name(target).map(|t| t.index);
-                let filters = tc::dump_ingress_filters(&mut nl, l.index)
-                    .map_err(|e| Error::kernel(&ns_label, format!("dump filters of {}", l.name), e.into_io()))?;
-                filters
-                    .iter()
-                    .any(|f| f.egress_redirect && f.match_all && Some(f.target) == Some(target_index))
+                let filters = tc::dump_ingress_filters(&mut nl, l.index).map_err(|e| {
+                    Error::kernel(
+                        &ns_label,
+                        format!("dump filters of {}", l.name),
+                        e.into_io(),
+                    )
+                })?;
+                filters.iter().any(|f| {
+                    f.egress_redirect && f.match_all && Some(f.target) == Some(target_index)
+                })
             }
         };
         out.push(ObjectStatus {

@@ -83,7 +83,8 @@ impl ScratchNet {
             ns.run(|| {
                 for scope in ["all", "default"] {
                     let path = format!("/proc/sys/net/ipv6/conf/{scope}/accept_dad");
-                    std::fs::write(&path, "0").map_err(|e| Error::kernel(ns.display(), format!("write {path}"), e))?;
+                    std::fs::write(&path, "0")
+                        .map_err(|e| Error::kernel(ns.display(), format!("write {path}"), e))?;
                 }
                 Ok::<(), Error>(())
             })??;
@@ -122,8 +123,10 @@ impl ScratchNet {
         let mut peer_nl = Netlink::open_in(&self.peer)?;
         link::set_mac_mtu(&mut peer_nl, peer_index, &[0x02, 0x77, 0, 0, n, 1], mtu)
             .map_err(k(&peer_label, "set mac and mtu"))?;
-        addr::add(&mut pod_nl, pod_index, IpAddr::V4(l.pod_v4), 24).map_err(k(&pod_label, "add IPv4"))?;
-        addr::add(&mut pod_nl, pod_index, IpAddr::V6(l.pod_v6), 64).map_err(k(&pod_label, "add IPv6"))?;
+        addr::add(&mut pod_nl, pod_index, IpAddr::V4(l.pod_v4), 24)
+            .map_err(k(&pod_label, "add IPv4"))?;
+        addr::add(&mut pod_nl, pod_index, IpAddr::V6(l.pod_v6), 64)
+            .map_err(k(&pod_label, "add IPv6"))?;
         addr::add(&mut peer_nl, peer_index, IpAddr::V4(l.peer_v4), 24)
             .map_err(k(&peer_label, "add IPv4"))?;
         addr::add(&mut peer_nl, peer_index, IpAddr::V6(l.peer_v6), 64)
@@ -135,7 +138,10 @@ impl ScratchNet {
         wait_running(&mut pod_nl, pod_index, &pod_label)?;
         wait_running(&mut peer_nl, peer_index, &peer_label)?;
         if default_route {
-            for (gw, ipv6) in [(IpAddr::V4(l.peer_v4), false), (IpAddr::V6(l.peer_v6), true)] {
+            for (gw, ipv6) in [
+                (IpAddr::V4(l.peer_v4), false),
+                (IpAddr::V6(l.peer_v6), true),
+            ] {
                 route::add(
                     &mut pod_nl,
                     &NewRoute {

@@ -237,8 +237,8 @@ impl StateDir {
     /// Every sandbox id with a state file.
     pub fn ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
-        let entries =
-            fs::read_dir(&self.dir).map_err(|e| Error::state(&self.dir, "list state directory", e))?;
+        let entries = fs::read_dir(&self.dir)
+            .map_err(|e| Error::state(&self.dir, "list state directory", e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::state(&self.dir, "list state directory", e))?;
             let name = entry.file_name();
@@ -328,7 +328,9 @@ mod tests {
         let p = Path::new("/x.json");
         assert!(parse_state(p, "{").is_err());
         assert!(parse_state(p, "{}").is_err());
-        let e = parse_state(p, r#"{"version": 99}"#).err().map(|e| e.to_string());
+        let e = parse_state(p, r#"{"version": 99}"#)
+            .err()
+            .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("version 99")));
     }
 }

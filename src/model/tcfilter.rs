@@ -100,6 +100,13 @@ mod tests {
                 "redirect filter tap0_sn -> eth0",
             ]
         );
-        assert!(matches!(journal[0], Entry::Tap { mtu: 1450, queues: 4, .. }));
+        assert!(matches!(
+            journal[0],
+            Entry::Tap {
+                mtu: 1450,
+                queues: 4,
+                ..
+            }
+        ));
     }
 }

@@ -156,7 +156,8 @@ pub fn set_mtu_up(
         msg.attributes.push(LinkAttribute::Mtu(mtu));
     }
     if let Some(alias) = alias {
-        msg.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
     }
     nl.request(RouteNetlinkMessage::SetLink(msg), 0)
 }

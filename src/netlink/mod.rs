@@ -74,7 +74,11 @@ impl Netlink {
     /// Open a socket inside `netns` (on a short-lived thread); usable from any thread after.
     pub fn open_in(netns: &NetNs) -> crate::Result<Self> {
         netns.run(Netlink::open_here)?.map_err(|e| {
-            crate::Error::kernel(format!("netns {}", netns.display()), "open netlink socket", e)
+            crate::Error::kernel(
+                format!("netns {}", netns.display()),
+                "open netlink socket",
+                e,
+            )
         })
     }
 

@@ -30,7 +30,9 @@ pub struct Neighbour {
 
 /// Dump the IPv4 and IPv6 neighbour tables (one request).
 pub fn dump(nl: &mut Netlink) -> Result<Vec<Neighbour>, NlError> {
-    let replies = nl.dump(RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()))?;
+    let replies = nl.dump(RouteNetlinkMessage::GetNeighbour(
+        NeighbourMessage::default(),
+    ))?;
     let mut out = Vec::new();
     for reply in replies {
         let RouteNetlinkMessage::NewNeighbour(msg) = reply else {

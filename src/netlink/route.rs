@@ -4,8 +4,7 @@ use std::net::IpAddr;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
-    RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -107,7 +106,7 @@ pub struct NewRoute {
 /// Add a unicast route to the main table (protocol "boot", like `ip route add`).
 pub fn add(nl: &mut Netlink, new: &NewRoute) -> Result<(), NlError> {
     let mut msg = RouteMessage::default();
-    let mut header = RouteHeader::default();
+    let header = &mut msg.header;
     header.address_family = if new.ipv6 {
         AddressFamily::Inet6
     } else {
@@ -121,12 +120,13 @@ pub fn add(nl: &mut Netlink, new: &NewRoute) -> Result<(), NlError> {
     } else {
         RouteScope::Link
     };
-    if let Some((dst, len)) = new.dst {
+    if let Some((_, len)) = new.dst {
         header.destination_prefix_length = len;
+    }
+    if let Some((dst, _)) = new.dst {
         msg.attributes
             .push(RouteAttribute::Destination(RouteAddress::from(dst)));
     }
-    msg.header = header;
     if let Some(gw) = new.gateway {
         msg.attributes
             .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
@@ -136,5 +136,8 @@ pub fn add(nl: &mut Netlink, new: &NewRoute) -> Result<(), NlError> {
         msg.attributes
             .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
     }
-    nl.request(RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL)
+    nl.request(
+        RouteNetlinkMessage::NewRoute(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
 }

@@ -155,7 +155,10 @@ pub struct RedirectFilter {
 }
 
 /// Dump the filters on `ifindex`'s ingress that carry a selector (one request).
-pub fn dump_ingress_filters(nl: &mut Netlink, ifindex: u32) -> Result<Vec<RedirectFilter>, NlError> {
+pub fn dump_ingress_filters(
+    nl: &mut Netlink,
+    ifindex: u32,
+) -> Result<Vec<RedirectFilter>, NlError> {
     let mut req = TcMessage::default();
     req.header.index = ifindex as i32;
     req.header.parent = INGRESS_HANDLE;

@@ -91,12 +91,7 @@ pub fn snapshot(ns: &str) -> NetnsSnapshot {
         let name = l["ifname"].as_str().unwrap_or_default().to_string();
         links.push(format!(
             "{} {} mtu={} mac={} flags={} kind={}",
-            l["ifindex"],
-            name,
-            l["mtu"],
-            l["address"],
-            l["flags"],
-            l["linkinfo"]["info_kind"]
+            l["ifindex"], name, l["mtu"], l["address"], l["flags"], l["linkinfo"]["info_kind"]
         ));
         for f in tc_json(ns, &["filter", "show", "dev", &name, "ingress"])
             .as_array()
