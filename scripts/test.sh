@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The test suite: installs what it needs from Debian, checks formatting and lints, runs
+# every unit and integration test (as root, in private network namespaces), then the demo.
+# Usage: sudo ./scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: the tests create network namespaces and taps; run as root" >&2
+    exit 2
+fi
+
+# Debian packages: iproute2 (ip, tc) to cross-check what sandbox-net built.
+need=()
+for pkg in iproute2; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+for tool in cargo rustfmt; do
+    command -v "$tool" >/dev/null || { echo "scripts/test.sh: $tool not found (install Rust with rustup)" >&2; exit 2; }
+done
+if ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add clippy rustfmt
+fi
+[ -e /dev/net/tun ] || { echo "scripts/test.sh: /dev/net/tun is missing" >&2; exit 2; }
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+cargo test -- --test-threads "${TEST_THREADS:-4}"
+echo "== demo"
+demo_state=$(mktemp -d)
+cargo run --release --quiet -- --state-dir "$demo_state" demo | tail -n 14
+rmdir "$demo_state"
