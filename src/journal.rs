@@ -164,8 +164,16 @@ pub fn apply(
             });
         }
         if let Err((step, error)) = apply_one(nl, entry, alias, &known) {
+            // A tap that was created but not fully set up exists: count it, so it is undone.
+            let created = matches!(
+                entry,
+                Entry::Tap {
+                    ifindex: Some(_),
+                    ..
+                }
+            );
             return Err(ApplyError {
-                applied: i,
+                applied: if created { i + 1 } else { i },
                 entry: entry.clone(),
                 step,
                 error,
@@ -196,14 +204,34 @@ fn gone(errno: i32) -> bool {
     matches!(errno, libc::ENODEV | libc::ENOENT | libc::EINVAL)
 }
 
-fn resolve(entry: &Entry) -> Option<u32> {
-    entry
-        .ifindex()
-        .or_else(|| tap::ifindex(entry.device()).ok())
+/// The ifindex to undo `entry` on, or None when its device is gone (nothing to undo).
+/// A tap whose creation was journalled but never confirmed (the process died in between)
+/// is looked up by name, and deleted only if it is ours: a tun device whose alias is ours,
+/// or that has no alias yet (the alias is set right after creation).
+fn resolve(nl: &mut Netlink, entry: &Entry, alias: &str) -> Result<Option<u32>, NlError> {
+    if let Some(index) = entry.ifindex() {
+        return Ok(Some(index));
+    }
+    let Ok(index) = tap::ifindex(entry.device()) else {
+        return Ok(None);
+    };
+    if let Entry::Tap { .. } = entry {
+        let ours = link::get(nl, index)?.is_some_and(|l| {
+            l.kind.as_deref() == Some("tun") && l.alias.as_deref().is_none_or(|a| a == alias)
+        });
+        if !ours {
+            tracing::warn!(
+                device = entry.device(),
+                "a device of that name exists but is not ours; leaving it"
+            );
+            return Ok(None);
+        }
+    }
+    Ok(Some(index))
 }
 
-fn undo_one(nl: &mut Netlink, entry: &Entry) -> Result<(), NlError> {
-    let Some(index) = resolve(entry) else {
+fn undo_one(nl: &mut Netlink, entry: &Entry, alias: &str) -> Result<(), NlError> {
+    let Some(index) = resolve(nl, entry, alias)? else {
         return Ok(());
     };
     let result = match entry {
@@ -220,12 +248,13 @@ fn undo_one(nl: &mut Netlink, entry: &Entry) -> Result<(), NlError> {
 /// Undo `entries` (a journal, in creation order): in reverse, grouped so that every filter
 /// goes before every qdisc and every qdisc before every device. Runs inside the netns.
 /// Keeps going after a failure and reports the first one.
-pub fn undo(nl: &mut Netlink, entries: &[Entry]) -> Result<(), UndoError> {
+/// `alias` is the sandbox's owner alias (see [`owner_alias`]).
+pub fn undo(nl: &mut Netlink, entries: &[Entry], alias: &str) -> Result<(), UndoError> {
     let mut order: Vec<&Entry> = entries.iter().rev().collect();
     order.sort_by_key(|e| e.phase());
     let mut first_error = None;
     for entry in order {
-        if let Err(error) = undo_one(nl, entry) {
+        if let Err(error) = undo_one(nl, entry, alias) {
             tracing::warn!(object = %entry.describe(), %error.errno, "undo failed");
             first_error.get_or_insert(UndoError {
                 entry: entry.clone(),

@@ -186,7 +186,11 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
 /// Undo the first `applied` journal entries after a failed attach and drop the state.
 fn rollback(nl: &mut Netlink, store: &StateDir, state: &State, applied: usize, cause: &Error) {
     tracing::info!(id = %state.id, %cause, applied, "attach failed; rolling back");
-    if let Err(e) = journal::undo(nl, &state.journal[..applied]) {
+    if let Err(e) = journal::undo(
+        nl,
+        &state.journal[..applied],
+        &journal::owner_alias(&state.id),
+    ) {
         // Keep the state so `detach` can finish the job; report it along with the cause.
         tracing::error!(id = %state.id, object = %e.entry.describe(), error = %e.error.into_io(),
             "rollback could not remove an object; the state file is kept so detach can retry");
@@ -257,7 +261,7 @@ pub fn detach(state_dir: &std::path::Path, id: &str) -> Result<Detached> {
         let ns_label = format!("netns {}", netns.display());
         let mut nl =
             Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-        journal::undo(&mut nl, &state.journal).map_err(|e| {
+        journal::undo(&mut nl, &state.journal, &journal::owner_alias(id)).map_err(|e| {
             Error::kernel(
                 format!("sandbox {id}: {}", e.entry.describe()),
                 "remove",
