@@ -16,7 +16,9 @@ extern "C" fn on_signal(_: libc::c_int) {
 
 fn check_interrupt() -> Result<(), Error> {
     if INTERRUPTED.load(Ordering::SeqCst) {
-        return Err(Error::invalid("demo", "interrupted; cleaning up"));
+        return Err(Error::Interrupted {
+            operation: "demo".into(),
+        });
     }
     Ok(())
 }

@@ -60,6 +60,10 @@ pub enum Error {
     #[error("state {path}: {reason}")]
     CorruptState { path: PathBuf, reason: String },
 
+    /// The operation was interrupted by a signal and cleaned up after itself.
+    #[error("{operation}: interrupted by a signal; cleaned up")]
+    Interrupted { operation: String },
+
     /// A failure injected by a test failpoint.
     #[error("{object}: {step}: injected failure (failpoint)")]
     Injected { object: String, step: String },
