@@ -50,7 +50,8 @@ pub fn identity(endpoint: &Endpoint, iface: &GuestInterface) -> Result<GuestIden
 
 /// Open the endpoint's tap in `pod` as a VMM would (all its queues, same flags), then:
 /// the guest pings every `peer_ips` address `count` times, and the `peer` netns pings
-/// every guest address while the guest answers. Fails if any exchange gets no reply.
+/// every guest address while the guest answers. Fails if any exchange gets no reply, or if
+/// the peer got replies the fake guest did not send (the pod netns answered itself).
 pub fn check(
     pod: &NetNs,
     peer_ns: &NetNs,
@@ -111,13 +112,31 @@ pub fn check(
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         pinged?;
-        served.map_err(|e| {
+        let served = served.map_err(|e| {
             Error::kernel(
                 &tap_label,
                 "fake guest serves",
                 std::io::Error::other(e.to_string()),
             )
         })?;
+        // Every reply the peer got must come from the fake guest: without the redirect into
+        // the tap, the pod netns' own interface (same addresses, same MAC) answers instead.
+        let replies: usize = reports
+            .iter()
+            .filter(|r| r.direction.starts_with("peer -> "))
+            .map(|r| r.rtts.len())
+            .sum();
+        if served.echo_answered < replies as u64 {
+            return Err(Error::kernel(
+                &tap_label,
+                "fake guest serves",
+                std::io::Error::other(format!(
+                    "the peer got {replies} echo replies but the fake guest answered only {} \
+                     requests: something else (the pod netns itself?) answered",
+                    served.echo_answered
+                )),
+            ));
+        }
         Ok(())
     })?;
     Ok(reports)

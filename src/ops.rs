@@ -87,15 +87,21 @@ pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
     state::validate_id(&opts.id)?;
     check_queues(opts.queues)?;
     let store = StateDir::open(&opts.state_dir)?;
-    let _lock = store.lock(&opts.id)?;
+    let mut lock = store.lock(&opts.id)?;
     if store.load(&opts.id)?.is_some() {
         return Err(Error::AlreadyAttached {
             id: opts.id.clone(),
             path: store.state_path(&opts.id),
         });
     }
-    let netns = NetNs::open(&opts.netns, opts.allow_host_netns)?;
-    netns.run(|| attach_inside(opts, &store, &netns))?
+    let result = NetNs::open(&opts.netns, opts.allow_host_netns)
+        .and_then(|netns| netns.run(|| attach_inside(opts, &store, &netns))?);
+    // A failed attach that left no state behind (refused, or rolled back) leaves no lock
+    // file either: the state directory is as it was.
+    if result.is_err() && !store.state_path(&opts.id).exists() {
+        lock.remove_on_release();
+    }
+    result
 }
 
 /// The body of attach, on a thread inside the netns.

@@ -120,7 +120,12 @@ impl Drop for Lock {
                 tracing::warn!(path = %self.path.display(), error = %e, "could not remove lock file");
             }
         }
-        // The flock is released when `file` closes, right after this.
+        // Unlock explicitly rather than rely on the close: a child that another thread is
+        // spawning holds a copy of the fd from fork until exec (O_CLOEXEC closes it only
+        // then), and a flock lasts while any copy is open, so a later `lock` in this process
+        // could see a spurious Busy. LOCK_UN releases it for every copy.
+        // SAFETY: flock on an fd we own; no memory is passed.
+        unsafe { libc::flock(self._file.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 

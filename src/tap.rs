@@ -108,6 +108,14 @@ pub fn open_queues(name: &str, queues: u32) -> io::Result<Vec<OwnedFd>> {
         .collect()
 }
 
+/// Set the queue flags on an open tap-like fd whose device already exists (a macvtap's
+/// character device): tap, no PI, vnet header, multi-queue when `queues > 1`.
+pub fn set_queue_flags(fd: &OwnedFd, queues: u32) -> io::Result<()> {
+    let mut req = IfReq::new("x", tap_flags(queues))?;
+    req.name = [0; libc::IFNAMSIZ];
+    set_iff(fd, &mut req)
+}
+
 /// The interface name a tun fd is attached to.
 pub fn attached_name(fd: &OwnedFd) -> io::Result<String> {
     let mut req = IfReq::new("x", 0)?;

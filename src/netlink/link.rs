@@ -4,7 +4,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoTun, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoMacVtap, InfoTun, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
+    LinkMessage, MacVtapMode,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use serde::{Deserialize, Serialize};
@@ -169,6 +170,48 @@ pub fn set_mac_mtu(nl: &mut Netlink, index: u32, mac: &[u8], mtu: u32) -> Result
     msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
     msg.attributes.push(LinkAttribute::Mtu(mtu));
     nl.request(RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// Set a link's MAC address.
+pub fn set_mac(nl: &mut Netlink, index: u32, mac: &[u8]) -> Result<(), NlError> {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    nl.request(RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// What a new macvtap should look like.
+#[derive(Debug, Clone)]
+pub struct NewMacvtap<'a> {
+    pub name: &'a str,
+    pub parent: u32,
+    pub mac: &'a [u8],
+    pub mtu: u32,
+    /// None keeps the kernel's default (never copy a 0 from a CNI veth).
+    pub tx_queue_len: Option<u32>,
+}
+
+/// Create a bridge-mode macvtap on `parent`, up, with the given MAC and MTU.
+pub fn create_macvtap(nl: &mut Netlink, new: &NewMacvtap<'_>) -> Result<(), NlError> {
+    let mut msg = LinkMessage::default();
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.attributes
+        .push(LinkAttribute::IfName(new.name.to_string()));
+    msg.attributes.push(LinkAttribute::Link(new.parent));
+    msg.attributes
+        .push(LinkAttribute::Address(new.mac.to_vec()));
+    msg.attributes.push(LinkAttribute::Mtu(new.mtu));
+    if let Some(q) = new.tx_queue_len {
+        msg.attributes.push(LinkAttribute::TxQueueLen(q));
+    }
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::MacVtap),
+        LinkInfo::Data(InfoData::MacVtap(vec![InfoMacVtap::Mode(
+            MacVtapMode::Bridge,
+        )])),
+    ]));
+    nl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
 }
 
 /// Bring a link up.
