@@ -86,6 +86,8 @@ fn check_queues(queues: u32) -> Result<()> {
 pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
     state::validate_id(&opts.id)?;
     check_queues(opts.queues)?;
+    // Validate the netns before touching the state directory: bad input creates nothing.
+    let netns = NetNs::open(&opts.netns, opts.allow_host_netns)?;
     let store = StateDir::open(&opts.state_dir)?;
     let mut lock = store.lock(&opts.id)?;
     if store.load(&opts.id)?.is_some() {
@@ -94,8 +96,7 @@ pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
             path: store.state_path(&opts.id),
         });
     }
-    let result = NetNs::open(&opts.netns, opts.allow_host_netns)
-        .and_then(|netns| netns.run(|| attach_inside(opts, &store, &netns))?);
+    let result = netns.run(|| attach_inside(opts, &store, &netns))?;
     // A failed attach that left no state behind (refused, or rolled back) leaves no lock
     // file either: the state directory is as it was.
     if result.is_err() && !store.state_path(&opts.id).exists() {
