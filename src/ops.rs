@@ -96,7 +96,9 @@ pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
             path: store.state_path(&opts.id),
         });
     }
-    let result = netns.run(|| attach_inside(opts, &store, &netns)).and_then(|r| r);
+    let result = netns
+        .run(|| attach_inside(opts, &store, &netns))
+        .and_then(|r| r);
     // A failed attach that left no state behind (refused, or rolled back) leaves no lock
     // file either: the state directory is as it was.
     if result.is_err() && !store.state_path(&opts.id).exists() {
