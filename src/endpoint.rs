@@ -98,10 +98,34 @@ pub struct Refused {
 /// The configured, non-loopback links of the snapshot as endpoints, in a stable order
 /// (natural order of names: eth2 before eth10). An unsupported configured interface is
 /// an error naming it and its kind.
-pub fn candidates(snapshot: &Snapshot) -> Result<Vec<Candidate>, Refused> {
+///
+/// With `only`, just those interfaces are considered; each must exist and be configured.
+pub fn candidates(snapshot: &Snapshot, only: Option<&[String]>) -> Result<Vec<Candidate>, Refused> {
+    if let Some(names) = only {
+        for name in names {
+            match snapshot.links.iter().find(|l| &l.name == name) {
+                None => {
+                    return Err(Refused {
+                        iface: name.clone(),
+                        reason: "no such interface".into(),
+                    });
+                }
+                Some(l) if !is_configured(snapshot, l) => {
+                    return Err(Refused {
+                        iface: name.clone(),
+                        reason: "has no address to hand to the guest".into(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+    }
     let mut out = Vec::new();
     for link in &snapshot.links {
         if !is_configured(snapshot, link) {
+            continue;
+        }
+        if only.is_some_and(|names| !names.contains(&link.name)) {
             continue;
         }
         match classify(link) {
@@ -225,7 +249,7 @@ mod tests {
             ],
             ..Snapshot::default()
         };
-        let names: Vec<_> = candidates(&snapshot)
+        let names: Vec<_> = candidates(&snapshot, None)
             .unwrap_or_default()
             .into_iter()
             .map(|c| c.link.name)
@@ -240,7 +264,7 @@ mod tests {
             addresses: vec![addr(3, "10.1.0.1", 24)],
             ..Snapshot::default()
         };
-        let err = candidates(&snapshot).err();
+        let err = candidates(&snapshot, None).err();
         assert_eq!(err.as_ref().map(|e| e.iface.as_str()), Some("vx0"));
         assert!(err.is_some_and(|e| e.reason.contains("vxlan")));
     }

@@ -47,6 +47,9 @@ enum Command {
         /// Allow attaching the caller's own netns or the host's.
         #[arg(long)]
         allow_host_netns: bool,
+        /// Attach only this interface (repeat for several); default: every configured one.
+        #[arg(long = "iface", value_name = "NAME")]
+        ifaces: Vec<String>,
         /// Print the attachment as one JSON object.
         #[arg(long)]
         json: bool,
@@ -98,6 +101,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             model,
             queues,
             allow_host_netns,
+            ifaces,
             json,
         } => {
             let model: Model = model.parse()?;
@@ -105,6 +109,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             opts.model = model;
             opts.queues = queues;
             opts.allow_host_netns = allow_host_netns;
+            opts.interfaces = (!ifaces.is_empty()).then_some(ifaces);
             opts.state_dir = state_dir;
             let attachment = sandbox_net::attach(&opts)?;
             if json {

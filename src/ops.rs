@@ -27,6 +27,9 @@ pub struct AttachOptions {
     /// Allow the caller's own netns and the host netns.
     pub allow_host_netns: bool,
     pub state_dir: PathBuf,
+    /// Attach only these interfaces (e.g. a CNI plugin's CNI_IFNAME); None = every
+    /// configured interface.
+    pub interfaces: Option<Vec<String>>,
     /// Test hook: fail before journal step N (N = journal length: after every step).
     /// Honoured only when built with the `failpoints` feature.
     pub fail_at_step: Option<usize>,
@@ -41,6 +44,7 @@ impl AttachOptions {
             queues: 1,
             allow_host_netns: false,
             state_dir: StateDir::resolve(None),
+            interfaces: None,
             fail_at_step: None,
         }
     }
@@ -114,10 +118,12 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
     let snapshot =
         scan::scan(&mut nl).map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
-    let candidates = endpoint::candidates(&snapshot).map_err(|r| Error::Unsupported {
-        iface: r.iface,
-        netns: netns.display().to_string(),
-        reason: r.reason,
+    let candidates = endpoint::candidates(&snapshot, opts.interfaces.as_deref()).map_err(|r| {
+        Error::Unsupported {
+            iface: r.iface,
+            netns: netns.display().to_string(),
+            reason: r.reason,
+        }
     })?;
     if candidates.is_empty() {
         return Err(Error::NothingToAttach {
