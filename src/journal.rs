@@ -26,6 +26,8 @@ pub enum Entry {
         ifindex: Option<u32>,
         queues: u32,
         mtu: u32,
+        #[serde(default)]
+        owner: tap::TapOwner,
     },
     /// An ingress qdisc on a device.
     IngressQdisc {
@@ -111,8 +113,9 @@ fn apply_one(
             ifindex,
             queues,
             mtu,
+            owner,
         } => {
-            tap::create_persistent(name, *queues).map_err(|e| ("create tap", e))?;
+            tap::create_persistent(name, *queues, *owner).map_err(|e| ("create tap", e))?;
             let index = tap::ifindex(name).map_err(|e| ("look up tap ifindex", e))?;
             *ifindex = Some(index);
             link::set_mtu_up(nl, index, *mtu, Some(alias))

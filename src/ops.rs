@@ -12,7 +12,7 @@ use crate::netlink::{Netlink, link, tc};
 use crate::netns::NetNs;
 use crate::scan;
 use crate::state::{self, Endpoint, Phase, State, StateDir};
-use crate::tap;
+use crate::tap::{self, TapOwner};
 use crate::{Error, Result};
 
 /// What to attach, and how.
@@ -30,6 +30,10 @@ pub struct AttachOptions {
     /// Attach only these interfaces (e.g. a CNI plugin's CNI_IFNAME); None = every
     /// configured interface.
     pub interfaces: Option<Vec<String>>,
+    /// Tap names to use instead of `tap<N>_sn`, in endpoint order (CNI's `tapName`).
+    pub tap_names: Vec<String>,
+    /// Owner and group of the taps, for VMMs that run unprivileged.
+    pub tap_owner: TapOwner,
     /// Test hook: fail before journal step N (N = journal length: after every step).
     /// Honoured only when built with the `failpoints` feature.
     pub fail_at_step: Option<usize>,
@@ -45,6 +49,8 @@ impl AttachOptions {
             allow_host_netns: false,
             state_dir: StateDir::resolve(None),
             interfaces: None,
+            tap_names: Vec::new(),
+            tap_owner: TapOwner::default(),
             fail_at_step: None,
         }
     }
@@ -90,6 +96,9 @@ fn check_queues(queues: u32) -> Result<()> {
 pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
     state::validate_id(&opts.id)?;
     check_queues(opts.queues)?;
+    for name in &opts.tap_names {
+        tap::validate_ifname(name).map_err(|r| Error::invalid(format!("tap name {name:?}"), r))?;
+    }
     // Validate the netns before touching the state directory: bad input creates nothing.
     let netns = NetNs::open(&opts.netns, opts.allow_host_netns)?;
     let store = StateDir::open(&opts.state_dir)?;
@@ -143,7 +152,18 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
             });
         }
     }
-    let (endpoints, journal) = tcfilter::plan(&candidates, opts.queues);
+    if opts.tap_names.len() > candidates.len() {
+        return Err(Error::invalid(
+            "tap names",
+            format!(
+                "{} tap name(s) given for {} interface(s) to attach",
+                opts.tap_names.len(),
+                candidates.len()
+            ),
+        ));
+    }
+    let (endpoints, journal) =
+        tcfilter::plan(&candidates, opts.queues, &opts.tap_names, opts.tap_owner);
     let indexes: Vec<u32> = endpoints.iter().map(|e| e.ifindex).collect();
     let mut state = State {
         version: state::STATE_VERSION,

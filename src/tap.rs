@@ -13,6 +13,10 @@ const TUN_PATH: &str = "/dev/net/tun";
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 /// `_IOW('T', 203, int)`
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+/// `_IOW('T', 204, int)`
+const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
+/// `_IOW('T', 206, int)`
+const TUNSETGROUP: libc::c_ulong = 0x4004_54ce;
 /// `_IOR('T', 210, unsigned int)`
 const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 const IFF_TAP: i16 = 0x0002;
@@ -81,16 +85,51 @@ fn set_iff(fd: &OwnedFd, req: &mut IfReq) -> io::Result<()> {
     Ok(())
 }
 
+/// Who may open a tap besides root (for VMMs that run unprivileged).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TapOwner {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+fn ioctl_int(fd: &OwnedFd, request: libc::c_ulong, value: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: these tun ioctls take an integer argument by value; the fd is open.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, value) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Create a persistent tap named `name` in the calling thread's netns: tap mode, no packet
-/// information, vnet header, multi-queue when `queues > 1`. Fails if the name is taken.
-pub fn create_persistent(name: &str, queues: u32) -> io::Result<()> {
+/// information, vnet header, multi-queue when `queues > 1`, owned by `owner` when given.
+/// Fails if the name is taken.
+pub fn create_persistent(name: &str, queues: u32, owner: TapOwner) -> io::Result<()> {
     let fd = open_tun()?;
     let mut req = IfReq::new(name, tap_flags(queues) | IFF_TUN_EXCL)?;
     set_iff(&fd, &mut req)?;
-    // SAFETY: TUNSETPERSIST takes an integer argument by value; the fd is open.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
+    if let Some(uid) = owner.uid {
+        ioctl_int(&fd, TUNSETOWNER, libc::c_ulong::from(uid))?;
+    }
+    if let Some(gid) = owner.gid {
+        ioctl_int(&fd, TUNSETGROUP, libc::c_ulong::from(gid))?;
+    }
+    ioctl_int(&fd, TUNSETPERSIST, 1)
+}
+
+/// Check a name for a network interface: 1 to 15 bytes, no '/', ':', NUL or whitespace.
+pub fn validate_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(format!("must be 1 to {} bytes long", libc::IFNAMSIZ - 1));
+    }
+    if name == "." || name == ".." {
+        return Err("is not a valid name".into());
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c == '\0' || c.is_whitespace())
+    {
+        return Err("may not contain '/', ':', NUL or whitespace".into());
     }
     Ok(())
 }
@@ -156,6 +195,14 @@ mod tests {
         assert_ne!(tap_flags(4) & IFF_MULTI_QUEUE, 0);
         assert_ne!(tap_flags(1) & IFF_VNET_HDR, 0);
         assert_ne!(tap_flags(1) & IFF_NO_PI, 0);
+    }
+
+    #[test]
+    fn interface_names_are_validated() {
+        assert!(validate_ifname("tap0").is_ok());
+        for bad in ["", "..", "a/b", "a b", "a:b", "0123456789abcdef"] {
+            assert!(validate_ifname(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

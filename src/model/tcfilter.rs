@@ -5,6 +5,7 @@ use crate::endpoint::{Candidate, EndpointKind};
 use crate::guest::format_mac;
 use crate::journal::Entry;
 use crate::state::Endpoint;
+use crate::tap::TapOwner;
 
 /// Endpoint kinds this model can attach.
 pub const SUPPORTED: &[EndpointKind] = &[
@@ -20,17 +21,24 @@ pub fn tap_name(n: usize) -> String {
 }
 
 /// The endpoints and the journal (in creation order) that attach `candidates`.
-pub fn plan(candidates: &[Candidate], queues: u32) -> (Vec<Endpoint>, Vec<Entry>) {
+/// The tap of endpoint `n` is `tap_names[n]` when given, else [`tap_name`]`(n)`.
+pub fn plan(
+    candidates: &[Candidate],
+    queues: u32,
+    tap_names: &[String],
+    owner: TapOwner,
+) -> (Vec<Endpoint>, Vec<Entry>) {
     let mut endpoints = Vec::with_capacity(candidates.len());
     let mut journal = Vec::with_capacity(candidates.len() * 5);
     for (n, c) in candidates.iter().enumerate() {
-        let tap = tap_name(n);
+        let tap = tap_names.get(n).cloned().unwrap_or_else(|| tap_name(n));
         let link = &c.link;
         journal.push(Entry::Tap {
             name: tap.clone(),
             ifindex: None,
             queues,
             mtu: link.mtu,
+            owner,
         });
         journal.push(Entry::IngressQdisc {
             device: tap.clone(),
@@ -85,7 +93,7 @@ mod tests {
             },
             kind: EndpointKind::Veth,
         };
-        let (eps, journal) = plan(&[c], 4);
+        let (eps, journal) = plan(&[c], 4, &[], TapOwner::default());
         assert_eq!(eps[0].tap, "tap0_sn");
         assert_eq!(eps[0].mac, "02:00:00:00:00:09");
         assert_eq!(eps[0].queues, 4);
