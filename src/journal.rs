@@ -283,6 +283,7 @@ mod tests {
                 ifindex: Some(5),
                 queues: 1,
                 mtu: 1500,
+                owner: tap::TapOwner::default(),
             },
             Entry::IngressQdisc {
                 device: "tap0".into(),
@@ -307,6 +308,7 @@ mod tests {
                 ifindex: Some(7),
                 queues: 1,
                 mtu: 1500,
+                owner: tap::TapOwner::default(),
             },
         ];
         let mut order: Vec<&Entry> = entries.iter().rev().collect();
