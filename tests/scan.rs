@@ -595,7 +595,7 @@ fn scan_of_twenty_interfaces_matches_iproute2_in_four_dumps() {
         "10.77.19.60 dev=eth19 lladdr=02:00:00:00:00:60 state=STALE"
     ));
     // Every veth is a candidate, in natural name order.
-    let candidates = sandbox_net::endpoint::candidates(&snapshot).expect("candidates");
+    let candidates = sandbox_net::endpoint::candidates(&snapshot, None).expect("candidates");
     let names: Vec<String> = candidates.iter().map(|c| c.link.name.clone()).collect();
     let expected: Vec<String> = (0..20).map(|i| format!("eth{i}")).collect();
     assert_eq!(names, expected);
@@ -610,7 +610,7 @@ fn guest_description_keeps_configured_routes_and_permanent_neighbours() {
         .iter()
         .find(|l| l.name == "eth0")
         .expect("eth0 in the scan");
-    let configured: Vec<u32> = sandbox_net::endpoint::candidates(&snapshot)
+    let configured: Vec<u32> = sandbox_net::endpoint::candidates(&snapshot, None)
         .expect("candidates")
         .iter()
         .map(|c| c.link.index)
