@@ -187,6 +187,8 @@ mod tests {
             addr: a.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])),
             prefix_len: p,
             scope: 0,
+            flags: 0,
+            broadcast: None,
         }
     }
 

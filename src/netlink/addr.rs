@@ -1,20 +1,28 @@
 //! Address operations: dump and add.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use serde::{Deserialize, Serialize};
 
 use super::{Netlink, NlError};
 
 /// One address as read from an address dump.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
     pub ifindex: u32,
     pub addr: IpAddr,
     pub prefix_len: u8,
     pub scope: u8,
+    /// IFA_FLAGS (IFA_F_*): permanent, nodad, noprefixroute, ...
+    #[serde(default)]
+    pub flags: u32,
+    #[serde(default)]
+    pub broadcast: Option<Ipv4Addr>,
 }
 
 /// Dump every IPv4 and IPv6 address of the netns (one request).
@@ -29,10 +37,14 @@ pub fn dump(nl: &mut Netlink) -> Result<Vec<Address>, NlError> {
         // otherwise. Prefer IFA_LOCAL when present, as iproute2 does.
         let mut local = None;
         let mut address = None;
+        let mut flags = u32::from(msg.header.flags.bits());
+        let mut broadcast = None;
         for attr in &msg.attributes {
             match attr {
                 AddressAttribute::Local(a) => local = Some(*a),
                 AddressAttribute::Address(a) => address = Some(*a),
+                AddressAttribute::Flags(f) => flags = f.bits(),
+                AddressAttribute::Broadcast(b) => broadcast = Some(*b),
                 _ => {}
             }
         }
@@ -42,6 +54,8 @@ pub fn dump(nl: &mut Netlink) -> Result<Vec<Address>, NlError> {
                 addr,
                 prefix_len: msg.header.prefix_len,
                 scope: u8::from(msg.header.scope),
+                flags,
+                broadcast,
             });
         }
     }
@@ -62,6 +76,52 @@ pub fn add(nl: &mut Netlink, ifindex: u32, addr: IpAddr, prefix_len: u8) -> Resu
     }
     msg.attributes.push(AddressAttribute::Local(addr));
     msg.attributes.push(AddressAttribute::Address(addr));
+    nl.request(
+        RouteNetlinkMessage::NewAddress(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+fn message_for(ifindex: u32, addr: IpAddr, prefix_len: u8) -> AddressMessage {
+    let mut msg = AddressMessage::default();
+    msg.header.index = ifindex;
+    msg.header.prefix_len = prefix_len;
+    msg.header.family = match addr {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    msg.attributes.push(AddressAttribute::Local(addr));
+    if addr.is_ipv4() {
+        msg.attributes.push(AddressAttribute::Address(addr));
+    }
+    msg
+}
+
+/// Remove an address from an interface.
+pub fn delete(nl: &mut Netlink, ifindex: u32, addr: IpAddr, prefix_len: u8) -> Result<(), NlError> {
+    nl.request(
+        RouteNetlinkMessage::DelAddress(message_for(ifindex, addr, prefix_len)),
+        0,
+    )
+}
+
+/// Re-add an address exactly as a dump reported it: scope, flags, broadcast.
+pub fn restore(nl: &mut Netlink, ifindex: u32, a: &Address) -> Result<(), NlError> {
+    let mut msg = message_for(ifindex, a.addr, a.prefix_len);
+    msg.header.scope = AddressScope::from(a.scope);
+    // Kernel-managed state bits are not ours to set.
+    const SETTABLE: u32 = libc::IFA_F_NODAD
+        | libc::IFA_F_HOMEADDRESS
+        | libc::IFA_F_MANAGETEMPADDR
+        | libc::IFA_F_NOPREFIXROUTE
+        | libc::IFA_F_MCAUTOJOIN;
+    msg.attributes
+        .push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
+            a.flags & SETTABLE,
+        )));
+    if let Some(b) = a.broadcast {
+        msg.attributes.push(AddressAttribute::Broadcast(b));
+    }
     nl.request(
         RouteNetlinkMessage::NewAddress(msg),
         NLM_F_CREATE | NLM_F_EXCL,

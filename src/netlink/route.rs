@@ -16,7 +16,7 @@ pub const TABLE_MAIN: u32 = 254;
 pub const PROTO_KERNEL: u8 = 2;
 
 /// One route as read from a route dump.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Route {
     pub ipv6: bool,
     pub dst: Option<IpAddr>,
@@ -133,6 +133,60 @@ pub fn add(nl: &mut Netlink, new: &NewRoute) -> Result<(), NlError> {
     }
     msg.attributes.push(RouteAttribute::Oif(new.oif));
     if let Some(mtu) = new.mtu {
+        msg.attributes
+            .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
+    }
+    nl.request(
+        RouteNetlinkMessage::NewRoute(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// The message that identifies (and, for a restore, recreates) `r` on device `oif`.
+fn message_for(r: &Route, oif: u32) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    let header = &mut msg.header;
+    header.address_family = if r.ipv6 {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    header.destination_prefix_length = r.dst_len;
+    header.table = if r.table < 256 { r.table as u8 } else { 252 };
+    header.protocol = RouteProtocol::from(r.protocol);
+    header.scope = RouteScope::from(r.scope);
+    header.kind = RouteType::from(r.kind);
+    if r.table >= 256 {
+        msg.attributes.push(RouteAttribute::Table(r.table));
+    }
+    if let Some(dst) = r.dst {
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+    }
+    if let Some(gw) = r.gateway {
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+    }
+    if let Some(src) = r.source {
+        msg.attributes
+            .push(RouteAttribute::PrefSource(RouteAddress::from(src)));
+    }
+    if let Some(p) = r.priority {
+        msg.attributes.push(RouteAttribute::Priority(p));
+    }
+    msg.attributes.push(RouteAttribute::Oif(oif));
+    msg
+}
+
+/// Delete route `r` (as a dump reported it) from device `oif`.
+pub fn delete(nl: &mut Netlink, r: &Route, oif: u32) -> Result<(), NlError> {
+    nl.request(RouteNetlinkMessage::DelRoute(message_for(r, oif)), 0)
+}
+
+/// Recreate route `r` exactly (protocol, scope, table, metric, MTU) on device `oif`.
+pub fn restore(nl: &mut Netlink, r: &Route, oif: u32) -> Result<(), NlError> {
+    let mut msg = message_for(r, oif);
+    if let Some(mtu) = r.mtu {
         msg.attributes
             .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
     }
