@@ -19,19 +19,9 @@ pub struct PingReport {
     pub rtts: Vec<Duration>,
 }
 
-/// Parse "aa:bb:cc:dd:ee:ff".
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
 /// The fake guest's identity for an endpoint: its MAC and first IPv4 and IPv6 address.
 pub fn identity(endpoint: &Endpoint, iface: &GuestInterface) -> Result<GuestIdentity> {
-    let mac = parse_mac(&endpoint.mac).ok_or_else(|| {
+    let mac = crate::guest::parse_mac(&endpoint.mac).ok_or_else(|| {
         Error::invalid(
             format!("endpoint {} MAC", endpoint.name),
             format!("{:?} is not a MAC", endpoint.mac),
@@ -140,17 +130,4 @@ pub fn check(
         Ok(())
     })?;
     Ok(reports)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn macs_parse() {
-        assert_eq!(parse_mac("02:77:00:00:00:0a"), Some([2, 0x77, 0, 0, 0, 10]));
-        assert_eq!(parse_mac("02:77:00:00:00"), None);
-        assert_eq!(parse_mac("02:77:00:00:00:00:01"), None);
-        assert_eq!(parse_mac("zz:77:00:00:00:00"), None);
-    }
 }

@@ -69,6 +69,20 @@ pub fn format_mac(mac: &[u8]) -> String {
         .join(":")
 }
 
+/// Parse "aa:bb:cc:dd:ee:ff".
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
 fn family(addr: &IpAddr) -> &'static str {
     if addr.is_ipv4() { "inet" } else { "inet6" }
 }
@@ -265,6 +279,15 @@ mod tests {
                     state: nud::INCOMPLETE,
                 },
             ],
+        }
+    }
+
+    #[test]
+    fn macs_parse_and_format() {
+        assert_eq!(parse_mac("02:77:00:00:00:0a"), Some([2, 0x77, 0, 0, 0, 10]));
+        assert_eq!(format_mac(&[2, 0x77, 0, 0, 0, 10]), "02:77:00:00:00:0a");
+        for bad in ["02:77:00:00:00", "02:77:00:00:00:00:01", "zz:77:00:00:00:00", "2:77:0:0:0:a"] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
         }
     }
 

@@ -5,10 +5,15 @@
 //! rollback after a failure, detach, and recovery after a crash all call [`undo`]. Undo
 //! treats an object that is already gone as undone, so it can run any number of times.
 
+use std::io;
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
+use crate::netlink::addr::{self, Address};
+use crate::netlink::route::{self, Route};
 use crate::netlink::{Netlink, NlError, link, tc};
-use crate::tap;
+use crate::{physical, tap};
 
 /// The alias sandbox-net gives the links it creates: it marks them as ours.
 pub fn owner_alias(id: &str) -> String {
@@ -40,32 +45,85 @@ pub enum Entry {
         ifindex: Option<u32>,
         target: String,
     },
+    /// A bridge-mode macvtap on the endpoint `parent`, carrying the endpoint's MAC.
+    Macvtap {
+        name: String,
+        ifindex: Option<u32>,
+        parent: u32,
+        mac: String,
+        mtu: u32,
+        tx_queue_len: Option<u32>,
+    },
+    /// The MAC of `device` changed from `original` to `replacement`.
+    LinkMac {
+        device: String,
+        ifindex: Option<u32>,
+        original: String,
+        replacement: String,
+    },
+    /// An address removed from `device` (restored exactly on undo).
+    RemovedAddress {
+        device: String,
+        ifindex: Option<u32>,
+        address: Address,
+    },
+    /// A route through `device` removed (restored exactly on undo).
+    RemovedRoute {
+        device: String,
+        ifindex: Option<u32>,
+        route: Route,
+    },
+    /// The PCI device of NIC `device` moved from `original_driver` to vfio-pci.
+    VfioBind {
+        device: String,
+        pci_address: String,
+        original_driver: Option<String>,
+        sysfs_root: PathBuf,
+    },
 }
 
 impl Entry {
     /// The device the entry lives on.
     pub fn device(&self) -> &str {
         match self {
-            Entry::Tap { name, .. } => name,
-            Entry::IngressQdisc { device, .. } | Entry::RedirectFilter { device, .. } => device,
+            Entry::Tap { name, .. } | Entry::Macvtap { name, .. } => name,
+            Entry::IngressQdisc { device, .. }
+            | Entry::RedirectFilter { device, .. }
+            | Entry::LinkMac { device, .. }
+            | Entry::RemovedAddress { device, .. }
+            | Entry::RemovedRoute { device, .. }
+            | Entry::VfioBind { device, .. } => device,
         }
     }
 
     pub fn ifindex(&self) -> Option<u32> {
         match self {
             Entry::Tap { ifindex, .. }
+            | Entry::Macvtap { ifindex, .. }
             | Entry::IngressQdisc { ifindex, .. }
-            | Entry::RedirectFilter { ifindex, .. } => *ifindex,
+            | Entry::RedirectFilter { ifindex, .. }
+            | Entry::LinkMac { ifindex, .. }
+            | Entry::RemovedAddress { ifindex, .. }
+            | Entry::RemovedRoute { ifindex, .. } => *ifindex,
+            Entry::VfioBind { .. } => None,
         }
+    }
+
+    /// True for the devices sandbox-net creates (deleted on undo).
+    pub fn creates_device(&self) -> bool {
+        matches!(self, Entry::Tap { .. } | Entry::Macvtap { .. })
     }
 
     /// Teardown phase: filters first, then qdiscs, then devices, so the kernel never
     /// redirects into a device that is going away.
+    /// Restorations of the endpoint (MAC, addresses, routes) come last, once the devices
+    /// that took them over are gone.
     fn phase(&self) -> u8 {
         match self {
             Entry::RedirectFilter { .. } => 0,
             Entry::IngressQdisc { .. } => 1,
-            Entry::Tap { .. } => 2,
+            Entry::Tap { .. } | Entry::Macvtap { .. } | Entry::VfioBind { .. } => 2,
+            Entry::LinkMac { .. } | Entry::RemovedAddress { .. } | Entry::RemovedRoute { .. } => 3,
         }
     }
 
@@ -76,6 +134,21 @@ impl Entry {
             Entry::IngressQdisc { device, .. } => format!("ingress qdisc on {device}"),
             Entry::RedirectFilter { device, target, .. } => {
                 format!("redirect filter {device} -> {target}")
+            }
+            Entry::Macvtap { name, .. } => format!("macvtap {name}"),
+            Entry::LinkMac { device, .. } => format!("MAC of {device}"),
+            Entry::RemovedAddress { device, address, .. } => {
+                format!("address {}/{} of {device}", address.addr, address.prefix_len)
+            }
+            Entry::RemovedRoute { device, route, .. } => {
+                let dst = match route.dst {
+                    Some(d) => format!("{d}/{}", route.dst_len),
+                    None => "default".into(),
+                };
+                format!("route {dst} via {device}")
+            }
+            Entry::VfioBind { device, pci_address, .. } => {
+                format!("vfio-pci binding of {device} ({pci_address})")
             }
         }
     }
@@ -91,21 +164,40 @@ pub struct ApplyError {
     pub error: std::io::Error,
 }
 
-fn nl_io(e: NlError) -> std::io::Error {
+fn nl_io(e: NlError) -> io::Error {
     e.into_io()
 }
+
+fn mac_bytes(text: &str) -> Result<[u8; 6], (&'static str, io::Error)> {
+    crate::guest::parse_mac(text).ok_or_else(|| {
+        (
+            "parse MAC",
+            io::Error::new(io::ErrorKind::InvalidData, format!("{text:?} is not a MAC")),
+        )
+    })
+}
+
+type StepError = (&'static str, io::Error);
 
 fn apply_one(
     nl: &mut Netlink,
     entry: &mut Entry,
     alias: &str,
     known: &[(String, u32)],
-) -> Result<(), (&'static str, std::io::Error)> {
-    let index_of = |name: &str| -> Result<u32, (&'static str, std::io::Error)> {
+) -> Result<(), StepError> {
+    let index_of = |name: &str| -> Result<u32, StepError> {
         match known.iter().find(|(n, _)| n == name) {
             Some((_, i)) => Ok(*i),
             None => tap::ifindex(name).map_err(|e| ("look up ifindex", e)),
         }
+    };
+    let resolved = |ifindex: &mut Option<u32>, device: &str| -> Result<u32, StepError> {
+        let index = match ifindex {
+            Some(i) => *i,
+            None => index_of(device)?,
+        };
+        *ifindex = Some(index);
+        Ok(index)
     };
     match entry {
         Entry::Tap {
@@ -122,11 +214,7 @@ fn apply_one(
                 .map_err(|e| ("set tap mtu and up", nl_io(e)))?;
         }
         Entry::IngressQdisc { device, ifindex } => {
-            let index = match ifindex {
-                Some(i) => *i,
-                None => index_of(device)?,
-            };
-            *ifindex = Some(index);
+            let index = resolved(ifindex, device)?;
             tc::add_ingress(nl, index).map_err(|e| ("add ingress qdisc", nl_io(e)))?;
         }
         Entry::RedirectFilter {
@@ -134,13 +222,70 @@ fn apply_one(
             ifindex,
             target,
         } => {
-            let index = match ifindex {
-                Some(i) => *i,
-                None => index_of(device)?,
-            };
-            *ifindex = Some(index);
+            let index = resolved(ifindex, device)?;
             let to = index_of(target)?;
             tc::add_redirect(nl, index, to).map_err(|e| ("add redirect filter", nl_io(e)))?;
+        }
+        Entry::Macvtap {
+            name,
+            ifindex,
+            parent,
+            mac,
+            mtu,
+            tx_queue_len,
+        } => {
+            let mac = mac_bytes(mac)?;
+            let new = link::NewMacvtap {
+                name,
+                parent: *parent,
+                mac: &mac,
+                mtu: *mtu,
+                tx_queue_len: *tx_queue_len,
+            };
+            link::create_macvtap(nl, &new).map_err(|e| ("create macvtap", nl_io(e)))?;
+            let index = tap::ifindex(name).map_err(|e| ("look up macvtap ifindex", e))?;
+            *ifindex = Some(index);
+            link::set_mtu_up(nl, index, 0, Some(alias))
+                .map_err(|e| ("set macvtap alias", nl_io(e)))?;
+        }
+        Entry::LinkMac {
+            device,
+            ifindex,
+            replacement,
+            ..
+        } => {
+            let index = resolved(ifindex, device)?;
+            link::set_mac(nl, index, &mac_bytes(replacement)?)
+                .map_err(|e| ("set MAC", nl_io(e)))?;
+        }
+        Entry::RemovedAddress {
+            device,
+            ifindex,
+            address,
+        } => {
+            let index = resolved(ifindex, device)?;
+            addr::delete(nl, index, address.addr, address.prefix_len)
+                .map_err(|e| ("remove address", nl_io(e)))?;
+        }
+        Entry::RemovedRoute {
+            device,
+            ifindex,
+            route,
+        } => {
+            let index = resolved(ifindex, device)?;
+            route::delete(nl, route, index).map_err(|e| ("remove route", nl_io(e)))?;
+        }
+        Entry::VfioBind {
+            device,
+            pci_address,
+            sysfs_root,
+            ..
+        } => {
+            let object = format!("interface {device}");
+            let writes = physical::plan_bind(sysfs_root, pci_address)
+                .and_then(|w| physical::apply(&object, &w))
+                .and_then(|()| physical::verify_bound(sysfs_root, pci_address, physical::VFIO_DRIVER));
+            writes.map_err(|e| ("bind to vfio-pci", io::Error::other(e.to_string())))?;
         }
     }
     Ok(())
@@ -168,13 +313,7 @@ pub fn apply(
         }
         if let Err((step, error)) = apply_one(nl, entry, alias, &known) {
             // A tap that was created but not fully set up exists: count it, so it is undone.
-            let created = matches!(
-                entry,
-                Entry::Tap {
-                    ifindex: Some(_),
-                    ..
-                }
-            );
+            let created = entry.creates_device() && entry.ifindex().is_some();
             return Err(ApplyError {
                 applied: if created { i + 1 } else { i },
                 entry: entry.clone(),
@@ -182,13 +321,8 @@ pub fn apply(
                 error,
             });
         }
-        if let Entry::Tap {
-            name,
-            ifindex: Some(index),
-            ..
-        } = entry
-        {
-            known.push((name.clone(), *index));
+        if let (true, Some(index)) = (entry.creates_device(), entry.ifindex()) {
+            known.push((entry.device().to_string(), index));
         }
     }
     Ok(())
@@ -198,19 +332,23 @@ pub fn apply(
 #[derive(Debug)]
 pub struct UndoError {
     pub entry: Entry,
-    pub error: NlError,
+    pub error: io::Error,
 }
 
 fn gone(errno: i32) -> bool {
-    // ENODEV / ENOENT: the device or object no longer exists; EINVAL: the kernel's answer
-    // to deleting an ingress qdisc that is not there.
-    matches!(errno, libc::ENODEV | libc::ENOENT | libc::EINVAL)
+    // ENODEV / ENOENT / ESRCH: the device or object no longer exists; EINVAL: the kernel's
+    // answer to deleting an ingress qdisc that is not there; EEXIST: a restored address or
+    // route is already back.
+    matches!(
+        errno,
+        libc::ENODEV | libc::ENOENT | libc::ESRCH | libc::EINVAL | libc::EEXIST
+    )
 }
 
 /// The ifindex to undo `entry` on, or None when its device is gone (nothing to undo).
-/// A tap whose creation was journalled but never confirmed (the process died in between)
-/// is looked up by name, and deleted only if it is ours: a tun device whose alias is ours,
-/// or that has no alias yet (the alias is set right after creation).
+/// A device whose creation was journalled but never confirmed (the process died in
+/// between) is looked up by name, and deleted only if it is ours: its alias is ours, or it
+/// has none yet (the alias is set right after creation) and is of the kind we create.
 fn resolve(nl: &mut Netlink, entry: &Entry, alias: &str) -> Result<Option<u32>, NlError> {
     if let Some(index) = entry.ifindex() {
         return Ok(Some(index));
@@ -218,34 +356,119 @@ fn resolve(nl: &mut Netlink, entry: &Entry, alias: &str) -> Result<Option<u32>, 
     let Ok(index) = tap::ifindex(entry.device()) else {
         return Ok(None);
     };
-    if let Entry::Tap { .. } = entry {
-        let ours = link::get(nl, index)?.is_some_and(|l| {
-            l.kind.as_deref() == Some("tun") && l.alias.as_deref().is_none_or(|a| a == alias)
-        });
-        if !ours {
-            tracing::warn!(
-                device = entry.device(),
-                "a device of that name exists but is not ours; leaving it"
-            );
-            return Ok(None);
-        }
+    let kind = match entry {
+        Entry::Tap { .. } => "tun",
+        Entry::Macvtap { .. } => "macvtap",
+        _ => return Ok(Some(index)),
+    };
+    let ours = link::get(nl, index)?.is_some_and(|l| {
+        l.kind.as_deref() == Some(kind) && l.alias.as_deref().is_none_or(|a| a == alias)
+    });
+    if !ours {
+        tracing::warn!(
+            device = entry.device(),
+            "a device of that name exists but is not ours; leaving it"
+        );
+        return Ok(None);
     }
     Ok(Some(index))
 }
 
-fn undo_one(nl: &mut Netlink, entry: &Entry, alias: &str) -> Result<(), NlError> {
-    let Some(index) = resolve(nl, entry, alias)? else {
+fn undo_one(nl: &mut Netlink, entry: &Entry, alias: &str) -> io::Result<()> {
+    if let Entry::VfioBind {
+        pci_address,
+        original_driver,
+        sysfs_root,
+        ..
+    } = entry
+    {
+        return physical::restore_driver(sysfs_root, pci_address, original_driver.as_deref())
+            .map_err(|e| io::Error::other(e.to_string()));
+    }
+    let Some(index) = resolve(nl, entry, alias).map_err(nl_io)? else {
         return Ok(());
     };
     let result = match entry {
         Entry::RedirectFilter { .. } => tc::del_redirect(nl, index),
         Entry::IngressQdisc { .. } => tc::del_ingress(nl, index),
-        Entry::Tap { .. } => link::delete(nl, index),
+        Entry::Tap { .. } | Entry::Macvtap { .. } => link::delete(nl, index),
+        Entry::LinkMac { original, .. } => match crate::guest::parse_mac(original) {
+            Some(mac) => link::set_mac(nl, index, &mac),
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("journalled MAC {original:?} is not a MAC"),
+                ));
+            }
+        },
+        Entry::RemovedAddress { address, .. } => addr::restore(nl, index, address),
+        Entry::RemovedRoute { route, .. } => route::restore(nl, route, index),
+        Entry::VfioBind { .. } => Ok(()),
     };
     match result {
         Err(e) if gone(e.errno) => Ok(()),
-        other => other,
+        other => other.map_err(nl_io),
     }
+}
+
+/// For each entry, whether the change it records is in force in the kernel now: the
+/// device, qdisc or filter exists; the MAC is the replacement; the address or route is
+/// still removed; the PCI device is bound to vfio-pci. Runs inside the netns. Costs one
+/// link, qdisc, address and route dump, plus one filter dump per filtered device.
+pub fn in_force(nl: &mut Netlink, entries: &[Entry]) -> Result<Vec<bool>, (String, NlError)> {
+    let step = |what: &str| {
+        let what = what.to_string();
+        move |e| (what, e)
+    };
+    let links = link::dump(nl).map_err(step("dump links"))?;
+    let qdiscs = tc::dump_qdiscs(nl).map_err(step("dump qdiscs"))?;
+    let addresses = addr::dump(nl).map_err(step("dump addresses"))?;
+    let routes = route::dump(nl).map_err(step("dump routes"))?;
+    let by_name = |name: &str| links.iter().find(|l| l.name == name);
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let link = by_name(entry.device()).filter(|l| entry.ifindex().is_none_or(|i| i == l.index));
+        let present = match (entry, link) {
+            (
+                Entry::VfioBind {
+                    pci_address,
+                    sysfs_root,
+                    ..
+                },
+                _,
+            ) => physical::current_driver(sysfs_root, pci_address)
+                .is_ok_and(|d| d.as_deref() == Some(physical::VFIO_DRIVER)),
+            (_, None) => false,
+            (Entry::Tap { .. }, Some(l)) => l.tun.is_some_and(|t| t.tap),
+            (Entry::Macvtap { .. }, Some(l)) => l.kind.as_deref() == Some("macvtap"),
+            (Entry::IngressQdisc { .. }, Some(l)) => qdiscs
+                .iter()
+                .any(|q| q.ifindex == l.index && q.kind == "ingress"),
+            (Entry::RedirectFilter { target, .. }, Some(l)) => {
+                let target_index = by_name(target).map(|t| t.index);
+                let filters = tc::dump_ingress_filters(nl, l.index)
+                    .map_err(step(&format!("dump filters of {}", l.name)))?;
+                filters.iter().any(|f| {
+                    f.egress_redirect && f.match_all && Some(f.target) == Some(target_index)
+                })
+            }
+            (Entry::LinkMac { replacement, .. }, Some(l)) => {
+                l.mac.as_deref().map(crate::guest::format_mac).as_deref() == Some(replacement)
+            }
+            (Entry::RemovedAddress { address, .. }, Some(l)) => !addresses
+                .iter()
+                .any(|a| a.ifindex == l.index && a.addr == address.addr),
+            (Entry::RemovedRoute { route, .. }, Some(l)) => !routes.iter().any(|r| {
+                r.oif == Some(l.index)
+                    && r.dst == route.dst
+                    && r.dst_len == route.dst_len
+                    && r.gateway == route.gateway
+                    && r.table == route.table
+            }),
+        };
+        out.push(present);
+    }
+    Ok(out)
 }
 
 /// Undo `entries` (a journal, in creation order): in reverse, grouped so that every filter
@@ -258,7 +481,7 @@ pub fn undo(nl: &mut Netlink, entries: &[Entry], alias: &str) -> Result<(), Undo
     let mut first_error = None;
     for entry in order {
         if let Err(error) = undo_one(nl, entry, alias) {
-            tracing::warn!(object = %entry.describe(), %error.errno, "undo failed");
+            tracing::warn!(object = %entry.describe(), %error, "undo failed");
             first_error.get_or_insert(UndoError {
                 entry: entry.clone(),
                 error,

@@ -8,7 +8,7 @@ use crate::endpoint;
 use crate::guest::{self, GuestConfig};
 use crate::journal::{self, Entry};
 use crate::model::{Model, tcfilter};
-use crate::netlink::{Netlink, link, tc};
+use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::scan;
 use crate::state::{self, Endpoint, Phase, State, StateDir};
@@ -227,7 +227,7 @@ fn rollback(nl: &mut Netlink, store: &StateDir, state: &State, applied: usize, c
         &journal::owner_alias(&state.id),
     ) {
         // Keep the state so `detach` can finish the job; report it along with the cause.
-        tracing::error!(id = %state.id, object = %e.entry.describe(), error = %e.error.into_io(),
+        tracing::error!(id = %state.id, object = %e.entry.describe(), error = %e.error,
             "rollback could not remove an object; the state file is kept so detach can retry");
         return;
     }
@@ -300,7 +300,7 @@ pub fn detach(state_dir: &std::path::Path, id: &str) -> Result<Detached> {
             Error::kernel(
                 format!("sandbox {id}: {}", e.entry.describe()),
                 "remove",
-                e.error.into_io(),
+                e.error,
             )
         })
     })??;
@@ -392,40 +392,16 @@ fn check_objects(netns: &NetNs, journal: &[Entry]) -> Result<Vec<ObjectStatus>> 
     let ns_label = format!("netns {}", netns.display());
     let mut nl =
         Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-    let links =
-        link::dump(&mut nl).map_err(|e| Error::kernel(&ns_label, "dump links", e.into_io()))?;
-    let qdiscs = tc::dump_qdiscs(&mut nl)
-        .map_err(|e| Error::kernel(&ns_label, "dump qdiscs", e.into_io()))?;
-    let by_name = |name: &str| links.iter().find(|l| l.name == name);
-    let mut out = Vec::with_capacity(journal.len());
-    for entry in journal {
-        let link = by_name(entry.device()).filter(|l| entry.ifindex().is_none_or(|i| i == l.index));
-        let present = match (entry, link) {
-            (_, None) => false,
-            (Entry::Tap { .. }, Some(l)) => l.tun.is_some_and(|t| t.tap),
-            (Entry::IngressQdisc { .. }, Some(l)) => qdiscs
-                .iter()
-                .any(|q| q.ifindex == l.index && q.kind == "ingress"),
-            (Entry::RedirectFilter { target, .. }, Some(l)) => {
-                let target_index = by_name(target).map(|t| t.index);
-                let filters = tc::dump_ingress_filters(&mut nl, l.index).map_err(|e| {
-                    Error::kernel(
-                        &ns_label,
-                        format!("dump filters of {}", l.name),
-                        e.into_io(),
-                    )
-                })?;
-                filters.iter().any(|f| {
-                    f.egress_redirect && f.match_all && Some(f.target) == Some(target_index)
-                })
-            }
-        };
-        out.push(ObjectStatus {
+    let in_force = journal::in_force(&mut nl, journal)
+        .map_err(|(step, e)| Error::kernel(&ns_label, step, e.into_io()))?;
+    Ok(journal
+        .iter()
+        .zip(in_force)
+        .map(|(entry, present)| ObjectStatus {
             object: entry.describe(),
             present,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 /// The guest description of an attached sandbox.

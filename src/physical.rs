@@ -170,16 +170,35 @@ fn read_attr(object: &str, path: &Path) -> Result<Option<String>, PhysicalError>
 
 /// Find the PCI device behind `iface`. Ok(None) for a virtual interface (no `device` link).
 pub fn detect(sysfs_root: &Path, iface: &str) -> Result<Option<PciNic>, PhysicalError> {
+    detect_in(sysfs_root, sysfs_root, iface)
+}
+
+/// Like [`detect`], but reads `class/net/<iface>` under `net_root` (a sysfs instance that
+/// shows the interface's own netns) and the PCI device under `sysfs_root`.
+pub fn detect_in(
+    net_root: &Path,
+    sysfs_root: &Path,
+    iface: &str,
+) -> Result<Option<PciNic>, PhysicalError> {
     validate_name("interface name", iface)?;
     let object = format!("interface {iface}");
-    let iface_dir = sysfs_root.join("class/net").join(iface);
+    let iface_dir = net_root.join("class/net").join(iface);
     fs::symlink_metadata(&iface_dir)
         .map_err(|e| sysfs_err(&object, "looking up", &iface_dir, e))?;
     let link = iface_dir.join("device");
     if optional(&object, "looking up", &link, fs::symlink_metadata(&link))?.is_none() {
         return Ok(None);
     }
-    let dev = fs::canonicalize(&link).map_err(|e| sysfs_err(&object, "resolving", &link, e))?;
+    let target = fs::read_link(&link).map_err(|e| sysfs_err(&object, "reading", &link, e))?;
+    let pci_address = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    validate_pci_address(&pci_address)?;
+    let by_address = device_dir(sysfs_root, &pci_address);
+    let dev = fs::canonicalize(&by_address)
+        .or_else(|_| fs::canonicalize(&link))
+        .map_err(|e| sysfs_err(&object, "resolving", &link, e))?;
     let subsystem = link_name(&object, &dev.join("subsystem"))?;
     if subsystem.as_deref() != Some("pci") {
         return Err(PhysicalError::NotPci {
@@ -188,11 +207,6 @@ pub fn detect(sysfs_root: &Path, iface: &str) -> Result<Option<PciNic>, Physical
             subsystem: subsystem.unwrap_or_else(|| "unknown".into()),
         });
     }
-    let pci_address = dev
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    validate_pci_address(&pci_address)?;
     Ok(Some(PciNic {
         iface: iface.to_string(),
         driver: link_name(&object, &dev.join("driver"))?,

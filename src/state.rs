@@ -61,12 +61,53 @@ pub struct Endpoint {
     pub name: String,
     pub kind: EndpointKind,
     pub ifindex: u32,
-    /// The device the VMM opens.
+    /// The network device the VMM opens: a tap, or a macvtap (see `chardev`). Empty when
+    /// the VMM gets something else (a VFIO group, a vhost-user socket) or nothing (model none).
     pub tap: String,
     /// The MAC the guest NIC must use.
     pub mac: String,
     pub mtu: u32,
     pub queues: u32,
+    /// A macvtap's character device, "MAJOR:MINOR" (open it through a private node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chardev: Option<String>,
+    /// A physical NIC given to the VM: its PCI address...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci_address: Option<String>,
+    /// ...and the VFIO group device the VMM opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vfio_group: Option<PathBuf>,
+    /// A vhost-user endpoint: the socket the VMM connects to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vhost_user_socket: Option<PathBuf>,
+}
+
+impl Endpoint {
+    /// An endpoint for `link` with nothing for the VMM yet.
+    pub fn new(link: &crate::netlink::link::Link, kind: EndpointKind, queues: u32) -> Endpoint {
+        Endpoint {
+            name: link.name.clone(),
+            kind,
+            ifindex: link.index,
+            tap: String::new(),
+            mac: link
+                .mac
+                .as_deref()
+                .map(crate::guest::format_mac)
+                .unwrap_or_default(),
+            mtu: link.mtu,
+            queues,
+            chardev: None,
+            pci_address: None,
+            vfio_group: None,
+            vhost_user_socket: None,
+        }
+    }
+
+    /// The devices this endpoint's journal entries live on.
+    pub fn owns(&self, device: &str) -> bool {
+        device == self.name || (!self.tap.is_empty() && device == self.tap)
+    }
 }
 
 /// Everything persisted about one sandbox.

@@ -2,7 +2,6 @@
 //! u32 filter on each side redirecting every frame to the other's egress.
 
 use crate::endpoint::{Candidate, EndpointKind};
-use crate::guest::format_mac;
 use crate::journal::Entry;
 use crate::state::Endpoint;
 use crate::tap::TapOwner;
@@ -58,15 +57,9 @@ pub fn plan(
             ifindex: None,
             target: link.name.clone(),
         });
-        endpoints.push(Endpoint {
-            name: link.name.clone(),
-            kind: c.kind,
-            ifindex: link.index,
-            tap,
-            mac: link.mac.as_deref().map(format_mac).unwrap_or_default(),
-            mtu: link.mtu,
-            queues,
-        });
+        let mut endpoint = Endpoint::new(link, c.kind, queues);
+        endpoint.tap = tap;
+        endpoints.push(endpoint);
     }
     (endpoints, journal)
 }
