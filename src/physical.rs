@@ -194,11 +194,15 @@ pub fn detect_in(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    validate_pci_address(&pci_address)?;
-    let by_address = device_dir(sysfs_root, &pci_address);
-    let dev = fs::canonicalize(&by_address)
-        .or_else(|_| fs::canonicalize(&link))
-        .map_err(|e| sysfs_err(&object, "resolving", &link, e))?;
+    // A PCI device is found again under `sysfs_root` by its address (the link's target is
+    // relative to `net_root`, which may be a detached sysfs); anything else through the link.
+    let dev = if validate_pci_address(&pci_address).is_ok() {
+        fs::canonicalize(device_dir(sysfs_root, &pci_address))
+            .or_else(|_| fs::canonicalize(&link))
+    } else {
+        fs::canonicalize(&link)
+    }
+    .map_err(|e| sysfs_err(&object, "resolving", &link, e))?;
     let subsystem = link_name(&object, &dev.join("subsystem"))?;
     if subsystem.as_deref() != Some("pci") {
         return Err(PhysicalError::NotPci {
@@ -207,6 +211,7 @@ pub fn detect_in(
             subsystem: subsystem.unwrap_or_else(|| "unknown".into()),
         });
     }
+    validate_pci_address(&pci_address)?;
     Ok(Some(PciNic {
         iface: iface.to_string(),
         driver: link_name(&object, &dev.join("driver"))?,
