@@ -38,6 +38,17 @@ pub fn identity(endpoint: &Endpoint, iface: &GuestInterface) -> Result<GuestIden
     Ok(GuestIdentity { mac, ipv4, ipv6 })
 }
 
+/// Open every queue of the endpoint's VMM-side device, as a VMM would: a tap by name, a
+/// macvtap through its character device. Runs inside the netns.
+pub fn open_endpoint_queues(endpoint: &Endpoint) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
+    if endpoint.chardev.is_some() {
+        let index = tap::ifindex(&endpoint.tap)?;
+        crate::macvtap::open_queues(&endpoint.tap, index, endpoint.queues)
+    } else {
+        tap::open_queues(&endpoint.tap, endpoint.queues)
+    }
+}
+
 /// Open the endpoint's tap in `pod` as a VMM would (all its queues, same flags), then:
 /// the guest pings every `peer_ips` address `count` times, and the `peer` netns pings
 /// every guest address while the guest answers. Fails if any exchange gets no reply, or if
@@ -52,8 +63,8 @@ pub fn check(
 ) -> Result<Vec<PingReport>> {
     let tap_label = format!("tap {} in netns {}", endpoint.tap, pod.display());
     let fds = pod
-        .run(|| tap::open_queues(&endpoint.tap, endpoint.queues))?
-        .map_err(|e| Error::kernel(&tap_label, "open tap queues", e))?;
+        .run(|| open_endpoint_queues(endpoint))?
+        .map_err(|e| Error::kernel(&tap_label, "open the VMM side (all queues)", e))?;
     let mut guest = FakeGuest::new(fds, id);
     let timeout = Duration::from_secs(1);
     let mut reports = Vec::new();

@@ -137,8 +137,13 @@ impl Entry {
             }
             Entry::Macvtap { name, .. } => format!("macvtap {name}"),
             Entry::LinkMac { device, .. } => format!("MAC of {device}"),
-            Entry::RemovedAddress { device, address, .. } => {
-                format!("address {}/{} of {device}", address.addr, address.prefix_len)
+            Entry::RemovedAddress {
+                device, address, ..
+            } => {
+                format!(
+                    "address {}/{} of {device}",
+                    address.addr, address.prefix_len
+                )
             }
             Entry::RemovedRoute { device, route, .. } => {
                 let dst = match route.dst {
@@ -147,7 +152,11 @@ impl Entry {
                 };
                 format!("route {dst} via {device}")
             }
-            Entry::VfioBind { device, pci_address, .. } => {
+            Entry::VfioBind {
+                device,
+                pci_address,
+                ..
+            } => {
                 format!("vfio-pci binding of {device} ({pci_address})")
             }
         }
@@ -159,7 +168,7 @@ impl Entry {
 pub struct ApplyError {
     /// How many entries were applied before the failure.
     pub applied: usize,
-    pub entry: Entry,
+    pub entry: Box<Entry>,
     pub step: &'static str,
     pub error: std::io::Error,
 }
@@ -284,7 +293,9 @@ fn apply_one(
             let object = format!("interface {device}");
             let writes = physical::plan_bind(sysfs_root, pci_address)
                 .and_then(|w| physical::apply(&object, &w))
-                .and_then(|()| physical::verify_bound(sysfs_root, pci_address, physical::VFIO_DRIVER));
+                .and_then(|()| {
+                    physical::verify_bound(sysfs_root, pci_address, physical::VFIO_DRIVER)
+                });
             writes.map_err(|e| ("bind to vfio-pci", io::Error::other(e.to_string())))?;
         }
     }
@@ -306,7 +317,7 @@ pub fn apply(
         if cfg!(feature = "failpoints") && fail_at == Some(i) {
             return Err(ApplyError {
                 applied: i,
-                entry: entry.clone(),
+                entry: Box::new(entry.clone()),
                 step: "failpoint",
                 error: std::io::Error::other("injected failure (failpoint)"),
             });
@@ -316,7 +327,7 @@ pub fn apply(
             let created = entry.creates_device() && entry.ifindex().is_some();
             return Err(ApplyError {
                 applied: if created { i + 1 } else { i },
-                entry: entry.clone(),
+                entry: Box::new(entry.clone()),
                 step,
                 error,
             });
@@ -331,7 +342,7 @@ pub fn apply(
 /// Why undoing one entry failed.
 #[derive(Debug)]
 pub struct UndoError {
-    pub entry: Entry,
+    pub entry: Box<Entry>,
     pub error: io::Error,
 }
 
@@ -483,7 +494,7 @@ pub fn undo(nl: &mut Netlink, entries: &[Entry], alias: &str) -> Result<(), Undo
         if let Err(error) = undo_one(nl, entry, alias) {
             tracing::warn!(object = %entry.describe(), %error, "undo failed");
             first_error.get_or_insert(UndoError {
-                entry: entry.clone(),
+                entry: Box::new(entry.clone()),
                 error,
             });
         }

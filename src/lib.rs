@@ -36,4 +36,7 @@ pub mod tap;
 
 pub use error::{Error, Result};
 pub use model::Model;
-pub use ops::{AttachOptions, Attachment, Detached, attach, detach, guest_config, list, status};
+pub use ops::{
+    AttachOptions, Attachment, Detached, EndpointChange, add_endpoint, attach, detach,
+    guest_config, list, remove_endpoint, status,
+};

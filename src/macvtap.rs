@@ -19,6 +19,12 @@ const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 
+/// A sysfs instance that shows the calling thread's netns, mounted nowhere; read it under
+/// `/proc/self/fd/<fd>/` while the fd is open.
+pub fn netns_sysfs() -> io::Result<OwnedFd> {
+    detached_mount("sysfs")
+}
+
 /// Mount a fresh instance of `fstype` without attaching it, and return the mount's root fd.
 /// A sysfs instance shows the network devices of the calling thread's netns.
 fn detached_mount(fstype: &str) -> io::Result<OwnedFd> {

@@ -38,7 +38,8 @@ enum Command {
         /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
         #[arg(long)]
         id: String,
-        /// Interworking model.
+        /// Interworking model: tcfilter (a tap joined by tc redirect filters), macvtap
+        /// (a macvtap on the interface takes over its MAC), or none (describe only).
         #[arg(long, default_value = "tcfilter")]
         model: String,
         /// Queues per tap (multi-queue when more than 1).
@@ -50,7 +51,32 @@ enum Command {
         /// Attach only this interface (repeat for several); default: every configured one.
         #[arg(long = "iface", value_name = "NAME")]
         ifaces: Vec<String>,
+        /// An interface whose address has a socket at DIR/<address>/vhu.sock becomes a
+        /// vhost-user endpoint (the VMM connects to that socket).
+        #[arg(long, value_name = "DIR")]
+        vhost_user_dir: Option<PathBuf>,
+        /// The sysfs tree used to rebind physical NICs to vfio-pci.
+        #[arg(long, value_name = "DIR", default_value = "/sys", hide = true)]
+        sysfs_root: PathBuf,
         /// Print the attachment as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Attach one more interface of an attached sandbox's netns, under its model.
+    AddEndpoint {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_name = "NAME")]
+        iface: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Detach one interface of an attached sandbox (the others stay attached).
+    RemoveEndpoint {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_name = "NAME")]
+        iface: String,
         #[arg(long)]
         json: bool,
     },
@@ -92,6 +118,33 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
     Ok(())
 }
 
+/// One line per endpoint: what the VMM gets for it.
+fn describe_endpoint(ep: &sandbox_net::state::Endpoint) -> String {
+    let vmm = if let Some(socket) = &ep.vhost_user_socket {
+        format!("vhost-user socket {}", socket.display())
+    } else if let Some(group) = &ep.vfio_group {
+        format!(
+            "VFIO group {} (PCI {})",
+            group.display(),
+            ep.pci_address.as_deref().unwrap_or("?")
+        )
+    } else if let Some(dev) = &ep.chardev {
+        format!("macvtap {} (char device {dev})", ep.tap)
+    } else if ep.tap.is_empty() {
+        "nothing (model none)".to_string()
+    } else {
+        format!("tap {}", ep.tap)
+    };
+    format!(
+        "{} ({}) -> {vmm}  mac {}  mtu {}  queues {}",
+        ep.name,
+        ep.kind.as_str(),
+        ep.mac,
+        ep.mtu,
+        ep.queues
+    )
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     let state_dir = cli.state_dir;
     match cli.command {
@@ -102,6 +155,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             queues,
             allow_host_netns,
             ifaces,
+            vhost_user_dir,
+            sysfs_root,
             json,
         } => {
             let model: Model = model.parse()?;
@@ -110,6 +165,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             opts.queues = queues;
             opts.allow_host_netns = allow_host_netns;
             opts.interfaces = (!ifaces.is_empty()).then_some(ifaces);
+            opts.vhost_user_dir = vhost_user_dir;
+            opts.sysfs_root = sysfs_root;
             opts.state_dir = state_dir;
             let attachment = sandbox_net::attach(&opts)?;
             if json {
@@ -123,16 +180,27 @@ fn run(cli: Cli) -> Result<(), Error> {
                     attachment.model
                 );
                 for ep in &attachment.endpoints {
-                    println!(
-                        "  {} ({}) -> tap {}  mac {}  mtu {}  queues {}",
-                        ep.name,
-                        ep.kind.as_str(),
-                        ep.tap,
-                        ep.mac,
-                        ep.mtu,
-                        ep.queues
-                    );
+                    println!("  {}", describe_endpoint(ep));
                 }
+            }
+        }
+        Command::AddEndpoint { id, iface, json } => {
+            let change = sandbox_net::add_endpoint(&state_dir, &id, &iface)?;
+            if json {
+                print_json(&change)?;
+            } else {
+                println!(
+                    "sandbox {id}: added {}",
+                    describe_endpoint(&change.endpoint)
+                );
+            }
+        }
+        Command::RemoveEndpoint { id, iface, json } => {
+            let change = sandbox_net::remove_endpoint(&state_dir, &id, &iface)?;
+            if json {
+                print_json(&change)?;
+            } else {
+                println!("sandbox {id}: removed {}", change.endpoint.name);
             }
         }
         Command::Detach { id, json } => {

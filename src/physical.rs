@@ -197,8 +197,7 @@ pub fn detect_in(
     // A PCI device is found again under `sysfs_root` by its address (the link's target is
     // relative to `net_root`, which may be a detached sysfs); anything else through the link.
     let dev = if validate_pci_address(&pci_address).is_ok() {
-        fs::canonicalize(device_dir(sysfs_root, &pci_address))
-            .or_else(|_| fs::canonicalize(&link))
+        fs::canonicalize(device_dir(sysfs_root, &pci_address)).or_else(|_| fs::canonicalize(&link))
     } else {
         fs::canonicalize(&link)
     }

@@ -123,10 +123,35 @@ pub struct State {
     /// name is never mistaken for ours.
     pub netns_id: NsId,
     pub model: Model,
+    /// How the sandbox was attached; hotplug attaches more interfaces the same way.
+    #[serde(default)]
+    pub settings: Settings,
     pub phase: Phase,
     pub endpoints: Vec<Endpoint>,
     pub guest: GuestConfig,
     pub journal: Vec<Entry>,
+}
+
+/// The attach options that hotplug must repeat for a new interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub queues: u32,
+    #[serde(default)]
+    pub tap_owner: crate::tap::TapOwner,
+    pub sysfs_root: PathBuf,
+    #[serde(default)]
+    pub vhost_user_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            queues: 1,
+            tap_owner: crate::tap::TapOwner::default(),
+            sysfs_root: PathBuf::from("/sys"),
+            vhost_user_dir: None,
+        }
+    }
 }
 
 /// The state directory.

@@ -1,0 +1,334 @@
+//! The network configuration on stdin: the spec's fields (`cniVersion`, `name`, `type`,
+//! `prevResult`, `cni.dev/valid-attachments`) and sandbox-net's own keys.
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `model` | interworking model (default `tcfilter`) |
+//! | `queues` | queues per tap (default 1) |
+//! | `tapName` | the tap's name (default `tap_<CNI_IFNAME>`, cut to 15 bytes) |
+//! | `tapUid`, `tapGid` | owner and group of the tap |
+//! | `stateDir` | state directory (default `$SANDBOX_NET_STATE_DIR`, else `/run/sandbox-net`) |
+//! | `rxRate`, `txRate` | rate limits: not supported yet (issue #4); refused when set |
+//!
+//! Other keys are ignored, as the spec asks.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::error::CniError;
+use super::version;
+use crate::model::Model;
+use crate::state::StateDir;
+use crate::tap;
+
+/// The key under which CNI 1.1.0 runtimes pass the attachments GC must keep.
+pub const VALID_ATTACHMENTS: &str = "cni.dev/valid-attachments";
+/// The same list under the name an earlier draft used; libcni sends both.
+const ATTACHMENTS_ALIAS: &str = "cni.dev/attachments";
+
+/// A parsed network configuration.
+#[derive(Debug, Clone)]
+pub struct NetConf {
+    pub cni_version: String,
+    pub name: String,
+    pub prev_result: Option<Value>,
+    keys: Map<String, Value>,
+}
+
+/// sandbox-net's settings for an ADD, before CNI_ARGS overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachSettings {
+    pub model: Model,
+    pub queues: u32,
+    pub tap_name: Option<String>,
+    pub tap_uid: Option<u32>,
+    pub tap_gid: Option<u32>,
+}
+
+/// One (container, interface) pair GC must keep.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AttachmentKey {
+    pub container_id: String,
+    pub ifname: String,
+}
+
+/// Just the `cniVersion` of stdin, when it is there: the version error JSON is written in.
+pub fn peek_version(stdin: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(stdin).ok()?;
+    value.get("cniVersion")?.as_str().map(String::from)
+}
+
+fn describe(v: &Value) -> String {
+    let text = v.to_string();
+    if text.len() > 80 {
+        format!("{}...", &text[..text.floor_char_boundary(77)])
+    } else {
+        text
+    }
+}
+
+impl NetConf {
+    /// Decode stdin (code 6 when it is not a JSON object) and check `cniVersion` (code 1)
+    /// and `name` (code 7).
+    pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
+        let value: Value = serde_json::from_slice(stdin).map_err(|e| {
+            CniError::decode("the network configuration on stdin", format!("not JSON: {e}"))
+        })?;
+        let Value::Object(keys) = value else {
+            return Err(CniError::decode(
+                "the network configuration on stdin",
+                format!("expected a JSON object, got {}", describe(&value)),
+            ));
+        };
+        let cni_version = match keys.get("cniVersion") {
+            None | Some(Value::Null) => version::IMPLIED.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(CniError::config(
+                    "cniVersion",
+                    format!("must be a string, got {}", describe(other)),
+                ));
+            }
+        };
+        if !version::is_supported(&cni_version) {
+            return Err(CniError::IncompatibleVersion {
+                version: cni_version,
+            });
+        }
+        let name = match keys.get("name") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            None | Some(Value::Null) => return Err(CniError::config("name", "is missing")),
+            Some(other) => {
+                return Err(CniError::config(
+                    "name",
+                    format!("must be a non-empty string, got {}", describe(other)),
+                ));
+            }
+        };
+        let prev_result = keys.get("prevResult").filter(|v| !v.is_null()).cloned();
+        Ok(NetConf {
+            cni_version,
+            name,
+            prev_result,
+            keys,
+        })
+    }
+
+    /// Fail with code 1 unless the configuration's version has `command`.
+    pub fn require_version(&self, command: &'static str, min: &'static str) -> Result<(), CniError> {
+        if version::at_least(&self.cni_version, min) {
+            Ok(())
+        } else {
+            Err(CniError::CommandNeedsVersion {
+                command,
+                min,
+                version: self.cni_version.clone(),
+            })
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.keys.get(key).filter(|v| !v.is_null())
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&str>, CniError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(CniError::config(
+                key,
+                format!("must be a string, got {}", describe(other)),
+            )),
+        }
+    }
+
+    fn uint(&self, key: &str) -> Result<Option<u32>, CniError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    CniError::config(
+                        key,
+                        format!("must be an integer from 0 to {}, got {}", u32::MAX, describe(v)),
+                    )
+                }),
+        }
+    }
+
+    /// The state directory: `stateDir`, else $SANDBOX_NET_STATE_DIR, else the default.
+    pub fn state_dir(&self) -> Result<PathBuf, CniError> {
+        let explicit = self.string("stateDir")?;
+        if let Some(dir) = explicit
+            && !Path::new(dir).is_absolute()
+        {
+            return Err(CniError::config(
+                "stateDir",
+                format!("{dir:?} is not an absolute path"),
+            ));
+        }
+        Ok(StateDir::resolve(explicit.map(Path::new)))
+    }
+
+    /// sandbox-net's keys for an ADD.
+    pub fn attach_settings(&self) -> Result<AttachSettings, CniError> {
+        for key in ["rxRate", "txRate"] {
+            if let Some(v) = self.get(key) {
+                return Err(CniError::UnsupportedField {
+                    key: key.into(),
+                    value: describe(v),
+                    reason: format!("{key} is not supported yet (issue #4)"),
+                });
+            }
+        }
+        let model = match self.string("model")? {
+            None => Model::Tcfilter,
+            Some(name) => name
+                .parse::<Model>()
+                .map_err(|e| CniError::config("model", e.to_string()))?,
+        };
+        let queues = self.uint("queues")?.unwrap_or(1);
+        if queues == 0 || queues > tap::MAX_QUEUES {
+            return Err(CniError::config(
+                "queues",
+                format!("{queues}: must be from 1 to {}", tap::MAX_QUEUES),
+            ));
+        }
+        let tap_name = self.string("tapName")?.map(String::from);
+        if let Some(name) = &tap_name {
+            tap::validate_ifname(name)
+                .map_err(|reason| CniError::config("tapName", format!("{name:?} {reason}")))?;
+        }
+        Ok(AttachSettings {
+            model,
+            queues,
+            tap_name,
+            tap_uid: self.uint("tapUid")?,
+            tap_gid: self.uint("tapGid")?,
+        })
+    }
+
+    /// The attachments GC must keep (`cni.dev/valid-attachments`).
+    pub fn valid_attachments(&self) -> Result<Vec<AttachmentKey>, CniError> {
+        let key = if self.get(VALID_ATTACHMENTS).is_some() {
+            VALID_ATTACHMENTS
+        } else {
+            ATTACHMENTS_ALIAS
+        };
+        let Some(value) = self.get(key) else {
+            return Err(CniError::config(
+                VALID_ATTACHMENTS,
+                "is missing (GC needs the list of attachments to keep)",
+            ));
+        };
+        let Value::Array(items) = value else {
+            return Err(CniError::config(
+                key,
+                format!("must be a list, got {}", describe(value)),
+            ));
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(n, item)| {
+                let field = |name: &str| {
+                    item.get(name)
+                        .and_then(Value::as_str)
+                        .map(String::from)
+                        .ok_or_else(|| {
+                            CniError::config(
+                                format!("{key}[{n}].{name}"),
+                                format!("must be a string, in {}", describe(item)),
+                            )
+                        })
+                };
+                Ok(AttachmentKey {
+                    container_id: field("containerID")?,
+                    ifname: field("ifname")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conf(text: &str) -> Result<NetConf, CniError> {
+        NetConf::parse(text.as_bytes())
+    }
+
+    #[test]
+    fn versions_json_and_name_are_checked_first() {
+        assert_eq!(conf("{").err().map(|e| e.code()), Some(6));
+        assert_eq!(conf("[1]").err().map(|e| e.code()), Some(6));
+        for v in ["0.1.0", "9.9.9"] {
+            let text = format!(r#"{{"cniVersion":"{v}","name":"n","type":"sandbox-net"}}"#);
+            assert_eq!(conf(&text).err().map(|e| e.code()), Some(1), "{v}");
+        }
+        assert_eq!(
+            conf(r#"{"name":"n","type":"sandbox-net"}"#).err().map(|e| e.code()),
+            Some(1)
+        );
+        assert_eq!(
+            conf(r#"{"cniVersion":"1.0.0","type":"sandbox-net"}"#).err().map(|e| e.code()),
+            Some(7)
+        );
+    }
+
+    #[test]
+    fn settings_have_defaults_and_are_validated() {
+        let c = conf(r#"{"cniVersion":"1.0.0","name":"n"}"#).expect("parse");
+        let s = c.attach_settings().expect("settings");
+        assert_eq!(s.model, Model::Tcfilter);
+        assert_eq!((s.queues, s.tap_name, s.tap_uid), (1, None, None));
+
+        let c = conf(r#"{"cniVersion":"1.0.0","name":"n","queues":4,"tapName":"fc0","tapUid":7,"rxRate":null}"#)
+            .expect("parse");
+        let s = c.attach_settings().expect("settings");
+        assert_eq!((s.queues, s.tap_name.as_deref(), s.tap_uid), (4, Some("fc0"), Some(7)));
+
+        for (bad, code) in [
+            (r#""queues":0"#, 7),
+            (r#""queues":"2""#, 7),
+            (r#""model":"bogus""#, 7),
+            (r#""tapName":"a/b""#, 7),
+            (r#""tapUid":-1"#, 7),
+            (r#""rxRate":1000"#, 2),
+            (r#""txRate":{"rate":1}"#, 2),
+        ] {
+            let c = conf(&format!(r#"{{"cniVersion":"1.0.0","name":"n",{bad}}}"#)).expect("parse");
+            let e = c.attach_settings().err();
+            assert_eq!(e.as_ref().map(CniError::code), Some(code), "{bad}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn valid_attachments_parse() {
+        let c = conf(
+            r#"{"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]}"#,
+        )
+        .expect("parse");
+        assert_eq!(
+            c.valid_attachments().expect("list"),
+            vec![AttachmentKey {
+                container_id: "c1".into(),
+                ifname: "eth0".into()
+            }]
+        );
+        let c = conf(r#"{"cniVersion":"1.1.0","name":"n"}"#).expect("parse");
+        assert_eq!(c.valid_attachments().err().map(|e| e.code()), Some(7));
+    }
+
+    #[test]
+    fn state_dir_must_be_absolute() {
+        let c = conf(r#"{"cniVersion":"1.0.0","name":"n","stateDir":"rel"}"#).expect("parse");
+        assert!(c.state_dir().is_err());
+        let c = conf(r#"{"cniVersion":"1.0.0","name":"n","stateDir":"/x"}"#).expect("parse");
+        assert_eq!(c.state_dir().ok(), Some(PathBuf::from("/x")));
+    }
+}

@@ -1,0 +1,192 @@
+//! CNI errors: every failure of the plugin, its well-known error code, and the error JSON
+//! the spec wants on stdout.
+//!
+//! Codes follow the CNI spec ("Error" section): 1 incompatible CNI version, 2 unsupported
+//! field in the network configuration, 4 invalid necessary environment variables, 5 I/O
+//! failure, 6 failed to decode content, 7 invalid network configuration, 11 try again
+//! later, 50 plugin not available (STATUS). Codes of 100 and up are this plugin's own.
+
+use serde_json::{Value, json};
+
+use super::version;
+
+pub const INCOMPATIBLE_VERSION: u32 = 1;
+pub const UNSUPPORTED_FIELD: u32 = 2;
+pub const INVALID_ENV: u32 = 4;
+pub const IO_FAILURE: u32 = 5;
+pub const DECODE: u32 = 6;
+pub const INVALID_CONFIG: u32 = 7;
+pub const TRY_AGAIN_LATER: u32 = 11;
+pub const NOT_AVAILABLE: u32 = 50;
+/// Plugin-specific: the sandbox id is already attached (a second ADD, or an id collision).
+pub const ALREADY_ATTACHED: u32 = 100;
+/// Plugin-specific: CHECK found the attachment missing, drifted, or not matching prevResult.
+pub const CHECK_FAILED: u32 = 101;
+
+/// Everything that can make a CNI command fail.
+#[derive(Debug, thiserror::Error)]
+pub enum CniError {
+    #[error("incompatible CNI version {version:?} in the network configuration (supported: {})", version::SUPPORTED.join(", "))]
+    IncompatibleVersion { version: String },
+
+    #[error("{command} needs cniVersion {min} or later; the network configuration has {version}")]
+    CommandNeedsVersion {
+        command: &'static str,
+        min: &'static str,
+        version: String,
+    },
+
+    #[error("unsupported field in network configuration: {key} = {value}: {reason}")]
+    UnsupportedField {
+        key: String,
+        value: String,
+        reason: String,
+    },
+
+    #[error("environment variable {var}: {reason}")]
+    Env { var: &'static str, reason: String },
+
+    #[error("read the network configuration from stdin: {source}")]
+    Stdin {
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("cannot decode {what}: {reason}")]
+    Decode { what: String, reason: String },
+
+    #[error("invalid network configuration: {key}: {reason}")]
+    Config { key: String, reason: String },
+
+    #[error("sandbox {id}: already attached by {by}; DEL it first")]
+    Taken { id: String, by: String },
+
+    #[error("{step}: {source}")]
+    Operation {
+        step: String,
+        #[source]
+        source: crate::Error,
+    },
+
+    #[error("CHECK of sandbox {id}: {}", problems.join("; "))]
+    CheckFailed { id: String, problems: Vec<String> },
+
+    #[error("GC of network {network}: {}", failures.join("; "))]
+    GcFailed {
+        network: String,
+        failures: Vec<String>,
+    },
+
+    #[error("not available: {reason}")]
+    NotAvailable { reason: String },
+}
+
+impl CniError {
+    pub fn env(var: &'static str, reason: impl Into<String>) -> CniError {
+        CniError::Env {
+            var,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn config(key: impl Into<String>, reason: impl Into<String>) -> CniError {
+        CniError::Config {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn decode(what: impl Into<String>, reason: impl Into<String>) -> CniError {
+        CniError::Decode {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn op(step: impl Into<String>, source: crate::Error) -> CniError {
+        CniError::Operation {
+            step: step.into(),
+            source,
+        }
+    }
+
+    /// The well-known CNI error code.
+    pub fn code(&self) -> u32 {
+        match self {
+            CniError::IncompatibleVersion { .. } | CniError::CommandNeedsVersion { .. } => {
+                INCOMPATIBLE_VERSION
+            }
+            CniError::UnsupportedField { .. } => UNSUPPORTED_FIELD,
+            CniError::Env { .. } => INVALID_ENV,
+            CniError::Stdin { .. } => IO_FAILURE,
+            CniError::Decode { .. } => DECODE,
+            CniError::Config { .. } => INVALID_CONFIG,
+            CniError::Taken { .. } => ALREADY_ATTACHED,
+            CniError::Operation { source, .. } => code_of(source),
+            CniError::CheckFailed { .. } => CHECK_FAILED,
+            CniError::GcFailed { .. } => IO_FAILURE,
+            CniError::NotAvailable { .. } => NOT_AVAILABLE,
+        }
+    }
+
+    /// The spec's error JSON: `{"cniVersion","code","msg","details"}`.
+    pub fn to_json(&self, cni_version: &str) -> Value {
+        let details = match self {
+            CniError::IncompatibleVersion { .. } => {
+                format!("supported versions: {}", version::SUPPORTED.join(", "))
+            }
+            CniError::Operation { source, .. } => format!("{source:?}"),
+            _ => String::new(),
+        };
+        json!({
+            "cniVersion": cni_version,
+            "code": self.code(),
+            "msg": self.to_string(),
+            "details": details,
+        })
+    }
+}
+
+/// The CNI code for a failure of the library's operations.
+fn code_of(e: &crate::Error) -> u32 {
+    use crate::Error as E;
+    match e {
+        E::InvalidInput { .. } | E::Unsupported { .. } | E::NothingToAttach { .. } => {
+            INVALID_CONFIG
+        }
+        E::BadNetns { .. } => INVALID_ENV,
+        E::AlreadyAttached { .. } => ALREADY_ATTACHED,
+        E::Busy { .. } => TRY_AGAIN_LATER,
+        _ => IO_FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_spec() {
+        assert_eq!(
+            CniError::IncompatibleVersion {
+                version: "9.9.9".into()
+            }
+            .code(),
+            1
+        );
+        assert_eq!(CniError::env("CNI_NETNS", "missing").code(), 4);
+        assert_eq!(CniError::decode("stdin", "bad").code(), 6);
+        assert_eq!(CniError::config("prevResult", "missing").code(), 7);
+        let busy = CniError::op("attach", crate::Error::Busy { id: "x".into() });
+        assert_eq!(busy.code(), 11);
+    }
+
+    #[test]
+    fn error_json_has_the_spec_fields() {
+        let j = CniError::env("CNI_IFNAME", "is not set").to_json("1.0.0");
+        assert_eq!(j["cniVersion"], "1.0.0");
+        assert_eq!(j["code"], 4);
+        assert_eq!(j["msg"], "environment variable CNI_IFNAME: is not set");
+        assert_eq!(j["details"], "");
+    }
+}

@@ -1,0 +1,162 @@
+//! The macvtap model: a bridge-mode macvtap on the endpoint takes over the endpoint's MAC
+//! (the guest uses it); the endpoint gets a random locally administered MAC and loses its
+//! addresses and routes while attached, so nothing in the netns conflicts with the guest.
+//! Every change is a journal entry, so detach restores the MAC, addresses and routes.
+
+use crate::guest::format_mac;
+use crate::journal::Entry;
+use crate::netlink::link::Link;
+use crate::netlink::route::{PROTO_KERNEL, TABLE_MAIN};
+use crate::scan::Snapshot;
+
+/// RT_TABLE_LOCAL: the kernel's own local/broadcast routes.
+const TABLE_LOCAL: u32 = 255;
+
+/// A random unicast, locally administered MAC.
+pub fn random_local_mac() -> Result<[u8; 6], String> {
+    let mut mac = [0u8; 6];
+    // SAFETY: getrandom writes at most `mac.len()` bytes into the buffer we own.
+    let n = unsafe { libc::getrandom(mac.as_mut_ptr().cast(), mac.len(), 0) };
+    if n != mac.len() as isize {
+        return Err(format!(
+            "getrandom for a new MAC: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
+}
+
+/// The journal (in creation order) that moves `link` behind a macvtap named `name`.
+pub fn entries(snapshot: &Snapshot, link: &Link, name: &str) -> Result<Vec<Entry>, String> {
+    let mac = link
+        .mac
+        .as_deref()
+        .filter(|m| m.len() == 6)
+        .map(format_mac)
+        .ok_or("has no Ethernet MAC to give to a macvtap")?;
+    let mut journal = Vec::new();
+    // Routes first (the kernel would flush IPv4 ones with the last address anyway; removing
+    // them explicitly keeps the journal exact), then addresses, then the MAC.
+    for route in &snapshot.routes {
+        if route.oif == Some(link.index)
+            && route.table != TABLE_LOCAL
+            && !(route.protocol == PROTO_KERNEL && route.table == TABLE_MAIN)
+        {
+            journal.push(Entry::RemovedRoute {
+                device: link.name.clone(),
+                ifindex: Some(link.index),
+                route: route.clone(),
+            });
+        }
+    }
+    for address in snapshot.addresses_of(link.index) {
+        journal.push(Entry::RemovedAddress {
+            device: link.name.clone(),
+            ifindex: Some(link.index),
+            address: address.clone(),
+        });
+    }
+    journal.push(Entry::LinkMac {
+        device: link.name.clone(),
+        ifindex: Some(link.index),
+        original: mac.clone(),
+        replacement: format_mac(&random_local_mac()?),
+    });
+    journal.push(Entry::Macvtap {
+        name: name.to_string(),
+        ifindex: None,
+        parent: link.index,
+        mac,
+        mtu: link.mtu,
+        // A CNI veth can have txqueuelen 0; a macvtap needs a queue: keep its default then.
+        tx_queue_len: (link.tx_queue_len > 0).then_some(link.tx_queue_len),
+    });
+    Ok(journal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::addr::Address;
+    use crate::netlink::route::Route;
+
+    #[test]
+    fn random_macs_are_local_unicast() {
+        for _ in 0..50 {
+            let mac = random_local_mac().unwrap();
+            assert_eq!(mac[0] & 0x03, 0x02);
+        }
+    }
+
+    #[test]
+    fn plan_removes_routes_then_addresses_then_moves_the_mac() {
+        let link = Link {
+            index: 2,
+            name: "eth0".into(),
+            kind: Some("veth".into()),
+            mac: Some(vec![2, 0, 0, 0, 0, 9]),
+            mtu: 1450,
+            tx_queue_len: 0,
+            flags: 0,
+            parent: None,
+            tun: None,
+            alias: None,
+        };
+        let route = |proto, table, dst: Option<&str>| Route {
+            ipv6: false,
+            dst: dst.map(|d| d.parse().unwrap()),
+            dst_len: if dst.is_some() { 24 } else { 0 },
+            gateway: None,
+            source: None,
+            scope: 0,
+            protocol: proto,
+            kind: 1,
+            table,
+            oif: Some(2),
+            priority: None,
+            mtu: None,
+        };
+        let snapshot = Snapshot {
+            links: vec![link.clone()],
+            addresses: vec![Address {
+                ifindex: 2,
+                addr: "10.0.0.2".parse().unwrap(),
+                prefix_len: 24,
+                scope: 0,
+                flags: 0x80,
+                broadcast: None,
+            }],
+            routes: vec![
+                route(PROTO_KERNEL, TABLE_MAIN, Some("10.0.0.0")),
+                route(3, TABLE_MAIN, None),
+                route(PROTO_KERNEL, TABLE_LOCAL, Some("10.0.0.2")),
+            ],
+            neighbours: vec![],
+        };
+        let journal = entries(&snapshot, &link, "mvtap0_sn").unwrap();
+        let d: Vec<String> = journal.iter().map(Entry::describe).collect();
+        assert_eq!(
+            d,
+            vec![
+                "route default via eth0",
+                "address 10.0.0.2/24 of eth0",
+                "MAC of eth0",
+                "macvtap mvtap0_sn",
+            ]
+        );
+        match &journal[3] {
+            Entry::Macvtap {
+                mac,
+                tx_queue_len,
+                mtu,
+                ..
+            } => {
+                assert_eq!(mac, "02:00:00:00:00:09");
+                assert_eq!(*tx_queue_len, None);
+                assert_eq!(*mtu, 1450);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Hotplug: attach or detach one interface of an existing attachment, under the
+//! attachment's model and settings, updating its journal and state.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::attach::{apply_and_save, plan, undo_logged};
+use super::reopen_netns;
+use crate::endpoint;
+use crate::guest::{self, GuestConfig};
+use crate::journal;
+use crate::netlink::Netlink;
+use crate::netns::NetNs;
+use crate::scan;
+use crate::state::{self, Endpoint, Lock, Phase, State, StateDir};
+use crate::{Error, Result, tap};
+
+/// The endpoint added or removed, and the guest description after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointChange {
+    pub id: String,
+    pub endpoint: Endpoint,
+    pub guest: GuestConfig,
+}
+
+/// Lock the sandbox and load its state, which must be fully attached, and its netns.
+fn open_attached(
+    state_dir: &Path,
+    id: &str,
+    iface: &str,
+) -> Result<(StateDir, Lock, State, NetNs)> {
+    state::validate_id(id)?;
+    tap::validate_ifname(iface)
+        .map_err(|r| Error::invalid(format!("interface name {iface:?}"), r))?;
+    let store = StateDir::open(state_dir)?;
+    let lock = store.lock(id)?;
+    let state = store
+        .load(id)?
+        .ok_or_else(|| Error::invalid(format!("sandbox {id}"), "not attached"))?;
+    if state.phase != Phase::Attached {
+        return Err(Error::invalid(
+            format!("sandbox {id}"),
+            "its attach never finished (crashed?); detach it first",
+        ));
+    }
+    let netns = reopen_netns(&state).ok_or_else(|| {
+        Error::invalid(
+            format!("sandbox {id}"),
+            format!(
+                "netns {} no longer exists; detach it",
+                state.netns_path.display()
+            ),
+        )
+    })?;
+    Ok((store, lock, state, netns))
+}
+
+/// Attach one more interface of the sandbox's netns.
+pub fn add_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
+    let (store, _lock, state, netns) = open_attached(state_dir, id, iface)?;
+    if state.endpoints.iter().any(|e| e.name == iface) {
+        return Err(Error::invalid(
+            format!("interface {iface} of sandbox {id}"),
+            "is already attached",
+        ));
+    }
+    netns.run(|| add_inside(&store, state, &netns, iface))?
+}
+
+fn add_inside(
+    store: &StateDir,
+    mut state: State,
+    netns: &NetNs,
+    iface: &str,
+) -> Result<EndpointChange> {
+    let ns_label = format!("netns {}", netns.display());
+    let mut nl =
+        Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
+    let snapshot =
+        scan::scan(&mut nl).map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
+    let only = [iface.to_string()];
+    let candidates =
+        endpoint::candidates(&snapshot, Some(&only)).map_err(|r| Error::Unsupported {
+            iface: r.iface,
+            netns: netns.display().to_string(),
+            reason: r.reason,
+        })?;
+    let (mut endpoints, entries) = plan(
+        netns,
+        state.model,
+        &state.settings,
+        &snapshot,
+        &candidates,
+        &state.endpoints,
+        &[],
+    )?;
+    let endpoint = endpoints
+        .pop()
+        .ok_or_else(|| Error::invalid(format!("interface {iface}"), "was not planned"))?;
+    let before = state.clone();
+    // The other endpoints' part of the guest description stays as it was recorded (under
+    // macvtap their addresses are no longer in the netns); the new one is added.
+    let added = guest::describe(&snapshot, &[endpoint.ifindex]);
+    state.guest.interfaces.extend(added.interfaces);
+    state.guest.routes.extend(added.routes);
+    state.guest.neighbors.extend(added.neighbors);
+    state.endpoints.push(endpoint.clone());
+    let start = state.journal.len();
+    state.journal.extend(entries);
+    state.phase = Phase::Attaching;
+    store.save(&state)?;
+    match apply_and_save(&mut nl, store, &mut state, start, None) {
+        Ok(()) => {
+            let endpoint = state
+                .endpoints
+                .iter()
+                .find(|e| e.name == iface)
+                .cloned()
+                .unwrap_or(endpoint);
+            Ok(EndpointChange {
+                id: state.id.clone(),
+                endpoint,
+                guest: state.guest,
+            })
+        }
+        Err((applied, error)) => {
+            if undo_logged(&mut nl, &state, start, applied) {
+                store.save(&before)?;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Detach one interface of the sandbox, leaving the others attached. Removing the last
+/// one leaves an empty attachment.
+pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
+    let (store, _lock, mut state, netns) = open_attached(state_dir, id, iface)?;
+    let position = state
+        .endpoints
+        .iter()
+        .position(|e| e.name == iface)
+        .ok_or_else(|| {
+            Error::invalid(
+                format!("interface {iface} of sandbox {id}"),
+                "is not attached",
+            )
+        })?;
+    let endpoint = state.endpoints.remove(position);
+    let (owned, kept): (Vec<_>, Vec<_>) = state
+        .journal
+        .drain(..)
+        .partition(|e| endpoint.owns(e.device()));
+    netns.run(|| -> Result<()> {
+        let ns_label = format!("netns {}", netns.display());
+        let mut nl =
+            Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
+        journal::undo(&mut nl, &owned, &journal::owner_alias(id)).map_err(|e| {
+            Error::kernel(
+                format!("sandbox {id}: {}", e.entry.describe()),
+                "remove",
+                e.error,
+            )
+        })
+    })??;
+    state.journal = kept;
+    state.guest.interfaces.retain(|i| i.name != iface);
+    state.guest.routes.retain(|r| r.device != iface);
+    state.guest.neighbors.retain(|n| n.device != iface);
+    store.save(&state)?;
+    Ok(EndpointChange {
+        id: state.id.clone(),
+        endpoint,
+        guest: state.guest,
+    })
+}
