@@ -12,8 +12,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::netlink::addr::{self, Address};
 use crate::netlink::route::{self, Route};
-use crate::netlink::{Netlink, NlError, link, tc};
+use crate::netlink::{Netlink, NlError, htb, link, tc};
+use crate::rate::Rate;
 use crate::{physical, tap};
+
+/// Which traffic a rate limit applies to, seen from the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Toward the guest.
+    Rx,
+    /// From the guest.
+    Tx,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Rx => "rx",
+            Direction::Tx => "tx",
+        }
+    }
+}
 
 /// The alias sandbox-net gives the links it creates: it marks them as ours.
 pub fn owner_alias(id: &str) -> String {
@@ -73,6 +93,15 @@ pub enum Entry {
         ifindex: Option<u32>,
         route: Route,
     },
+    /// An IFB device (for shaping traffic that arrives on a device's ingress).
+    Ifb { name: String, ifindex: Option<u32> },
+    /// An HTB rate limit on `device`'s egress.
+    RateLimit {
+        device: String,
+        ifindex: Option<u32>,
+        direction: Direction,
+        rate: Rate,
+    },
     /// The PCI device of NIC `device` moved from `original_driver` to vfio-pci.
     VfioBind {
         device: String,
@@ -86,8 +115,9 @@ impl Entry {
     /// The device the entry lives on.
     pub fn device(&self) -> &str {
         match self {
-            Entry::Tap { name, .. } | Entry::Macvtap { name, .. } => name,
-            Entry::IngressQdisc { device, .. }
+            Entry::Tap { name, .. } | Entry::Macvtap { name, .. } | Entry::Ifb { name, .. } => name,
+            Entry::RateLimit { device, .. }
+            | Entry::IngressQdisc { device, .. }
             | Entry::RedirectFilter { device, .. }
             | Entry::LinkMac { device, .. }
             | Entry::RemovedAddress { device, .. }
@@ -100,6 +130,8 @@ impl Entry {
         match self {
             Entry::Tap { ifindex, .. }
             | Entry::Macvtap { ifindex, .. }
+            | Entry::Ifb { ifindex, .. }
+            | Entry::RateLimit { ifindex, .. }
             | Entry::IngressQdisc { ifindex, .. }
             | Entry::RedirectFilter { ifindex, .. }
             | Entry::LinkMac { ifindex, .. }
@@ -111,7 +143,10 @@ impl Entry {
 
     /// True for the devices sandbox-net creates (deleted on undo).
     pub fn creates_device(&self) -> bool {
-        matches!(self, Entry::Tap { .. } | Entry::Macvtap { .. })
+        matches!(
+            self,
+            Entry::Tap { .. } | Entry::Macvtap { .. } | Entry::Ifb { .. }
+        )
     }
 
     /// Teardown phase: filters first, then qdiscs, then devices, so the kernel never
@@ -121,8 +156,11 @@ impl Entry {
     fn phase(&self) -> u8 {
         match self {
             Entry::RedirectFilter { .. } => 0,
-            Entry::IngressQdisc { .. } => 1,
-            Entry::Tap { .. } | Entry::Macvtap { .. } | Entry::VfioBind { .. } => 2,
+            Entry::IngressQdisc { .. } | Entry::RateLimit { .. } => 1,
+            Entry::Tap { .. }
+            | Entry::Macvtap { .. }
+            | Entry::Ifb { .. }
+            | Entry::VfioBind { .. } => 2,
             Entry::LinkMac { .. } | Entry::RemovedAddress { .. } | Entry::RemovedRoute { .. } => 3,
         }
     }
@@ -136,6 +174,13 @@ impl Entry {
                 format!("redirect filter {device} -> {target}")
             }
             Entry::Macvtap { name, .. } => format!("macvtap {name}"),
+            Entry::Ifb { name, .. } => format!("ifb {name}"),
+            Entry::RateLimit {
+                device,
+                direction,
+                rate,
+                ..
+            } => format!("{} limit {rate} on {device}", direction.as_str()),
             Entry::LinkMac { device, .. } => format!("MAC of {device}"),
             Entry::RemovedAddress {
                 device, address, ..
@@ -257,6 +302,21 @@ fn apply_one(
             link::set_mtu_up(nl, index, 0, Some(alias))
                 .map_err(|e| ("set macvtap alias", nl_io(e)))?;
         }
+        Entry::Ifb { name, ifindex } => {
+            link::create_ifb(nl, name).map_err(|e| ("create ifb", nl_io(e)))?;
+            let index = tap::ifindex(name).map_err(|e| ("look up ifb ifindex", e))?;
+            *ifindex = Some(index);
+            link::set_mtu_up(nl, index, 0, Some(alias)).map_err(|e| ("set ifb alias", nl_io(e)))?;
+        }
+        Entry::RateLimit {
+            device,
+            ifindex,
+            rate,
+            ..
+        } => {
+            let index = resolved(ifindex, device)?;
+            htb::add_limit(nl, index, *rate).map_err(|e| ("add HTB rate limit", nl_io(e)))?;
+        }
         Entry::LinkMac {
             device,
             ifindex,
@@ -370,6 +430,7 @@ fn resolve(nl: &mut Netlink, entry: &Entry, alias: &str) -> Result<Option<u32>, 
     let kind = match entry {
         Entry::Tap { .. } => "tun",
         Entry::Macvtap { .. } => "macvtap",
+        Entry::Ifb { .. } => "ifb",
         _ => return Ok(Some(index)),
     };
     let ours = link::get(nl, index)?.is_some_and(|l| {
@@ -402,7 +463,8 @@ fn undo_one(nl: &mut Netlink, entry: &Entry, alias: &str) -> io::Result<()> {
     let result = match entry {
         Entry::RedirectFilter { .. } => tc::del_redirect(nl, index),
         Entry::IngressQdisc { .. } => tc::del_ingress(nl, index),
-        Entry::Tap { .. } | Entry::Macvtap { .. } => link::delete(nl, index),
+        Entry::Tap { .. } | Entry::Macvtap { .. } | Entry::Ifb { .. } => link::delete(nl, index),
+        Entry::RateLimit { .. } => htb::del_limit(nl, index),
         Entry::LinkMac { original, .. } => match crate::guest::parse_mac(original) {
             Some(mac) => link::set_mac(nl, index, &mac),
             None => {
@@ -452,6 +514,12 @@ pub fn in_force(nl: &mut Netlink, entries: &[Entry]) -> Result<Vec<bool>, (Strin
             (_, None) => false,
             (Entry::Tap { .. }, Some(l)) => l.tun.is_some_and(|t| t.tap),
             (Entry::Macvtap { .. }, Some(l)) => l.kind.as_deref() == Some("macvtap"),
+            (Entry::Ifb { .. }, Some(l)) => l.kind.as_deref() == Some("ifb"),
+            (Entry::RateLimit { rate, .. }, Some(l)) => {
+                htb::read_limit(nl, l.index)
+                    .map_err(step(&format!("dump classes of {}", l.name)))?
+                    == Some(rate.bytes_per_sec())
+            }
             (Entry::IngressQdisc { .. }, Some(l)) => qdiscs
                 .iter()
                 .any(|q| q.ifindex == l.index && q.kind == "ingress"),

@@ -17,6 +17,7 @@
 //! # Ok::<(), sandbox_net::Error>(())
 //! ```
 
+pub mod cni;
 pub mod dataplane;
 pub mod endpoint;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod netlink;
 pub mod netns;
 pub mod ops;
 pub mod physical;
+pub mod rate;
 pub mod scan;
 pub mod scratch;
 pub mod state;

@@ -55,6 +55,13 @@ enum Command {
         /// vhost-user endpoint (the VMM connects to that socket).
         #[arg(long, value_name = "DIR")]
         vhost_user_dir: Option<PathBuf>,
+        /// Limit traffic toward the guest on every endpoint (iproute2 units: 500kbit,
+        /// 20mbit, 1gbit, or bits per second).
+        #[arg(long, value_name = "RATE")]
+        rx_rate: Option<String>,
+        /// Limit traffic from the guest on every endpoint.
+        #[arg(long, value_name = "RATE")]
+        tx_rate: Option<String>,
         /// The sysfs tree used to rebind physical NICs to vfio-pci.
         #[arg(long, value_name = "DIR", default_value = "/sys", hide = true)]
         sysfs_root: PathBuf,
@@ -118,6 +125,11 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
     Ok(())
 }
 
+fn parse_rate(text: &str) -> Result<sandbox_net::rate::Rate, Error> {
+    text.parse()
+        .map_err(|reason: String| Error::invalid(format!("rate {text:?}"), reason))
+}
+
 /// One line per endpoint: what the VMM gets for it.
 fn describe_endpoint(ep: &sandbox_net::state::Endpoint) -> String {
     let vmm = if let Some(socket) = &ep.vhost_user_socket {
@@ -156,6 +168,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             allow_host_netns,
             ifaces,
             vhost_user_dir,
+            rx_rate,
+            tx_rate,
             sysfs_root,
             json,
         } => {
@@ -166,6 +180,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             opts.allow_host_netns = allow_host_netns;
             opts.interfaces = (!ifaces.is_empty()).then_some(ifaces);
             opts.vhost_user_dir = vhost_user_dir;
+            opts.rx_rate = rx_rate.as_deref().map(parse_rate).transpose()?;
+            opts.tx_rate = tx_rate.as_deref().map(parse_rate).transpose()?;
             opts.sysfs_root = sysfs_root;
             opts.state_dir = state_dir;
             let attachment = sandbox_net::attach(&opts)?;
@@ -282,6 +298,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Run as a CNI plugin when a container runtime calls us (stdout is the result).
+    if std::env::var_os(sandbox_net::cni::COMMAND_ENV).is_some() {
+        return ExitCode::from(sandbox_net::cni::run());
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

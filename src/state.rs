@@ -80,6 +80,9 @@ pub struct Endpoint {
     /// A vhost-user endpoint: the socket the VMM connects to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vhost_user_socket: Option<PathBuf>,
+    /// The IFB device that shapes traffic toward the guest (macvtap model with an rx limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifb: Option<String>,
 }
 
 impl Endpoint {
@@ -101,12 +104,15 @@ impl Endpoint {
             pci_address: None,
             vfio_group: None,
             vhost_user_socket: None,
+            ifb: None,
         }
     }
 
     /// The devices this endpoint's journal entries live on.
     pub fn owns(&self, device: &str) -> bool {
-        device == self.name || (!self.tap.is_empty() && device == self.tap)
+        device == self.name
+            || (!self.tap.is_empty() && device == self.tap)
+            || self.ifb.as_deref() == Some(device)
     }
 }
 
@@ -141,6 +147,11 @@ pub struct Settings {
     pub sysfs_root: PathBuf,
     #[serde(default)]
     pub vhost_user_dir: Option<PathBuf>,
+    /// Rate limits applied to every endpoint (toward / from the guest).
+    #[serde(default)]
+    pub rx_rate: Option<crate::rate::Rate>,
+    #[serde(default)]
+    pub tx_rate: Option<crate::rate::Rate>,
 }
 
 impl Default for Settings {
@@ -150,6 +161,8 @@ impl Default for Settings {
             tap_owner: crate::tap::TapOwner::default(),
             sysfs_root: PathBuf::from("/sys"),
             vhost_user_dir: None,
+            rx_rate: None,
+            tx_rate: None,
         }
     }
 }

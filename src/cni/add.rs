@@ -36,7 +36,7 @@ fn merge(settings: AttachSettings, args: CniArgs, ifname: &str) -> (String, TapO
 }
 
 /// Run ADD; returns the result JSON.
-pub fn add(env: &CniEnv, conf: &NetConf) -> Result<serde_json::Value, CniError> {
+pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     let container_id = env.container_id()?;
     let netns = env.netns()?;
     let ifname = env.ifname()?;
@@ -109,21 +109,26 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<serde_json::Value, CniError> 
             ));
         }
     };
-    let (tap_iface, vm_iface) =
-        match vm_interfaces(&attachment, conf, container_id, netns, ifname) {
-            Ok(ifaces) => ifaces,
-            Err(e) => {
-                match ops::detach(&state_dir, &sandbox) {
-                    Ok(_) => forget(&records, &mut lock, &sandbox),
-                    Err(d) => tracing::error!(id = %sandbox, error = %d,
+    let (tap_iface, vm_iface) = match vm_interfaces(&attachment, conf, container_id, netns, ifname)
+    {
+        Ok(ifaces) => ifaces,
+        Err(e) => {
+            match ops::detach(&state_dir, &sandbox) {
+                Ok(_) => forget(&records, &mut lock, &sandbox),
+                Err(d) => tracing::error!(id = %sandbox, error = %d,
                         "could not detach after a failed ADD; DEL will retry"),
-                }
-                return Err(e);
             }
-        };
+            return Err(e);
+        }
+    };
     result.add_vm_interfaces(ifname, tap_iface, vm_iface);
     tracing::info!(id = %sandbox, container_id, ifname, netns, "CNI ADD attached");
-    Ok(result.encode(&conf.cni_version))
+    serde_json::to_string_pretty(&result.encode(&conf.cni_version)).map_err(|e| {
+        CniError::op(
+            format!("ADD {sandbox}: encode the result"),
+            crate::Error::invalid("result", e.to_string()),
+        )
+    })
 }
 
 /// Drop the record of an attachment that is gone, and its lock file with it.
@@ -203,14 +208,20 @@ mod tests {
             tap_gid: Some(2),
         };
         let (tap, owner) = merge(settings.clone(), CniArgs::default(), "eth0");
-        assert_eq!((tap.as_str(), owner.uid, owner.gid), ("conf0", Some(1), Some(2)));
+        assert_eq!(
+            (tap.as_str(), owner.uid, owner.gid),
+            ("conf0", Some(1), Some(2))
+        );
         let args = CniArgs {
             tap_name: Some("args0".into()),
             tap_uid: Some(10),
             tap_gid: None,
         };
         let (tap, owner) = merge(settings, args, "eth0");
-        assert_eq!((tap.as_str(), owner.uid, owner.gid), ("args0", Some(10), Some(2)));
+        assert_eq!(
+            (tap.as_str(), owner.uid, owner.gid),
+            ("args0", Some(10), Some(2))
+        );
         let none = AttachSettings {
             model: Model::Tcfilter,
             queues: 1,

@@ -51,8 +51,9 @@ mod tests {
 
     #[test]
     fn known_keys_are_read_and_others_ignored() {
-        let a = CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=p;TAP_NAME=vm0;TAP_UID=10;TAP_GID=20;")
-            .expect("parse");
+        let a =
+            CniArgs::parse("IgnoreUnknown=1;K8S_POD_NAME=p;TAP_NAME=vm0;TAP_UID=10;TAP_GID=20;")
+                .expect("parse");
         assert_eq!(
             a,
             CniArgs {

@@ -73,7 +73,10 @@ impl NetConf {
     /// and `name` (code 7).
     pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         let value: Value = serde_json::from_slice(stdin).map_err(|e| {
-            CniError::decode("the network configuration on stdin", format!("not JSON: {e}"))
+            CniError::decode(
+                "the network configuration on stdin",
+                format!("not JSON: {e}"),
+            )
         })?;
         let Value::Object(keys) = value else {
             return Err(CniError::decode(
@@ -116,7 +119,11 @@ impl NetConf {
     }
 
     /// Fail with code 1 unless the configuration's version has `command`.
-    pub fn require_version(&self, command: &'static str, min: &'static str) -> Result<(), CniError> {
+    pub fn require_version(
+        &self,
+        command: &'static str,
+        min: &'static str,
+    ) -> Result<(), CniError> {
         if version::at_least(&self.cni_version, min) {
             Ok(())
         } else {
@@ -153,7 +160,11 @@ impl NetConf {
                 .ok_or_else(|| {
                     CniError::config(
                         key,
-                        format!("must be an integer from 0 to {}, got {}", u32::MAX, describe(v)),
+                        format!(
+                            "must be an integer from 0 to {}, got {}",
+                            u32::MAX,
+                            describe(v)
+                        ),
                     )
                 }),
         }
@@ -271,11 +282,15 @@ mod tests {
             assert_eq!(conf(&text).err().map(|e| e.code()), Some(1), "{v}");
         }
         assert_eq!(
-            conf(r#"{"name":"n","type":"sandbox-net"}"#).err().map(|e| e.code()),
+            conf(r#"{"name":"n","type":"sandbox-net"}"#)
+                .err()
+                .map(|e| e.code()),
             Some(1)
         );
         assert_eq!(
-            conf(r#"{"cniVersion":"1.0.0","type":"sandbox-net"}"#).err().map(|e| e.code()),
+            conf(r#"{"cniVersion":"1.0.0","type":"sandbox-net"}"#)
+                .err()
+                .map(|e| e.code()),
             Some(7)
         );
     }
@@ -290,7 +305,10 @@ mod tests {
         let c = conf(r#"{"cniVersion":"1.0.0","name":"n","queues":4,"tapName":"fc0","tapUid":7,"rxRate":null}"#)
             .expect("parse");
         let s = c.attach_settings().expect("settings");
-        assert_eq!((s.queues, s.tap_name.as_deref(), s.tap_uid), (4, Some("fc0"), Some(7)));
+        assert_eq!(
+            (s.queues, s.tap_name.as_deref(), s.tap_uid),
+            (4, Some("fc0"), Some(7))
+        );
 
         for (bad, code) in [
             (r#""queues":0"#, 7),

@@ -206,7 +206,11 @@ mod tests {
         assert!(env(&[(NETNS, "")]).netns().is_err());
         assert_eq!(env(&[]).netns_opt().ok(), Some(None));
         assert!(env(&[(IFNAME, "eth0")]).ifname().is_ok());
-        assert!(env(&[(IFNAME, "a-name-that-is-too-long")]).ifname().is_err());
+        assert!(
+            env(&[(IFNAME, "a-name-that-is-too-long")])
+                .ifname()
+                .is_err()
+        );
         assert!(env(&[(IFNAME, "a/b")]).ifname().is_err());
     }
 }

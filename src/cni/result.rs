@@ -89,7 +89,10 @@ fn decode_ip(n: usize, item: Value) -> Result<IpConfig, CniError> {
         other => {
             return Err(CniError::decode(
                 format!("{what}.address"),
-                format!("expected \"ADDRESS/PREFIX\", got {}", other.unwrap_or(Value::Null)),
+                format!(
+                    "expected \"ADDRESS/PREFIX\", got {}",
+                    other.unwrap_or(Value::Null)
+                ),
             ));
         }
     };
@@ -169,7 +172,12 @@ impl CniResult {
     /// VM's interface every IP that belonged to `ifname` in a sandbox, or to no interface
     /// at all (a missing or out-of-range index). IPs of other interfaces keep theirs.
     /// Returns the index of the VM's interface.
-    pub fn add_vm_interfaces(&mut self, ifname: &str, tap: Option<Interface>, vm: Interface) -> usize {
+    pub fn add_vm_interfaces(
+        &mut self,
+        ifname: &str,
+        tap: Option<Interface>,
+        vm: Interface,
+    ) -> usize {
         let before = self.interfaces.clone();
         self.interfaces.extend(tap);
         self.interfaces.push(vm);
@@ -186,53 +194,65 @@ impl CniResult {
         vm_index
     }
 
-    /// Encode in the shape of `cni_version`.
-    pub fn encode(&self, cni_version: &str) -> Value {
+    /// Encode in the shape of `cni_version`, fields in the spec's order.
+    pub fn encode<'a>(&'a self, cni_version: &'a str) -> Encoded<'a> {
         let with_ip_version = !version::at_least(cni_version, version::NO_IP_VERSION_SINCE);
-        let ips: Vec<Value> = self
-            .ips
-            .iter()
-            .map(|ip| {
-                let mut obj = Map::new();
-                if with_ip_version {
-                    let v = if ip.ip.is_ipv4() { "4" } else { "6" };
-                    obj.insert("version".into(), v.into());
-                }
-                obj.insert("address".into(), ip.address.clone().into());
-                if let Some(gw) = &ip.gateway {
-                    obj.insert("gateway".into(), gw.clone().into());
-                }
-                if let Some(i) = ip.interface {
-                    obj.insert("interface".into(), i.into());
-                }
-                obj.extend(ip.extra.clone());
-                Value::Object(obj)
-            })
-            .collect();
-        let interfaces: Vec<Value> = self
-            .interfaces
-            .iter()
-            .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
-            .collect();
-        let mut out = Map::new();
-        out.insert("cniVersion".into(), cni_version.into());
-        out.insert("interfaces".into(), interfaces.into());
-        out.insert("ips".into(), ips.into());
-        if !self.routes.is_empty() {
-            out.insert("routes".into(), self.routes.clone().into());
+        Encoded {
+            cni_version,
+            interfaces: &self.interfaces,
+            ips: self
+                .ips
+                .iter()
+                .map(|ip| EncodedIp {
+                    version: with_ip_version.then_some(if ip.ip.is_ipv4() { "4" } else { "6" }),
+                    address: &ip.address,
+                    gateway: ip.gateway.as_deref(),
+                    interface: ip.interface,
+                    extra: &ip.extra,
+                })
+                .collect(),
+            routes: &self.routes,
+            dns: self
+                .dns
+                .clone()
+                .unwrap_or_else(|| Value::Object(Map::new())),
         }
-        out.insert(
-            "dns".into(),
-            self.dns.clone().unwrap_or_else(|| Value::Object(Map::new())),
-        );
-        Value::Object(out)
     }
+}
+
+/// A result as written to stdout.
+#[derive(Debug, Serialize)]
+pub struct Encoded<'a> {
+    #[serde(rename = "cniVersion")]
+    cni_version: &'a str,
+    interfaces: &'a [Interface],
+    ips: Vec<EncodedIp<'a>>,
+    #[serde(skip_serializing_if = "<[Value]>::is_empty")]
+    routes: &'a [Value],
+    dns: Value,
+}
+
+#[derive(Debug, Serialize)]
+struct EncodedIp<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'static str>,
+    address: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gateway: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interface: Option<usize>,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn value(r: &CniResult, version: &str) -> Value {
+        serde_json::to_value(r.encode(version)).expect("encode")
+    }
 
     fn bridge_040() -> Value {
         json!({
@@ -272,7 +292,7 @@ mod tests {
             extra: Map::new(),
         };
         assert_eq!(r.add_vm_interfaces("eth0", Some(tap), vm("eth0")), 4);
-        let v1 = r.encode("1.0.0");
+        let v1 = value(&r, "1.0.0");
         assert_eq!(v1["cniVersion"], "1.0.0");
         assert_eq!(v1["interfaces"].as_array().map(Vec::len), Some(5));
         for ip in v1["ips"].as_array().into_iter().flatten() {
@@ -281,7 +301,7 @@ mod tests {
         }
         assert_eq!(v1["routes"], json!([{"dst": "0.0.0.0/0"}]));
         assert_eq!(v1["dns"]["nameservers"][0], "10.0.0.53");
-        let v0 = r.encode("0.4.0");
+        let v0 = value(&r, "0.4.0");
         assert_eq!(v0["ips"][0]["version"], "4");
         assert_eq!(v0["ips"][1]["version"], "6");
         // And it decodes back to the same thing.
@@ -306,7 +326,7 @@ mod tests {
         let got: Vec<Option<usize>> = r.ips.iter().map(|i| i.interface).collect();
         assert_eq!(got, vec![Some(2), Some(2), Some(0), Some(2)]);
         // No mtu, no routes, no dns: fine.
-        let out = r.encode("1.0.0");
+        let out = value(&r, "1.0.0");
         assert!(out.get("routes").is_none());
         assert_eq!(out["dns"], json!({}));
     }

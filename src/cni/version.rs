@@ -28,7 +28,11 @@ pub fn is_supported(version: &str) -> bool {
 /// Parse "MAJOR.MINOR.PATCH".
 fn parse(version: &str) -> Option<(u32, u32, u32)> {
     let mut parts = version.split('.').map(str::parse::<u32>);
-    let v = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+    let v = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    );
     parts.next().is_none().then_some(v)
 }
 

@@ -11,7 +11,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::{Candidate, EndpointKind, is_link_local_v6};
-use crate::journal::Entry;
+use crate::journal::{Direction, Entry};
+use crate::rate::Rate;
 use crate::scan::Snapshot;
 use crate::state::Endpoint;
 use crate::tap::TapOwner;
@@ -76,6 +77,9 @@ pub struct PlanContext<'a> {
     pub net_sysfs_root: &'a Path,
     /// Interfaces with a socket at `DIR/<address>/vhu.sock` are vhost-user endpoints.
     pub vhost_user_dir: Option<&'a Path>,
+    /// Rate limits toward (rx) and from (tx) the guest.
+    pub rx_rate: Option<Rate>,
+    pub tx_rate: Option<Rate>,
 }
 
 /// The vhost-user socket of an endpoint, if the configured directory has one for any of
@@ -109,6 +113,17 @@ pub fn plan_endpoint(
         endpoint.queues = 0;
         return Ok((endpoint, Vec::new()));
     }
+    let limited = ctx.rx_rate.is_some() || ctx.tx_rate.is_some();
+    let plumbed = matches!(
+        c.kind,
+        EndpointKind::Veth | EndpointKind::Macvlan | EndpointKind::Vlan | EndpointKind::Ipvlan
+    );
+    if limited && !plumbed {
+        return Err(format!(
+            "rate limits need an endpoint sandbox-net plumbs itself (veth, macvlan, vlan, ipvlan); a {} is handed over as it is",
+            c.kind.as_str()
+        ));
+    }
     let name =
         |prefix: &str| device_name.map_or_else(|| format!("{prefix}{slot}_sn"), String::from);
     match (c.kind, ctx.model) {
@@ -137,18 +152,77 @@ pub fn plan_endpoint(
         (_, Model::Macvtap) => {
             let device = name("mvtap");
             endpoint.tap = device.clone();
-            let entries = macvtap::entries(ctx.snapshot, &c.link, &device)?;
+            let mut entries = macvtap::entries(ctx.snapshot, &c.link, &device)?;
+            let ifb = format!("ifb{slot}_sn");
+            entries.extend(rate_entries(ctx, &c.link.name, &device, Some(&ifb)));
+            if ctx.rx_rate.is_some() {
+                endpoint.ifb = Some(ifb);
+            }
             Ok((endpoint, entries))
         }
         (_, Model::Tcfilter | Model::None) => {
             let device = name("tap");
             endpoint.tap = device.clone();
-            Ok((
-                endpoint,
-                tcfilter::entries(&c.link, &device, ctx.queues, ctx.tap_owner),
-            ))
+            let mut entries = tcfilter::entries(&c.link, &device, ctx.queues, ctx.tap_owner);
+            entries.extend(rate_entries(ctx, &c.link.name, &device, None));
+            Ok((endpoint, entries))
         }
     }
+}
+
+/// The rate-limit entries of an endpoint `iface` whose VMM-side device is `vmm_device`.
+///
+/// tcfilter (`ifb` None): frames toward the guest leave through the tap's egress (rx: HTB
+/// on the tap); frames from the guest are redirected to the endpoint's egress (tx: HTB on
+/// the endpoint). macvtap (`ifb` Some): frames from the guest leave through the macvtap's
+/// egress (tx: HTB on the macvtap); frames toward the guest are handed to the macvtap's
+/// queues without passing any egress qdisc, but they do pass its ingress hook, so they are
+/// redirected there into a per-endpoint IFB whose egress carries the HTB (rx).
+pub fn rate_entries(
+    ctx: &PlanContext<'_>,
+    iface: &str,
+    vmm_device: &str,
+    ifb: Option<&str>,
+) -> Vec<Entry> {
+    let limit = |device: &str, direction, rate| Entry::RateLimit {
+        device: device.to_string(),
+        ifindex: None,
+        direction,
+        rate,
+    };
+    let mut entries = Vec::new();
+    match ifb {
+        None => {
+            if let Some(rate) = ctx.rx_rate {
+                entries.push(limit(vmm_device, Direction::Rx, rate));
+            }
+            if let Some(rate) = ctx.tx_rate {
+                entries.push(limit(iface, Direction::Tx, rate));
+            }
+        }
+        Some(ifb) => {
+            if let Some(rate) = ctx.tx_rate {
+                entries.push(limit(vmm_device, Direction::Tx, rate));
+            }
+            if let Some(rate) = ctx.rx_rate {
+                entries.push(Entry::Ifb {
+                    name: ifb.to_string(),
+                    ifindex: None,
+                });
+                entries.push(Entry::IngressQdisc {
+                    device: vmm_device.to_string(),
+                    ifindex: None,
+                });
+                entries.push(Entry::RedirectFilter {
+                    device: vmm_device.to_string(),
+                    ifindex: None,
+                    target: ifb.to_string(),
+                });
+                entries.push(limit(ifb, Direction::Rx, rate));
+            }
+        }
+    }
+    entries
 }
 
 fn plan_physical(

@@ -214,6 +214,17 @@ pub fn create_macvtap(nl: &mut Netlink, new: &NewMacvtap<'_>) -> Result<(), NlEr
     nl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
 }
 
+/// Create an IFB device `name`, up.
+pub fn create_ifb(nl: &mut Netlink, name: &str) -> Result<(), NlError> {
+    let mut msg = LinkMessage::default();
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+    msg.attributes
+        .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Ifb)]));
+    nl.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+}
+
 /// Bring a link up.
 pub fn set_up(nl: &mut Netlink, index: u32) -> Result<(), NlError> {
     set_mtu_up(nl, index, 0, None)

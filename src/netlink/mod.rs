@@ -8,6 +8,7 @@
 //! round trips an operation costs.
 
 pub mod addr;
+pub mod htb;
 pub mod link;
 pub mod neigh;
 pub mod route;

@@ -10,6 +10,7 @@ use crate::journal::{self, Entry};
 use crate::model::{self, Model, PlanContext};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
+use crate::rate::Rate;
 use crate::scan::{self, Snapshot};
 use crate::state::{self, Endpoint, Phase, Settings, State, StateDir};
 use crate::tap::{self, TapOwner};
@@ -38,6 +39,10 @@ pub struct AttachOptions {
     pub sysfs_root: PathBuf,
     /// Interfaces with a socket at `DIR/<address>/vhu.sock` become vhost-user endpoints.
     pub vhost_user_dir: Option<PathBuf>,
+    /// Rate limit toward the guest, on every endpoint.
+    pub rx_rate: Option<Rate>,
+    /// Rate limit from the guest, on every endpoint.
+    pub tx_rate: Option<Rate>,
     /// Test hook: fail before journal step N (N = journal length: after every step).
     /// Honoured only when built with the `failpoints` feature.
     pub fail_at_step: Option<usize>,
@@ -57,6 +62,8 @@ impl AttachOptions {
             tap_owner: TapOwner::default(),
             sysfs_root: PathBuf::from("/sys"),
             vhost_user_dir: None,
+            rx_rate: None,
+            tx_rate: None,
             fail_at_step: None,
         }
     }
@@ -67,6 +74,8 @@ impl AttachOptions {
             tap_owner: self.tap_owner,
             sysfs_root: self.sysfs_root.clone(),
             vhost_user_dir: self.vhost_user_dir.clone(),
+            rx_rate: self.rx_rate,
+            tx_rate: self.tx_rate,
         }
     }
 }
@@ -182,6 +191,8 @@ pub(super) fn plan(
         sysfs_root: &settings.sysfs_root,
         net_sysfs_root: view_path.as_deref().unwrap_or(&settings.sysfs_root),
         vhost_user_dir: settings.vhost_user_dir.as_deref(),
+        rx_rate: settings.rx_rate,
+        tx_rate: settings.tx_rate,
     };
     model::plan_all(&ctx, candidates, existing, device_names).map_err(|(iface, reason)| {
         Error::Unsupported {
