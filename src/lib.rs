@@ -40,5 +40,5 @@ pub use error::{Error, Result};
 pub use model::Model;
 pub use ops::{
     AttachOptions, Attachment, Detached, EndpointChange, add_endpoint, attach, detach,
-    guest_config, list, remove_endpoint, status,
+    guest_config, list, remove_endpoint, set_rate, status,
 };

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sandbox_net::ops::RateChange;
 use sandbox_net::state::{STATE_DIR_ENV, StateDir};
 use sandbox_net::{AttachOptions, Error, Model};
 
@@ -84,6 +85,22 @@ enum Command {
         id: String,
         #[arg(long, value_name = "NAME")]
         iface: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change, add or remove rate limits of a live attachment without interrupting traffic.
+    SetRate {
+        #[arg(long)]
+        id: String,
+        /// Only this endpoint (default: all of them).
+        #[arg(long, value_name = "NAME")]
+        iface: Option<String>,
+        /// Limit toward the guest: a rate (500kbit, 20mbit, 1gbit) or `none` to remove it.
+        #[arg(long, value_name = "RATE|none")]
+        rx: Option<String>,
+        /// Limit from the guest: a rate or `none`.
+        #[arg(long, value_name = "RATE|none")]
+        tx: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -197,6 +214,40 @@ fn run(cli: Cli) -> Result<(), Error> {
                 );
                 for ep in &attachment.endpoints {
                     println!("  {}", describe_endpoint(ep));
+                }
+            }
+        }
+        Command::SetRate {
+            id,
+            iface,
+            rx,
+            tx,
+            json,
+        } => {
+            let change = |v: Option<String>| -> Result<Option<RateChange>, Error> {
+                match v.as_deref() {
+                    None => Ok(None),
+                    Some("none") => Ok(Some(RateChange::Remove)),
+                    Some(text) => parse_rate(text).map(|r| Some(RateChange::Set(r))),
+                }
+            };
+            let (rx, tx) = (change(rx)?, change(tx)?);
+            let limits = sandbox_net::set_rate(&state_dir, &id, iface.as_deref(), rx, tx)?;
+            if json {
+                print_json(&limits)?;
+            } else {
+                for l in limits {
+                    let show = |b: Option<u64>| {
+                        b.and_then(sandbox_net::rate::Rate::from_bits_per_sec)
+                            .map_or("none".to_string(), |r| r.to_string())
+                    };
+                    println!(
+                        "  {} {}: {} (kernel: {})",
+                        l.endpoint,
+                        l.direction.as_str(),
+                        show(l.rate_bps),
+                        show(l.kernel_bps)
+                    );
                 }
             }
         }

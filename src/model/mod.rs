@@ -153,7 +153,7 @@ pub fn plan_endpoint(
             let device = name("mvtap");
             endpoint.tap = device.clone();
             let mut entries = macvtap::entries(ctx.snapshot, &c.link, &device)?;
-            let ifb = format!("ifb{slot}_sn");
+            let ifb = crate::ops::ifb_name(c.link.index);
             entries.extend(rate_entries(ctx, &c.link.name, &device, Some(&ifb)));
             if ctx.rx_rate.is_some() {
                 endpoint.ifb = Some(ifb);

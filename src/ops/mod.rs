@@ -4,11 +4,13 @@
 mod attach;
 mod detach;
 mod hotplug;
+mod ratelimit;
 mod status;
 
 pub use attach::{AttachOptions, Attachment, attach};
 pub use detach::{Detached, detach};
 pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
+pub use ratelimit::{LimitStatus, RateChange, ifb_name, set_rate};
 pub use status::{ObjectStatus, Status, list, status};
 
 use crate::Result;
