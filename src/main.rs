@@ -58,10 +58,10 @@ enum Command {
         vhost_user_dir: Option<PathBuf>,
         /// Limit traffic toward the guest on every endpoint (iproute2 units: 500kbit,
         /// 20mbit, 1gbit, or bits per second).
-        #[arg(long, value_name = "RATE")]
+        #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
         rx_rate: Option<String>,
         /// Limit traffic from the guest on every endpoint.
-        #[arg(long, value_name = "RATE")]
+        #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
         tx_rate: Option<String>,
         /// The sysfs tree used to rebind physical NICs to vfio-pci.
         #[arg(long, value_name = "DIR", default_value = "/sys", hide = true)]
@@ -96,10 +96,10 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         iface: Option<String>,
         /// Limit toward the guest: a rate (500kbit, 20mbit, 1gbit) or `none` to remove it.
-        #[arg(long, value_name = "RATE|none")]
+        #[arg(long, value_name = "RATE|none", allow_hyphen_values = true)]
         rx: Option<String>,
         /// Limit from the guest: a rate or `none`.
-        #[arg(long, value_name = "RATE|none")]
+        #[arg(long, value_name = "RATE|none", allow_hyphen_values = true)]
         tx: Option<String>,
         #[arg(long)]
         json: bool,

@@ -83,7 +83,7 @@ impl fmt::Display for Rate {
             ("mbit", 1_000_000),
             ("kbit", 1_000),
         ] {
-            if b >= mult && b % mult == 0 {
+            if b >= mult && b.is_multiple_of(mult) {
                 return write!(f, "{}{suffix}", b / mult);
             }
         }
