@@ -301,6 +301,19 @@ fn run(cli: Cli) -> Result<(), Error> {
                     if let Some(p) = &s.problem {
                         println!("  problem: {p}");
                     }
+                    for l in s.limits.iter().flatten().filter(|l| l.rate_bps.is_some()) {
+                        let show = |b: Option<u64>| {
+                            b.and_then(sandbox_net::rate::Rate::from_bits_per_sec)
+                                .map_or("none".to_string(), |r| r.to_string())
+                        };
+                        println!(
+                            "  {} {} limit {} (kernel: {})",
+                            l.endpoint,
+                            l.direction.as_str(),
+                            show(l.rate_bps),
+                            show(l.kernel_bps)
+                        );
+                    }
                     for o in s.objects.iter().flatten() {
                         println!(
                             "  {:<40} {}",

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::ratelimit::LimitStatus;
 use super::reopen_netns;
 use crate::journal::{self, Entry};
 use crate::model::Model;
@@ -28,6 +29,10 @@ pub struct Status {
     /// Per journalled object, whether it exists (only when checked against the kernel).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub objects: Option<Vec<ObjectStatus>>,
+    /// Per endpoint and direction, the rate limit asked for and the one the kernel reports
+    /// (only when checked against the kernel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Vec<LimitStatus>>,
     /// True when the kernel no longer matches the journal (or the netns is gone).
     pub drift: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,6 +52,7 @@ pub fn list(state_dir: &std::path::Path) -> Result<Vec<Status>> {
                 phase: s.phase,
                 endpoints: s.endpoints.clone(),
                 objects: None,
+                limits: None,
                 drift: false,
                 problem: None,
             });
@@ -69,6 +75,7 @@ pub fn status(state_dir: &std::path::Path, id: &str) -> Result<Option<Status>> {
         phase: s.phase,
         endpoints: s.endpoints.clone(),
         objects: None,
+        limits: None,
         drift: false,
         problem: None,
     };
@@ -77,7 +84,14 @@ pub fn status(state_dir: &std::path::Path, id: &str) -> Result<Option<Status>> {
         status.problem = Some(format!("netns {} no longer exists", s.netns_path.display()));
         return Ok(Some(status));
     };
-    let objects = netns.run(|| check_objects(&netns, &s.journal))??;
+    let (objects, limits) = netns.run(|| -> Result<_> {
+        let objects = check_objects(&netns, &s.journal)?;
+        let label = format!("netns {}", netns.display());
+        let mut nl =
+            Netlink::open_here().map_err(|e| Error::kernel(&label, "open netlink socket", e))?;
+        Ok((objects, super::ratelimit::read_limits(&mut nl, &s)?))
+    })??;
+    status.limits = Some(limits);
     status.drift = objects.iter().any(|o| !o.present) || s.phase != Phase::Attached;
     if s.phase != Phase::Attached {
         status.problem = Some("attach did not finish (crashed?); run detach to clean up".into());
