@@ -10,9 +10,10 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 2
 fi
 
-# Debian packages: iproute2 (ip, tc) to cross-check what sandbox-net built.
+# Debian packages: iproute2 (ip, tc) to cross-check what sandbox-net built, and
+# containernetworking-plugins (the reference CNI plugins tests/cni.rs chains with).
 need=()
-for pkg in iproute2; do
+for pkg in iproute2 containernetworking-plugins; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -53,6 +53,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     let state_dir = conf.state_dir()?;
     let model = settings.model;
     let queues = settings.queues;
+    let (rx_rate, tx_rate) = (settings.rx_rate, settings.tx_rate);
     let (tap, owner) = merge(settings, args, ifname);
     let sandbox = id::sandbox_id(container_id, ifname);
 
@@ -91,6 +92,8 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     opts.interfaces = Some(vec![ifname.to_string()]);
     opts.tap_names = vec![tap];
     opts.tap_owner = owner;
+    opts.rx_rate = rx_rate;
+    opts.tx_rate = tx_rate;
     let attachment = match ops::attach(&opts) {
         Ok(a) => a,
         Err(e) => {
@@ -206,6 +209,8 @@ mod tests {
             tap_name: Some("conf0".into()),
             tap_uid: Some(1),
             tap_gid: Some(2),
+            rx_rate: None,
+            tx_rate: None,
         };
         let (tap, owner) = merge(settings.clone(), CniArgs::default(), "eth0");
         assert_eq!(
@@ -228,6 +233,8 @@ mod tests {
             tap_name: None,
             tap_uid: None,
             tap_gid: None,
+            rx_rate: None,
+            tx_rate: None,
         };
         assert_eq!(merge(none, CniArgs::default(), "net1").0, "tap_net1");
     }

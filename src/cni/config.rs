@@ -8,7 +8,7 @@
 //! | `tapName` | the tap's name (default `tap_<CNI_IFNAME>`, cut to 15 bytes) |
 //! | `tapUid`, `tapGid` | owner and group of the tap |
 //! | `stateDir` | state directory (default `$SANDBOX_NET_STATE_DIR`, else `/run/sandbox-net`) |
-//! | `rxRate`, `txRate` | rate limits: not supported yet (issue #4); refused when set |
+//! | `rxRate`, `txRate` | rate limits toward / from the guest: `"20mbit"` (iproute2 units) or bits per second |
 //!
 //! Other keys are ignored, as the spec asks.
 
@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use super::error::CniError;
 use super::version;
 use crate::model::Model;
+use crate::rate::Rate;
 use crate::state::StateDir;
 use crate::tap;
 
@@ -44,6 +45,8 @@ pub struct AttachSettings {
     pub tap_name: Option<String>,
     pub tap_uid: Option<u32>,
     pub tap_gid: Option<u32>,
+    pub rx_rate: Option<Rate>,
+    pub tx_rate: Option<Rate>,
 }
 
 /// One (container, interface) pair GC must keep.
@@ -186,15 +189,6 @@ impl NetConf {
 
     /// sandbox-net's keys for an ADD.
     pub fn attach_settings(&self) -> Result<AttachSettings, CniError> {
-        for key in ["rxRate", "txRate"] {
-            if let Some(v) = self.get(key) {
-                return Err(CniError::UnsupportedField {
-                    key: key.into(),
-                    value: describe(v),
-                    reason: format!("{key} is not supported yet (issue #4)"),
-                });
-            }
-        }
         let model = match self.string("model")? {
             None => Model::Tcfilter,
             Some(name) => name
@@ -219,7 +213,31 @@ impl NetConf {
             tap_name,
             tap_uid: self.uint("tapUid")?,
             tap_gid: self.uint("tapGid")?,
+            rx_rate: self.rate("rxRate")?,
+            tx_rate: self.rate("txRate")?,
         })
+    }
+
+    /// A rate: a string in iproute2 units ("20mbit") or a number of bits per second.
+    fn rate(&self, key: &str) -> Result<Option<Rate>, CniError> {
+        let bad = |v: &Value, reason: String| {
+            CniError::config(key, format!("{reason} (got {})", describe(v)))
+        };
+        match self.get(key) {
+            None => Ok(None),
+            Some(v @ Value::String(s)) => s.parse::<Rate>().map(Some).map_err(|e| bad(v, e)),
+            Some(v) => v
+                .as_u64()
+                .and_then(Rate::from_bits_per_sec)
+                .map(Some)
+                .ok_or_else(|| {
+                    bad(
+                        v,
+                        "must be a rate like \"20mbit\" or a positive number of bits per second"
+                            .into(),
+                    )
+                }),
+        }
     }
 
     /// The attachments GC must keep (`cni.dev/valid-attachments`).
@@ -302,9 +320,11 @@ mod tests {
         assert_eq!(s.model, Model::Tcfilter);
         assert_eq!((s.queues, s.tap_name, s.tap_uid), (1, None, None));
 
-        let c = conf(r#"{"cniVersion":"1.0.0","name":"n","queues":4,"tapName":"fc0","tapUid":7,"rxRate":null}"#)
+        let c = conf(r#"{"cniVersion":"1.0.0","name":"n","queues":4,"tapName":"fc0","tapUid":7,"rxRate":"20mbit","txRate":1000,"unknownKey":1}"#)
             .expect("parse");
         let s = c.attach_settings().expect("settings");
+        assert_eq!(s.rx_rate.map(Rate::bits_per_sec), Some(20_000_000));
+        assert_eq!(s.tx_rate.map(Rate::bits_per_sec), Some(1000));
         assert_eq!(
             (s.queues, s.tap_name.as_deref(), s.tap_uid),
             (4, Some("fc0"), Some(7))
@@ -316,8 +336,9 @@ mod tests {
             (r#""model":"bogus""#, 7),
             (r#""tapName":"a/b""#, 7),
             (r#""tapUid":-1"#, 7),
-            (r#""rxRate":1000"#, 2),
-            (r#""txRate":{"rate":1}"#, 2),
+            (r#""rxRate":0"#, 7),
+            (r#""rxRate":"fast""#, 7),
+            (r#""txRate":{"rate":1}"#, 7),
         ] {
             let c = conf(&format!(r#"{{"cniVersion":"1.0.0","name":"n",{bad}}}"#)).expect("parse");
             let e = c.attach_settings().err();

@@ -1,17 +1,16 @@
 //! CNI errors: every failure of the plugin, its well-known error code, and the error JSON
 //! the spec wants on stdout.
 //!
-//! Codes follow the CNI spec ("Error" section): 1 incompatible CNI version, 2 unsupported
-//! field in the network configuration, 4 invalid necessary environment variables, 5 I/O
+//! Codes follow the CNI spec ("Error" section): 1 incompatible CNI version, 4 invalid
+//! necessary environment variables, 5 I/O
 //! failure, 6 failed to decode content, 7 invalid network configuration, 11 try again
 //! later, 50 plugin not available (STATUS). Codes of 100 and up are this plugin's own.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::version;
 
 pub const INCOMPATIBLE_VERSION: u32 = 1;
-pub const UNSUPPORTED_FIELD: u32 = 2;
 pub const INVALID_ENV: u32 = 4;
 pub const IO_FAILURE: u32 = 5;
 pub const DECODE: u32 = 6;
@@ -34,13 +33,6 @@ pub enum CniError {
         command: &'static str,
         min: &'static str,
         version: String,
-    },
-
-    #[error("unsupported field in network configuration: {key} = {value}: {reason}")]
-    UnsupportedField {
-        key: String,
-        value: String,
-        reason: String,
     },
 
     #[error("environment variable {var}: {reason}")]
@@ -116,7 +108,6 @@ impl CniError {
             CniError::IncompatibleVersion { .. } | CniError::CommandNeedsVersion { .. } => {
                 INCOMPATIBLE_VERSION
             }
-            CniError::UnsupportedField { .. } => UNSUPPORTED_FIELD,
             CniError::Env { .. } => INVALID_ENV,
             CniError::Stdin { .. } => IO_FAILURE,
             CniError::Decode { .. } => DECODE,
@@ -130,7 +121,7 @@ impl CniError {
     }
 
     /// The spec's error JSON: `{"cniVersion","code","msg","details"}`.
-    pub fn to_json(&self, cni_version: &str) -> Value {
+    pub fn to_json(&self, cni_version: &str) -> String {
         let details = match self {
             CniError::IncompatibleVersion { .. } => {
                 format!("supported versions: {}", version::SUPPORTED.join(", "))
@@ -138,13 +129,29 @@ impl CniError {
             CniError::Operation { source, .. } => format!("{source:?}"),
             _ => String::new(),
         };
-        json!({
-            "cniVersion": cni_version,
-            "code": self.code(),
-            "msg": self.to_string(),
-            "details": details,
+        let body = ErrorJson {
+            cni_version,
+            code: self.code(),
+            msg: self.to_string(),
+            details,
+        };
+        serde_json::to_string_pretty(&body).unwrap_or_else(|_| {
+            format!(
+                r#"{{"cniVersion":"{cni_version}","code":{},"msg":"","details":""}}"#,
+                self.code()
+            )
         })
     }
+}
+
+/// The error JSON, fields in the spec's order.
+#[derive(Serialize)]
+struct ErrorJson<'a> {
+    #[serde(rename = "cniVersion")]
+    cni_version: &'a str,
+    code: u32,
+    msg: String,
+    details: String,
 }
 
 /// The CNI code for a failure of the library's operations.
@@ -183,7 +190,8 @@ mod tests {
 
     #[test]
     fn error_json_has_the_spec_fields() {
-        let j = CniError::env("CNI_IFNAME", "is not set").to_json("1.0.0");
+        let text = CniError::env("CNI_IFNAME", "is not set").to_json("1.0.0");
+        let j: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(j["cniVersion"], "1.0.0");
         assert_eq!(j["code"], 4);
         assert_eq!(j["msg"], "environment variable CNI_IFNAME: is not set");

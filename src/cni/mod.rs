@@ -33,8 +33,6 @@ pub mod version;
 
 use std::io::{Read, Write};
 
-use serde_json::Value;
-
 pub use env::{COMMAND as COMMAND_ENV, CniEnv, Command};
 pub use error::CniError;
 pub use id::sandbox_id;
@@ -43,12 +41,11 @@ use config::NetConf;
 
 /// Run one CNI command with `stdin` as the network configuration. `Ok(Some(json))` is
 /// the output of ADD and VERSION; the other commands print nothing on success.
-pub fn dispatch(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>, CniError> {
+pub fn dispatch(env: &CniEnv, stdin: &[u8]) -> Result<Option<String>, CniError> {
     let command = env.command()?;
     if command == Command::Version {
-        return Ok(Some(status::version(
-            config::peek_version(stdin).as_deref(),
-        )));
+        let answer = status::version(config::peek_version(stdin).as_deref());
+        return Ok(Some(answer.to_string()));
     }
     let conf = NetConf::parse(stdin)?;
     match command {
@@ -70,11 +67,10 @@ pub fn dispatch(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>, CniError> {
     }
 }
 
-fn print(value: &Value) -> std::io::Result<()> {
-    let mut text = serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?;
-    text.push(b'\n');
+fn print(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(&text)?;
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
     out.flush()
 }
 
@@ -89,7 +85,7 @@ pub fn run() -> u8 {
     };
     let (output, code) = match outcome {
         Ok(None) => return 0,
-        Ok(Some(value)) => (value, 0),
+        Ok(Some(text)) => (text, 0),
         Err(e) => {
             let cni_version = config::peek_version(&stdin)
                 .filter(|v| version::is_supported(v))

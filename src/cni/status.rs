@@ -42,6 +42,7 @@ pub fn version(stdin_version: Option<&str>) -> Value {
     let answer = stdin_version
         .filter(|v| version::is_supported(v))
         .unwrap_or(version::LATEST);
+    // Alphabetical (serde_json's map order) is also the spec's order here.
     json!({
         "cniVersion": answer,
         "supportedVersions": version::SUPPORTED,
