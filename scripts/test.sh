@@ -39,3 +39,5 @@ echo "== demo"
 demo_state=$(mktemp -d)
 cargo run --release --quiet -- --state-dir "$demo_state" demo | tail -n 14
 rmdir "$demo_state"
+echo "== benchmark smoke run (scripts/bench.sh --smoke: every section, few iterations; timings are not checked)"
+./scripts/bench.sh --smoke
