@@ -131,9 +131,11 @@ pub fn plan_endpoint(
             "is a tun device (layer 3, no Ethernet frames); a VM needs a tap-mode device".into(),
         ),
         (EndpointKind::Tap, _) => {
-            // Handed over as it is: the VMM opens the existing tap.
+            // Handed over as it is: the VMM opens the existing tap. A multi-queue tap can
+            // only be opened with IFF_MULTI_QUEUE, which a VMM sets when queues > 1: report
+            // at least 2 for one, or a VMM following the contract gets EINVAL.
             let multi_queue = c.link.tun.is_some_and(|t| t.multi_queue);
-            endpoint.queues = if multi_queue { ctx.queues } else { 1 };
+            endpoint.queues = if multi_queue { ctx.queues.max(2) } else { 1 };
             endpoint.tap = c.link.name.clone();
             Ok((endpoint, Vec::new()))
         }
@@ -282,4 +284,207 @@ pub fn plan_all(
         journal.extend(entries);
     }
     Ok((endpoints, journal))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::addr::Address;
+    use crate::netlink::link::{Link, TunDetails};
+
+    fn link(index: u32, name: &str, kind: Option<&str>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: kind.map(String::from),
+            mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
+            mtu: 1400,
+            tx_queue_len: 1000,
+            flags: libc::IFF_UP as u32,
+            parent: None,
+            tun: None,
+            alias: None,
+        }
+    }
+
+    fn snapshot(links: Vec<Link>) -> Snapshot {
+        let addresses = links
+            .iter()
+            .map(|l| Address {
+                ifindex: l.index,
+                addr: format!("10.0.{}.2", l.index).parse().unwrap(),
+                prefix_len: 24,
+                scope: 0,
+                flags: 0x80,
+                broadcast: None,
+            })
+            .collect();
+        Snapshot {
+            links,
+            addresses,
+            ..Snapshot::default()
+        }
+    }
+
+    fn ctx(snapshot: &Snapshot, model: Model) -> PlanContext<'_> {
+        PlanContext {
+            model,
+            snapshot,
+            queues: 3,
+            tap_owner: TapOwner::default(),
+            sysfs_root: Path::new("/nonexistent"),
+            net_sysfs_root: Path::new("/nonexistent"),
+            vhost_user_dir: None,
+            rx_rate: None,
+            tx_rate: None,
+        }
+    }
+
+    fn candidate(l: &Link) -> Candidate {
+        let crate::endpoint::Class::Endpoint(kind) = crate::endpoint::classify(l) else {
+            panic!("{l:?} is not an endpoint");
+        };
+        Candidate {
+            link: l.clone(),
+            kind,
+        }
+    }
+
+    fn described(entries: &[Entry]) -> Vec<String> {
+        entries.iter().map(Entry::describe).collect()
+    }
+
+    #[test]
+    fn ipvlan_and_vlan_plan_a_tap_under_tcfilter() {
+        for (name, kind) in [("ipv0", "ipvlan"), ("eth0.100", "vlan")] {
+            let l = link(4, name, Some(kind));
+            let snap = snapshot(vec![l.clone()]);
+            let (ep, entries) =
+                plan_endpoint(&ctx(&snap, Model::Tcfilter), &candidate(&l), 0, None).unwrap();
+            assert_eq!(ep.kind.as_str(), kind);
+            assert_eq!((ep.tap.as_str(), ep.queues, ep.mtu), ("tap0_sn", 3, 1400));
+            assert_eq!(ep.mac, "02:00:00:00:00:04");
+            assert_eq!(
+                described(&entries),
+                vec![
+                    "tap tap0_sn".to_string(),
+                    "ingress qdisc on tap0_sn".into(),
+                    format!("ingress qdisc on {name}"),
+                    format!("redirect filter {name} -> tap0_sn"),
+                    format!("redirect filter tap0_sn -> {name}"),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn ipvlan_is_refused_under_macvtap_but_vlan_is_not() {
+        let l = link(4, "ipv0", Some("ipvlan"));
+        let snap = snapshot(vec![l.clone()]);
+        let err = plan_endpoint(&ctx(&snap, Model::Macvtap), &candidate(&l), 0, None).unwrap_err();
+        assert!(err.contains("ipvlan") && err.contains("tcfilter"), "{err}");
+        let (iface, _) =
+            plan_all(&ctx(&snap, Model::Macvtap), &[candidate(&l)], &[], &[]).unwrap_err();
+        assert_eq!(iface, "ipv0");
+
+        let l = link(5, "eth0.100", Some("vlan"));
+        let snap = snapshot(vec![l.clone()]);
+        let (ep, entries) =
+            plan_endpoint(&ctx(&snap, Model::Macvtap), &candidate(&l), 0, None).unwrap();
+        assert_eq!(ep.tap, "mvtap0_sn");
+        assert_eq!(
+            described(&entries),
+            vec![
+                "address 10.0.5.2/24 of eth0.100",
+                "MAC of eth0.100",
+                "macvtap mvtap0_sn"
+            ]
+        );
+    }
+
+    #[test]
+    fn handed_over_devices_and_model_none() {
+        let mut tun = link(6, "tun0", Some("tun"));
+        tun.tun = Some(TunDetails::default());
+        let mut tap = link(7, "vmtap0", Some("tun"));
+        tap.tun = Some(TunDetails {
+            tap: true,
+            ..TunDetails::default()
+        });
+        let mut mq = tap.clone();
+        mq.index = 8;
+        mq.name = "vmtap1".into();
+        mq.tun = Some(TunDetails {
+            tap: true,
+            multi_queue: true,
+            ..TunDetails::default()
+        });
+        let snap = snapshot(vec![tun.clone(), tap.clone(), mq.clone()]);
+        for model in [Model::Tcfilter, Model::Macvtap] {
+            let c = ctx(&snap, model);
+            let err = plan_endpoint(&c, &candidate(&tun), 0, None).unwrap_err();
+            assert!(
+                err.contains("tun device") && err.contains("layer 3"),
+                "{err}"
+            );
+            let (ep, entries) = plan_endpoint(&c, &candidate(&tap), 0, None).unwrap();
+            assert_eq!((ep.tap.as_str(), ep.queues), ("vmtap0", 1));
+            assert!(entries.is_empty());
+            let (ep, entries) = plan_endpoint(&c, &candidate(&mq), 0, None).unwrap();
+            assert_eq!((ep.tap.as_str(), ep.queues), ("vmtap1", 3));
+            assert!(entries.is_empty());
+            // A multi-queue tap needs IFF_MULTI_QUEUE, which a VMM sets for queues > 1.
+            let mut one = c.clone();
+            one.queues = 1;
+            let (ep, _) = plan_endpoint(&one, &candidate(&mq), 0, None).unwrap();
+            assert_eq!(ep.queues, 2);
+        }
+        let veth = link(2, "eth0", Some("veth"));
+        let snap = snapshot(vec![veth.clone()]);
+        let (ep, entries) =
+            plan_endpoint(&ctx(&snap, Model::None), &candidate(&veth), 0, None).unwrap();
+        assert_eq!((ep.tap.as_str(), ep.queues), ("", 0));
+        assert!(entries.is_empty());
+    }
+
+    #[test]
+    fn slots_are_the_lowest_free_and_only_created_devices_take_one() {
+        let mut tap = link(7, "vmtap0", Some("tun"));
+        tap.tun = Some(TunDetails {
+            tap: true,
+            ..TunDetails::default()
+        });
+        let links = vec![
+            link(2, "eth1", Some("veth")),
+            tap.clone(),
+            link(3, "eth3", Some("veth")),
+            link(4, "eth4", Some("veth")),
+        ];
+        let snap = snapshot(links.clone());
+        let mut existing = Endpoint::new(&links[0], EndpointKind::Veth, 1);
+        existing.tap = "tap0_sn".into();
+        let mut existing2 = existing.clone();
+        existing2.tap = "tap2_sn".into();
+        let candidates: Vec<Candidate> = links.iter().map(candidate).collect();
+        let (eps, _) = plan_all(
+            &ctx(&snap, Model::Tcfilter),
+            &candidates,
+            &[existing, existing2],
+            &[],
+        )
+        .unwrap();
+        let taps: Vec<&str> = eps.iter().map(|e| e.tap.as_str()).collect();
+        assert_eq!(taps, vec!["tap1_sn", "vmtap0", "tap3_sn", "tap4_sn"]);
+    }
+
+    #[test]
+    fn unknown_models_are_refused() {
+        for name in Model::NAMES {
+            assert_eq!(name.parse::<Model>().unwrap().as_str(), *name);
+        }
+        for bad in ["bogus", "", "TCFILTER", "macvtap "] {
+            let err = bad.parse::<Model>().unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
 }
