@@ -35,9 +35,17 @@ impl Direction {
     }
 }
 
+/// The prefix of the alias that marks a link as ours.
+pub const OWNER_ALIAS_PREFIX: &str = "sandbox-net:";
+
 /// The alias sandbox-net gives the links it creates: it marks them as ours.
 pub fn owner_alias(id: &str) -> String {
-    format!("sandbox-net:{id}")
+    format!("{OWNER_ALIAS_PREFIX}{id}")
+}
+
+/// The sandbox id an alias names, when the alias marks the link as ours (unvalidated).
+pub fn owner_of(alias: &str) -> Option<&str> {
+    alias.strip_prefix(OWNER_ALIAS_PREFIX)
 }
 
 /// One kernel object created by sandbox-net. `ifindex` is filled in once known; an entry
@@ -193,9 +201,13 @@ impl Entry {
             Entry::RemovedRoute { device, route, .. } => {
                 let dst = match route.dst {
                     Some(d) => format!("{d}/{}", route.dst_len),
+                    None if route.ipv6 => "default (IPv6)".into(),
                     None => "default".into(),
                 };
-                format!("route {dst} via {device}")
+                match route.gateway {
+                    Some(gw) => format!("route {dst} via {gw} dev {device}"),
+                    None => format!("route {dst} dev {device}"),
+                }
             }
             Entry::VfioBind {
                 device,

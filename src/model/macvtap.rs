@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(
             d,
             vec![
-                "route default via eth0",
+                "route default dev eth0",
                 "address 10.0.0.2/24 of eth0",
                 "MAC of eth0",
                 "macvtap mvtap0_sn",
