@@ -39,6 +39,6 @@ pub mod tap;
 pub use error::{Error, Result};
 pub use model::Model;
 pub use ops::{
-    AttachOptions, Attachment, Detached, EndpointChange, add_endpoint, attach, detach,
-    guest_config, list, remove_endpoint, set_rate, status,
+    AttachOptions, Attachment, Detached, EndpointChange, GcOptions, GcReport, add_endpoint, attach,
+    detach, gc, guest_config, list, remove_endpoint, set_rate, status,
 };

@@ -111,6 +111,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Find and remove leftovers: links marked as ours (alias `sandbox-net:<id>`) that no
+    /// state accounts for, and states whose netns or objects are gone. Looks in the netns of
+    /// every state file and in those given with --netns. Never touches links that are not
+    /// ours. Exit 1 when something could not be removed.
+    Gc {
+        /// Also look for orphan links in this netns (repeat for several).
+        #[arg(long = "netns", value_name = "NS")]
+        netns: Vec<String>,
+        /// Report what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow the caller's own netns or the host's among --netns.
+        #[arg(long)]
+        allow_host_netns: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// List attachments, or check one against the kernel and report drift.
     Status {
         #[arg(long)]
@@ -276,6 +293,33 @@ fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&outcome)?;
             } else {
                 println!("{outcome}");
+            }
+        }
+        Command::Gc {
+            netns,
+            dry_run,
+            allow_host_netns,
+            json,
+        } => {
+            let mut opts = sandbox_net::GcOptions::new(state_dir);
+            opts.netns = netns;
+            opts.dry_run = dry_run;
+            opts.allow_host_netns = allow_host_netns;
+            let report = sandbox_net::gc(&opts)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{report}");
+            }
+            if !report.problems.is_empty() {
+                return Err(Error::kernel(
+                    "gc",
+                    "remove leftovers",
+                    std::io::Error::other(format!(
+                        "{} leftover(s) could not be removed (see above)",
+                        report.problems.len()
+                    )),
+                ));
             }
         }
         Command::Status { id: Some(id), json } => match sandbox_net::status(&state_dir, &id)? {

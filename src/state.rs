@@ -263,6 +263,11 @@ impl StateDir {
         self.dir.join(format!("{id}.json"))
     }
 
+    /// The temp file a save writes before renaming it over the state file.
+    fn temp_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!(".{id}.json.tmp"))
+    }
+
     fn lock_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.lock"))
     }
@@ -340,7 +345,7 @@ impl StateDir {
     /// Write a sandbox's state atomically: temp file (0600), fsync, rename.
     pub fn save(&self, state: &State) -> Result<()> {
         let path = self.state_path(&state.id);
-        let tmp = self.dir.join(format!(".{}.json.tmp", state.id));
+        let tmp = self.temp_path(&state.id);
         let text = serde_json::to_vec_pretty(state)
             .map_err(|e| Error::state(&path, "encode", io::Error::other(e)))?;
         let write = || -> io::Result<()> {
@@ -362,14 +367,17 @@ impl StateDir {
         })
     }
 
-    /// Remove a sandbox's state file (absent is fine).
+    /// Remove a sandbox's state file, and the temp file a save killed before its rename
+    /// leaves behind (absent is fine).
     pub fn remove(&self, id: &str) -> Result<()> {
-        let path = self.state_path(id);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::state(&path, "remove", e)),
+        for path in [self.temp_path(id), self.state_path(id)] {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::state(&path, "remove", e)),
+            }
         }
+        Ok(())
     }
 }
 

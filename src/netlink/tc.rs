@@ -104,6 +104,18 @@ pub fn del_redirect(nl: &mut Netlink, from: u32) -> Result<(), NlError> {
     nl.request(RouteNetlinkMessage::DelTrafficFilter(msg), 0)
 }
 
+/// How many filters `ifindex`'s ingress holds, of any kind (one request).
+pub fn count_ingress_filters(nl: &mut Netlink, ifindex: u32) -> Result<usize, NlError> {
+    let mut req = TcMessage::default();
+    req.header.index = ifindex as i32;
+    req.header.parent = INGRESS_HANDLE;
+    let replies = nl.dump(RouteNetlinkMessage::GetTrafficFilter(req))?;
+    Ok(replies
+        .iter()
+        .filter(|r| matches!(r, RouteNetlinkMessage::NewTrafficFilter(_)))
+        .count())
+}
+
 /// A qdisc as read back from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Qdisc {

@@ -44,6 +44,9 @@ pub fn detach(state_dir: &std::path::Path, id: &str) -> Result<Detached> {
     let store = StateDir::open(state_dir)?;
     let mut lock = store.lock(id)?;
     let Some(state) = store.load(id)? else {
+        // A save killed before its rename may have left a temp file (and no kernel change:
+        // the first save precedes the first change).
+        store.remove(id)?;
         lock.remove_on_release();
         return Ok(Detached::NotAttached { id: id.to_string() });
     };

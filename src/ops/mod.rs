@@ -1,14 +1,16 @@
 //! The operations behind the CLI and the library API: attach, detach, status,
-//! guest-config, and hotplug of single interfaces.
+//! guest-config, hotplug of single interfaces, and gc of leftovers.
 
 mod attach;
 mod detach;
+mod gc;
 mod hotplug;
 mod ratelimit;
 mod status;
 
 pub use attach::{AttachOptions, Attachment, attach};
 pub use detach::{Detached, detach};
+pub use gc::{GcOptions, GcReport, OrphanLink, StaleState, gc};
 pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
 pub use ratelimit::{LimitStatus, RateChange, ifb_name, set_rate};
 pub use status::{ObjectStatus, Status, list, status};
