@@ -11,9 +11,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages: iproute2 (ip, tc) to cross-check what sandbox-net built, and
-# containernetworking-plugins (the reference CNI plugins tests/cni.rs chains with).
+# containernetworking-plugins (the reference CNI plugins tests/cni.rs chains with), and
+# qemu-system-x86, busybox-static and cpio for the guest VM of tests/e2e_qemu.rs.
 need=()
-for pkg in iproute2 containernetworking-plugins; do
+for pkg in iproute2 containernetworking-plugins qemu-system-x86 busybox-static cpio; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

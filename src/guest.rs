@@ -50,6 +50,9 @@ pub struct GuestRoute {
     pub scope: String,
     pub device: String,
     pub mtu: Option<u32>,
+    /// The route's metric (priority), when it has one.
+    #[serde(default)]
+    pub metric: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +152,7 @@ pub fn describe(snapshot: &Snapshot, ifindexes: &[u32]) -> GuestConfig {
             scope: scope_name(route.scope),
             device: name_of(oif).unwrap_or_default(),
             mtu: route.mtu,
+            metric: route.priority,
         });
     }
     const RESOLVED: u16 = nud::REACHABLE | nud::STALE | nud::DELAY | nud::PROBE;

@@ -23,6 +23,7 @@ pub mod endpoint;
 pub mod error;
 pub mod fakeguest;
 pub mod guest;
+pub mod guest_formats;
 pub mod journal;
 pub mod macvtap;
 pub mod model;
@@ -35,6 +36,7 @@ pub mod scan;
 pub mod scratch;
 pub mod state;
 pub mod tap;
+pub mod vmm;
 
 pub use error::{Error, Result};
 pub use model::Model;

@@ -9,6 +9,7 @@ use sandbox_net::state::{STATE_DIR_ENV, StateDir};
 use sandbox_net::{AttachOptions, Error, Model};
 
 mod demo;
+mod vmm_cmd;
 
 /// Connect a container's network namespace to a virtual machine.
 ///
@@ -66,6 +67,9 @@ enum Command {
         /// The sysfs tree used to rebind physical NICs to vfio-pci.
         #[arg(long, value_name = "DIR", default_value = "/sys", hide = true)]
         sysfs_root: PathBuf,
+        /// A nameserver for the guest (repeat for several); guest-config renders it.
+        #[arg(long = "dns", value_name = "ADDR")]
+        dns: Vec<std::net::IpAddr>,
         /// Print the attachment as one JSON object.
         #[arg(long)]
         json: bool,
@@ -139,8 +143,43 @@ enum Command {
     GuestConfig {
         #[arg(long)]
         id: String,
+        /// json: the description; kernel-ip: the kernel `ip=` parameter (first IPv4
+        /// interface; what it can't carry is listed on stderr); cloud-init: a
+        /// network-config version 2 document.
         #[arg(long, value_enum, default_value_t = GuestFormat::Json)]
         format: GuestFormat,
+    },
+    /// Print the arguments (QEMU, Cloud Hypervisor) or network-interfaces entries
+    /// (Firecracker) that hand every endpoint to a VMM. Notes go to stderr.
+    VmmArgs {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum)]
+        vmm: vmm_cmd::VmmName,
+        /// QEMU: vhost=off even when /dev/vhost-net exists.
+        #[arg(long)]
+        no_vhost: bool,
+        /// QEMU: the fd form `exec` uses, for every tap.
+        #[arg(long)]
+        fds: bool,
+        /// Print one JSON object (arguments, fds, notes).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Open every tap queue in the sandbox netns (and /dev/vhost-net per queue when present),
+    /// pass the fds to the VMM from fd 3 up, append the matching arguments and exec the VMM
+    /// in the caller's netns: `sandbox-net exec --id ID --vmm qemu -- qemu-system-x86_64 ...`.
+    Exec {
+        #[arg(long)]
+        id: String,
+        #[arg(long, value_enum)]
+        vmm: vmm_cmd::VmmName,
+        /// Do not use vhost-net.
+        #[arg(long)]
+        no_vhost: bool,
+        /// The VMM command line.
+        #[arg(last = true, required = true, value_name = "VMM-COMMAND")]
+        command: Vec<std::ffi::OsString>,
     },
     /// Build a scratch pod network, attach it, ping through the tap with a built-in fake
     /// guest, detach, and check that nothing is left. Needs root; takes no arguments.
@@ -150,6 +189,8 @@ enum Command {
 #[derive(Copy, Clone, Debug, ValueEnum)]
 enum GuestFormat {
     Json,
+    KernelIp,
+    CloudInit,
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
@@ -205,6 +246,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             rx_rate,
             tx_rate,
             sysfs_root,
+            dns,
             json,
         } => {
             let model: Model = model.parse()?;
@@ -217,6 +259,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             opts.rx_rate = rx_rate.as_deref().map(parse_rate).transpose()?;
             opts.tx_rate = tx_rate.as_deref().map(parse_rate).transpose()?;
             opts.sysfs_root = sysfs_root;
+            opts.dns = dns;
             opts.state_dir = state_dir;
             let attachment = sandbox_net::attach(&opts)?;
             if json {
@@ -391,7 +434,30 @@ fn run(cli: Cli) -> Result<(), Error> {
             };
             match format {
                 GuestFormat::Json => print_json(&guest)?,
+                GuestFormat::KernelIp => vmm_cmd::guest_config(&state_dir, &id, false)?,
+                GuestFormat::CloudInit => vmm_cmd::guest_config(&state_dir, &id, true)?,
             }
+        }
+        Command::VmmArgs {
+            id,
+            vmm,
+            no_vhost,
+            fds,
+            json,
+        } => vmm_cmd::vmm_args(&state_dir, &id, vmm.into(), !no_vhost, fds, json)?,
+        Command::Exec {
+            id,
+            vmm,
+            no_vhost,
+            command,
+        } => {
+            return Err(vmm_cmd::exec(
+                &state_dir,
+                &id,
+                vmm.into(),
+                !no_vhost,
+                &command,
+            ));
         }
         Command::Demo => demo::run(&StateDir::resolve(None))?,
     }

@@ -136,6 +136,10 @@ pub struct State {
     pub endpoints: Vec<Endpoint>,
     pub guest: GuestConfig,
     pub journal: Vec<Entry>,
+    /// Nameservers for the guest (`attach --dns`), rendered by `guest-config --format
+    /// kernel-ip|cloud-init`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 /// The attach options that hotplug must repeat for a new interface.

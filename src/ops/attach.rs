@@ -46,6 +46,8 @@ pub struct AttachOptions {
     /// Test hook: fail before journal step N (N = journal length: after every step).
     /// Honoured only when built with the `failpoints` feature.
     pub fail_at_step: Option<usize>,
+    /// Nameservers for the guest, kept in the state for `guest-config`.
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 impl AttachOptions {
@@ -65,6 +67,7 @@ impl AttachOptions {
             rx_rate: None,
             tx_rate: None,
             fail_at_step: None,
+            dns: Vec::new(),
         }
     }
 
@@ -255,6 +258,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         endpoints,
         guest: guest::describe(&snapshot, &indexes),
         journal,
+        dns: opts.dns.clone(),
     };
     // The journal is on disk before the first kernel change.
     store.save(&state)?;

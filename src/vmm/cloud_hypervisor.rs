@@ -1,0 +1,166 @@
+//! Cloud Hypervisor: `--net tap=<name>,mac=<mac>,num_queues=<n>,mtu=<mtu>` per tap
+//! endpoint (docs/networking.md: `num_queues` counts rx and tx queues, so it is twice the
+//! tap's queue pairs, default 2; a tap opened with more than one pair must be multi-queue,
+//! which sandbox-net makes it when attached with `--queues` > 1). `--net` takes one value
+//! per NIC. vhost-user sockets: `vhost_user=true,socket=...`; VFIO NICs: `--device path=`.
+
+use super::{Backend, Vmm, VmmArgs, unsupported};
+use crate::Result;
+use crate::state::State;
+
+const VMM: Vmm = Vmm::CloudHypervisor;
+
+/// Cloud Hypervisor's option parser splits on ',' and '=' and groups with '[...]'.
+fn check_value(value: &str) -> std::result::Result<(), String> {
+    if value.contains([',', '=', '[', ']', '"']) {
+        return Err(format!(
+            "{value:?} contains a character Cloud Hypervisor's option syntax can't carry"
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
+    let mut nets = Vec::new();
+    let mut devices = Vec::new();
+    let mut vhost_user = false;
+    for ep in &state.endpoints {
+        let check = |v: &str| check_value(v).map_err(|r| unsupported(VMM, ep, r));
+        match Backend::of(ep) {
+            Backend::Tap { name, queues } => {
+                check(name)?;
+                out.run_in_netns = true;
+                nets.push(format!(
+                    "tap={name},mac={},num_queues={},mtu={}",
+                    ep.mac,
+                    2 * queues,
+                    ep.mtu
+                ));
+            }
+            Backend::Macvtap { name, .. } => {
+                return Err(unsupported(
+                    VMM,
+                    ep,
+                    format!(
+                        "{name} is a macvtap: its queues must be passed as fds (--net fd=[...]), \
+                         and `sandbox-net exec` passes fds to QEMU only; attach with the \
+                         tcfilter model for Cloud Hypervisor"
+                    ),
+                ));
+            }
+            Backend::VhostUser { socket, queues } => {
+                let socket = socket.to_string_lossy();
+                check(&socket)?;
+                vhost_user = true;
+                nets.push(format!(
+                    "vhost_user=true,socket={socket},mac={},num_queues={}",
+                    ep.mac,
+                    2 * queues
+                ));
+            }
+            Backend::Vfio { pci_address, .. } => {
+                check(pci_address)?;
+                devices.push(format!("path=/sys/bus/pci/devices/{pci_address}/"));
+            }
+            Backend::Nothing => {}
+        }
+    }
+    if !nets.is_empty() {
+        out.args.push("--net".into());
+        out.args.extend(nets);
+    }
+    if !devices.is_empty() {
+        out.args.push("--device".into());
+        out.args.extend(devices);
+    }
+    if vhost_user {
+        out.notes.push(
+            "vhost-user needs shared guest memory: add `--memory size=<RAM>,shared=on`".into(),
+        );
+    }
+    if out.run_in_netns {
+        out.notes
+            .push("give no ip=/mask= in --net: they would configure the tap's host side".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::state::State;
+    use crate::vmm::tests::endpoint;
+    use crate::vmm::{RenderOptions, Vmm, vmm_args};
+
+    fn state(endpoints: Vec<crate::state::Endpoint>) -> State {
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "id": "vm1", "netns": "pod1", "netns_path": "/run/netns/pod1",
+            "netns_id": {"dev": 1, "ino": 2}, "model": "tcfilter", "phase": "attached",
+            "endpoints": endpoints, "guest": {"interfaces": [], "routes": [], "neighbors": []},
+            "journal": []
+        }))
+        .unwrap()
+    }
+
+    const OPTS: RenderOptions = RenderOptions {
+        vhost: false,
+        fds: false,
+    };
+
+    #[test]
+    fn taps_by_name_with_queue_count_in_rx_plus_tx() {
+        let mut e1 = endpoint("eth1", "tap1_sn", 1);
+        e1.mtu = 1450;
+        e1.mac = "02:77:00:00:01:02".into();
+        let s = state(vec![endpoint("eth0", "tap0_sn", 2), e1]);
+        let a = vmm_args(&s, Vmm::CloudHypervisor, OPTS).unwrap();
+        assert_eq!(
+            a.args,
+            vec![
+                "--net",
+                "tap=tap0_sn,mac=02:77:00:00:00:02,num_queues=4,mtu=1500",
+                "tap=tap1_sn,mac=02:77:00:00:01:02,num_queues=2,mtu=1450",
+            ]
+        );
+        assert!(a.run_in_netns);
+    }
+
+    #[test]
+    fn macvtap_is_refused_with_a_reason() {
+        let mut ep = endpoint("eth0", "mvt0_sn", 1);
+        ep.chardev = Some("240:1".into());
+        let e = vmm_args(&state(vec![ep]), Vmm::CloudHypervisor, OPTS).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("macvtap"), "{e}");
+    }
+
+    #[test]
+    fn vhost_user_and_vfio() {
+        let mut vu = endpoint("eth0", "", 1);
+        vu.vhost_user_socket = Some("/run/vhu/vhu.sock".into());
+        let mut vfio = endpoint("eth1", "", 1);
+        vfio.pci_address = Some("0000:03:00.0".into());
+        vfio.vfio_group = Some("/dev/vfio/12".into());
+        let a = vmm_args(&state(vec![vu, vfio]), Vmm::CloudHypervisor, OPTS).unwrap();
+        assert_eq!(
+            a.args,
+            vec![
+                "--net",
+                "vhost_user=true,socket=/run/vhu/vhu.sock,mac=02:77:00:00:00:02,num_queues=2",
+                "--device",
+                "path=/sys/bus/pci/devices/0000:03:00.0/",
+            ]
+        );
+        assert!(!a.run_in_netns);
+    }
+
+    #[test]
+    fn tap_names_with_separators_are_refused() {
+        let e = vmm_args(
+            &state(vec![endpoint("eth0", "t,ap", 1)]),
+            Vmm::CloudHypervisor,
+            OPTS,
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+}
