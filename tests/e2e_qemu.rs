@@ -95,9 +95,7 @@ impl Vm {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let mut stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
@@ -256,8 +254,18 @@ fn run(case: &Case) -> String {
     let (code, out, err) = sn(
         dir,
         &[
-            "attach", "--netns", &net.pod_name, "--id", case.id, "--model", case.model,
-            "--queues", &queues, "--dns", DNS, "--json",
+            "attach",
+            "--netns",
+            &net.pod_name,
+            "--id",
+            case.id,
+            "--model",
+            case.model,
+            "--queues",
+            &queues,
+            "--dns",
+            DNS,
+            "--json",
         ],
     );
     assert_eq!(code, 0, "attach: {err}");
@@ -286,7 +294,10 @@ fn run(case: &Case) -> String {
     if case.remove_filters {
         let tap = ep["tap"].as_str().expect("tap");
         for dev in [link.name.as_str(), tap] {
-            run_cmd("tc", &["-n", &net.pod_name, "filter", "del", "dev", dev, "ingress"]);
+            run_cmd(
+                "tc",
+                &["-n", &net.pod_name, "filter", "del", "dev", dev, "ingress"],
+            );
         }
     }
 
@@ -324,16 +335,25 @@ fn run(case: &Case) -> String {
     eprintln!("[{}] boot: {cmd:?}", case.id);
     let mut vm = Vm::spawn(cmd);
 
-    let configured = vm
-        .wait_marker("configured ", &[])
-        .unwrap_or_else(|| panic!("[{}] guest never configured its NIC:\n{}", case.id, vm.transcript()));
+    let configured = vm.wait_marker("configured ", &[]).unwrap_or_else(|| {
+        panic!(
+            "[{}] guest never configured its NIC:\n{}",
+            case.id,
+            vm.transcript()
+        )
+    });
     assert!(
         configured.contains(&format!("mac {mac}")) && configured.contains(&format!("dns {DNS}")),
         "[{}] {configured}",
         case.id
     );
     let guest_queues = vm.wait_marker("queues ", &[]).unwrap_or_default();
-    assert_eq!(guest_queues, format!("queues {}", case.queues), "[{}]", case.id);
+    assert_eq!(
+        guest_queues,
+        format!("queues {}", case.queues),
+        "[{}]",
+        case.id
+    );
     let ping = vm.wait_marker("ping ", &[]);
     let ping = ping.unwrap_or_else(|| panic!("[{}] no ping marker:\n{}", case.id, vm.transcript()));
 
@@ -346,7 +366,11 @@ fn run(case: &Case) -> String {
         );
         let (status, _) = vm.wait_exit();
         assert!(status.success(), "[{}] QEMU: {status}", case.id);
-        eprintln!("[{}] negative control ok in {:.1} s", case.id, started.elapsed().as_secs_f64());
+        eprintln!(
+            "[{}] negative control ok in {:.1} s",
+            case.id,
+            started.elapsed().as_secs_f64()
+        );
         return vm.transcript();
     }
     assert!(
@@ -378,7 +402,9 @@ fn run(case: &Case) -> String {
     assert!(status.success(), "[{}] QEMU: {status}\n{stderr}", case.id);
     if case.launch == Launch::Exec && !Path::new("/dev/vhost-net").exists() {
         assert_eq!(
-            stderr.matches("sandbox-net: warning: /dev/vhost-net").count(),
+            stderr
+                .matches("sandbox-net: warning: /dev/vhost-net")
+                .count(),
             1,
             "[{}] exactly one vhost-net warning: {stderr}",
             case.id

@@ -67,7 +67,15 @@ fn qemu_accepts(netns: Option<&str>, net_args: &[String]) {
         None => Command::new(QEMU),
     };
     cmd.args([
-        "-S", "-display", "none", "-nodefaults", "-accel", "tcg", "-m", "64", "-monitor",
+        "-S",
+        "-display",
+        "none",
+        "-nodefaults",
+        "-accel",
+        "tcg",
+        "-m",
+        "64",
+        "-monitor",
         "none",
     ])
     .args(net_args)
@@ -112,12 +120,19 @@ fn vmm_args_per_vmm_and_qemu_accepts_them() {
         let q = queues.to_string();
         let _a = attach(&net, &dir, &id, &["--queues", &q]);
 
-        let (code, out, err) = sn(dir.path(), &["vmm-args", "--id", &id, "--vmm", "qemu", "--json"]);
+        let (code, out, err) = sn(
+            dir.path(),
+            &["vmm-args", "--id", &id, "--vmm", "qemu", "--json"],
+        );
         assert_eq!(code, 0, "{err}");
         let v = json(&out);
         assert_eq!(v["run_in_netns"], true);
         let args = strings(&v["args"]);
-        let vhost = if Path::new("/dev/vhost-net").exists() { "on" } else { "off" };
+        let vhost = if Path::new("/dev/vhost-net").exists() {
+            "on"
+        } else {
+            "off"
+        };
         let mut netdev = "tap,id=sn0,ifname=tap0_sn,script=no,downscript=no".to_string();
         let mut device =
             "virtio-net-pci,netdev=sn0,id=sn0-nic,mac=02:77:00:00:00:02,host_mtu=1500".to_string();
@@ -126,16 +141,31 @@ fn vmm_args_per_vmm_and_qemu_accepts_them() {
             device.push_str(&format!(",mq=on,vectors={}", 2 * queues + 2));
         }
         netdev.push_str(&format!(",vhost={vhost}"));
-        assert_eq!(args, vec!["-netdev".to_string(), netdev, "-device".into(), device]);
+        assert_eq!(
+            args,
+            vec!["-netdev".to_string(), netdev, "-device".into(), device]
+        );
         // The text form is the same arguments, for $(...) in a shell.
         let (code, text, notes) = sn(dir.path(), &["vmm-args", "--id", &id, "--vmm", "qemu"]);
         assert_eq!(code, 0);
         assert_eq!(text.trim(), args.join(" "));
-        assert!(notes.contains(&format!("ip netns exec {}", net.pod_name)), "{notes}");
+        assert!(
+            notes.contains(&format!("ip netns exec {}", net.pod_name)),
+            "{notes}"
+        );
         qemu_accepts(Some(&net.pod_name), &args);
 
-        let (code, out, err) =
-            sn(dir.path(), &["vmm-args", "--id", &id, "--vmm", "cloud-hypervisor", "--json"]);
+        let (code, out, err) = sn(
+            dir.path(),
+            &[
+                "vmm-args",
+                "--id",
+                &id,
+                "--vmm",
+                "cloud-hypervisor",
+                "--json",
+            ],
+        );
         assert_eq!(code, 0, "{err}");
         assert_eq!(
             strings(&json(&out)["args"]),
@@ -148,7 +178,10 @@ fn vmm_args_per_vmm_and_qemu_accepts_them() {
             ]
         );
 
-        let (code, out, err) = sn(dir.path(), &["vmm-args", "--id", &id, "--vmm", "firecracker"]);
+        let (code, out, err) = sn(
+            dir.path(),
+            &["vmm-args", "--id", &id, "--vmm", "firecracker"],
+        );
         if queues == 1 {
             assert_eq!(code, 0, "{err}");
             assert_eq!(
@@ -179,19 +212,33 @@ fn exec_puts_the_queues_at_fd_3_and_appends_the_arguments() {
     echo "ARGS $*""#;
     let (code, out, err) = sn(
         dir.path(),
-        &["exec", "--id", "ex-2", "--vmm", "qemu", "--", "/bin/sh", "-c", script, "sh"],
+        &[
+            "exec", "--id", "ex-2", "--vmm", "qemu", "--", "/bin/sh", "-c", script, "sh",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     let target = |fd: usize| lines[2 * (fd - 3) + 1];
-    assert_eq!((target(3), target(4)), ("/dev/net/tun", "/dev/net/tun"), "{out}");
+    assert_eq!(
+        (target(3), target(4)),
+        ("/dev/net/tun", "/dev/net/tun"),
+        "{out}"
+    );
     assert_eq!(&lines[10..12], ["iff:\ttap0_sn", "iff:\ttap0_sn"], "{out}");
     if vhost {
-        assert_eq!((target(5), target(6)), ("/dev/vhost-net", "/dev/vhost-net"), "{out}");
+        assert_eq!(
+            (target(5), target(6)),
+            ("/dev/vhost-net", "/dev/vhost-net"),
+            "{out}"
+        );
         assert_eq!(target(7), "none", "{out}");
         assert!(out.contains("ARGS -netdev tap,id=sn0,fds=3:4,vhost=on,vhostfds=5:6 -device"));
     } else {
-        assert_eq!((target(5), target(6), target(7)), ("none", "none", "none"), "{out}");
+        assert_eq!(
+            (target(5), target(6), target(7)),
+            ("none", "none", "none"),
+            "{out}"
+        );
         assert!(
             out.contains(
                 "ARGS -netdev tap,id=sn0,fds=3:4,vhost=off -device \
@@ -209,7 +256,19 @@ fn exec_puts_the_queues_at_fd_3_and_appends_the_arguments() {
     // --no-vhost: no vhost fds, no warning.
     let (code, out, err) = sn(
         dir.path(),
-        &["exec", "--id", "ex-2", "--vmm", "qemu", "--no-vhost", "--", "/bin/sh", "-c", script, "sh"],
+        &[
+            "exec",
+            "--id",
+            "ex-2",
+            "--vmm",
+            "qemu",
+            "--no-vhost",
+            "--",
+            "/bin/sh",
+            "-c",
+            script,
+            "sh",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("fds=3:4,vhost=off"), "{out}");
@@ -217,10 +276,21 @@ fn exec_puts_the_queues_at_fd_3_and_appends_the_arguments() {
     // vmm-args --fds --no-vhost shows the same arguments exec appends.
     let (code, text, _) = sn(
         dir.path(),
-        &["vmm-args", "--id", "ex-2", "--vmm", "qemu", "--fds", "--no-vhost"],
+        &[
+            "vmm-args",
+            "--id",
+            "ex-2",
+            "--vmm",
+            "qemu",
+            "--fds",
+            "--no-vhost",
+        ],
     );
     assert_eq!(code, 0);
-    assert!(out.contains(&format!("ARGS {}", text.trim())), "{out}\n{text}");
+    assert!(
+        out.contains(&format!("ARGS {}", text.trim())),
+        "{out}\n{text}"
+    );
 }
 
 #[test]
@@ -231,7 +301,18 @@ fn exec_runs_qemu_on_the_fds_in_the_callers_netns() {
     let mut cmd = Command::new(bin());
     cmd.args(["--state-dir", dir.path().to_str().expect("utf-8")])
         .args(["exec", "--id", "ex-q", "--vmm", "qemu", "--", QEMU])
-        .args(["-S", "-display", "none", "-nodefaults", "-accel", "tcg", "-m", "64", "-monitor", "none"])
+        .args([
+            "-S",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-accel",
+            "tcg",
+            "-m",
+            "64",
+            "-monitor",
+            "none",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -263,15 +344,30 @@ fn exec_refusals_and_failures_name_the_problem() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let _a = attach(&net, &dir, "ex-1", &[]);
-    let (code, _, err) = sn(dir.path(), &["exec", "--id", "ex-1", "--vmm", "firecracker", "--", "true"]);
+    let (code, _, err) = sn(
+        dir.path(),
+        &["exec", "--id", "ex-1", "--vmm", "firecracker", "--", "true"],
+    );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("QEMU only"), "{err}");
-    let (code, _, err) = sn(dir.path(), &["exec", "--id", "nope", "--vmm", "qemu", "--", "true"]);
+    let (code, _, err) = sn(
+        dir.path(),
+        &["exec", "--id", "nope", "--vmm", "qemu", "--", "true"],
+    );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not attached"), "{err}");
     let (code, _, err) = sn(
         dir.path(),
-        &["exec", "--id", "ex-1", "--vmm", "qemu", "--no-vhost", "--", "/nonexistent/vmm"],
+        &[
+            "exec",
+            "--id",
+            "ex-1",
+            "--vmm",
+            "qemu",
+            "--no-vhost",
+            "--",
+            "/nonexistent/vmm",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("VMM /nonexistent/vmm: exec"), "{err}");
@@ -293,7 +389,16 @@ fn exec_refusals_and_failures_name_the_problem() {
     }
     let (code, _, err) = sn(
         dir.path(),
-        &["exec", "--id", "ex-1", "--vmm", "qemu", "--no-vhost", "--", "true"],
+        &[
+            "exec",
+            "--id",
+            "ex-1",
+            "--vmm",
+            "qemu",
+            "--no-vhost",
+            "--",
+            "true",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("busy") && err.contains("tap0_sn"), "{err}");
@@ -303,15 +408,33 @@ fn exec_refusals_and_failures_name_the_problem() {
 fn guest_config_kernel_ip_and_cloud_init() {
     let net = scratch(1);
     let dir = TempStateDir::new();
-    let _a = attach(&net, &dir, "gc-1", &["--dns", "10.77.0.53", "--dns", "fd77::53"]);
-    let (code, out, err) = sn(dir.path(), &["guest-config", "--id", "gc-1", "--format", "kernel-ip"]);
+    let _a = attach(
+        &net,
+        &dir,
+        "gc-1",
+        &["--dns", "10.77.0.53", "--dns", "fd77::53"],
+    );
+    let (code, out, err) = sn(
+        dir.path(),
+        &["guest-config", "--id", "gc-1", "--format", "kernel-ip"],
+    );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "ip=10.77.0.2::10.77.0.1:255.255.255.0::eth0:off:10.77.0.53\n");
-    for left_out in ["fd77::2/64", "inet6 default via fd77::1", "nameserver fd77::53"] {
+    assert_eq!(
+        out,
+        "ip=10.77.0.2::10.77.0.1:255.255.255.0::eth0:off:10.77.0.53\n"
+    );
+    for left_out in [
+        "fd77::2/64",
+        "inet6 default via fd77::1",
+        "nameserver fd77::53",
+    ] {
         assert!(err.contains(left_out), "note for {left_out}: {err}");
     }
 
-    let (code, out, err) = sn(dir.path(), &["guest-config", "--id", "gc-1", "--format", "cloud-init"]);
+    let (code, out, err) = sn(
+        dir.path(),
+        &["guest-config", "--id", "gc-1", "--format", "cloud-init"],
+    );
     assert_eq!(code, 0, "{err}");
     // The kernel gives every IPv6 route a metric (1024 here); IPv4 default routes have none.
     let v6_metric = ip_json(&net.pod_name, &["-6", "route", "show", "default"])[0]["metric"]
@@ -342,22 +465,48 @@ ethernets:
     );
     assert_eq!(out, expected);
 
-    let (code, _, err) = sn(dir.path(), &["guest-config", "--id", "nope", "--format", "cloud-init"]);
+    let (code, _, err) = sn(
+        dir.path(),
+        &["guest-config", "--id", "nope", "--format", "cloud-init"],
+    );
     assert_eq!(code, 2, "{err}");
 }
 
 #[test]
 fn kernel_ip_refuses_an_ipv6_only_attachment() {
     let net = scratch(1);
-    run("ip", &["-n", &net.pod_name, "addr", "del", "10.77.0.2/24", "dev", "eth0"]);
+    run(
+        "ip",
+        &[
+            "-n",
+            &net.pod_name,
+            "addr",
+            "del",
+            "10.77.0.2/24",
+            "dev",
+            "eth0",
+        ],
+    );
     let dir = TempStateDir::new();
     let _a = attach(&net, &dir, "gc-6", &[]);
-    let (code, out, err) = sn(dir.path(), &["guest-config", "--id", "gc-6", "--format", "kernel-ip"]);
+    let (code, out, err) = sn(
+        dir.path(),
+        &["guest-config", "--id", "gc-6", "--format", "kernel-ip"],
+    );
     assert_eq!(code, 2, "{out}");
-    assert!(err.contains("IPv6-only") && err.contains("cloud-init"), "{err}");
-    let (code, out, _) = sn(dir.path(), &["guest-config", "--id", "gc-6", "--format", "cloud-init"]);
+    assert!(
+        err.contains("IPv6-only") && err.contains("cloud-init"),
+        "{err}"
+    );
+    let (code, out, _) = sn(
+        dir.path(),
+        &["guest-config", "--id", "gc-6", "--format", "cloud-init"],
+    );
     assert_eq!(code, 0);
-    assert!(out.contains("\"fd77::2/64\"") && !out.contains("10.77.0.2"), "{out}");
+    assert!(
+        out.contains("\"fd77::2/64\"") && !out.contains("10.77.0.2"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -367,12 +516,24 @@ fn a_failed_run_leaves_no_netns_attachment_or_process() {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let net = scratch(1);
         let _a = attach(&net, &dir, "fail-1", &[]);
-        let (_, out, _) = sn(dir.path(), &["vmm-args", "--id", "fail-1", "--vmm", "qemu", "--json"]);
+        let (_, out, _) = sn(
+            dir.path(),
+            &["vmm-args", "--id", "fail-1", "--vmm", "qemu", "--json"],
+        );
         let args = strings(&json(&out)["args"]);
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", net.pod_name))
             .arg(QEMU)
-            .args(["-S", "-display", "none", "-nodefaults", "-accel", "tcg", "-m", "64"])
+            .args([
+                "-S",
+                "-display",
+                "none",
+                "-nodefaults",
+                "-accel",
+                "tcg",
+                "-m",
+                "64",
+            ])
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -386,8 +547,14 @@ fn a_failed_run_leaves_no_netns_attachment_or_process() {
     }));
     assert!(outcome.is_err());
     let (pod, pid) = seen.expect("the run got as far as QEMU");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "QEMU {pid} is gone");
-    assert!(!Path::new(&format!("/run/netns/{pod}")).exists(), "netns {pod} is gone");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU {pid} is gone"
+    );
+    assert!(
+        !Path::new(&format!("/run/netns/{pod}")).exists(),
+        "netns {pod} is gone"
+    );
     let (code, out, _) = sn(dir.path(), &["status", "--id", "fail-1"]);
     assert_eq!(code, 0);
     assert!(out.contains("not attached"), "{out}");

@@ -89,6 +89,15 @@ pub fn snapshot(ns: &str) -> NetnsSnapshot {
     let mut filters = Vec::new();
     for l in links_json.as_array().into_iter().flatten() {
         let name = l["ifname"].as_str().unwrap_or_default().to_string();
+        // Carrier state settles asynchronously (a new tap turns NO-CARRIER up to seconds
+        // later under load); no operation here changes it on purpose, so leave it out.
+        let flags: Vec<&str> = l["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .filter(|f| !matches!(*f, "NO-CARRIER" | "LOWER_UP"))
+            .collect();
         links.push(format!(
             "{} {} mtu={} mac={} flags={} kind={}",
             l["ifindex"], name, l["mtu"], l["address"], l["flags"], l["linkinfo"]["info_kind"]
