@@ -2081,7 +2081,11 @@ fn markdown(report: &Value) -> String {
             (num(&r["median_us"]), num(&r["p99_us"]))
         } else {
             (
-                format!("{} {}", r["value"], r["unit"].as_str().unwrap_or_default()),
+                format!(
+                    "{} {}",
+                    r["value"].as_f64().unwrap_or(0.0),
+                    r["unit"].as_str().unwrap_or_default()
+                ),
                 String::new(),
             )
         };
