@@ -245,6 +245,20 @@ fn mac_bytes(text: &str) -> Result<[u8; 6], (&'static str, io::Error)> {
 
 type StepError = (&'static str, io::Error);
 
+/// An ingress qdisc add refused because the device has one (ingress or clsact, which
+/// share the slot) is someone else's: say so; it is never shared, deleted or reused.
+fn ingress_error(device: &str, e: NlError) -> io::Error {
+    if e.errno == libc::EEXIST {
+        return io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "an ingress (or clsact) qdisc already exists on {device}; sandbox-net does not share it"
+            ),
+        );
+    }
+    nl_io(e)
+}
+
 fn apply_one(
     nl: &mut Netlink,
     entry: &mut Entry,
@@ -281,7 +295,8 @@ fn apply_one(
         }
         Entry::IngressQdisc { device, ifindex } => {
             let index = resolved(ifindex, device)?;
-            tc::add_ingress(nl, index).map_err(|e| ("add ingress qdisc", nl_io(e)))?;
+            tc::add_ingress(nl, index)
+                .map_err(|e| ("add ingress qdisc", ingress_error(device, e)))?;
         }
         Entry::RedirectFilter {
             device,

@@ -9,6 +9,8 @@ use netlink_packet_route::tc::{
     TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
 };
 
+use std::time::Duration;
+
 use super::{Netlink, NlError};
 
 /// The handle of an ingress qdisc: `ffff:`.
@@ -35,12 +37,62 @@ fn ingress_msg(ifindex: u32) -> TcMessage {
     msg
 }
 
-/// Add an ingress qdisc; fails with EEXIST when the device already has one.
+/// The waits between tries when the kernel answers an ingress qdisc add with EBUSY (it
+/// does while the device is being reconfigured): 6 tries, at most 31 ms of waiting.
+pub const BUSY_BACKOFF: [Duration; 5] = [
+    Duration::from_millis(1),
+    Duration::from_millis(2),
+    Duration::from_millis(4),
+    Duration::from_millis(8),
+    Duration::from_millis(16),
+];
+
+/// Run `op`, trying again after each wait of `backoff` while it fails with EBUSY. When it
+/// is still busy after the last wait, the error says how many tries and how long.
+pub fn retry_busy<T>(
+    backoff: &[Duration],
+    mut op: impl FnMut() -> Result<T, NlError>,
+) -> Result<T, NlError> {
+    let mut waits = backoff.iter();
+    let mut tries = 0u32;
+    loop {
+        tries += 1;
+        match op() {
+            Err(e) if e.errno == libc::EBUSY => match waits.next() {
+                Some(wait) => {
+                    tracing::debug!(
+                        tries,
+                        wait_ms = wait.as_millis() as u64,
+                        "kernel busy; retrying"
+                    );
+                    std::thread::sleep(*wait);
+                }
+                None => {
+                    let waited: Duration = backoff.iter().sum();
+                    let kernel = e.message.map(|m| format!(": {m}")).unwrap_or_default();
+                    return Err(NlError {
+                        errno: libc::EBUSY,
+                        message: Some(format!(
+                            "still busy after {tries} tries and {} ms of backoff{kernel}",
+                            waited.as_millis()
+                        )),
+                    });
+                }
+            },
+            other => return other,
+        }
+    }
+}
+
+/// Add an ingress qdisc; fails with EEXIST when the device already has one (or a clsact).
+/// EBUSY is retried with [`BUSY_BACKOFF`].
 pub fn add_ingress(nl: &mut Netlink, ifindex: u32) -> Result<(), NlError> {
-    nl.request(
-        RouteNetlinkMessage::NewQueueDiscipline(ingress_msg(ifindex)),
-        NLM_F_CREATE | NLM_F_EXCL,
-    )
+    retry_busy(&BUSY_BACKOFF, || {
+        nl.request(
+            RouteNetlinkMessage::NewQueueDiscipline(ingress_msg(ifindex)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    })
 }
 
 /// Delete the ingress qdisc of a device (and with it every ingress filter).
@@ -244,6 +296,72 @@ mod tests {
         // ETH_P_ALL = 0x0003; on the wire (big endian) it reads 0x0300 on little-endian hosts.
         assert_eq!(filter_info(1) >> 16, 1);
         assert_eq!(u16::from_be((filter_info(1) & 0xffff) as u16), 3);
+    }
+
+    fn busy() -> NlError {
+        NlError {
+            errno: libc::EBUSY,
+            message: None,
+        }
+    }
+
+    #[test]
+    fn ebusy_is_retried_until_it_clears() {
+        let backoff = [Duration::ZERO; 5];
+        let mut calls = 0;
+        let r = retry_busy(&backoff, || {
+            calls += 1;
+            if calls < 4 { Err(busy()) } else { Ok(calls) }
+        });
+        assert_eq!(r.ok(), Some(4));
+        assert_eq!(calls, 4);
+    }
+
+    #[test]
+    fn ebusy_gives_up_after_the_last_wait_and_says_so() {
+        let mut calls = 0;
+        let r: Result<(), NlError> = retry_busy(&BUSY_BACKOFF.map(|_| Duration::ZERO), || {
+            calls += 1;
+            Err(busy())
+        });
+        assert_eq!(calls, 6, "one try, then one after each of 5 waits");
+        let e = r.err().map(|e| (e.errno, e.message));
+        assert_eq!(
+            e,
+            Some((
+                libc::EBUSY,
+                Some("still busy after 6 tries and 0 ms of backoff".to_string())
+            ))
+        );
+        let text = retry_busy::<()>(
+            &[Duration::from_millis(1), Duration::from_millis(2)],
+            || Err(busy()),
+        )
+        .err()
+        .map(|e| e.into_io().to_string());
+        assert!(
+            text.as_deref()
+                .is_some_and(|t| t.contains("still busy after 3 tries and 3 ms of backoff")),
+            "{text:?}"
+        );
+        assert_eq!(
+            BUSY_BACKOFF.iter().sum::<Duration>(),
+            Duration::from_millis(31)
+        );
+    }
+
+    #[test]
+    fn other_errors_are_not_retried() {
+        let mut calls = 0;
+        let r: Result<(), NlError> = retry_busy(&BUSY_BACKOFF, || {
+            calls += 1;
+            Err(NlError {
+                errno: libc::EEXIST,
+                message: None,
+            })
+        });
+        assert_eq!(calls, 1);
+        assert_eq!(r.err().map(|e| e.errno), Some(libc::EEXIST));
     }
 
     #[test]
