@@ -77,7 +77,10 @@ impl Error {
             | Error::BadNetns { .. }
             | Error::Unsupported { .. }
             | Error::NothingToAttach { .. }
-            | Error::AlreadyAttached { .. } => 2,
+            | Error::AlreadyAttached { .. }
+            // A state file of another version, or one that is not a state, is refused as it
+            // is, never guessed at: bad input, like a bad argument.
+            | Error::CorruptState { .. } => 2,
             _ => 1,
         }
     }

@@ -126,6 +126,10 @@ pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
     for name in &opts.tap_names {
         tap::validate_ifname(name).map_err(|r| Error::invalid(format!("tap name {name:?}"), r))?;
     }
+    for name in opts.interfaces.iter().flatten() {
+        tap::validate_ifname(name)
+            .map_err(|r| Error::invalid(format!("interface name {name:?}"), r))?;
+    }
     if let Some(dir) = &opts.vhost_user_dir
         && !dir.is_dir()
     {
