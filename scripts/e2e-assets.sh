@@ -24,20 +24,29 @@ pkg="${SANDBOX_NET_E2E_KERNEL_PKG:-}"
 if [ -z "$pkg" ]; then
     pkg="$(cat "$out/kernel-package" 2>/dev/null || true)"
 fi
-if [ -z "$pkg" ] || ! ls "$out"/dl/"${pkg}"_*.deb >/dev/null 2>&1; then
-    if [ -z "${SANDBOX_NET_E2E_KERNEL_PKG:-}" ]; then
-        pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-.*-cloud-amd64\)$/\1/p' | head -n 1)"
-        if [ -z "$pkg" ]; then
-            apt-get update -qq
-            pkg="$(apt-cache depends linux-image-cloud-amd64 | sed -n 's/^ *Depends: \(linux-image-.*-cloud-amd64\)$/\1/p' | head -n 1)"
-        fi
-        [ -n "$pkg" ] || die "cannot find the package linux-image-cloud-amd64 depends on"
-    fi
+# What linux-image-cloud-amd64 depends on in the current package lists.
+cloud_kernel() {
+    apt-cache depends linux-image-cloud-amd64 2>/dev/null \
+        | sed -n 's/^ *Depends: \(linux-image-.*-cloud-amd64\)$/\1/p' | head -n 1
+}
+# Download $pkg into $out/dl; false when apt can't.
+download() {
     rm -rf "$out/dl"
     mkdir -p "$out/dl"
     # apt-get download writes to the current directory as the _apt user when it can.
     chmod 0777 "$out/dl"
-    (cd "$out/dl" && apt-get download -q "$pkg") >&2 || die "apt-get download $pkg failed"
+    (cd "$out/dl" && apt-get download -q "$pkg") >&2
+}
+if [ -z "$pkg" ] || ! ls "$out"/dl/"${pkg}"_*.deb >/dev/null 2>&1; then
+    fixed="${SANDBOX_NET_E2E_KERNEL_PKG:-}"
+    [ -n "$fixed" ] && pkg="$fixed" || pkg="$(cloud_kernel)"
+    if [ -z "$pkg" ] || ! download; then
+        # Missing or stale package lists (the version they name left the archive).
+        apt-get update -qq
+        [ -n "$fixed" ] && pkg="$fixed" || pkg="$(cloud_kernel)"
+        [ -n "$pkg" ] || die "cannot find the package linux-image-cloud-amd64 depends on"
+        download || die "apt-get download $pkg failed"
+    fi
     echo "$pkg" > "$out/kernel-package"
 fi
 deb="$(ls "$out"/dl/"${pkg}"_*.deb | head -n 1)"
