@@ -100,7 +100,12 @@ pub fn snapshot(ns: &str) -> NetnsSnapshot {
             .collect();
         links.push(format!(
             "{} {} mtu={} mac={} flags={} kind={}",
-            l["ifindex"], name, l["mtu"], l["address"], l["flags"], l["linkinfo"]["info_kind"]
+            l["ifindex"],
+            name,
+            l["mtu"],
+            l["address"],
+            flags.join(","),
+            l["linkinfo"]["info_kind"]
         ));
         for f in tc_json(ns, &["filter", "show", "dev", &name, "ingress"])
             .as_array()
