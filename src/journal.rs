@@ -582,10 +582,28 @@ pub fn in_force(nl: &mut Netlink, entries: &[Entry]) -> Result<Vec<bool>, (Strin
 /// Keeps going after a failure and reports the first one.
 /// `alias` is the sandbox's owner alias (see [`owner_alias`]).
 pub fn undo(nl: &mut Netlink, entries: &[Entry], alias: &str) -> Result<(), UndoError> {
+    undo_with_failpoint(nl, entries, alias, None)
+}
+
+/// [`undo`], stopping with an injected failure before the `fail_at`-th entry in teardown
+/// order (a test hook, honoured only with the `failpoints` feature): what a process killed
+/// halfway through a detach leaves.
+pub fn undo_with_failpoint(
+    nl: &mut Netlink,
+    entries: &[Entry],
+    alias: &str,
+    fail_at: Option<usize>,
+) -> Result<(), UndoError> {
     let mut order: Vec<&Entry> = entries.iter().rev().collect();
     order.sort_by_key(|e| e.phase());
     let mut first_error = None;
-    for entry in order {
+    for (i, entry) in order.into_iter().enumerate() {
+        if cfg!(feature = "failpoints") && fail_at == Some(i) {
+            return Err(UndoError {
+                entry: Box::new(entry.clone()),
+                error: io::Error::other("injected failure (failpoint)"),
+            });
+        }
         if let Err(error) = undo_one(nl, entry, alias) {
             tracing::warn!(object = %entry.describe(), %error, "undo failed");
             first_error.get_or_insert(UndoError {

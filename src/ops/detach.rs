@@ -40,6 +40,17 @@ impl std::fmt::Display for Detached {
 
 /// Detach a sandbox: undo its journal (filters, then qdiscs, then taps) and drop its state.
 pub fn detach(state_dir: &std::path::Path, id: &str) -> Result<Detached> {
+    detach_with_failpoint(state_dir, id, None)
+}
+
+/// [`detach`], stopping with an injected failure before the `fail_at`-th object in
+/// teardown order (a test hook, honoured only with the `failpoints` feature). The state is
+/// kept, so a later detach finishes the job.
+pub fn detach_with_failpoint(
+    state_dir: &std::path::Path,
+    id: &str,
+    fail_at: Option<usize>,
+) -> Result<Detached> {
     state::validate_id(id)?;
     let store = StateDir::open(state_dir)?;
     let mut lock = store.lock(id)?;
@@ -62,7 +73,8 @@ pub fn detach(state_dir: &std::path::Path, id: &str) -> Result<Detached> {
         let ns_label = format!("netns {}", netns.display());
         let mut nl =
             Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-        journal::undo(&mut nl, &state.journal, &journal::owner_alias(id)).map_err(|e| {
+        let alias = journal::owner_alias(id);
+        journal::undo_with_failpoint(&mut nl, &state.journal, &alias, fail_at).map_err(|e| {
             Error::kernel(
                 format!("sandbox {id}: {}", e.entry.describe()),
                 "remove",

@@ -58,6 +58,17 @@ fn open_attached(
 
 /// Attach one more interface of the sandbox's netns.
 pub fn add_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
+    add_endpoint_with_failpoint(state_dir, id, iface, None)
+}
+
+/// [`add_endpoint`] with a test hook: fail before step N of the new journal entries (N =
+/// their number: before the state is saved). Honoured only with the `failpoints` feature.
+pub fn add_endpoint_with_failpoint(
+    state_dir: &Path,
+    id: &str,
+    iface: &str,
+    fail_at: Option<usize>,
+) -> Result<EndpointChange> {
     let (store, _lock, state, netns) = open_attached(state_dir, id, iface)?;
     if state.endpoints.iter().any(|e| e.name == iface) {
         return Err(Error::invalid(
@@ -65,7 +76,7 @@ pub fn add_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointC
             "is already attached",
         ));
     }
-    netns.run(|| add_inside(&store, state, &netns, iface))?
+    netns.run(|| add_inside(&store, state, &netns, iface, fail_at))?
 }
 
 fn add_inside(
@@ -73,6 +84,7 @@ fn add_inside(
     mut state: State,
     netns: &NetNs,
     iface: &str,
+    fail_at: Option<usize>,
 ) -> Result<EndpointChange> {
     let ns_label = format!("netns {}", netns.display());
     let mut nl =
@@ -110,7 +122,7 @@ fn add_inside(
     state.journal.extend(entries);
     state.phase = Phase::Attaching;
     store.save(&state)?;
-    match apply_and_save(&mut nl, store, &mut state, start, None) {
+    match apply_and_save(&mut nl, store, &mut state, start, fail_at) {
         Ok(()) => {
             let endpoint = state
                 .endpoints

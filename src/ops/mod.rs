@@ -6,12 +6,19 @@ mod detach;
 mod gc;
 mod hotplug;
 mod ratelimit;
+mod rollback;
 mod status;
 
 pub use attach::{AttachOptions, Attachment, attach};
+#[cfg(feature = "failpoints")]
+pub use detach::detach_with_failpoint;
 pub use detach::{Detached, detach};
 pub use gc::{GcOptions, GcReport, OrphanLink, StaleState, gc};
+#[cfg(feature = "failpoints")]
+pub use hotplug::add_endpoint_with_failpoint;
 pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
+#[cfg(feature = "failpoints")]
+pub use ratelimit::set_rate_with_failpoint;
 pub use ratelimit::{LimitStatus, RateChange, ifb_name, set_rate};
 pub use status::{ObjectStatus, Status, list, status};
 

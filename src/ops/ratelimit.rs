@@ -40,13 +40,59 @@ fn is_limit(e: &Entry, direction: Direction) -> bool {
     matches!(e, Entry::RateLimit { direction: d, .. } if *d == direction)
 }
 
-/// Change the limits of the sandbox's endpoints (all of them, or `iface` only).
+/// Change the limits of the sandbox's endpoints (all of them, or `iface` only). All or
+/// nothing: on a failure, the changes already made are undone.
 pub fn set_rate(
     state_dir: &Path,
     id: &str,
     iface: Option<&str>,
     rx: Option<RateChange>,
     tx: Option<RateChange>,
+) -> Result<Vec<LimitStatus>> {
+    set_rate_with_failpoint(state_dir, id, iface, rx, tx, None)
+}
+
+/// Counts the kernel changes of one set-rate, for the failpoint test hook.
+struct Steps {
+    fail_at: Option<usize>,
+    done: usize,
+}
+
+impl Steps {
+    /// Before one change: an injected failure when it is the one to fail at (only with the
+    /// `failpoints` feature).
+    fn check(&mut self, object: &str, step: &str) -> Result<()> {
+        if cfg!(feature = "failpoints") && self.fail_at == Some(self.done) {
+            return Err(Error::Injected {
+                object: object.to_string(),
+                step: step.to_string(),
+            });
+        }
+        self.done += 1;
+        Ok(())
+    }
+
+    /// Before `n` journal entries are applied: the failpoint among them, relative to them.
+    fn within(&mut self, n: usize) -> Option<usize> {
+        let at = self
+            .fail_at
+            .and_then(|f| f.checked_sub(self.done))
+            .filter(|&f| f < n);
+        self.done += n;
+        at
+    }
+}
+
+/// [`set_rate`] with a test hook: fail before its step N, counting every journal entry it
+/// applies and every limit it changes or removes (N = their number: before the state is
+/// saved). Honoured only with the `failpoints` feature.
+pub fn set_rate_with_failpoint(
+    state_dir: &Path,
+    id: &str,
+    iface: Option<&str>,
+    rx: Option<RateChange>,
+    tx: Option<RateChange>,
+    fail_at: Option<usize>,
 ) -> Result<Vec<LimitStatus>> {
     state::validate_id(id)?;
     if rx.is_none() && tx.is_none() {
@@ -81,26 +127,36 @@ pub fn set_rate(
         let label = format!("netns {}", netns.display());
         let mut nl =
             Netlink::open_here().map_err(|e| Error::kernel(&label, "open netlink socket", e))?;
-        for (direction, change) in [(Direction::Rx, rx), (Direction::Tx, tx)] {
-            let Some(change) = change else { continue };
-            for n in 0..state.endpoints.len() {
-                if iface.is_some_and(|name| state.endpoints[n].name != name) {
-                    continue;
+        let before = state.clone();
+        let mut steps = Steps { fail_at, done: 0 };
+        let mut change_all = || -> Result<()> {
+            for (direction, change) in [(Direction::Rx, rx), (Direction::Tx, tx)] {
+                let Some(change) = change else { continue };
+                for n in 0..state.endpoints.len() {
+                    if iface.is_some_and(|name| state.endpoints[n].name != name) {
+                        continue;
+                    }
+                    change_one(&mut nl, &mut state, n, direction, change, &mut steps)?;
                 }
-                change_one(&mut nl, &mut state, n, direction, change)?;
-            }
-            if iface.is_none() {
-                let rate = match change {
-                    RateChange::Set(r) => Some(r),
-                    RateChange::Remove => None,
-                };
-                match direction {
-                    Direction::Rx => state.settings.rx_rate = rate,
-                    Direction::Tx => state.settings.tx_rate = rate,
+                if iface.is_none() {
+                    let rate = match change {
+                        RateChange::Set(r) => Some(r),
+                        RateChange::Remove => None,
+                    };
+                    match direction {
+                        Direction::Rx => state.settings.rx_rate = rate,
+                        Direction::Tx => state.settings.tx_rate = rate,
+                    }
                 }
             }
+            steps.check(&format!("sandbox {id}"), "save the state")?;
+            store.save(&state)
+        };
+        if let Err(e) = change_all() {
+            tracing::info!(id, error = %e, "set-rate failed; putting the limits back");
+            super::rollback::restore(&mut nl, &store, &before, &state);
+            return Err(e);
         }
-        store.save(&state)?;
         read_limits(&mut nl, &state)
     })??;
     Ok(result)
@@ -113,6 +169,7 @@ fn change_one(
     n: usize,
     direction: Direction,
     change: RateChange,
+    steps: &mut Steps,
 ) -> Result<()> {
     let endpoint = state.endpoints[n].clone();
     let object = format!(
@@ -142,6 +199,7 @@ fn change_one(
                     tap::ifindex(device).map_err(|e| Error::kernel(&object, "look up device", e))?
                 }
             };
+            steps.check(&object, &format!("change the HTB rate to {rate}"))?;
             htb::change_limit(nl, index, rate)
                 .map_err(|e| Error::kernel(&object, "change HTB rate", e.into_io()))?;
             *old = rate;
@@ -179,11 +237,16 @@ fn change_one(
                 macvtap.then_some(ifb.as_str()),
             );
             let alias = journal::owner_alias(&state.id);
-            if let Err(e) = journal::apply(nl, &mut entries, &alias, None) {
+            let fail_at = steps.within(entries.len());
+            if let Err(e) = journal::apply(nl, &mut entries, &alias, fail_at) {
                 if let Err(u) = journal::undo(nl, &entries[..e.applied], &alias) {
                     tracing::error!(object = %u.entry.describe(), error = %u.error, "could not roll back a new rate limit");
                 }
-                return Err(Error::kernel(&object, e.step, e.error));
+                return Err(Error::kernel(
+                    format!("{object}: {}", e.entry.describe()),
+                    e.step,
+                    e.error,
+                ));
             }
             if macvtap && direction == Direction::Rx {
                 state.endpoints[n].ifb = Some(ifb);
@@ -205,6 +268,7 @@ fn change_one(
                 })
                 .collect();
             let removed: Vec<Entry> = chain.iter().map(|&j| state.journal[j].clone()).collect();
+            steps.check(&object, "remove the limit")?;
             journal::undo(nl, &removed, &journal::owner_alias(&state.id)).map_err(|e| {
                 Error::kernel(&object, format!("remove {}", e.entry.describe()), e.error)
             })?;

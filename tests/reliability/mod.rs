@@ -30,9 +30,31 @@ pub fn settled_snapshot(ns: &str) -> NetnsSnapshot {
 /// Assert that `ns` comes to equal `expected`: compared at once, then again while the
 /// kernel's asynchronous work settles (up to 10 s); on failure the diff names `what`.
 pub fn assert_settles_to(ns: &str, expected: &NetnsSnapshot, what: &str) {
+    assert_settles_to_by(ns, expected, what, |s| s);
+}
+
+/// A snapshot without ifindexes: for comparisons across a device that was re-created
+/// (same name, kind, MAC, MTU, qdiscs; a new ifindex).
+pub fn without_ifindexes(mut s: NetnsSnapshot) -> NetnsSnapshot {
+    for line in &mut s.links {
+        if let Some((_, rest)) = line.split_once(' ') {
+            *line = rest.to_string();
+        }
+    }
+    s.links.sort();
+    s
+}
+
+/// [`assert_settles_to`], comparing `normalize`d snapshots.
+pub fn assert_settles_to_by(
+    ns: &str,
+    expected: &NetnsSnapshot,
+    what: &str,
+    normalize: fn(NetnsSnapshot) -> NetnsSnapshot,
+) {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let now = snapshot(ns);
+        let now = normalize(snapshot(ns));
         if &now == expected {
             return;
         }
