@@ -137,6 +137,10 @@ impl ScratchNet {
         // until then the devices drop what they send. Wait like a CNI plugin settles.
         wait_running(&mut pod_nl, pod_index, &pod_label)?;
         wait_running(&mut peer_nl, peer_index, &peer_label)?;
+        // IPv6 gives each link its link-local address a moment after the carrier: wait for
+        // it too, so a snapshot taken now stays true.
+        wait_link_local(&mut pod_nl, pod_index, &pod_label)?;
+        wait_link_local(&mut peer_nl, peer_index, &peer_label)?;
         if default_route {
             for (gw, ipv6) in [
                 (IpAddr::V4(l.peer_v4), false),
@@ -175,6 +179,28 @@ fn wait_running(nl: &mut Netlink, index: u32, label: &str) -> Result<()> {
                 label,
                 "wait for carrier",
                 std::io::Error::new(std::io::ErrorKind::TimedOut, "no carrier after 5 s"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Wait (up to 5 s) until a link has an IPv6 link-local address.
+fn wait_link_local(nl: &mut Netlink, index: u32, label: &str) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let has = addr::dump(nl)
+            .map_err(k(label, "read addresses"))?
+            .iter()
+            .any(|a| a.ifindex == index && crate::endpoint::is_link_local_v6(&a.addr));
+        if has {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::kernel(
+                label,
+                "wait for an IPv6 link-local address",
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "none after 5 s"),
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
