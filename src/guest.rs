@@ -72,13 +72,14 @@ pub fn format_mac(mac: &[u8]) -> String {
         .join(":")
 }
 
-/// Parse "aa:bb:cc:dd:ee:ff".
+/// Parse "aa:bb:cc:dd:ee:ff": exactly six pairs of hex digits.
 pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut mac = [0u8; 6];
     let mut parts = text.split(':');
     for byte in &mut mac {
         let part = parts.next()?;
-        if part.len() != 2 {
+        // from_str_radix alone would also take a sign ("+f"); found by fuzzing.
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         *byte = u8::from_str_radix(part, 16).ok()?;
@@ -295,6 +296,8 @@ mod tests {
             "02:77:00:00:00:00:01",
             "zz:77:00:00:00:00",
             "2:77:0:0:0:a",
+            "ff:ff:ff:ff:ff:+f",
+            "-1:00:00:00:00:00",
         ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }

@@ -1,0 +1,7 @@
+//! The MAC parser (guest::parse_mac). Properties: see `checks.rs`.
+#![no_main]
+
+#[path = "../checks.rs"]
+mod checks;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::mac(data));
