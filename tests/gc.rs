@@ -285,3 +285,38 @@ fn gc_refuses_bad_namespaces_and_the_callers_own() {
     }
     assert!(!dir.path().exists(), "a refused gc created the state dir");
 }
+
+#[test]
+fn an_unfinished_attach_is_reported_and_left_to_detach() {
+    let net = scratch(1);
+    let pod = net.pod_name.clone();
+    let dir = TempStateDir::new();
+    let id = "gc-crashed";
+    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let before = snapshot(&pod);
+    attach(&pod, &dir, id, Model::Tcfilter);
+    // What a process killed between its last kernel change and its final save leaves.
+    let path = dir.path().join(format!("{id}.json"));
+    let text = std::fs::read_to_string(&path).expect("read state");
+    let crashed = text.replace("\"phase\": \"attached\"", "\"phase\": \"attaching\"");
+    assert_ne!(crashed, text);
+    std::fs::write(&path, crashed).expect("write state");
+    let attached = snapshot(&pod);
+
+    let report = sandbox_net::gc(&GcOptions::new(dir.path())).expect("gc");
+    println!("{report}");
+    assert!(
+        report.states.is_empty() && report.links.is_empty(),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .skipped
+            .iter()
+            .any(|s| s.contains(id) && s.contains("never finished")),
+        "{report:?}"
+    );
+    assert_eq!(snapshot(&pod), attached);
+    sandbox_net::detach(dir.path(), id).expect("detach");
+    assert_eq!(snapshot(&pod), before);
+}

@@ -259,6 +259,10 @@ fn collect_state(
             reason,
             removed,
         });
+    } else if state.phase == state::Phase::Attaching {
+        report.skipped.push(format!(
+            "sandbox {id}: its attach never finished (crashed?); `sandbox-net detach --id {id}` cleans it up"
+        ));
     }
     Ok(netns)
 }
