@@ -23,6 +23,9 @@ pub enum EndpointKind {
     Tun,
     /// A device without a link kind that is not loopback: a NIC.
     Physical,
+    /// A vhost-user socket listed in a static configuration (no interface behind it).
+    #[serde(rename = "vhost-user")]
+    VhostUser,
 }
 
 impl EndpointKind {
@@ -36,6 +39,7 @@ impl EndpointKind {
             EndpointKind::Tap => "tap",
             EndpointKind::Tun => "tun",
             EndpointKind::Physical => "physical",
+            EndpointKind::VhostUser => "vhost-user",
         }
     }
 }

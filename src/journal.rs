@@ -411,7 +411,10 @@ pub fn apply(
         }
         if let Err((step, error)) = apply_one(nl, entry, alias, &known) {
             // A tap that was created but not fully set up exists: count it, so it is undone.
-            let created = entry.creates_device() && entry.ifindex().is_some();
+            // So is a VFIO binding that failed half-way (driver_override written, the
+            // driver unbound): its undo restores whatever state it finds.
+            let created = (entry.creates_device() && entry.ifindex().is_some())
+                || matches!(entry, Entry::VfioBind { .. });
             return Err(ApplyError {
                 applied: if created { i + 1 } else { i },
                 entry: Box::new(entry.clone()),

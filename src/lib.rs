@@ -35,8 +35,10 @@ pub mod rate;
 pub mod scan;
 pub mod scratch;
 pub mod state;
+pub mod static_config;
 pub mod tap;
 pub mod vmm;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use model::Model;
@@ -44,3 +46,5 @@ pub use ops::{
     AttachOptions, Attachment, Detached, EndpointChange, GcOptions, GcReport, add_endpoint, attach,
     detach, gc, guest_config, list, remove_endpoint, set_rate, status,
 };
+pub use ops::{StaticOptions, attach_static};
+pub use watch::{WatchEvent, WatchOptions, watch};

@@ -10,6 +10,7 @@ use sandbox_net::{AttachOptions, Error, Model};
 
 mod demo;
 mod vmm_cmd;
+mod watch_cmd;
 
 /// Connect a container's network namespace to a virtual machine.
 ///
@@ -35,8 +36,13 @@ enum Command {
     /// Attach every configured interface of a netns to taps for a VM.
     Attach {
         /// The netns: a name under /run/netns, or a path (a bind mount, /proc/PID/ns/net).
-        #[arg(long)]
-        netns: String,
+        #[arg(long, required_unless_present = "config")]
+        netns: Option<String>,
+        /// Attach the devices listed in a static configuration file instead of a netns
+        /// (host taps, vhost-user sockets, PCI devices; see the README, "Static attachments").
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["netns", "model", "queues",
+            "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate"])]
+        config: Option<PathBuf>,
         /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
         #[arg(long)]
         id: String,
@@ -181,6 +187,17 @@ enum Command {
         #[arg(last = true, required = true, value_name = "VMM-COMMAND")]
         command: Vec<std::ffi::OsString>,
     },
+    /// Follow an attached sandbox's netns: attach interfaces that get configured, detach
+    /// those that disappear, and report guest changes, one event per line, until SIGTERM or
+    /// SIGINT, the netns's deletion, or detach.
+    Watch {
+        #[arg(long)]
+        id: String,
+        /// One JSON object per line: endpoint-added, endpoint-removed, guest-changed,
+        /// error, and stopped last.
+        #[arg(long)]
+        json: bool,
+    },
     /// Build a scratch pod network, attach it, ping through the tap with a built-in fake
     /// guest, detach, and check that nothing is left. Needs root; takes no arguments.
     Demo,
@@ -237,6 +254,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Attach {
             netns,
+            config,
             id,
             model,
             queues,
@@ -249,6 +267,30 @@ fn run(cli: Cli) -> Result<(), Error> {
             dns,
             json,
         } => {
+            if let Some(config) = config {
+                let mut opts = sandbox_net::StaticOptions::new(config, id);
+                opts.state_dir = state_dir;
+                opts.sysfs_root = sysfs_root;
+                opts.dns = dns;
+                let attachment = sandbox_net::attach_static(&opts)?;
+                if json {
+                    print_json(&attachment)?;
+                } else {
+                    println!(
+                        "sandbox {}: attached {} device(s) from {} (static)",
+                        attachment.id,
+                        attachment.endpoints.len(),
+                        opts.config.display()
+                    );
+                    for ep in &attachment.endpoints {
+                        println!("  {}", describe_endpoint(ep));
+                    }
+                }
+                return Ok(());
+            }
+            let Some(netns) = netns else {
+                return Err(Error::invalid("attach", "give --netns NS or --config FILE"));
+            };
             let model: Model = model.parse()?;
             let mut opts = AttachOptions::new(netns, id);
             opts.model = model;
@@ -459,6 +501,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 &command,
             ));
         }
+        Command::Watch { id, json } => watch_cmd::run(&state_dir, id, json)?,
         Command::Demo => demo::run(&StateDir::resolve(None))?,
     }
     Ok(())

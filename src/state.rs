@@ -142,6 +142,14 @@ pub struct State {
     pub dns: Vec<std::net::IpAddr>,
 }
 
+impl State {
+    /// A static attachment (`attach --config`): its devices live in no netns of its own, so
+    /// `netns_path` is empty and nothing opens a netns for it.
+    pub fn is_static(&self) -> bool {
+        self.netns_path.as_os_str().is_empty()
+    }
+}
+
 /// The attach options that hotplug must repeat for a new interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {

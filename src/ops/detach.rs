@@ -61,6 +61,15 @@ pub fn detach_with_failpoint(
         lock.remove_on_release();
         return Ok(Detached::NotAttached { id: id.to_string() });
     };
+    if state.is_static() {
+        super::static_attach::undo_static(&state)?;
+        store.remove(id)?;
+        lock.remove_on_release();
+        return Ok(Detached::Detached {
+            id: id.to_string(),
+            objects: state.journal.len(),
+        });
+    }
     let Some(netns) = reopen_netns(&state) else {
         store.remove(id)?;
         lock.remove_on_release();

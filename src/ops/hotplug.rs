@@ -44,6 +44,7 @@ fn open_attached(
             "its attach never finished (crashed?); detach it first",
         ));
     }
+    super::static_attach::refuse_static(&state, "hot-plug interfaces from")?;
     let netns = reopen_netns(&state).ok_or_else(|| {
         Error::invalid(
             format!("sandbox {id}"),

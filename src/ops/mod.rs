@@ -7,6 +7,7 @@ mod gc;
 mod hotplug;
 mod ratelimit;
 mod rollback;
+mod static_attach;
 mod status;
 
 pub use attach::{AttachOptions, Attachment, attach};
@@ -20,6 +21,7 @@ pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
 #[cfg(feature = "failpoints")]
 pub use ratelimit::set_rate_with_failpoint;
 pub use ratelimit::{LimitStatus, RateChange, ifb_name, set_rate};
+pub use static_attach::{StaticOptions, attach_static};
 pub use status::{ObjectStatus, Status, list, status};
 
 use crate::Result;

@@ -117,6 +117,7 @@ pub fn set_rate_with_failpoint(
             "is not attached",
         ));
     }
+    super::static_attach::refuse_static(&state, "rate limit in")?;
     let netns = reopen_netns(&state).ok_or_else(|| {
         Error::invalid(
             format!("sandbox {id}"),

@@ -79,6 +79,16 @@ pub fn status(state_dir: &std::path::Path, id: &str) -> Result<Option<Status>> {
         drift: false,
         problem: None,
     };
+    if s.is_static() {
+        let objects = super::static_attach::check_objects(&s)?;
+        status.drift = objects.iter().any(|o| !o.present) || s.phase != Phase::Attached;
+        if s.phase != Phase::Attached {
+            status.problem =
+                Some("attach did not finish (crashed?); run detach to clean up".into());
+        }
+        status.objects = Some(objects);
+        return Ok(Some(status));
+    }
     let Some(netns) = reopen_netns(&s) else {
         status.drift = true;
         status.problem = Some(format!("netns {} no longer exists", s.netns_path.display()));
