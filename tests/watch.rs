@@ -461,14 +461,29 @@ fn watch_refuses_what_it_cannot_watch() {
 #[test]
 fn a_macvtap_taking_over_addresses_does_not_make_watch_react_to_itself() {
     let _serial = serial();
-    let mut net = scratch(1);
+    let net = scratch(1);
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let mut opts = options(&pod, &dir, "wmv");
     opts.model = sandbox_net::Model::Macvtap;
     let (_, attached) = support::attach(&opts, &dir);
     let mut watch = Watch::start(&dir, "wmv");
-    net.add_link(1, 1500, false).expect("add eth1");
+    // Made with plain `ip` (no waiting for the link to settle: the macvtap takes eth1 over
+    // as soon as it has an address).
+    let peer = net.peer_name.clone();
+    ip(
+        &pod,
+        &[
+            "link", "add", "eth1", "type", "veth", "peer", "name", "peth1", "netns", &peer,
+        ],
+    );
+    ip(
+        &pod,
+        &["link", "set", "eth1", "address", "02:77:00:00:01:02"],
+    );
+    ip(&pod, &["addr", "add", "10.77.1.2/24", "dev", "eth1"]);
+    ip(&pod, &["link", "set", "eth1", "up"]);
+    ip(&peer, &["link", "set", "peth1", "up"]);
     let (_, added) = watch.until("endpoint-added eth1", EVENT_WAIT, |e| {
         is(e, "endpoint-added", "eth1")
     });
