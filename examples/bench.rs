@@ -741,7 +741,7 @@ fn steps(a: &StepsArgs) -> R<Value> {
             })?;
             let veth = tap::ifindex("eth0")?;
             s.time("attach: SETLINK tap mtu+up+alias", || {
-                link::set_mtu_up(&mut nl, tapi, 1500, Some(&alias))
+                link::set_mtu_up(&mut nl, tapi, 1500, Some((&alias, 1)))
             })
             .map_err(io_nl)?;
             s.time("attach: NEWQDISC ingress tap", || {

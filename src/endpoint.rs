@@ -182,6 +182,7 @@ mod tests {
             parent: None,
             tun: None,
             alias: None,
+            group: 0,
         }
     }
 

@@ -224,6 +224,7 @@ mod tests {
                 parent: None,
                 tun: None,
                 alias: None,
+                group: 0,
             }],
             addresses: vec![
                 Address {

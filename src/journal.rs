@@ -43,6 +43,16 @@ pub fn owner_alias(id: &str) -> String {
     format!("{OWNER_ALIAS_PREFIX}{id}")
 }
 
+/// The link group of the devices a sandbox creates (derived from its owner alias): a
+/// detach deletes them all in one request. Never 0, the kernel's default group.
+pub fn owner_group(alias: &str) -> u32 {
+    // FNV-1a, 32 bits.
+    let hash = alias.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash | 0x4000_0000
+}
+
 /// The sandbox id an alias names, when the alias marks the link as ours (unvalidated).
 pub fn owner_of(alias: &str) -> Option<&str> {
     alias.strip_prefix(OWNER_ALIAS_PREFIX)
@@ -290,7 +300,7 @@ fn apply_one(
             tap::create_persistent(name, *queues, *owner).map_err(|e| ("create tap", e))?;
             let index = tap::ifindex(name).map_err(|e| ("look up tap ifindex", e))?;
             *ifindex = Some(index);
-            link::set_mtu_up(nl, index, *mtu, Some(alias))
+            link::set_mtu_up(nl, index, *mtu, Some((alias, owner_group(alias))))
                 .map_err(|e| ("set tap mtu and up", nl_io(e)))?;
         }
         Entry::IngressQdisc { device, ifindex } => {
@@ -326,14 +336,15 @@ fn apply_one(
             link::create_macvtap(nl, &new).map_err(|e| ("create macvtap", nl_io(e)))?;
             let index = tap::ifindex(name).map_err(|e| ("look up macvtap ifindex", e))?;
             *ifindex = Some(index);
-            link::set_mtu_up(nl, index, 0, Some(alias))
+            link::set_mtu_up(nl, index, 0, Some((alias, owner_group(alias))))
                 .map_err(|e| ("set macvtap alias", nl_io(e)))?;
         }
         Entry::Ifb { name, ifindex } => {
             link::create_ifb(nl, name).map_err(|e| ("create ifb", nl_io(e)))?;
             let index = tap::ifindex(name).map_err(|e| ("look up ifb ifindex", e))?;
             *ifindex = Some(index);
-            link::set_mtu_up(nl, index, 0, Some(alias)).map_err(|e| ("set ifb alias", nl_io(e)))?;
+            link::set_mtu_up(nl, index, 0, Some((alias, owner_group(alias))))
+                .map_err(|e| ("set ifb alias", nl_io(e)))?;
         }
         Entry::RateLimit {
             device,
@@ -580,6 +591,41 @@ pub fn in_force(nl: &mut Netlink, entries: &[Entry]) -> Result<Vec<bool>, (Strin
     Ok(out)
 }
 
+/// Delete `devices` (journal entries that created devices) with one request, when the
+/// sandbox's link group holds exactly them, all carrying its alias. Returns the names
+/// deleted; empty when it did not apply (fewer than two devices, a device not yet marked,
+/// another device in the group), in which case they are deleted one by one.
+fn delete_devices_together(nl: &mut Netlink, devices: &[&Entry], alias: &str) -> Vec<String> {
+    if devices.len() < 2 {
+        return Vec::new();
+    }
+    let group = owner_group(alias);
+    let Ok(links) = link::dump(nl) else {
+        return Vec::new();
+    };
+    let members: Vec<&link::Link> = links.iter().filter(|l| l.group == group).collect();
+    let exact = members.len() == devices.len()
+        && members.iter().all(|l| {
+            l.alias.as_deref() == Some(alias)
+                && devices
+                    .iter()
+                    .any(|d| d.device() == l.name && d.ifindex().is_none_or(|i| i == l.index))
+        });
+    if !exact {
+        return Vec::new();
+    }
+    match link::delete_group(nl, group) {
+        Ok(()) => members.iter().map(|l| l.name.clone()).collect(),
+        Err(e) => {
+            tracing::debug!(
+                errno = e.errno,
+                "group delete failed; deleting devices one by one"
+            );
+            Vec::new()
+        }
+    }
+}
+
 /// Undo `entries` (a journal, in creation order): in reverse, grouped so that every filter
 /// goes before every qdisc and every qdisc before every device. Runs inside the netns.
 /// Keeps going after a failure and reports the first one.
@@ -599,6 +645,12 @@ pub fn undo_with_failpoint(
 ) -> Result<(), UndoError> {
     let mut order: Vec<&Entry> = entries.iter().rev().collect();
     order.sort_by_key(|e| e.phase());
+    let devices: Vec<&Entry> = order
+        .iter()
+        .copied()
+        .filter(|e| e.creates_device())
+        .collect();
+    let mut deleted_together: Vec<String> = Vec::new();
     let mut first_error = None;
     for (i, entry) in order.into_iter().enumerate() {
         if cfg!(feature = "failpoints") && fail_at == Some(i) {
@@ -606,6 +658,14 @@ pub fn undo_with_failpoint(
                 entry: Box::new(entry.clone()),
                 error: io::Error::other("injected failure (failpoint)"),
             });
+        }
+        // The first device to go takes the others with it when they are exactly the
+        // sandbox's link group (filters and qdiscs are already gone by then).
+        if entry.creates_device() && deleted_together.is_empty() && fail_at.is_none() {
+            deleted_together = delete_devices_together(nl, &devices, alias);
+        }
+        if entry.creates_device() && deleted_together.iter().any(|n| n == entry.device()) {
+            continue;
         }
         if let Err(error) = undo_one(nl, entry, alias) {
             tracing::warn!(object = %entry.describe(), %error, "undo failed");

@@ -123,14 +123,6 @@ impl ScratchNet {
         let mut peer_nl = Netlink::open_in(&self.peer)?;
         link::set_mac_mtu(&mut peer_nl, peer_index, &[0x02, 0x77, 0, 0, n, 1], mtu)
             .map_err(k(&peer_label, "set mac and mtu"))?;
-        addr::add(&mut pod_nl, pod_index, IpAddr::V4(l.pod_v4), 24)
-            .map_err(k(&pod_label, "add IPv4"))?;
-        addr::add(&mut pod_nl, pod_index, IpAddr::V6(l.pod_v6), 64)
-            .map_err(k(&pod_label, "add IPv6"))?;
-        addr::add(&mut peer_nl, peer_index, IpAddr::V4(l.peer_v4), 24)
-            .map_err(k(&peer_label, "add IPv4"))?;
-        addr::add(&mut peer_nl, peer_index, IpAddr::V6(l.peer_v6), 64)
-            .map_err(k(&peer_label, "add IPv6"))?;
         link::set_up(&mut pod_nl, pod_index).map_err(k(&pod_label, "bring up"))?;
         link::set_up(&mut peer_nl, peer_index).map_err(k(&peer_label, "bring up"))?;
         // The kernel turns the carrier on asynchronously (link watch, up to a second later);
@@ -141,6 +133,16 @@ impl ScratchNet {
         // it too, so a snapshot taken now stays true.
         wait_link_local(&mut pod_nl, pod_index, &pod_label)?;
         wait_link_local(&mut peer_nl, peer_index, &peer_label)?;
+        // Addresses last, once the links are up and settled: whoever watches the netns sees
+        // a finished interface appear.
+        addr::add(&mut pod_nl, pod_index, IpAddr::V4(l.pod_v4), 24)
+            .map_err(k(&pod_label, "add IPv4"))?;
+        addr::add(&mut pod_nl, pod_index, IpAddr::V6(l.pod_v6), 64)
+            .map_err(k(&pod_label, "add IPv6"))?;
+        addr::add(&mut peer_nl, peer_index, IpAddr::V4(l.peer_v4), 24)
+            .map_err(k(&peer_label, "add IPv4"))?;
+        addr::add(&mut peer_nl, peer_index, IpAddr::V6(l.peer_v6), 64)
+            .map_err(k(&peer_label, "add IPv6"))?;
         if default_route {
             for (gw, ipv6) in [
                 (IpAddr::V4(l.peer_v4), false),

@@ -642,6 +642,7 @@ fn nic_link(name: &str, index: u32) -> Link {
         parent: None,
         tun: None,
         alias: None,
+        group: 0,
     }
 }
 

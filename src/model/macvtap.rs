@@ -102,6 +102,7 @@ mod tests {
             parent: None,
             tun: None,
             alias: None,
+            group: 0,
         };
         let route = |proto, table, dst: Option<&str>| Route {
             ipv6: false,

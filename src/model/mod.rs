@@ -304,6 +304,7 @@ mod tests {
             parent: None,
             tun: None,
             alias: None,
+            group: 0,
         }
     }
 

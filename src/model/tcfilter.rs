@@ -53,6 +53,7 @@ mod tests {
             parent: None,
             tun: None,
             alias: None,
+            group: 0,
         };
         let journal = entries(&link, "tap0_sn", 4, TapOwner::default());
         let d: Vec<String> = journal.iter().map(Entry::describe).collect();

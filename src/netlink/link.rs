@@ -40,6 +40,8 @@ pub struct Link {
     pub parent: Option<u32>,
     pub tun: Option<TunDetails>,
     pub alias: Option<String>,
+    /// IFLA_GROUP (0 is the default group).
+    pub group: u32,
 }
 
 impl Link {
@@ -99,6 +101,7 @@ fn parse_link(msg: LinkMessage) -> Link {
         parent: None,
         tun: None,
         alias: None,
+        group: 0,
     };
     for attr in msg.attributes {
         match attr {
@@ -108,6 +111,7 @@ fn parse_link(msg: LinkMessage) -> Link {
             LinkAttribute::TxQueueLen(q) => link.tx_queue_len = q,
             LinkAttribute::Link(p) => link.parent = Some(p),
             LinkAttribute::IfAlias(a) => link.alias = Some(a),
+            LinkAttribute::Group(g) => link.group = g,
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     match info {
@@ -142,12 +146,13 @@ pub fn get(nl: &mut Netlink, index: u32) -> Result<Option<Link>, NlError> {
     Ok(dump(nl)?.into_iter().find(|l| l.index == index))
 }
 
-/// Set MTU, the UP flag, and optionally an alias, in one request.
+/// Set MTU, the UP flag, and optionally an owner mark (alias and link group), in one
+/// request.
 pub fn set_mtu_up(
     nl: &mut Netlink,
     index: u32,
     mtu: u32,
-    alias: Option<&str>,
+    owner: Option<(&str, u32)>,
 ) -> Result<(), NlError> {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
@@ -156,11 +161,20 @@ pub fn set_mtu_up(
     if mtu > 0 {
         msg.attributes.push(LinkAttribute::Mtu(mtu));
     }
-    if let Some(alias) = alias {
+    if let Some((alias, group)) = owner {
         msg.attributes
             .push(LinkAttribute::IfAlias(alias.to_string()));
+        msg.attributes.push(LinkAttribute::Group(group));
     }
     nl.request(RouteNetlinkMessage::SetLink(msg), 0)
+}
+
+/// Delete every link of link group `group` in one request: the kernel unregisters them
+/// together and waits for RCU once, instead of once per device.
+pub fn delete_group(nl: &mut Netlink, group: u32) -> Result<(), NlError> {
+    let mut msg = LinkMessage::default();
+    msg.attributes.push(LinkAttribute::Group(group));
+    nl.request(RouteNetlinkMessage::DelLink(msg), 0)
 }
 
 /// Set a link's MAC address and MTU.

@@ -199,6 +199,7 @@ mod tests {
             parent: None,
             tun: None,
             alias: None,
+            group: 0,
         }
     }
 
