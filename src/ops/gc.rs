@@ -222,6 +222,11 @@ fn collect_state(
             return Ok(None);
         }
     };
+    if state.is_static() {
+        // A static attachment has no netns to lose; its devices (VFIO bindings) are undone
+        // only by detach.
+        return Ok(None);
+    }
     let netns = reopen_netns(&state);
     let reason = match &netns {
         None => Some(format!(

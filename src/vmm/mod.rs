@@ -232,7 +232,12 @@ pub fn vmm_args(state: &State, vmm: Vmm, opts: RenderOptions) -> Result<VmmArgs>
             ));
         }
     }
-    if out.run_in_netns {
+    if out.run_in_netns && state.is_static() {
+        out.notes.push(format!(
+            "{vmm} opens the tap(s) by name: run it in the network namespace where the taps \
+             are (the one `attach --config` ran in)"
+        ));
+    } else if out.run_in_netns {
         out.notes.push(format!(
             "{vmm} opens the tap(s) by name: run it inside the sandbox netns, e.g. \
              `ip netns exec {} ...` or `nsenter --net={} ...`",
