@@ -222,6 +222,25 @@ fn parse_rate(text: &str) -> Result<sandbox_net::rate::Rate, Error> {
         .map_err(|reason: String| Error::invalid(format!("rate {text:?}"), reason))
 }
 
+/// An attachment as JSON, or a header line and one line per endpoint.
+fn print_attachment(a: &sandbox_net::Attachment, json: bool, header: &str) -> Result<(), Error> {
+    if json {
+        return print_json(a);
+    }
+    println!("{header}");
+    for ep in &a.endpoints {
+        println!("  {}", describe_endpoint(ep));
+    }
+    Ok(())
+}
+
+/// A rate in bits per second as iproute2 writes it, or "none".
+fn show_rate(bits_per_sec: Option<u64>) -> String {
+    bits_per_sec
+        .and_then(sandbox_net::rate::Rate::from_bits_per_sec)
+        .map_or("none".to_string(), |r| r.to_string())
+}
+
 /// One line per endpoint: what the VMM gets for it.
 fn describe_endpoint(ep: &sandbox_net::state::Endpoint) -> String {
     let vmm = if let Some(socket) = &ep.vhost_user_socket {
@@ -272,21 +291,14 @@ fn run(cli: Cli) -> Result<(), Error> {
                 opts.state_dir = state_dir;
                 opts.sysfs_root = sysfs_root;
                 opts.dns = dns;
-                let attachment = sandbox_net::attach_static(&opts)?;
-                if json {
-                    print_json(&attachment)?;
-                } else {
-                    println!(
-                        "sandbox {}: attached {} device(s) from {} (static)",
-                        attachment.id,
-                        attachment.endpoints.len(),
-                        opts.config.display()
-                    );
-                    for ep in &attachment.endpoints {
-                        println!("  {}", describe_endpoint(ep));
-                    }
-                }
-                return Ok(());
+                let a = sandbox_net::attach_static(&opts)?;
+                let header = format!(
+                    "sandbox {}: attached {} device(s) from {} (static)",
+                    a.id,
+                    a.endpoints.len(),
+                    opts.config.display()
+                );
+                return print_attachment(&a, json, &header);
             }
             let Some(netns) = netns else {
                 return Err(Error::invalid("attach", "give --netns NS or --config FILE"));
@@ -303,21 +315,15 @@ fn run(cli: Cli) -> Result<(), Error> {
             opts.sysfs_root = sysfs_root;
             opts.dns = dns;
             opts.state_dir = state_dir;
-            let attachment = sandbox_net::attach(&opts)?;
-            if json {
-                print_json(&attachment)?;
-            } else {
-                println!(
-                    "sandbox {}: attached {} endpoint(s) in {} (model {})",
-                    attachment.id,
-                    attachment.endpoints.len(),
-                    attachment.netns,
-                    attachment.model
-                );
-                for ep in &attachment.endpoints {
-                    println!("  {}", describe_endpoint(ep));
-                }
-            }
+            let a = sandbox_net::attach(&opts)?;
+            let header = format!(
+                "sandbox {}: attached {} endpoint(s) in {} (model {})",
+                a.id,
+                a.endpoints.len(),
+                a.netns,
+                a.model
+            );
+            print_attachment(&a, json, &header)?;
         }
         Command::SetRate {
             id,
@@ -339,16 +345,12 @@ fn run(cli: Cli) -> Result<(), Error> {
                 print_json(&limits)?;
             } else {
                 for l in limits {
-                    let show = |b: Option<u64>| {
-                        b.and_then(sandbox_net::rate::Rate::from_bits_per_sec)
-                            .map_or("none".to_string(), |r| r.to_string())
-                    };
                     println!(
                         "  {} {}: {} (kernel: {})",
                         l.endpoint,
                         l.direction.as_str(),
-                        show(l.rate_bps),
-                        show(l.kernel_bps)
+                        show_rate(l.rate_bps),
+                        show_rate(l.kernel_bps)
                     );
                 }
             }
@@ -431,16 +433,12 @@ fn run(cli: Cli) -> Result<(), Error> {
                         println!("  problem: {p}");
                     }
                     for l in s.limits.iter().flatten().filter(|l| l.rate_bps.is_some()) {
-                        let show = |b: Option<u64>| {
-                            b.and_then(sandbox_net::rate::Rate::from_bits_per_sec)
-                                .map_or("none".to_string(), |r| r.to_string())
-                        };
                         println!(
                             "  {} {} limit {} (kernel: {})",
                             l.endpoint,
                             l.direction.as_str(),
-                            show(l.rate_bps),
-                            show(l.kernel_bps)
+                            show_rate(l.rate_bps),
+                            show_rate(l.kernel_bps)
                         );
                     }
                     for o in s.objects.iter().flatten() {
