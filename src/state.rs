@@ -356,6 +356,19 @@ impl StateDir {
 
     /// Write a sandbox's state atomically: temp file (0600), fsync, rename.
     pub fn save(&self, state: &State) -> Result<()> {
+        self.write(state, true)
+    }
+
+    /// Write the journal of an operation about to start: atomically (temp file, rename) but
+    /// without fsync. It must survive the process (a kill between two kernel changes), which
+    /// the page cache guarantees; it need not survive the machine, since the kernel objects
+    /// it lists do not survive a reboot either. The state that ends the operation is written
+    /// with [`StateDir::save`].
+    pub fn save_intent(&self, state: &State) -> Result<()> {
+        self.write(state, false)
+    }
+
+    fn write(&self, state: &State, durable: bool) -> Result<()> {
         let path = self.state_path(&state.id);
         let tmp = self.temp_path(&state.id);
         let text = serde_json::to_vec_pretty(state)
@@ -370,7 +383,9 @@ impl StateDir {
                 .open(&tmp)?;
             file.set_permissions(fs::Permissions::from_mode(0o600))?;
             file.write_all(&text)?;
-            file.sync_all()?;
+            if durable {
+                file.sync_all()?;
+            }
             fs::rename(&tmp, &path)
         };
         write().map_err(|e| {
