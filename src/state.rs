@@ -373,25 +373,8 @@ impl StateDir {
         let tmp = self.temp_path(&state.id);
         let text = serde_json::to_vec_pretty(state)
             .map_err(|e| Error::state(&path, "encode", io::Error::other(e)))?;
-        let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-            file.write_all(&text)?;
-            if durable {
-                file.sync_all()?;
-            }
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            Error::state(&path, "write atomically", e)
-        })
+        write_atomically(&path, &tmp, &text, durable)
+            .map_err(|e| Error::state(&path, "write atomically", e))
     }
 
     /// Remove a sandbox's state file, and the temp file a save killed before its rename
@@ -406,6 +389,34 @@ impl StateDir {
         }
         Ok(())
     }
+}
+
+/// Write `bytes` to `path` atomically: into `tmp` (mode 0600, no symlink followed), fsync
+/// when `durable`, rename over `path`. A failed write removes `tmp`.
+pub(crate) fn write_atomically(
+    path: &Path,
+    tmp: &Path,
+    bytes: &[u8],
+    durable: bool,
+) -> io::Result<()> {
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        file.write_all(bytes)?;
+        if durable {
+            file.sync_all()?;
+        }
+        fs::rename(tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(tmp);
+    })
 }
 
 /// Parse a state file, checking its version.

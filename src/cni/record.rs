@@ -4,9 +4,8 @@
 //! serialised. DEL and GC only ever remove attachments that have a record, so an
 //! attachment made with the CLI is never touched by CNI.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -96,22 +95,8 @@ impl Records {
         let tmp = self.dir.path().join(format!(".{id}.json.tmp"));
         let text = serde_json::to_vec_pretty(record)
             .map_err(|e| Error::state(&path, "encode CNI record", io::Error::other(e)))?;
-        let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(&tmp)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            Error::state(&path, "write CNI record", e)
-        })
+        crate::state::write_atomically(&path, &tmp, &text, true)
+            .map_err(|e| Error::state(&path, "write CNI record", e))
     }
 
     /// Remove a record (absent is fine).
