@@ -5,39 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use common::{TempStateDir, cli, ip_json, run, scratch, snapshot, tc_json};
+use common::{TempStateDir, cli, ip_json, run, scratch, settle, snapshot, tc_json};
 use sandbox_net::netlink::{Netlink, link, tc};
 use sandbox_net::scratch::ScratchNet;
 use sandbox_net::{AttachOptions, Detached};
 use serde_json::Value;
-
-/// Wait (up to 10 s, then go on regardless) until the kernel has finished configuring the
-/// netns by itself (IPv6 link-local addresses present, none tentative), so that snapshots
-/// taken before and after an operation differ only by what the operation did.
-fn settle(ns: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let links = ip_json(ns, &["addr", "show"]);
-        let settled = links.as_array().into_iter().flatten().all(|l| {
-            let flags = l["flags"].to_string();
-            let addrs = l["addr_info"].as_array().cloned().unwrap_or_default();
-            let none_tentative = addrs.iter().all(|a| a["tentative"] != Value::Bool(true));
-            let needs_ll = flags.contains("\"UP\"")
-                && flags.contains("\"LOWER_UP\"")
-                && !flags.contains("\"LOOPBACK\"");
-            let has_ll = addrs
-                .iter()
-                .any(|a| a["local"].as_str().is_some_and(|s| s.starts_with("fe80:")));
-            none_tentative && (!needs_ll || has_ll)
-        });
-        if settled || Instant::now() > deadline {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Detaches the sandbox when the test ends, whatever happened (a no-op once detached).
 struct DetachGuard<'a> {

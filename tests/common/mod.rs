@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use sandbox_net::scratch::{ScratchNet, unique_name};
 use serde_json::Value;
@@ -176,4 +177,38 @@ pub fn cli(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Wait (up to 10 s, then go on regardless) until the kernel has finished configuring the
+/// netns by itself, so that snapshots taken before and after a command differ only by what
+/// the command did: IPv6 link-local addresses present and none tentative, and every tap
+/// that is up past its initial operstate UNKNOWN (the kernel's link watch sets it, up to a
+/// second or so after the tap's carrier went off, later under load).
+pub fn settle(ns: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let links = ip_json(ns, &["addr", "show"]);
+        let addresses_settled = links.as_array().into_iter().flatten().all(|l| {
+            let flags = l["flags"].to_string();
+            let addrs = l["addr_info"].as_array().cloned().unwrap_or_default();
+            let none_tentative = addrs.iter().all(|a| a["tentative"] != Value::Bool(true));
+            let needs_ll = flags.contains("\"UP\"")
+                && flags.contains("\"LOWER_UP\"")
+                && !flags.contains("\"LOOPBACK\"");
+            let has_ll = addrs
+                .iter()
+                .any(|a| a["local"].as_str().is_some_and(|s| s.starts_with("fe80:")));
+            none_tentative && (!needs_ll || has_ll)
+        });
+        let links = ip_json(ns, &["-d", "link", "show"]);
+        let taps_settled = links.as_array().into_iter().flatten().all(|l| {
+            l["linkinfo"]["info_kind"] != "tun"
+                || !l["flags"].to_string().contains("\"UP\"")
+                || l["operstate"] != "UNKNOWN"
+        });
+        if (addresses_settled && taps_settled) || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
