@@ -132,11 +132,16 @@ pub fn snapshot(ns: &str) -> NetnsSnapshot {
         .collect();
     let mut routes: Vec<String> = Vec::new();
     for fam in ["-4", "-6"] {
-        for r in ip_json(ns, &[fam, "route", "show", "table", "all"])
+        for mut r in ip_json(ns, &[fam, "route", "show", "table", "all"])
             .as_array()
-            .into_iter()
-            .flatten()
+            .cloned()
+            .unwrap_or_default()
         {
+            // "linkdown" mirrors the device's carrier, which the kernel's link watch
+            // updates asynchronously (and which the link lines above leave out too).
+            if let Some(flags) = r["flags"].as_array_mut() {
+                flags.retain(|f| f != "linkdown");
+            }
             routes.push(r.to_string());
         }
     }
