@@ -278,7 +278,7 @@ fn apply_one(
     let index_of = |name: &str| -> Result<u32, StepError> {
         match known.iter().find(|(n, _)| n == name) {
             Some((_, i)) => Ok(*i),
-            None => tap::ifindex(name).map_err(|e| ("look up ifindex", e)),
+            None => tap::ifindex_via(nl.as_fd(), name).map_err(|e| ("look up ifindex", e)),
         }
     };
     let resolved = |ifindex: &mut Option<u32>, device: &str| -> Result<u32, StepError> {
@@ -298,7 +298,8 @@ fn apply_one(
             owner,
         } => {
             tap::create_persistent(name, *queues, *owner).map_err(|e| ("create tap", e))?;
-            let index = tap::ifindex(name).map_err(|e| ("look up tap ifindex", e))?;
+            let index =
+                tap::ifindex_via(nl.as_fd(), name).map_err(|e| ("look up tap ifindex", e))?;
             *ifindex = Some(index);
             link::set_mtu_up(nl, index, *mtu, Some((alias, owner_group(alias))))
                 .map_err(|e| ("set tap mtu and up", nl_io(e)))?;
@@ -433,7 +434,11 @@ pub fn apply(
                 error,
             });
         }
-        if let (true, Some(index)) = (entry.creates_device(), entry.ifindex()) {
+        // Devices created here and endpoint devices the plan already knows (from the scan)
+        // are not looked up again.
+        if let Some(index) = entry.ifindex()
+            && !known.iter().any(|(n, _)| n == entry.device())
+        {
             known.push((entry.device().to_string(), index));
         }
     }

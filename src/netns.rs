@@ -1,6 +1,6 @@
 //! Network namespaces: resolve a `--netns` argument, check that it is a network namespace
-//! we may touch, run code inside it on a short-lived thread, and create or delete named
-//! namespaces (for the demo and the tests).
+//! we may touch, run code inside it (the calling thread enters it and comes back), and
+//! create or delete named namespaces (for the demo and the tests).
 
 use std::fs::File;
 use std::io;
@@ -33,6 +33,21 @@ pub struct NetNs {
     path: PathBuf,
     file: File,
     id: NsId,
+}
+
+/// Puts the calling thread back into the netns it came from when dropped (also while a
+/// panic unwinds). A thread that cannot get back would go on working in a foreign netns,
+/// so a failure aborts the process instead.
+struct ReturnHome(File);
+
+impl Drop for ReturnHome {
+    fn drop(&mut self) {
+        if let Err(e) = setns(self.0.as_fd(), CloneFlags::CLONE_NEWNET) {
+            tracing::error!(error = %e, "cannot return to the calling thread's netns; aborting");
+            eprintln!("sandbox-net: cannot return to the calling thread's netns ({e}); aborting");
+            std::process::abort();
+        }
+    }
 }
 
 /// Turn a `--netns` argument into a path: a bare name means `/run/netns/NAME`.
@@ -161,25 +176,21 @@ impl NetNs {
         self.id
     }
 
-    /// Run `f` on a short-lived thread that has entered this namespace. Sockets and tap
-    /// fds created there stay bound to the namespace and can be used from anywhere.
-    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
-        let fd = self.file.as_fd();
-        let joined = std::thread::scope(|s| {
-            s.spawn(|| -> Result<T> {
-                setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| {
-                    Error::kernel(format!("netns {}", self.label), "enter (setns)", e.into())
-                })?;
-                Ok(f())
-            })
-            .join()
-        });
-        match joined {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+    /// Run `f` inside this namespace, on the calling thread: the thread enters the netns
+    /// (`setns`), runs `f`, and returns to the netns it was in, also when `f` panics.
+    /// Sockets and tap fds created by `f` stay bound to this namespace and can be used from
+    /// anywhere afterwards. Only the calling thread moves, for the duration of `f`; other
+    /// threads of the process are not affected. (This replaced a thread spawned per call,
+    /// which cost ~170 µs per operation against ~3 µs for the two `setns` calls.)
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let object = || format!("netns {}", self.label);
+        let home = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| Error::kernel(object(), "open the calling thread's own netns", e))?;
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::kernel(object(), "enter (setns)", e.into()))?;
+        let _return_home = ReturnHome(home);
+        Ok(f())
     }
-
     /// Create a named namespace (`/run/netns/NAME`), like `ip netns add`.
     pub fn create(name: &str) -> Result<NetNs> {
         let path = resolve(name)?;

@@ -5,7 +5,7 @@
 use std::ffi::CStr;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 const TUN_PATH: &str = "/dev/net/tun";
@@ -168,6 +168,39 @@ pub fn attached_name(fd: &OwnedFd) -> io::Result<String> {
     Ok(name.to_string_lossy().into_owned())
 }
 
+/// `struct ifreq` as SIOCGIFINDEX fills it: the name, then `ifr_ifindex` in the union.
+#[repr(C)]
+struct IfReqIndex {
+    name: [u8; libc::IFNAMSIZ],
+    index: i32,
+    _pad: [u8; 20],
+}
+
+/// The ifindex of `name` in the netns of `socket` (any socket; a netlink socket answers
+/// SIOCGIFINDEX through the kernel's generic device ioctls). One syscall, where
+/// `if_nametoindex` opens, asks and closes a socket of its own.
+pub fn ifindex_via(socket: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
+    let named = IfReq::new(name, 0)?;
+    let mut req = IfReqIndex {
+        name: named.name,
+        index: 0,
+        _pad: [0; 20],
+    };
+    // SAFETY: SIOCGIFINDEX reads the name and writes ifr_ifindex within the 40-byte ifreq
+    // that `req` is; the fd is open for the duration of the call.
+    let rc = unsafe {
+        libc::ioctl(
+            socket.as_raw_fd(),
+            libc::SIOCGIFINDEX,
+            &mut req as *mut IfReqIndex,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u32::try_from(req.index).map_err(|_| io::Error::other("kernel returned a negative ifindex"))
+}
+
 /// The ifindex of `name` in the calling thread's netns.
 pub fn ifindex(name: &str) -> io::Result<u32> {
     let cname = std::ffi::CString::new(name)
@@ -187,6 +220,7 @@ mod tests {
     #[test]
     fn ifreq_has_the_kernel_layout() {
         assert_eq!(std::mem::size_of::<IfReq>(), 40);
+        assert_eq!(std::mem::size_of::<IfReqIndex>(), 40);
     }
 
     #[test]

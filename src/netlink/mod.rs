@@ -1,8 +1,9 @@
 //! A small synchronous NETLINK_ROUTE client.
 //!
 //! [`Netlink`] owns one socket. A socket stays bound to the network namespace of the thread
-//! that created it, so [`Netlink::open_in`] creates it on a short-lived thread inside the
-//! target netns and hands it back: it can then be used from any thread. The typed operations
+//! that created it, so [`Netlink::open_in`] creates it while the calling thread is briefly
+//! inside the target netns ([`NetNs::run`]) and hands it back: it can then be used from
+//! any thread. The typed operations
 //! in the submodules build messages with `netlink-packet-route`; nothing outside this module
 //! sees raw bytes. Every request is counted, so tests and benchmarks can check how many
 //! round trips an operation costs.
@@ -72,7 +73,7 @@ impl Netlink {
         })
     }
 
-    /// Open a socket inside `netns` (on a short-lived thread); usable from any thread after.
+    /// Open a socket inside `netns`; usable from any thread after.
     pub fn open_in(netns: &NetNs) -> crate::Result<Self> {
         netns.run(Netlink::open_here)?.map_err(|e| {
             crate::Error::kernel(
@@ -81,6 +82,11 @@ impl Netlink {
                 e,
             )
         })
+    }
+
+    /// The socket itself, for ioctls that answer for its netns (see `tap::ifindex_via`).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.socket)
     }
 
     /// How many requests (acked operations and dumps) this socket has sent.

@@ -265,7 +265,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         dns: opts.dns.clone(),
     };
     // The journal is written before the first kernel change.
-    store.save_intent(&state)?;
+    store.save(&state)?;
     match apply_and_save(&mut nl, store, &mut state, 0, opts.fail_at_step) {
         Ok(()) => {
             tracing::info!(id = %opts.id, endpoints = state.endpoints.len(), requests = nl.requests(), "attached");

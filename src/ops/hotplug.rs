@@ -122,7 +122,7 @@ fn add_inside(
     let start = state.journal.len();
     state.journal.extend(entries);
     state.phase = Phase::Attaching;
-    store.save_intent(&state)?;
+    store.save(&state)?;
     match apply_and_save(&mut nl, store, &mut state, start, fail_at) {
         Ok(()) => {
             let endpoint = state

@@ -1,0 +1,92 @@
+//! `NetNs::run` moves only the calling thread, only for the closure, and brings it back even
+//! when the closure panics.
+
+use std::os::unix::fs::MetadataExt;
+
+use sandbox_net::netns::NetNs;
+use sandbox_net::scratch::unique_name;
+
+/// (device, inode) of the calling thread's netns.
+fn own_netns() -> (u64, u64) {
+    let m = std::fs::metadata("/proc/thread-self/ns/net").expect("stat own netns");
+    (m.dev(), m.ino())
+}
+
+/// A named netns, deleted on drop (also when the test fails).
+struct Scratch(String, NetNs);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let name = unique_name("snt-entry");
+        let ns = NetNs::create(&name).expect("create netns");
+        Scratch(name, ns)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Err(e) = NetNs::delete(&self.0) {
+            eprintln!("could not delete netns {}: {e}", self.0);
+        }
+    }
+}
+
+#[test]
+fn run_enters_the_netns_and_returns_home() {
+    let scratch = Scratch::new();
+    let target = (scratch.1.id().dev, scratch.1.id().ino);
+    let home = own_netns();
+    assert_ne!(home, target);
+
+    let inside = scratch.1.run(own_netns).expect("run");
+    assert_eq!(inside, target, "the closure did not run in the netns");
+    assert_eq!(own_netns(), home, "the thread did not come back");
+
+    // Nested entry into the same netns comes back to it, then home.
+    let nested = scratch
+        .1
+        .run(|| scratch.1.run(own_netns).map(|n| (n, own_netns())))
+        .expect("outer run")
+        .expect("inner run");
+    assert_eq!(nested, (target, target));
+    assert_eq!(own_netns(), home);
+}
+
+#[test]
+fn other_threads_stay_where_they_are() {
+    let scratch = Scratch::new();
+    let home = own_netns();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            // Wait until the main thread is inside, then report where this thread is.
+            back_rx.recv().expect("signal");
+            tx.send(own_netns()).expect("send");
+        });
+        scratch
+            .1
+            .run(|| {
+                back_tx.send(()).expect("signal");
+                let other = rx.recv().expect("receive");
+                assert_eq!(other, home, "another thread was moved");
+            })
+            .expect("run");
+    });
+    assert_eq!(own_netns(), home);
+}
+
+#[test]
+fn a_panic_inside_still_returns_home() {
+    let scratch = Scratch::new();
+    let home = own_netns();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        scratch.1.run(|| panic!("boom inside the netns"))
+    }));
+    assert!(outcome.is_err(), "the panic was not propagated");
+    assert_eq!(
+        own_netns(),
+        home,
+        "the thread stayed in the netns after a panic"
+    );
+}
