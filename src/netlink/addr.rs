@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use netlink_packet_core::Parseable;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
@@ -27,39 +28,43 @@ pub struct Address {
 
 /// Dump every IPv4 and IPv6 address of the netns (one request).
 pub fn dump(nl: &mut Netlink) -> Result<Vec<Address>, NlError> {
-    let replies = nl.dump(RouteNetlinkMessage::GetAddress(AddressMessage::default()))?;
-    let mut out = Vec::new();
-    for reply in replies {
-        let RouteNetlinkMessage::NewAddress(msg) = reply else {
-            continue;
-        };
-        // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS
-        // otherwise. Prefer IFA_LOCAL when present, as iproute2 does.
-        let mut local = None;
-        let mut address = None;
-        let mut flags = u32::from(msg.header.flags.bits());
-        let mut broadcast = None;
-        for attr in &msg.attributes {
-            match attr {
-                AddressAttribute::Local(a) => local = Some(*a),
-                AddressAttribute::Address(a) => address = Some(*a),
-                AddressAttribute::Flags(f) => flags = f.bits(),
-                AddressAttribute::Broadcast(b) => broadcast = Some(*b),
-                _ => {}
+    nl.dump_with(
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        |message_type, payload| {
+            if message_type == libc::RTM_NEWADDR {
+                AddressMessage::parse(payload).map(parse_address)
+            } else {
+                Ok(None)
             }
-        }
-        if let Some(addr) = local.or(address) {
-            out.push(Address {
-                ifindex: msg.header.index,
-                addr,
-                prefix_len: msg.header.prefix_len,
-                scope: u8::from(msg.header.scope),
-                flags,
-                broadcast,
-            });
+        },
+    )
+}
+
+/// The address a dump message describes (None without an address attribute).
+fn parse_address(msg: AddressMessage) -> Option<Address> {
+    // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS
+    // otherwise. Prefer IFA_LOCAL when present, as iproute2 does.
+    let mut local = None;
+    let mut address = None;
+    let mut flags = u32::from(msg.header.flags.bits());
+    let mut broadcast = None;
+    for attr in &msg.attributes {
+        match attr {
+            AddressAttribute::Local(a) => local = Some(*a),
+            AddressAttribute::Address(a) => address = Some(*a),
+            AddressAttribute::Flags(f) => flags = f.bits(),
+            AddressAttribute::Broadcast(b) => broadcast = Some(*b),
+            _ => {}
         }
     }
-    Ok(out)
+    local.or(address).map(|addr| Address {
+        ifindex: msg.header.index,
+        addr,
+        prefix_len: msg.header.prefix_len,
+        scope: u8::from(msg.header.scope),
+        flags,
+        broadcast,
+    })
 }
 
 /// Add an address to an interface. IPv6 addresses get IFA_F_NODAD so they are usable at once.

@@ -2,10 +2,12 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{
+    DecodeError, NLM_F_CREATE, NLM_F_EXCL, NlasIterator, ParseableParametrized,
+};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVtap, InfoTun, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags,
-    LinkInfo, LinkMessage, MacVtapMode,
+    LinkHeader, LinkInfo, LinkMessage, MacVtapMode,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use serde::{Deserialize, Serialize};
@@ -89,21 +91,53 @@ fn parse_tun(data: &[InfoTun]) -> TunDetails {
     out
 }
 
-fn parse_link(msg: LinkMessage) -> Link {
+/// IFLA_* numbers of the attributes `parse_link` reads (<linux/if_link.h>).
+const WANTED_LINK_ATTRIBUTES: [u16; 8] = [
+    1,  // IFLA_ADDRESS
+    3,  // IFLA_IFNAME
+    4,  // IFLA_MTU
+    5,  // IFLA_LINK
+    13, // IFLA_TXQLEN
+    18, // IFLA_LINKINFO
+    20, // IFLA_IFALIAS
+    27, // IFLA_GROUP
+];
+/// Size of `struct ifinfomsg`, which precedes the attributes.
+const IFINFOMSG_LEN: usize = 16;
+
+/// Decode one RTM_NEWLINK payload, parsing (with the crate's parsers) only the attributes
+/// a `Link` keeps: a dump of many links spends most of its user time otherwise on
+/// attributes nobody reads (per-protocol configuration arrays, statistics).
+fn parse_link_payload(payload: &[u8]) -> Result<Link, DecodeError> {
+    let header = LinkHeader::parse(payload)?;
+    let mut attributes = Vec::with_capacity(WANTED_LINK_ATTRIBUTES.len());
+    for nla in NlasIterator::new(payload.get(IFINFOMSG_LEN..).unwrap_or_default()) {
+        let nla = nla?;
+        if WANTED_LINK_ATTRIBUTES.contains(&nla.kind()) {
+            attributes.push(LinkAttribute::parse_with_param(
+                &nla,
+                header.interface_family,
+            )?);
+        }
+    }
+    Ok(parse_link(&header, attributes))
+}
+
+fn parse_link(header: &LinkHeader, attributes: Vec<LinkAttribute>) -> Link {
     let mut link = Link {
-        index: msg.header.index,
+        index: header.index,
         name: String::new(),
         kind: None,
         mac: None,
         mtu: 0,
         tx_queue_len: 0,
-        flags: msg.header.flags.bits(),
+        flags: header.flags.bits(),
         parent: None,
         tun: None,
         alias: None,
         group: 0,
     };
-    for attr in msg.attributes {
+    for attr in attributes {
         match attr {
             LinkAttribute::IfName(n) => link.name = n,
             LinkAttribute::Address(a) => link.mac = Some(a),
@@ -135,14 +169,16 @@ pub fn dump(nl: &mut Netlink) -> Result<Vec<Link>, NlError> {
     // fill and for us to parse).
     req.attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
-    let replies = nl.dump(RouteNetlinkMessage::GetLink(req))?;
-    Ok(replies
-        .into_iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) => Some(parse_link(l)),
-            _ => None,
-        })
-        .collect())
+    nl.dump_with(
+        RouteNetlinkMessage::GetLink(req),
+        |message_type, payload| {
+            if message_type == libc::RTM_NEWLINK {
+                parse_link_payload(payload).map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+    )
 }
 
 /// Read one link by index (one request).
@@ -281,7 +317,38 @@ pub fn create_veth(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::DefaultNla;
+    use netlink_packet_core::{DefaultNla, Emitable};
+
+    #[test]
+    fn a_link_payload_keeps_the_wanted_attributes_and_skips_the_rest() {
+        let mut msg = LinkMessage::default();
+        msg.header.index = 7;
+        msg.header.flags = LinkFlags::Up;
+        msg.attributes = vec![
+            LinkAttribute::IfName("eth0".into()),
+            LinkAttribute::Mtu(1400),
+            // Not read: skipped without being decoded.
+            LinkAttribute::Other(DefaultNla::new(26, vec![0xff; 8])),
+            LinkAttribute::Address(vec![2, 0, 0, 0, 0, 1]),
+            LinkAttribute::TxQueueLen(0),
+            LinkAttribute::Group(42),
+            LinkAttribute::IfAlias("sandbox-net:x".into()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
+        ];
+        let mut bytes = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut bytes);
+        let link = parse_link_payload(&bytes).expect("parse");
+        assert_eq!(link.index, 7);
+        assert_eq!(link.name, "eth0");
+        assert_eq!(link.mtu, 1400);
+        assert_eq!(link.mac, Some(vec![2, 0, 0, 0, 0, 1]));
+        assert_eq!(link.group, 42);
+        assert_eq!(link.alias.as_deref(), Some("sandbox-net:x"));
+        assert_eq!(link.kind.as_deref(), Some("veth"));
+        assert!(link.is_up());
+        // A truncated message is an error, not a guess.
+        assert!(parse_link_payload(&bytes[..10]).is_err());
+    }
 
     #[test]
     fn tun_details_are_decoded() {

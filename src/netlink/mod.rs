@@ -18,8 +18,8 @@ pub mod tc;
 use std::io;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    DecodeError, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, ParseableParametrized,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -108,12 +108,12 @@ impl Netlink {
         Ok(self.seq)
     }
 
-    /// Receive one datagram and call `each` on every message of it that answers `seq`.
-    /// `each` returns true when the exchange is complete.
-    fn recv_for(
+    /// Receive datagrams until `each` says the exchange is complete, calling it with the
+    /// type, flags and bytes (header included) of every message that answers `seq`.
+    fn recv_raw_for(
         &mut self,
         seq: u32,
-        mut each: impl FnMut(NetlinkMessage<RouteNetlinkMessage>) -> io::Result<bool>,
+        mut each: impl FnMut(u16, u16, &[u8]) -> io::Result<bool>,
     ) -> io::Result<()> {
         loop {
             self.buf.clear();
@@ -135,13 +135,11 @@ impl Netlink {
                 if len < 16 || len > bytes.len() {
                     return Err(io::Error::other("malformed netlink message length"));
                 }
+                let message_type = u16::from_ne_bytes([bytes[4], bytes[5]]);
+                let flags = u16::from_ne_bytes([bytes[6], bytes[7]]);
                 let msg_seq = u32::from_ne_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-                if msg_seq == seq {
-                    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len])
-                        .map_err(|e| io::Error::other(format!("decode netlink reply: {e}")))?;
-                    if each(msg)? {
-                        done = true;
-                    }
+                if msg_seq == seq && each(message_type, flags, &bytes[..len])? {
+                    done = true;
                 }
                 offset += (len + 3) & !3;
             }
@@ -149,6 +147,19 @@ impl Netlink {
                 return Ok(());
             }
         }
+    }
+
+    /// Like `recv_raw_for`, with every answer decoded in full.
+    fn recv_for(
+        &mut self,
+        seq: u32,
+        mut each: impl FnMut(NetlinkMessage<RouteNetlinkMessage>) -> io::Result<bool>,
+    ) -> io::Result<()> {
+        self.recv_raw_for(seq, |_, _, bytes| {
+            let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes)
+                .map_err(|e| io::Error::other(format!("decode netlink reply: {e}")))?;
+            each(msg)
+        })
     }
 
     /// Send one request that expects an acknowledgement.
@@ -173,9 +184,23 @@ impl Netlink {
         outcome
     }
 
-    /// Dump: send a request with NLM_F_DUMP and collect every answer until NLMSG_DONE.
-    /// A dump interrupted by a concurrent change is retried.
+    /// Dump: send a request with NLM_F_DUMP and collect every answer until NLMSG_DONE,
+    /// each decoded in full. A dump interrupted by a concurrent change is retried.
     pub fn dump(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NlError> {
+        self.dump_with(msg, |message_type, payload| {
+            RouteNetlinkMessage::parse_with_param(payload, message_type).map(Some)
+        })
+    }
+
+    /// Dump, handing each answer's type and payload (what follows the netlink header) to
+    /// `parse`, which keeps what it returns as `Some`. The scan uses this to decode only the
+    /// attributes it reads, with the crate's parsers, instead of every attribute of every
+    /// message. A dump interrupted by a concurrent change is retried.
+    pub fn dump_with<T>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        mut parse: impl FnMut(u16, &[u8]) -> Result<Option<T>, DecodeError>,
+    ) -> Result<Vec<T>, NlError> {
         for _ in 0..DUMP_RETRIES {
             let seq = self
                 .send(msg.clone(), NLM_F_REQUEST | NLM_F_DUMP)
@@ -183,26 +208,32 @@ impl Netlink {
             let mut out = Vec::new();
             let mut interrupted = false;
             let mut failure = None;
-            self.recv_for(seq, |reply| {
-                if reply.header.flags & NLM_F_DUMP_INTR != 0 {
+            self.recv_raw_for(seq, |message_type, flags, bytes| {
+                let payload = &bytes[16..];
+                if flags & NLM_F_DUMP_INTR != 0 {
                     interrupted = true;
                 }
-                match reply.payload {
-                    NetlinkPayload::InnerMessage(m) => {
-                        out.push(m);
-                        Ok(false)
-                    }
-                    NetlinkPayload::Done(_) => Ok(true),
-                    NetlinkPayload::Error(err) => {
-                        if let Some(code) = err.code {
+                match message_type {
+                    // Both end the dump; both carry an errno first (0, or why it failed).
+                    NLMSG_DONE | NLMSG_ERROR => {
+                        let code = payload
+                            .get(..4)
+                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                        if code != 0 {
                             failure = Some(NlError {
-                                errno: -code.get(),
-                                message: ext_ack_message(reply.header.flags, &err.header),
+                                errno: -code,
+                                message: ext_ack_message(flags, payload.get(4..).unwrap_or(&[])),
                             });
                         }
                         Ok(true)
                     }
-                    _ => Ok(false),
+                    _ => {
+                        let parsed = parse(message_type, payload).map_err(|e| {
+                            io::Error::other(format!("decode netlink dump answer: {e}"))
+                        })?;
+                        out.extend(parsed);
+                        Ok(false)
+                    }
                 }
             })
             .map_err(io_to_nl)?;

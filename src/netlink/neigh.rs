@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use netlink_packet_core::Parseable;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
 
@@ -30,36 +31,34 @@ pub struct Neighbour {
 
 /// Dump the IPv4 and IPv6 neighbour tables (one request).
 pub fn dump(nl: &mut Netlink) -> Result<Vec<Neighbour>, NlError> {
-    let replies = nl.dump(RouteNetlinkMessage::GetNeighbour(
-        NeighbourMessage::default(),
-    ))?;
-    let mut out = Vec::new();
-    for reply in replies {
-        let RouteNetlinkMessage::NewNeighbour(msg) = reply else {
-            continue;
-        };
-        let mut ip = None;
-        let mut lladdr = None;
-        for attr in msg.attributes {
-            match attr {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => {
-                    ip = Some(IpAddr::V4(a))
-                }
-                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => {
-                    ip = Some(IpAddr::V6(a))
-                }
-                NeighbourAttribute::LinkLayerAddress(l) => lladdr = Some(l),
-                _ => {}
+    nl.dump_with(
+        RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+        |message_type, payload| {
+            if message_type == libc::RTM_NEWNEIGH {
+                NeighbourMessage::parse(payload).map(parse_neighbour)
+            } else {
+                Ok(None)
             }
-        }
-        if let Some(ip) = ip {
-            out.push(Neighbour {
-                ifindex: msg.header.ifindex,
-                ip,
-                lladdr,
-                state: u16::from(msg.header.state),
-            });
+        },
+    )
+}
+
+/// The neighbour a dump message describes (None without a destination).
+fn parse_neighbour(msg: NeighbourMessage) -> Option<Neighbour> {
+    let mut ip = None;
+    let mut lladdr = None;
+    for attr in msg.attributes {
+        match attr {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(a)),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => ip = Some(IpAddr::V6(a)),
+            NeighbourAttribute::LinkLayerAddress(l) => lladdr = Some(l),
+            _ => {}
         }
     }
-    Ok(out)
+    ip.map(|ip| Neighbour {
+        ifindex: msg.header.ifindex,
+        ip,
+        lladdr,
+        state: u16::from(msg.header.state),
+    })
 }

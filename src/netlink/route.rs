@@ -2,9 +2,12 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{
+    DecodeError, NLM_F_CREATE, NLM_F_EXCL, NlasIterator, ParseableParametrized,
+};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteLwEnCapType, RouteMessage, RouteMetric,
+    RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
@@ -38,6 +41,32 @@ fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
         RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
         _ => None,
     }
+}
+
+/// RTA_* numbers of the attributes `parse_route` reads (<linux/rtnetlink.h>): DST, OIF,
+/// GATEWAY, PRIORITY, PREFSRC, METRICS, TABLE.
+const WANTED_ROUTE_ATTRIBUTES: [u16; 7] = [1, 4, 5, 6, 7, 8, 15];
+/// Size of `struct rtmsg`, which precedes the attributes.
+const RTMSG_LEN: usize = 12;
+
+/// Decode one RTM_NEWROUTE payload, parsing (with the crate's parsers) only the attributes
+/// a `Route` keeps; None for families other than IPv4 and IPv6.
+fn parse_route_payload(payload: &[u8]) -> Result<Option<Route>, DecodeError> {
+    let header = RouteHeader::parse(payload)?;
+    let mut attributes = Vec::with_capacity(WANTED_ROUTE_ATTRIBUTES.len());
+    for nla in NlasIterator::new(payload.get(RTMSG_LEN..).unwrap_or_default()) {
+        let nla = nla?;
+        if WANTED_ROUTE_ATTRIBUTES.contains(&nla.kind()) {
+            attributes.push(RouteAttribute::parse_with_param(
+                &nla,
+                (header.address_family, header.kind, RouteLwEnCapType::None),
+            )?);
+        }
+    }
+    let mut msg = RouteMessage::default();
+    msg.header = header;
+    msg.attributes = attributes;
+    Ok(parse_route(msg))
 }
 
 fn parse_route(msg: RouteMessage) -> Option<Route> {
@@ -83,14 +112,16 @@ fn parse_route(msg: RouteMessage) -> Option<Route> {
 
 /// Dump every IPv4 and IPv6 route of every table (one request).
 pub fn dump(nl: &mut Netlink) -> Result<Vec<Route>, NlError> {
-    let replies = nl.dump(RouteNetlinkMessage::GetRoute(RouteMessage::default()))?;
-    Ok(replies
-        .into_iter()
-        .filter_map(|m| match m {
-            RouteNetlinkMessage::NewRoute(r) => parse_route(r),
-            _ => None,
-        })
-        .collect())
+    nl.dump_with(
+        RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+        |message_type, payload| {
+            if message_type == libc::RTM_NEWROUTE {
+                parse_route_payload(payload)
+            } else {
+                Ok(None)
+            }
+        },
+    )
 }
 
 /// What a new route should look like.
@@ -194,4 +225,39 @@ pub fn restore(nl: &mut Netlink, r: &Route, oif: u32) -> Result<(), NlError> {
         RouteNetlinkMessage::NewRoute(msg),
         NLM_F_CREATE | NLM_F_EXCL,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn a_route_payload_keeps_the_wanted_attributes() {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.destination_prefix_length = 24;
+        msg.header.table = 254;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes = vec![
+            RouteAttribute::Destination(RouteAddress::Inet(Ipv4Addr::new(10, 1, 2, 0))),
+            RouteAttribute::Gateway(RouteAddress::Inet(Ipv4Addr::new(10, 0, 0, 1))),
+            RouteAttribute::Oif(3),
+            RouteAttribute::Priority(100),
+            // RTA_MARK (16) is not read.
+            RouteAttribute::Mark(9),
+        ];
+        let mut bytes = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut bytes);
+        let route = parse_route_payload(&bytes).expect("parse").expect("IPv4");
+        assert!(!route.ipv6);
+        assert_eq!(route.dst, Some(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 0))));
+        assert_eq!(route.dst_len, 24);
+        assert_eq!(route.gateway, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+        assert_eq!(route.oif, Some(3));
+        assert_eq!(route.priority, Some(100));
+        assert_eq!(route.table, 254);
+        assert!(parse_route_payload(&bytes[..4]).is_err());
+    }
 }
