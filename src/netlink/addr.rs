@@ -30,13 +30,8 @@ pub struct Address {
 pub fn dump(nl: &mut Netlink) -> Result<Vec<Address>, NlError> {
     nl.dump_with(
         RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-        |message_type, payload| {
-            if message_type == libc::RTM_NEWADDR {
-                AddressMessage::parse(payload).map(parse_address)
-            } else {
-                Ok(None)
-            }
-        },
+        libc::RTM_NEWADDR,
+        |payload| AddressMessage::parse(payload).map(parse_address),
     )
 }
 

@@ -2,9 +2,7 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use netlink_packet_core::{
-    DecodeError, NLM_F_CREATE, NLM_F_EXCL, NlasIterator, ParseableParametrized,
-};
+use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL, ParseableParametrized};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVtap, InfoTun, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags,
     LinkHeader, LinkInfo, LinkMessage, MacVtapMode,
@@ -12,7 +10,7 @@ use netlink_packet_route::link::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use serde::{Deserialize, Serialize};
 
-use super::{Netlink, NlError};
+use super::{Netlink, NlError, wanted_attributes};
 
 /// What the kernel says about a tun/tap device (IFLA_INFO_DATA of kind "tun").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -111,14 +109,11 @@ const IFINFOMSG_LEN: usize = 16;
 fn parse_link_payload(payload: &[u8]) -> Result<Link, DecodeError> {
     let header = LinkHeader::parse(payload)?;
     let mut attributes = Vec::with_capacity(WANTED_LINK_ATTRIBUTES.len());
-    for nla in NlasIterator::new(payload.get(IFINFOMSG_LEN..).unwrap_or_default()) {
-        let nla = nla?;
-        if WANTED_LINK_ATTRIBUTES.contains(&nla.kind()) {
-            attributes.push(LinkAttribute::parse_with_param(
-                &nla,
-                header.interface_family,
-            )?);
-        }
+    for nla in wanted_attributes(payload, IFINFOMSG_LEN, &WANTED_LINK_ATTRIBUTES) {
+        attributes.push(LinkAttribute::parse_with_param(
+            &nla?,
+            header.interface_family,
+        )?);
     }
     Ok(parse_link(&header, attributes))
 }
@@ -171,13 +166,8 @@ pub fn dump(nl: &mut Netlink) -> Result<Vec<Link>, NlError> {
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
     nl.dump_with(
         RouteNetlinkMessage::GetLink(req),
-        |message_type, payload| {
-            if message_type == libc::RTM_NEWLINK {
-                parse_link_payload(payload).map(Some)
-            } else {
-                Ok(None)
-            }
-        },
+        libc::RTM_NEWLINK,
+        |payload| parse_link_payload(payload).map(Some),
     )
 }
 

@@ -19,7 +19,7 @@ use std::io;
 
 use netlink_packet_core::{
     DecodeError, NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, ParseableParametrized,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NlaBuffer, NlasIterator, ParseableParametrized,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
@@ -187,19 +187,35 @@ impl Netlink {
     /// Dump: send a request with NLM_F_DUMP and collect every answer until NLMSG_DONE,
     /// each decoded in full. A dump interrupted by a concurrent change is retried.
     pub fn dump(&mut self, msg: RouteNetlinkMessage) -> Result<Vec<RouteNetlinkMessage>, NlError> {
-        self.dump_with(msg, |message_type, payload| {
-            RouteNetlinkMessage::parse_with_param(payload, message_type).map(Some)
+        let answer_type = match &msg {
+            RouteNetlinkMessage::GetLink(_) => libc::RTM_NEWLINK,
+            RouteNetlinkMessage::GetAddress(_) => libc::RTM_NEWADDR,
+            RouteNetlinkMessage::GetRoute(_) => libc::RTM_NEWROUTE,
+            RouteNetlinkMessage::GetNeighbour(_) => libc::RTM_NEWNEIGH,
+            RouteNetlinkMessage::GetQueueDiscipline(_) => libc::RTM_NEWQDISC,
+            RouteNetlinkMessage::GetTrafficClass(_) => libc::RTM_NEWTCLASS,
+            RouteNetlinkMessage::GetTrafficFilter(_) => libc::RTM_NEWTFILTER,
+            _ => {
+                return Err(NlError {
+                    errno: libc::EINVAL,
+                    message: Some("not a dump request this client knows".into()),
+                });
+            }
+        };
+        self.dump_with(msg, answer_type, |payload| {
+            RouteNetlinkMessage::parse_with_param(payload, answer_type).map(Some)
         })
     }
 
-    /// Dump, handing each answer's type and payload (what follows the netlink header) to
-    /// `parse`, which keeps what it returns as `Some`. The scan uses this to decode only the
+    /// Dump, handing the payload (what follows the netlink header) of each answer of type
+    /// `answer_type` to `parse`, which keeps what it returns as `Some`. The scan uses this to decode only the
     /// attributes it reads, with the crate's parsers, instead of every attribute of every
     /// message. A dump interrupted by a concurrent change is retried.
     pub fn dump_with<T>(
         &mut self,
         msg: RouteNetlinkMessage,
-        mut parse: impl FnMut(u16, &[u8]) -> Result<Option<T>, DecodeError>,
+        answer_type: u16,
+        mut parse: impl FnMut(&[u8]) -> Result<Option<T>, DecodeError>,
     ) -> Result<Vec<T>, NlError> {
         for _ in 0..DUMP_RETRIES {
             let seq = self
@@ -227,13 +243,14 @@ impl Netlink {
                         }
                         Ok(true)
                     }
-                    _ => {
-                        let parsed = parse(message_type, payload).map_err(|e| {
+                    t if t == answer_type => {
+                        let parsed = parse(payload).map_err(|e| {
                             io::Error::other(format!("decode netlink dump answer: {e}"))
                         })?;
                         out.extend(parsed);
                         Ok(false)
                     }
+                    _ => Ok(false),
                 }
             })
             .map_err(io_to_nl)?;
@@ -252,6 +269,17 @@ impl Netlink {
             )),
         })
     }
+}
+
+/// The attributes after a `header_len`-byte message header whose type is in `wanted`;
+/// the others are skipped without being decoded.
+pub(crate) fn wanted_attributes<'a>(
+    payload: &'a [u8],
+    header_len: usize,
+    wanted: &'a [u16],
+) -> impl Iterator<Item = Result<NlaBuffer<&'a [u8]>, DecodeError>> + 'a {
+    NlasIterator::new(payload.get(header_len..).unwrap_or_default())
+        .filter(move |nla| nla.as_ref().map_or(true, |n| wanted.contains(&n.kind())))
 }
 
 fn io_to_nl(e: io::Error) -> NlError {

@@ -33,13 +33,8 @@ pub struct Neighbour {
 pub fn dump(nl: &mut Netlink) -> Result<Vec<Neighbour>, NlError> {
     nl.dump_with(
         RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
-        |message_type, payload| {
-            if message_type == libc::RTM_NEWNEIGH {
-                NeighbourMessage::parse(payload).map(parse_neighbour)
-            } else {
-                Ok(None)
-            }
-        },
+        libc::RTM_NEWNEIGH,
+        |payload| NeighbourMessage::parse(payload).map(parse_neighbour),
     )
 }
 

@@ -2,16 +2,14 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{
-    DecodeError, NLM_F_CREATE, NLM_F_EXCL, NlasIterator, ParseableParametrized,
-};
+use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL, ParseableParametrized};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteLwEnCapType, RouteMessage, RouteMetric,
     RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::{Netlink, NlError};
+use super::{Netlink, NlError, wanted_attributes};
 
 /// RT_TABLE_MAIN.
 pub const TABLE_MAIN: u32 = 254;
@@ -54,14 +52,11 @@ const RTMSG_LEN: usize = 12;
 fn parse_route_payload(payload: &[u8]) -> Result<Option<Route>, DecodeError> {
     let header = RouteHeader::parse(payload)?;
     let mut attributes = Vec::with_capacity(WANTED_ROUTE_ATTRIBUTES.len());
-    for nla in NlasIterator::new(payload.get(RTMSG_LEN..).unwrap_or_default()) {
-        let nla = nla?;
-        if WANTED_ROUTE_ATTRIBUTES.contains(&nla.kind()) {
-            attributes.push(RouteAttribute::parse_with_param(
-                &nla,
-                (header.address_family, header.kind, RouteLwEnCapType::None),
-            )?);
-        }
+    for nla in wanted_attributes(payload, RTMSG_LEN, &WANTED_ROUTE_ATTRIBUTES) {
+        attributes.push(RouteAttribute::parse_with_param(
+            &nla?,
+            (header.address_family, header.kind, RouteLwEnCapType::None),
+        )?);
     }
     let mut msg = RouteMessage::default();
     msg.header = header;
@@ -114,13 +109,8 @@ fn parse_route(msg: RouteMessage) -> Option<Route> {
 pub fn dump(nl: &mut Netlink) -> Result<Vec<Route>, NlError> {
     nl.dump_with(
         RouteNetlinkMessage::GetRoute(RouteMessage::default()),
-        |message_type, payload| {
-            if message_type == libc::RTM_NEWROUTE {
-                parse_route_payload(payload)
-            } else {
-                Ok(None)
-            }
-        },
+        libc::RTM_NEWROUTE,
+        parse_route_payload,
     )
 }
 
