@@ -656,7 +656,7 @@ impl Steps {
     }
 }
 
-/// What `StateDir::save` does: write a temp file, fsync it, rename it over the state file.
+/// What `StateDir::save` does: write a temp file, rename it over the state file (no fsync).
 fn save_like_state(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(".steps.json.tmp");
@@ -667,7 +667,6 @@ fn save_like_state(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
     fs::rename(&tmp, dir.join("steps.json"))
 }
 
@@ -709,10 +708,9 @@ fn steps(a: &StepsArgs) -> R<Value> {
             lock.remove_on_release();
             Ok((store, lock))
         })?;
-        s.time(
-            "attach: thread spawn + setns + join (empty NetNs::run)",
-            || ns.run(|| ()),
-        )?;
+        s.time("attach: setns in and back (empty NetNs::run)", || {
+            ns.run(|| ())
+        })?;
         let inner = ns.run(|| -> R<Steps> {
             let mut s = Steps::default();
             let mut nl = s.time("attach: netlink socket open", Netlink::open_here)?;
@@ -726,19 +724,20 @@ fn steps(a: &StepsArgs) -> R<Value> {
                 sandbox_net::netlink::neigh::dump(&mut nl)
             })
             .map_err(io_nl)?;
-            s.time("attach: state save #1 (disk: write+fsync+rename)", || {
+            s.time("attach: state save #1 (disk: write+rename)", || {
                 save_like_state(&a.state_dir_disk, &blob)
             })?;
-            s.time("(alt) state save on tmpfs (write+fsync+rename)", || {
+            s.time("(alt) state save on tmpfs (write+rename)", || {
                 save_like_state(&a.state_dir_tmpfs, &blob)
             })?;
             s.time(
                 "attach: tap create (open tun, TUNSETIFF, TUNSETPERSIST)",
                 || tap::create_persistent("tap0_st", 1, Default::default()),
             )?;
-            let tapi = s.time("attach: tap ifindex (SIOCGIFINDEX)", || {
-                tap::ifindex("tap0_st")
-            })?;
+            let tapi = s.time(
+                "attach: tap ifindex (SIOCGIFINDEX on the netlink socket)",
+                || tap::ifindex_via(nl.as_fd(), "tap0_st"),
+            )?;
             let veth = tap::ifindex("eth0")?;
             s.time("attach: SETLINK tap mtu+up+alias", || {
                 link::set_mtu_up(&mut nl, tapi, 1500, Some((&alias, 1)))
@@ -760,7 +759,7 @@ fn steps(a: &StepsArgs) -> R<Value> {
                 tc::add_redirect(&mut nl, tapi, veth)
             })
             .map_err(io_nl)?;
-            s.time("attach: state save #2 (disk: write+fsync+rename)", || {
+            s.time("attach: state save #2 (disk: write+rename)", || {
                 save_like_state(&a.state_dir_disk, &blob)
             })?;
             s.time("detach: DELTFILTER tap", || tc::del_redirect(&mut nl, tapi))
