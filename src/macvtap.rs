@@ -6,7 +6,7 @@
 //! from a sysfs instance mounted (detached, never attached anywhere) from inside the
 //! netns, makes the device node in a private, detached tmpfs, and opens it there. Nothing
 //! is created in any shared directory, and the node vanishes with the last fd.
-//! Must run on a thread inside the macvtap's netns (see `NetNs::run`).
+//! Must run inside the macvtap's netns (see `NetNs::run`).
 
 use std::ffi::CString;
 use std::fs::File;

@@ -1,5 +1,6 @@
 //! Persisted attachments: one versioned JSON file per sandbox in the state directory,
-//! written atomically (temp file, fsync, rename) with mode 0600, and a per-sandbox lock.
+//! written atomically (temp file, rename; no fsync, see `StateDir::save`) with mode 0600,
+//! and a per-sandbox lock.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

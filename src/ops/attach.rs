@@ -210,7 +210,7 @@ pub(super) fn plan(
     })
 }
 
-/// The body of attach, on a thread inside the netns.
+/// The body of attach, run while the calling thread is inside the netns.
 fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Result<Attachment> {
     let ns_label = format!("netns {}", netns.display());
     let mut nl =
