@@ -232,15 +232,7 @@ impl Netlink {
                 match message_type {
                     // Both end the dump; both carry an errno first (0, or why it failed).
                     NLMSG_DONE | NLMSG_ERROR => {
-                        let code = payload
-                            .get(..4)
-                            .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                        if code != 0 {
-                            failure = Some(NlError {
-                                errno: -code,
-                                message: ext_ack_message(flags, payload.get(4..).unwrap_or(&[])),
-                            });
-                        }
+                        failure = dump_end_error(message_type, flags, payload);
                         Ok(true)
                     }
                     t if t == answer_type => {
@@ -293,15 +285,42 @@ fn io_to_nl(e: io::Error) -> NlError {
     }
 }
 
+/// The error that ends a dump: the errno that starts an NLMSG_DONE or NLMSG_ERROR payload,
+/// when it is not 0, with the kernel's text when it gave one.
+fn dump_end_error(message_type: u16, flags: u16, payload: &[u8]) -> Option<NlError> {
+    let code = payload
+        .get(..4)
+        .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    if code == 0 {
+        return None;
+    }
+    let rest = payload.get(4..).unwrap_or(&[]);
+    let message = if message_type == NLMSG_ERROR {
+        ext_ack_message(flags, rest)
+    } else {
+        // NLMSG_DONE carries its attributes right after the errno.
+        ext_ack_attributes(flags, rest)
+    };
+    Some(NlError {
+        errno: -code,
+        message,
+    })
+}
+
 /// With NETLINK_CAP_ACK the error payload is the original request's 16-byte header, then
 /// (when NLM_F_ACK_TLVS is set) attributes; NLMSGERR_ATTR_MSG (1) carries the kernel's text.
 fn ext_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
+    ext_ack_attributes(flags, payload.get(16..)?)
+}
+
+/// The kernel's text among extended-ack attributes (NLMSGERR_ATTR_MSG), when
+/// NLM_F_ACK_TLVS says there are any.
+fn ext_ack_attributes(flags: u16, mut attrs: &[u8]) -> Option<String> {
     const NLM_F_ACK_TLVS: u16 = 0x200;
     const NLMSGERR_ATTR_MSG: u16 = 1;
-    if flags & NLM_F_ACK_TLVS == 0 || payload.len() < 16 {
+    if flags & NLM_F_ACK_TLVS == 0 {
         return None;
     }
-    let mut attrs = &payload[16..];
     while attrs.len() >= 4 {
         let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
         let kind = u16::from_ne_bytes([attrs[2], attrs[3]]);
@@ -335,6 +354,24 @@ mod tests {
             Some("Exclusivity flag on")
         );
         assert_eq!(ext_ack_message(0, &payload), None);
+    }
+
+    #[test]
+    fn a_dump_ending_with_an_errno_is_an_error() {
+        let mut done = (-libc::EINTR).to_ne_bytes().to_vec();
+        let text = b"Dump was interrupted\0";
+        done.extend_from_slice(&((4 + text.len()) as u16).to_ne_bytes());
+        done.extend_from_slice(&1u16.to_ne_bytes());
+        done.extend_from_slice(text);
+        let err = dump_end_error(NLMSG_DONE, 0x200, &done).expect("an error");
+        assert_eq!(err.errno, libc::EINTR);
+        assert_eq!(err.message.as_deref(), Some("Dump was interrupted"));
+        assert!(dump_end_error(NLMSG_DONE, 0, &0i32.to_ne_bytes()).is_none());
+        assert!(dump_end_error(NLMSG_DONE, 0, &[]).is_none());
+        let mut error = (-libc::EPERM).to_ne_bytes().to_vec();
+        error.extend_from_slice(&[0u8; 16]);
+        let err = dump_end_error(NLMSG_ERROR, 0, &error).expect("an error");
+        assert_eq!((err.errno, err.message), (libc::EPERM, None));
     }
 
     #[test]
