@@ -32,6 +32,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[command(defer = true)]
 enum Command {
     /// Attach every configured interface of a netns to taps for a VM.
     Attach {
