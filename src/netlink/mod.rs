@@ -3,10 +3,9 @@
 //! [`Netlink`] owns one socket. A socket stays bound to the network namespace of the thread
 //! that created it, so [`Netlink::open_in`] creates it while the calling thread is briefly
 //! inside the target netns ([`NetNs::run`]) and hands it back: it can then be used from
-//! any thread. The typed operations
-//! in the submodules build messages with `netlink-packet-route`; nothing outside this module
-//! sees raw bytes. Every request is counted, so tests and benchmarks can check how many
-//! round trips an operation costs.
+//! any thread. The typed operations in the submodules build messages with
+//! `netlink-packet-route`; nothing outside this module sees raw bytes. Every request is
+//! counted, so tests and benchmarks can check how many round trips an operation costs.
 
 pub mod addr;
 pub mod htb;
@@ -208,9 +207,9 @@ impl Netlink {
     }
 
     /// Dump, handing the payload (what follows the netlink header) of each answer of type
-    /// `answer_type` to `parse`, which keeps what it returns as `Some`. The scan uses this to decode only the
-    /// attributes it reads, with the crate's parsers, instead of every attribute of every
-    /// message. A dump interrupted by a concurrent change is retried.
+    /// `answer_type` to `parse`, which keeps what it returns as `Some`. The scan uses this to
+    /// decode only the attributes it reads, with the crate's parsers, instead of every
+    /// attribute of every message. A dump interrupted by a concurrent change is retried.
     pub fn dump_with<T>(
         &mut self,
         msg: RouteNetlinkMessage,
