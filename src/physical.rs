@@ -8,6 +8,8 @@
 //! The caller journals the device's current driver before [`bind_vfio`] changes anything,
 //! and undoes with [`restore_driver`], which may run any number of times.
 
+pub mod fake_sysfs;
+
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -360,86 +362,13 @@ pub fn restore_driver(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    const ADDR: &str = "0000:03:00.1";
-    const DEV: &str = "devices/pci0000:00/0000:03:00.1";
-
-    /// A fake sysfs tree in a temp dir, removed on drop.
-    struct Fake(PathBuf);
-
-    impl Drop for Fake {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    impl Fake {
-        fn new() -> Fake {
-            static COUNTER: AtomicUsize = AtomicUsize::new(0);
-            let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let root = std::env::temp_dir().join(format!("physfake-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&root);
-            let f = Fake(root);
-            f.file(&format!("{DEV}/vendor"), "0x8086\n");
-            f.file(&format!("{DEV}/device"), "0x10fb\n");
-            f.file(&format!("{DEV}/driver_override"), "(null)\n");
-            f.link(&format!("{DEV}/driver"), "../../../bus/pci/drivers/ixgbe");
-            f.link(
-                &format!("{DEV}/iommu_group"),
-                "../../../kernel/iommu_groups/17",
-            );
-            f.link(&format!("{DEV}/subsystem"), "../../../bus/pci");
-            f.link("class/net/eth5/device", &format!("../../../{DEV}"));
-            f.link(
-                &format!("bus/pci/devices/{ADDR}"),
-                &format!("../../../{DEV}"),
-            );
-            for d in ["ixgbe", VFIO_DRIVER] {
-                f.file(&format!("bus/pci/drivers/{d}/bind"), "");
-                f.file(&format!("bus/pci/drivers/{d}/unbind"), "");
-            }
-            f.file("bus/pci/drivers_probe", "");
-            f
-        }
-
-        fn path(&self, rel: &str) -> PathBuf {
-            self.0.join(rel)
-        }
-
-        fn file(&self, rel: &str, body: &str) {
-            let p = self.path(rel);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, body).unwrap();
-        }
-
-        fn link(&self, rel: &str, target: &str) {
-            let p = self.path(rel);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            let _ = fs::remove_file(&p);
-            symlink(target, p).unwrap();
-        }
-
-        fn read(&self, rel: &str) -> String {
-            fs::read_to_string(self.path(rel)).unwrap()
-        }
-
-        fn override_value(&self) -> String {
-            self.read(&format!("{DEV}/driver_override"))
-        }
-
-        /// Play the kernel: bind the device to `driver`.
-        fn kernel_binds(&self, driver: &str) {
-            let target = format!("../../../bus/pci/drivers/{driver}");
-            self.link(&format!("{DEV}/driver"), &target);
-        }
-    }
+    use fake_sysfs::{ADDR, DEV, FakeSysfs as Fake};
 
     #[test]
     fn detect_reads_the_device() {
-        let fake = Fake::new();
-        let nic = detect(&fake.0, "eth5").unwrap().unwrap();
+        let fake = Fake::new().unwrap();
+        let nic = detect(fake.root(), "eth5").unwrap().unwrap();
         let expected = PciNic {
             iface: "eth5".into(),
             pci_address: ADDR.into(),
@@ -453,25 +382,27 @@ mod tests {
 
     #[test]
     fn detect_virtual_missing_and_non_pci() {
-        let fake = Fake::new();
+        let fake = Fake::new().unwrap();
         fs::create_dir_all(fake.path("class/net/veth0")).unwrap();
-        assert_eq!(detect(&fake.0, "veth0").unwrap(), None);
+        assert_eq!(detect(fake.root(), "veth0").unwrap(), None);
 
-        let err = detect(&fake.0, "nosuch0").unwrap_err().to_string();
+        let err = detect(fake.root(), "nosuch0").unwrap_err().to_string();
         assert!(err.contains("interface nosuch0"), "{err}");
         assert!(err.contains("class/net/nosuch0"), "{err}");
 
-        fake.link("devices/virtio0/subsystem", "../../bus/virtio");
-        fake.link("class/net/eth0/device", "../../../devices/virtio0");
-        let err = detect(&fake.0, "eth0").unwrap_err().to_string();
+        fake.link("devices/virtio0/subsystem", "../../bus/virtio")
+            .unwrap();
+        fake.link("class/net/eth0/device", "../../../devices/virtio0")
+            .unwrap();
+        let err = detect(fake.root(), "eth0").unwrap_err().to_string();
         assert!(err.contains("not a PCI device (subsystem virtio)"), "{err}");
     }
 
     #[test]
     fn bind_writes_in_order_then_verifies() {
-        let fake = Fake::new();
-        let dev = device_dir(&fake.0, ADDR);
-        let plan = plan_bind(&fake.0, ADDR).unwrap();
+        let fake = Fake::new().unwrap();
+        let dev = device_dir(fake.root(), ADDR);
+        let plan = plan_bind(fake.root(), ADDR).unwrap();
         let expected = [
             SysfsWrite::new(dev.join("driver_override"), VFIO_DRIVER),
             SysfsWrite::new(dev.join("driver/unbind"), ADDR),
@@ -480,48 +411,49 @@ mod tests {
         assert_eq!(plan, expected);
 
         apply("test", &plan).unwrap();
-        assert_eq!(fake.override_value(), VFIO_DRIVER);
-        assert_eq!(fake.read("bus/pci/drivers/ixgbe/unbind"), ADDR);
-        assert_eq!(fake.read("bus/pci/drivers_probe"), ADDR);
+        assert_eq!(fake.override_value().unwrap(), VFIO_DRIVER);
+        assert_eq!(fake.read("bus/pci/drivers/ixgbe/unbind").unwrap(), ADDR);
+        assert_eq!(fake.read("bus/pci/drivers_probe").unwrap(), ADDR);
 
         // The fake kernel did not rebind: verification must say so.
-        let err = verify_bound(&fake.0, ADDR, VFIO_DRIVER).unwrap_err();
+        let err = verify_bound(fake.root(), ADDR, VFIO_DRIVER).unwrap_err();
         let msg = format!("PCI device {ADDR}: expected driver vfio-pci, found ixgbe");
         assert_eq!(err.to_string(), msg);
-        fake.kernel_binds(VFIO_DRIVER);
-        verify_bound(&fake.0, ADDR, VFIO_DRIVER).unwrap();
+        fake.kernel_binds(VFIO_DRIVER).unwrap();
+        verify_bound(fake.root(), ADDR, VFIO_DRIVER).unwrap();
     }
 
     #[test]
     fn bind_vfio_verifies_is_idempotent_and_needs_iommu_group() {
-        let fake = Fake::new();
-        let nic = detect(&fake.0, "eth5").unwrap().unwrap();
-        let err = bind_vfio(&fake.0, &nic).unwrap_err();
+        let fake = Fake::new().unwrap();
+        let nic = detect(fake.root(), "eth5").unwrap().unwrap();
+        let err = bind_vfio(fake.root(), &nic).unwrap_err();
         assert!(matches!(err, PhysicalError::NotBound { .. }), "{err}");
 
-        let fake = Fake::new();
-        fake.kernel_binds(VFIO_DRIVER);
-        let binding = bind_vfio(&fake.0, &nic).unwrap();
+        let fake = Fake::new().unwrap();
+        fake.kernel_binds(VFIO_DRIVER).unwrap();
+        let binding = bind_vfio(fake.root(), &nic).unwrap();
         assert_eq!(binding.original_driver.as_deref(), Some(VFIO_DRIVER));
         assert_eq!(binding.vfio_group_path, PathBuf::from("/dev/vfio/17"));
-        assert_eq!(fake.read("bus/pci/drivers_probe"), "");
-        assert_eq!(fake.read("bus/pci/drivers/ixgbe/unbind"), "");
+        assert_eq!(fake.read("bus/pci/drivers_probe").unwrap(), "");
+        assert_eq!(fake.read("bus/pci/drivers/ixgbe/unbind").unwrap(), "");
 
-        let fake = Fake::new();
+        let fake = Fake::new().unwrap();
         let mut nic = nic.clone();
         nic.iommu_group = None;
-        let err = bind_vfio(&fake.0, &nic).unwrap_err();
+        let err = bind_vfio(fake.root(), &nic).unwrap_err();
         assert!(matches!(err, PhysicalError::NoIommuGroup { .. }), "{err}");
-        assert_eq!(fake.override_value(), "(null)\n");
+        assert_eq!(fake.override_value().unwrap(), "(null)\n");
     }
 
     #[test]
     fn restore_rebinds_original_and_is_idempotent() {
-        let fake = Fake::new();
-        fake.kernel_binds(VFIO_DRIVER);
-        fake.file(&format!("{DEV}/driver_override"), VFIO_DRIVER);
-        let dev = device_dir(&fake.0, ADDR);
-        let plan = plan_restore(&fake.0, ADDR, Some("ixgbe")).unwrap();
+        let fake = Fake::new().unwrap();
+        fake.kernel_binds(VFIO_DRIVER).unwrap();
+        fake.file(&format!("{DEV}/driver_override"), VFIO_DRIVER)
+            .unwrap();
+        let dev = device_dir(fake.root(), ADDR);
+        let plan = plan_restore(fake.root(), ADDR, Some("ixgbe")).unwrap();
         let expected = [
             SysfsWrite::new(dev.join("driver/unbind"), ADDR),
             SysfsWrite::new(dev.join("driver_override"), "\n"),
@@ -529,20 +461,20 @@ mod tests {
         ];
         assert_eq!(plan, expected);
 
-        restore_driver(&fake.0, ADDR, Some("ixgbe")).unwrap();
-        assert_eq!(fake.read("bus/pci/drivers/vfio-pci/unbind"), ADDR);
-        assert_eq!(fake.override_value(), "\n");
-        assert_eq!(fake.read("bus/pci/drivers/ixgbe/bind"), ADDR);
+        restore_driver(fake.root(), ADDR, Some("ixgbe")).unwrap();
+        assert_eq!(fake.read("bus/pci/drivers/vfio-pci/unbind").unwrap(), ADDR);
+        assert_eq!(fake.override_value().unwrap(), "\n");
+        assert_eq!(fake.read("bus/pci/drivers/ixgbe/bind").unwrap(), ADDR);
 
         // Undoing again once the kernel has rebound only clears driver_override.
-        fake.kernel_binds("ixgbe");
-        let plan = plan_restore(&fake.0, ADDR, Some("ixgbe")).unwrap();
+        fake.kernel_binds("ixgbe").unwrap();
+        let plan = plan_restore(fake.root(), ADDR, Some("ixgbe")).unwrap();
         assert_eq!(plan, [SysfsWrite::new(dev.join("driver_override"), "\n")]);
 
         // A device that is gone is undone.
-        let fake = Fake::new();
-        restore_driver(&fake.0, "0000:04:00.0", Some("ixgbe")).unwrap();
-        assert_eq!(fake.read("bus/pci/drivers/ixgbe/bind"), "");
+        let fake = Fake::new().unwrap();
+        restore_driver(fake.root(), "0000:04:00.0", Some("ixgbe")).unwrap();
+        assert_eq!(fake.read("bus/pci/drivers/ixgbe/bind").unwrap(), "");
     }
 
     #[test]
@@ -555,14 +487,14 @@ mod tests {
             let err = validate_pci_address(bad).unwrap_err().to_string();
             assert!(err.starts_with("invalid PCI address"), "{bad:?}: {err}");
         }
-        let fake = Fake::new();
-        assert!(restore_driver(&fake.0, "../x", None).is_err());
-        assert!(restore_driver(&fake.0, ADDR, Some("../ixgbe")).is_err());
-        assert!(detect(&fake.0, "../eth5").is_err());
-        let mut nic = detect(&fake.0, "eth5").unwrap().unwrap();
+        let fake = Fake::new().unwrap();
+        assert!(restore_driver(fake.root(), "../x", None).is_err());
+        assert!(restore_driver(fake.root(), ADDR, Some("../ixgbe")).is_err());
+        assert!(detect(fake.root(), "../eth5").is_err());
+        let mut nic = detect(fake.root(), "eth5").unwrap().unwrap();
         nic.pci_address = "0000:03:00.1/../x".into();
-        let err = bind_vfio(&fake.0, &nic).unwrap_err();
+        let err = bind_vfio(fake.root(), &nic).unwrap_err();
         assert!(matches!(err, PhysicalError::Invalid { .. }), "{err}");
-        assert_eq!(fake.read("bus/pci/drivers_probe"), "");
+        assert_eq!(fake.read("bus/pci/drivers_probe").unwrap(), "");
     }
 }

@@ -11,8 +11,7 @@ use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -496,77 +495,7 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
 
 // ---- physical NIC against a fake sysfs tree (the fixture of src/physical.rs's tests) ----
 
-const ADDR: &str = "0000:03:00.1";
-const DEV: &str = "devices/pci0000:00/0000:03:00.1";
-
-/// A fake sysfs tree in a temp dir, removed on drop: eth5 is an ixgbe PCI NIC in IOMMU
-/// group 17.
-struct Fake(PathBuf);
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-impl Fake {
-    fn new() -> Fake {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let root = std::env::temp_dir().join(format!("snt-sysfs-{}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&root);
-        let f = Fake(root);
-        f.file(&format!("{DEV}/vendor"), "0x8086\n");
-        f.file(&format!("{DEV}/device"), "0x10fb\n");
-        f.file(&format!("{DEV}/driver_override"), "(null)\n");
-        f.link(&format!("{DEV}/driver"), "../../../bus/pci/drivers/ixgbe");
-        f.link(
-            &format!("{DEV}/iommu_group"),
-            "../../../kernel/iommu_groups/17",
-        );
-        f.link(&format!("{DEV}/subsystem"), "../../../bus/pci");
-        f.link("class/net/eth5/device", &format!("../../../{DEV}"));
-        f.link(
-            &format!("bus/pci/devices/{ADDR}"),
-            &format!("../../../{DEV}"),
-        );
-        for d in ["ixgbe", physical::VFIO_DRIVER] {
-            f.file(&format!("bus/pci/drivers/{d}/bind"), "");
-            f.file(&format!("bus/pci/drivers/{d}/unbind"), "");
-        }
-        f.file("bus/pci/drivers_probe", "");
-        f
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-
-    fn file(&self, rel: &str, body: &str) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        fs::write(p, body).expect("write");
-    }
-
-    fn link(&self, rel: &str, target: &str) {
-        let p = self.path(rel);
-        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        let _ = fs::remove_file(&p);
-        symlink(target, p).expect("symlink");
-    }
-
-    fn read(&self, rel: &str) -> String {
-        fs::read_to_string(self.path(rel)).expect("read")
-    }
-
-    /// Play the kernel: bind the device to `driver`.
-    fn kernel_binds(&self, driver: &str) {
-        self.link(
-            &format!("{DEV}/driver"),
-            &format!("../../../bus/pci/drivers/{driver}"),
-        );
-    }
-}
+use sandbox_net::physical::fake_sysfs::{ADDR, DEV, FakeSysfs as Fake};
 
 /// Play the kernel during a bind: `drivers_probe` becomes a FIFO whose buffer is full, so
 /// the bind's write to it blocks until this thread has seen the unbind from ixgbe, re-pointed
@@ -686,7 +615,7 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
          kind), so the physical path is tested at library level against a fake sysfs tree"
     );
     let _serial = serial();
-    let fake = Fake::new();
+    let fake = Fake::new().expect("fake sysfs");
     let link = nic_link("eth5", 7);
     assert_eq!(
         endpoint::classify(&link),
@@ -700,7 +629,7 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
     // The plan is the same under every model that plumbs: PCI passthrough.
     let mut planned = Vec::new();
     for m in [Model::Tcfilter, Model::Macvtap] {
-        let ctx = context(&snapshot, m, &fake.0);
+        let ctx = context(&snapshot, m, fake.root());
         let (ep, entries) =
             model::plan_all(&ctx, &candidates, &[], &[]).expect("plan a physical NIC");
         planned.push((ep, entries));
@@ -723,7 +652,7 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
             device: "eth5".into(),
             pci_address: ADDR.into(),
             original_driver: Some("ixgbe".into()),
-            sysfs_root: fake.0.clone(),
+            sysfs_root: fake.root().to_path_buf(),
         }]
     );
 
@@ -742,10 +671,18 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
         Ok(ADDR.to_string()),
         "drivers_probe got the address"
     );
-    assert_eq!(fake.read(&format!("{DEV}/driver_override")), "vfio-pci");
-    assert_eq!(fake.read("bus/pci/drivers/ixgbe/unbind"), ADDR);
     assert_eq!(
-        physical::current_driver(&fake.0, ADDR).expect("driver"),
+        fake.read(&format!("{DEV}/driver_override"))
+            .expect("fake sysfs"),
+        "vfio-pci"
+    );
+    assert_eq!(
+        fake.read("bus/pci/drivers/ixgbe/unbind")
+            .expect("fake sysfs"),
+        ADDR
+    );
+    assert_eq!(
+        physical::current_driver(fake.root(), ADDR).expect("driver"),
         Some("vfio-pci".into())
     );
     assert_eq!(
@@ -758,32 +695,56 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
 
     // Undo: unbind from vfio-pci, clear driver_override, bind the original driver.
     journal::undo(&mut nl, &entries, &alias).expect("undo");
-    assert_eq!(fake.read("bus/pci/drivers/vfio-pci/unbind"), ADDR);
-    assert_eq!(fake.read(&format!("{DEV}/driver_override")), "\n");
-    assert_eq!(fake.read("bus/pci/drivers/ixgbe/bind"), ADDR);
-    fake.kernel_binds("ixgbe");
+    assert_eq!(
+        fake.read("bus/pci/drivers/vfio-pci/unbind")
+            .expect("fake sysfs"),
+        ADDR
+    );
+    assert_eq!(
+        fake.read(&format!("{DEV}/driver_override"))
+            .expect("fake sysfs"),
+        "\n"
+    );
+    assert_eq!(
+        fake.read("bus/pci/drivers/ixgbe/bind").expect("fake sysfs"),
+        ADDR
+    );
+    fake.kernel_binds("ixgbe").expect("fake sysfs");
     assert_eq!(
         journal::in_force(&mut nl, &entries).expect("in force"),
         vec![false]
     );
     // Undoing again (detach after a crash) only clears driver_override.
-    fake.file("bus/pci/drivers/ixgbe/bind", "");
-    fake.file("bus/pci/drivers/vfio-pci/unbind", "");
+    fake.file("bus/pci/drivers/ixgbe/bind", "")
+        .expect("fake sysfs");
+    fake.file("bus/pci/drivers/vfio-pci/unbind", "")
+        .expect("fake sysfs");
     journal::undo(&mut nl, &entries, &alias).expect("undo again");
-    assert_eq!(fake.read("bus/pci/drivers/ixgbe/bind"), "");
-    assert_eq!(fake.read("bus/pci/drivers/vfio-pci/unbind"), "");
-    assert_eq!(fake.read(&format!("{DEV}/driver_override")), "\n");
+    assert_eq!(
+        fake.read("bus/pci/drivers/ixgbe/bind").expect("fake sysfs"),
+        ""
+    );
+    assert_eq!(
+        fake.read("bus/pci/drivers/vfio-pci/unbind")
+            .expect("fake sysfs"),
+        ""
+    );
+    assert_eq!(
+        fake.read(&format!("{DEV}/driver_override"))
+            .expect("fake sysfs"),
+        "\n"
+    );
 }
 
 #[test]
 fn physical_nic_refusals_against_a_fake_sysfs() {
-    let fake = Fake::new();
+    let fake = Fake::new().expect("fake sysfs");
     // A kind-less link with no device behind it: refused, naming it.
     fs::create_dir_all(fake.path("class/net/eth6")).expect("mkdir");
     // A NIC without an IOMMU group: refused before anything is written.
     let snapshot = nic_snapshot(vec![nic_link("eth5", 7), nic_link("eth6", 8)]);
     let candidates = endpoint::candidates(&snapshot, None).expect("candidates");
-    let ctx = context(&snapshot, Model::Tcfilter, &fake.0);
+    let ctx = context(&snapshot, Model::Tcfilter, fake.root());
     let (iface, reason) =
         model::plan_all(&ctx, &candidates, &[], &[]).expect_err("eth6 has no PCI device");
     println!("{iface}: {reason}");
@@ -795,7 +756,11 @@ fn physical_nic_refusals_against_a_fake_sysfs() {
     println!("{iface}: {reason}");
     assert_eq!(iface, "eth5");
     assert!(reason.contains("no IOMMU group"), "{reason}");
-    assert_eq!(fake.read(&format!("{DEV}/driver_override")), "(null)\n");
+    assert_eq!(
+        fake.read(&format!("{DEV}/driver_override"))
+            .expect("fake sysfs"),
+        "(null)\n"
+    );
 }
 
 // ---- vhost-user ----
