@@ -88,12 +88,18 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
     let json = |v: &dyn erased::Json| v.to_pretty();
     println!("{}", json(&attachment));
     println!("\n== 3. guest config");
-    println!("{}", json(&attachment.guest));
+    // The demo attaches with the default `describe_guest`, so the description is there.
+    let guest = attachment.guest.as_ref().ok_or_else(|| {
+        sandbox_net::Error::invalid("the demo's attachment", "carries no guest description")
+    })?;
+    println!("{}", json(guest));
     check_interrupt()?;
 
     println!("\n== 4. dataplane: a fake guest on the tap fd answers and sends ARP/NDP and pings");
     let endpoint = &attachment.endpoints[0];
-    let iface = &attachment.guest.interfaces[0];
+    let iface = guest.interfaces.first().ok_or_else(|| {
+        sandbox_net::Error::invalid("the demo's guest description", "has no interface")
+    })?;
     let identity = dataplane::identity(endpoint, iface)?;
     let peers = [IpAddr::V4(veth.peer_v4), IpAddr::V6(veth.peer_v6)];
     let reports = dataplane::check(&net.pod, &net.peer, endpoint, identity, &peers, 3)?;

@@ -141,10 +141,41 @@ pub fn candidates(snapshot: &Snapshot, only: Option<&[String]>) -> Result<Vec<Ca
             Class::Unsupported(kind) => {
                 return Err(Refused {
                     iface: link.name.clone(),
-                    reason: format!(
-                        "has addresses but its kind {kind:?} is not supported (supported: veth, macvlan, macvtap, ipvlan, vlan, tap, physical)"
-                    ),
+                    reason: format!("has addresses but its kind {kind:?} {UNSUPPORTED}"),
                 });
+            }
+        }
+    }
+    out.sort_by(|a, b| natural_cmp(&a.link.name, &b.link.name));
+    Ok(out)
+}
+
+const UNSUPPORTED: &str =
+    "is not supported (supported: veth, macvlan, macvtap, ipvlan, vlan, tap, physical)";
+
+/// The named interfaces as endpoints, whether they have addresses or not (for an attach
+/// that does not describe the guest: the caller chose the interfaces), in natural order.
+/// `snapshot` needs only the links.
+pub fn named(snapshot: &Snapshot, names: &[String]) -> Result<Vec<Candidate>, Refused> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let refuse = |reason: String| Refused {
+            iface: name.clone(),
+            reason,
+        };
+        let Some(link) = snapshot.links.iter().find(|l| &l.name == name) else {
+            return Err(refuse("no such interface".into()));
+        };
+        match classify(link) {
+            Class::Loopback => return Err(refuse("is the loopback".into())),
+            Class::Endpoint(kind) => out.push(Candidate {
+                link: link.clone(),
+                kind,
+            }),
+            Class::Unsupported(kind) => {
+                return Err(refuse(format!(
+                    "has the kind {kind:?}, which {UNSUPPORTED}"
+                )));
             }
         }
     }
@@ -274,5 +305,38 @@ mod tests {
         let err = candidates(&snapshot, None).err();
         assert_eq!(err.as_ref().map(|e| e.iface.as_str()), Some("vx0"));
         assert!(err.is_some_and(|e| e.reason.contains("vxlan")));
+    }
+
+    #[test]
+    fn named_links_need_no_address_and_each_refusal_names_the_interface() {
+        let mut lo = link(1, "lo", None);
+        lo.flags |= libc::IFF_LOOPBACK as u32;
+        let snapshot = Snapshot {
+            links: vec![
+                lo,
+                link(5, "eth10", Some("veth")),
+                link(4, "eth2", Some("veth")),
+                link(3, "vx0", Some("vxlan")),
+            ],
+            ..Snapshot::default()
+        };
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let got: Vec<_> = named(&snapshot, &names(&["eth10", "eth2"]))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (c.link.name, c.kind))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("eth2".to_string(), EndpointKind::Veth),
+                ("eth10".to_string(), EndpointKind::Veth)
+            ]
+        );
+        for (name, why) in [("eth9", "no such"), ("lo", "loopback"), ("vx0", "vxlan")] {
+            let err = named(&snapshot, &names(&["eth2", name])).err();
+            assert_eq!(err.as_ref().map(|e| e.iface.as_str()), Some(name));
+            assert!(err.is_some_and(|e| e.reason.contains(why)), "{name}");
+        }
     }
 }

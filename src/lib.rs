@@ -44,7 +44,7 @@ pub use error::{Error, Result};
 pub use model::Model;
 pub use ops::{
     AttachOptions, Attachment, Detached, EndpointChange, GcOptions, GcReport, add_endpoint, attach,
-    detach, gc, guest_config, list, remove_endpoint, set_rate, status,
+    describe_guest, detach, gc, guest_config, list, remove_endpoint, set_rate, status,
 };
 pub use ops::{StaticOptions, attach_static};
 pub use watch::{WatchEvent, WatchOptions, watch};

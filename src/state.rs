@@ -135,7 +135,10 @@ pub struct State {
     pub settings: Settings,
     pub phase: Phase,
     pub endpoints: Vec<Endpoint>,
-    pub guest: GuestConfig,
+    /// The guest description taken at attach; None when the attach did not take it
+    /// (`AttachOptions::describe_guest` off): it is then read from the netns when asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<GuestConfig>,
     pub journal: Vec<Entry>,
     /// Nameservers for the guest (`attach --dns`), rendered by `guest-config --format
     /// kernel-ip|cloud-init`.
@@ -386,12 +389,7 @@ impl StateDir {
 
 /// Write `bytes` to `path` atomically: into `tmp` (mode 0600, no symlink followed), fsync
 /// when `durable`, rename over `path`. A failed write removes `tmp`.
-pub(crate) fn write_atomically(
-    path: &Path,
-    tmp: &Path,
-    bytes: &[u8],
-    durable: bool,
-) -> io::Result<()> {
+pub fn write_atomically(path: &Path, tmp: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let write = || -> io::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
@@ -404,12 +402,28 @@ pub(crate) fn write_atomically(
         file.write_all(bytes)?;
         if durable {
             file.sync_all()?;
+            return fs::rename(tmp, path);
         }
-        fs::rename(tmp, path)
+        replace(tmp, path)
     };
     write().inspect_err(|_| {
         let _ = fs::remove_file(tmp);
     })
+}
+
+/// Put `tmp` in the place of `path`, atomically. An existing `path` is swapped with `tmp`
+/// (`RENAME_EXCHANGE`) and the old file, now at `tmp`, unlinked: a rename over an existing
+/// file makes ext4 start writing the new file's data first (`auto_da_alloc`, a guard for
+/// files that must survive a crash of the machine, which state files need not), and
+/// concurrent saves serialise on that. Without `path`, or on a filesystem without
+/// `RENAME_EXCHANGE`, a plain rename.
+fn replace(tmp: &Path, path: &Path) -> io::Result<()> {
+    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
+    match renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => fs::remove_file(tmp),
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => fs::rename(tmp, path),
+        Err(e) => Err(io::Error::from(e)),
+    }
 }
 
 /// Parse a state file, checking its version.
@@ -455,5 +469,20 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("version 99")));
+    }
+
+    #[test]
+    fn a_replacing_write_leaves_the_new_content_and_no_temp_file() {
+        let dir = std::env::temp_dir().join(format!("sn-replace-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("temp dir");
+        let (path, tmp) = (dir.join("s.json"), dir.join(".s.json.tmp"));
+        for text in ["first", "second, longer", "third"] {
+            write_atomically(&path, &tmp, text.as_bytes(), false).expect("write");
+            assert_eq!(fs::read_to_string(&path).expect("read"), text);
+            assert!(!tmp.exists(), "temp file left after writing {text:?}");
+        }
+        let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::remove_dir_all(&dir).expect("clean up");
     }
 }

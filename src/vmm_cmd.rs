@@ -35,7 +35,11 @@ fn note(text: &str) {
 /// `guest-config --format kernel-ip` (cloud_init false) or `--format cloud-init`.
 pub fn guest_config(state_dir: &Path, id: &str, cloud_init: bool) -> Result<(), Error> {
     let state = guest_formats::load_attached(state_dir, id)?;
-    let net = GuestNetwork::of(&state);
+    let guest = sandbox_net::describe_guest(&state)?;
+    let net = GuestNetwork {
+        guest: &guest,
+        dns: &state.dns,
+    };
     let rendered = if cloud_init {
         guest_formats::cloud_init(net)
     } else {

@@ -428,6 +428,21 @@ fn bridge_chain(cni_version: &str) {
     check_result(&result, &prev, &pod, &rt, "tap_eth0", cni_version);
     let id = sandbox_net::cni::sandbox_id("ctr-bridge", "eth0");
     assert_eq!(id, "ctr-bridge-eth0");
+    // ADD does not take the guest description (prevResult has it); guest-config reads it
+    // from the netns, and it gives the address host-local leased.
+    let recorded = sandbox_net::state::StateDir::open(state.path())
+        .expect("state dir")
+        .load(&id)
+        .expect("load")
+        .expect("attached");
+    assert_eq!(recorded.guest, None);
+    let guest = sandbox_net::guest_config(state.path(), &id)
+        .expect("guest config")
+        .expect("attached");
+    assert_eq!(
+        guest.interfaces[0].addresses[0].address.to_string(),
+        "10.22.0.2"
+    );
     check_dataplane(&state, &id, &pod, &host, &["10.22.0.1"]);
 
     // CHECK of the whole chain passes, the bridge plugin's included.

@@ -76,6 +76,8 @@ fn check(
     let ep = &a.endpoints[i];
     let iface = a
         .guest
+        .as_ref()
+        .expect("the attach described the guest")
         .interfaces
         .iter()
         .find(|g| g.name == ep.name)

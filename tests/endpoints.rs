@@ -96,7 +96,7 @@ fn endpoint_round_trip(
         .expect("status")
         .expect("attached");
     assert!(!st.drift, "{st:?}");
-    let reports = check(&net.pod, &net.peer, ep, &a.guest, peer_ips).expect("dataplane");
+    let reports = check(&net.pod, &net.peer, ep, described(&a.guest), peer_ips).expect("dataplane");
     assert_replied(&format!("{iface} {model}"), &reports, peer_ips.len(), 2);
     assert!(matches!(guard.detach(), Detached::Detached { .. }));
     assert_snapshot_eq(pod, &before, &format!("{iface} {model}: after detach"));
@@ -477,7 +477,7 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
         &net.pod,
         &net.peer,
         ep,
-        &a.guest,
+        described(&a.guest),
         &ips("10.88.3.1", "fd88:3::1"),
     )
     .expect("dataplane through the handed-over macvtap");

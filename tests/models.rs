@@ -138,7 +138,7 @@ fn macvtap_round_trip(queues: u32, txqueuelen_zero: bool) {
     }
 
     // The guest description still has what eth0 had.
-    let g = &a.guest;
+    let g = described(&a.guest);
     assert_eq!(g.interfaces.len(), 1);
     assert_eq!(g.interfaces[0].mac, original_mac);
     let guest_addrs: Vec<String> = g.interfaces[0]
@@ -169,8 +169,14 @@ fn macvtap_round_trip(queues: u32, txqueuelen_zero: bool) {
     assert!(objects.contains(&"MAC of eth0"), "{objects:?}");
 
     for session in ["first", "second"] {
-        let reports =
-            check(&net.pod, &net.peer, ep, &a.guest, &peer_ips(&net, 0)).expect("dataplane");
+        let reports = check(
+            &net.pod,
+            &net.peer,
+            ep,
+            described(&a.guest),
+            &peer_ips(&net, 0),
+        )
+        .expect("dataplane");
         assert_replied(
             &format!("macvtap q{queues} {session} session"),
             &reports,
@@ -232,10 +238,19 @@ fn none_model_creates_nothing() {
         assert_eq!(e.mac, sandbox_net::guest::format_mac(&l.mac));
         assert!(e.chardev.is_none() && e.vfio_group.is_none() && e.vhost_user_socket.is_none());
     }
-    let names: Vec<&str> = a.guest.interfaces.iter().map(|i| i.name.as_str()).collect();
+    let names: Vec<&str> = described(&a.guest)
+        .interfaces
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect();
     assert_eq!(names, vec!["eth0", "eth1"]);
-    assert_eq!(a.guest.interfaces[1].addresses.len(), 2);
-    assert_eq!(a.guest.routes.len(), 2, "{:?}", a.guest.routes);
+    assert_eq!(described(&a.guest).interfaces[1].addresses.len(), 2);
+    assert_eq!(
+        described(&a.guest).routes.len(),
+        2,
+        "{:?}",
+        described(&a.guest).routes
+    );
     // No kernel object: the netns is exactly as it was, and the journal is empty.
     assert_snapshot_eq(pod, &before, "attached with model none");
     let st = sandbox_net::status(dir.path(), "none-1")
@@ -245,7 +260,7 @@ fn none_model_creates_nothing() {
     assert_eq!(st.objects, Some(vec![]));
     assert_eq!(
         sandbox_net::guest_config(dir.path(), "none-1").expect("guest-config"),
-        Some(a.guest.clone())
+        a.guest.clone()
     );
     assert_eq!(
         guard.detach(),
@@ -488,7 +503,7 @@ fn macvtap_ifindex_workaround_is_not_needed() {
             &net.pod,
             &net.peer,
             &a.endpoints[0],
-            &a.guest,
+            described(&a.guest),
             &peer_ips(net, 0),
         )
         .expect("dataplane");
@@ -702,7 +717,7 @@ fn macvtap_model_restores_addresses_with_dad_on() {
         &net.pod,
         &net.peer,
         &a.endpoints[0],
-        &a.guest,
+        described(&a.guest),
         &peer_ips(&net, 0),
     )
     .expect("dataplane");

@@ -51,7 +51,10 @@ fn open_vmm_side(net: &ScratchNet, a: &Attachment) -> Vec<OwnedFd> {
 }
 
 fn guest_ip(a: &Attachment) -> Ipv4Addr {
-    a.guest.interfaces[0]
+    a.guest
+        .as_ref()
+        .expect("the attach described the guest")
+        .interfaces[0]
         .addresses
         .iter()
         .find_map(|x| match x.address {

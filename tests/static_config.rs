@@ -16,7 +16,7 @@ use sandbox_net::scratch::{ScratchNet, unique_name};
 use sandbox_net::state::StateDir;
 use sandbox_net::{StaticOptions, attach_static};
 use serde_json::{Value, json};
-use support::{Attached, ip, serial};
+use support::{Attached, described, ip, serial};
 
 /// A temp directory, removed on drop.
 struct TempDir(PathBuf);
@@ -461,7 +461,7 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
     assert_eq!(ep.pci_address.as_deref(), Some(ADDR));
     assert_eq!(ep.vfio_group.as_deref(), Some(Path::new("/dev/vfio/17")));
     assert_eq!(
-        a.guest.routes[0].gateway,
+        described(&a.guest).routes[0].gateway,
         Some("10.5.0.1".parse().expect("ip"))
     );
     let state = StateDir::open(dir.path())

@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 use sandbox_net::netns::NetNs;
 use sandbox_net::state::{State, StateDir};
 use serde_json::Value;
-use support::{assert_replied, check, ip, options, serial};
+use support::{assert_replied, check, described, ip, options, serial};
 
 /// How long a test waits for an event: generous, the test asserts only that it comes.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
@@ -202,7 +202,7 @@ fn a_new_interface_is_attached_carries_traffic_and_is_detached_when_deleted() {
         .find(|e| e.name == "eth1")
         .expect("eth1 recorded");
     let peers = [IpAddr::V4(link.peer_v4), IpAddr::V6(link.peer_v6)];
-    let reports = check(&net.pod, &net.peer, ep, &state.guest, &peers)
+    let reports = check(&net.pod, &net.peer, ep, described(&state.guest), &peers)
         .unwrap_or_else(|e| panic!("dataplane through {tap}: {e}"));
     assert_replied("eth1 (attached by watch)", &reports, 2, 2);
 
@@ -357,7 +357,7 @@ fn fifty_interfaces_in_a_burst_are_all_attached() {
     }
     let state = load(&dir, "w50");
     assert_eq!(state.endpoints.len(), N + 1);
-    assert_eq!(state.guest.interfaces.len(), N + 1);
+    assert_eq!(described(&state.guest).interfaces.len(), N + 1);
     latencies.sort();
     println!(
         "burst of {N}: ip -batch took {}; event-to-attached first {}, median {}, last {}",
@@ -511,8 +511,7 @@ fn a_macvtap_taking_over_addresses_does_not_make_watch_react_to_itself() {
         "only `stopped` after endpoint-added: {after:?}"
     );
     let state = load(&dir, "wmv");
-    let eth1 = state
-        .guest
+    let eth1 = described(&state.guest)
         .interfaces
         .iter()
         .find(|i| i.name == "eth1")

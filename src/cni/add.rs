@@ -94,6 +94,9 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     opts.tap_owner = owner;
     opts.rx_rate = rx_rate;
     opts.tx_rate = tx_rate;
+    // prevResult already describes the network to the runtime; `guest-config` reads it from
+    // the netns if it is ever asked for.
+    opts.describe_guest = false;
     let attachment = match ops::attach(&opts) {
         Ok(a) => a,
         Err(e) => {

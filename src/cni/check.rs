@@ -10,6 +10,7 @@ use super::error::CniError;
 use super::id;
 use super::record::Records;
 use super::result::CniResult;
+use crate::guest::GuestConfig;
 use crate::netns::NetNs;
 use crate::ops;
 use crate::state::{State, StateDir};
@@ -85,7 +86,10 @@ pub fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
             }
         }
     }
-    problems.extend(compare(&prev, &state, container_id, netns, ifname));
+    match ops::describe_guest(&state) {
+        Ok(guest) => problems.extend(compare(&prev, &state, &guest, container_id, netns, ifname)),
+        Err(e) => problems.push(format!("the guest description: {e}")),
+    }
     if problems.is_empty() {
         Ok(())
     } else {
@@ -97,6 +101,7 @@ pub fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
 fn compare(
     prev: &CniResult,
     state: &State,
+    guest: &GuestConfig,
     container_id: &str,
     netns: &str,
     ifname: &str,
@@ -131,8 +136,7 @@ fn compare(
             ep.mac
         ));
     }
-    let guest_addrs: Vec<_> = state
-        .guest
+    let guest_addrs: Vec<_> = guest
         .interfaces
         .iter()
         .filter(|g| g.name == ifname)

@@ -32,15 +32,6 @@ pub struct GuestNetwork<'a> {
     pub dns: &'a [IpAddr],
 }
 
-impl<'a> GuestNetwork<'a> {
-    pub fn of(state: &'a State) -> GuestNetwork<'a> {
-        GuestNetwork {
-            guest: &state.guest,
-            dns: &state.dns,
-        }
-    }
-}
-
 /// Load the state of an attached sandbox: exit-2 errors when it is not attached, or when
 /// its attach never finished.
 pub fn load_attached(state_dir: &Path, id: &str) -> Result<State> {

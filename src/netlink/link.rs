@@ -171,9 +171,28 @@ pub fn dump(nl: &mut Netlink) -> Result<Vec<Link>, NlError> {
     )
 }
 
-/// Read one link by index (one request).
+/// Read one link by index (one dump).
 pub fn get(nl: &mut Netlink, index: u32) -> Result<Option<Link>, NlError> {
     Ok(dump(nl)?.into_iter().find(|l| l.index == index))
+}
+
+/// Read one link by name (one request, answered by that link alone); None when the netns
+/// has no such link.
+pub fn get_by_name(nl: &mut Netlink, name: &str) -> Result<Option<Link>, NlError> {
+    let mut req = LinkMessage::default();
+    req.header.interface_family = AddressFamily::Unspec;
+    req.attributes.push(LinkAttribute::IfName(name.to_string()));
+    req.attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    match nl.get_with(
+        RouteNetlinkMessage::GetLink(req),
+        libc::RTM_NEWLINK,
+        parse_link_payload,
+    ) {
+        Ok(link) => Ok(Some(link)),
+        Err(e) if e.errno == libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Set MTU, the UP flag, and optionally an owner mark (alias and link group), in one

@@ -206,6 +206,48 @@ impl Netlink {
         })
     }
 
+    /// Get one object (a request without NLM_F_DUMP): the payload of the answer of type
+    /// `answer_type` is handed to `parse`. The kernel's refusal (ENODEV for a link that does
+    /// not exist, ...) is the error.
+    pub fn get_with<T>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        answer_type: u16,
+        parse: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+    ) -> Result<T, NlError> {
+        let seq = self.send(msg, NLM_F_REQUEST).map_err(io_to_nl)?;
+        let mut parse = Some(parse);
+        let mut answer = None;
+        let mut failure = None;
+        self.recv_raw_for(seq, |message_type, flags, bytes| {
+            let payload = &bytes[16..];
+            match message_type {
+                NLMSG_ERROR => {
+                    failure = dump_end_error(message_type, flags, payload);
+                    Ok(true)
+                }
+                t if t == answer_type => {
+                    if let Some(parse) = parse.take() {
+                        answer = Some(parse(payload).map_err(|e| {
+                            io::Error::other(format!("decode netlink answer: {e}"))
+                        })?);
+                    }
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+        .map_err(io_to_nl)?;
+        match (failure, answer) {
+            (Some(err), _) => Err(err),
+            (None, Some(answer)) => Ok(answer),
+            (None, None) => Err(NlError {
+                errno: libc::EIO,
+                message: Some("the kernel acknowledged a get without answering it".into()),
+            }),
+        }
+    }
+
     /// Dump, handing the payload (what follows the netlink header) of each answer of type
     /// `answer_type` to `parse`, which keeps what it returns as `Some`. The scan uses this to
     /// decode only the attributes it reads, with the crate's parsers, instead of every

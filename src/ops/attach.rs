@@ -48,6 +48,14 @@ pub struct AttachOptions {
     pub fail_at_step: Option<usize>,
     /// Nameservers for the guest, kept in the state for `guest-config`.
     pub dns: Vec<std::net::IpAddr>,
+    /// Take the guest description (addresses, routes, neighbours) at attach, return it and
+    /// record it (the default). Off, a tcfilter attach reads only what choosing the
+    /// endpoints needs: with `interfaces` named, one link request per name and no address
+    /// requirement (the caller chose them); without, the links and addresses. The
+    /// description is then read from the netns when asked ([`crate::describe_guest`],
+    /// `guest-config`). The CNI plugin attaches this way: prevResult already describes the
+    /// network. Other models, and physical NICs (which leave the netns), always take it.
+    pub describe_guest: bool,
 }
 
 impl AttachOptions {
@@ -68,6 +76,7 @@ impl AttachOptions {
             tx_rate: None,
             fail_at_step: None,
             dns: Vec::new(),
+            describe_guest: true,
         }
     }
 
@@ -90,8 +99,9 @@ pub struct Attachment {
     pub netns: String,
     pub model: Model,
     pub endpoints: Vec<Endpoint>,
-    pub guest: GuestConfig,
-    /// Netlink requests the operation made (4 scan dumps included).
+    /// None when the attach did not take it (`AttachOptions::describe_guest` off).
+    pub guest: Option<GuestConfig>,
+    /// Netlink requests the operation made (the scan's included).
     pub netlink_requests: u64,
 }
 
@@ -215,15 +225,31 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
     let ns_label = format!("netns {}", netns.display());
     let mut nl =
         Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-    let snapshot =
-        scan::scan(&mut nl).map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
-    let candidates = endpoint::candidates(&snapshot, opts.interfaces.as_deref()).map_err(|r| {
-        Error::Unsupported {
-            iface: r.iface,
-            netns: netns.display().to_string(),
-            reason: r.reason,
-        }
+    let scan_failed = |e: scan::ScanError| Error::kernel(&ns_label, e.dump, e.error.into_io());
+    // Less than the whole scan only where nothing planned needs the rest (see
+    // `AttachOptions::describe_guest`).
+    let partial =
+        !opts.describe_guest && opts.model == Model::Tcfilter && opts.vhost_user_dir.is_none();
+    let mut snapshot = match (&opts.interfaces, partial) {
+        (Some(names), true) => scan::named_links(&mut nl, names),
+        (None, true) => scan::links_and_addresses(&mut nl),
+        (_, false) => scan::scan(&mut nl),
+    }
+    .map_err(scan_failed)?;
+    let candidates = match (&opts.interfaces, partial) {
+        (Some(names), true) => endpoint::named(&snapshot, names),
+        (only, _) => endpoint::candidates(&snapshot, only.as_deref()),
+    }
+    .map_err(|r| Error::Unsupported {
+        iface: r.iface,
+        netns: netns.display().to_string(),
+        reason: r.reason,
     })?;
+    // A NIC handed to VFIO leaves the netns: what the guest needs must be read now.
+    let describe = !partial || candidates.iter().any(|c| c.kind == EndpointKind::Physical);
+    if partial && describe {
+        snapshot = scan::scan(&mut nl).map_err(scan_failed)?;
+    }
     if candidates.is_empty() {
         return Err(Error::NothingToAttach {
             netns: netns.display().to_string(),
@@ -260,7 +286,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         settings,
         phase: Phase::Attaching,
         endpoints,
-        guest: guest::describe(&snapshot, &indexes),
+        guest: describe.then(|| guest::describe(&snapshot, &indexes)),
         journal,
         dns: opts.dns.clone(),
     };

@@ -12,8 +12,9 @@ use crate::guest::{self, GuestConfig};
 use crate::journal;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
-use crate::scan;
+use crate::scan::{self, Snapshot};
 use crate::state::{self, Endpoint, Lock, Phase, State, StateDir};
+use crate::watch::diff;
 use crate::{Error, Result, tap};
 
 /// The endpoint added or removed, and the guest description after the change.
@@ -87,11 +88,7 @@ fn add_inside(
     iface: &str,
     fail_at: Option<usize>,
 ) -> Result<EndpointChange> {
-    let ns_label = format!("netns {}", netns.display());
-    let mut nl =
-        Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-    let snapshot =
-        scan::scan(&mut nl).map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
+    let (mut nl, snapshot) = super::scan_here(netns)?;
     let only = [iface.to_string()];
     let candidates =
         endpoint::candidates(&snapshot, Some(&only)).map_err(|r| Error::Unsupported {
@@ -114,10 +111,12 @@ fn add_inside(
     let before = state.clone();
     // The other endpoints' part of the guest description stays as it was recorded (under
     // macvtap their addresses are no longer in the netns); the new one is added.
-    let added = guest::describe(&snapshot, &[endpoint.ifindex]);
-    state.guest.interfaces.extend(added.interfaces);
-    state.guest.routes.extend(added.routes);
-    state.guest.neighbors.extend(added.neighbors);
+    if let Some(recorded) = &mut state.guest {
+        let added = guest::describe(&snapshot, &[endpoint.ifindex]);
+        recorded.interfaces.extend(added.interfaces);
+        recorded.routes.extend(added.routes);
+        recorded.neighbors.extend(added.neighbors);
+    }
     state.endpoints.push(endpoint.clone());
     let start = state.journal.len();
     state.journal.extend(entries);
@@ -131,10 +130,14 @@ fn add_inside(
                 .find(|e| e.name == iface)
                 .cloned()
                 .unwrap_or(endpoint);
+            let guest = match state.guest {
+                Some(recorded) => recorded,
+                None => diff::guest_now(&state, &snapshot),
+            };
             Ok(EndpointChange {
                 id: state.id.clone(),
                 endpoint,
-                guest: state.guest,
+                guest,
             })
         }
         Err((applied, error)) => {
@@ -165,7 +168,9 @@ pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<Endpoi
         .journal
         .drain(..)
         .partition(|e| endpoint.owns(e.device()));
-    netns.run(|| -> Result<()> {
+    let recorded = state.guest.is_some();
+    // Without a recorded guest description, the one reported is read after the removal.
+    let after = netns.run(|| -> Result<Option<Snapshot>> {
         let ns_label = format!("netns {}", netns.display());
         let mut nl =
             Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
@@ -175,16 +180,28 @@ pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<Endpoi
                 "remove",
                 e.error,
             )
-        })
+        })?;
+        if recorded {
+            return Ok(None);
+        }
+        let snapshot =
+            scan::scan(&mut nl).map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
+        Ok(Some(snapshot))
     })??;
     state.journal = kept;
-    state.guest.interfaces.retain(|i| i.name != iface);
-    state.guest.routes.retain(|r| r.device != iface);
-    state.guest.neighbors.retain(|n| n.device != iface);
+    if let Some(recorded) = &mut state.guest {
+        recorded.interfaces.retain(|i| i.name != iface);
+        recorded.routes.retain(|r| r.device != iface);
+        recorded.neighbors.retain(|n| n.device != iface);
+    }
     store.save(&state)?;
+    let guest = match after {
+        Some(snapshot) => diff::guest_now(&state, &snapshot),
+        None => state.guest.clone().unwrap_or_default(),
+    };
     Ok(EndpointChange {
         id: state.id.clone(),
         endpoint,
-        guest: state.guest,
+        guest,
     })
 }

@@ -24,10 +24,12 @@ pub use ratelimit::{LimitStatus, RateChange, ifb_name, set_rate};
 pub use static_attach::{StaticOptions, attach_static};
 pub use status::{ObjectStatus, Status, list, status};
 
-use crate::Result;
 use crate::guest::GuestConfig;
+use crate::netlink::Netlink;
 use crate::netns::NetNs;
+use crate::scan::{self, Snapshot};
 use crate::state::{self, State, StateDir};
+use crate::{Error, Result};
 
 /// Open the netns recorded in a state, if it still exists and is the same namespace.
 fn reopen_netns(state: &State) -> Option<NetNs> {
@@ -37,9 +39,42 @@ fn reopen_netns(state: &State) -> Option<NetNs> {
     }
 }
 
-/// The guest description of an attached sandbox.
+/// A netlink socket in the netns the calling thread is in (inside `NetNs::run`), and the
+/// four dumps of a scan, with errors naming the netns.
+fn scan_here(netns: &NetNs) -> Result<(Netlink, Snapshot)> {
+    let label = format!("netns {}", netns.display());
+    let mut nl =
+        Netlink::open_here().map_err(|e| Error::kernel(&label, "open netlink socket", e))?;
+    let snapshot =
+        scan::scan(&mut nl).map_err(|e| Error::kernel(&label, e.dump, e.error.into_io()))?;
+    Ok((nl, snapshot))
+}
+
+/// The guest description of a sandbox: the one recorded at attach or, when the attach did
+/// not take it, what the netns says now (under tcfilter the interfaces keep their
+/// addresses, routes and neighbours; this enters the netns and takes the four dumps).
+pub fn describe_guest(state: &State) -> Result<GuestConfig> {
+    if let Some(guest) = &state.guest {
+        return Ok(guest.clone());
+    }
+    let netns = reopen_netns(state).ok_or_else(|| {
+        Error::invalid(
+            format!("sandbox {}", state.id),
+            format!(
+                "netns {} no longer exists, and the attach did not record the guest description",
+                state.netns_path.display()
+            ),
+        )
+    })?;
+    netns.run(|| -> Result<GuestConfig> {
+        let (_, snapshot) = scan_here(&netns)?;
+        Ok(crate::watch::diff::guest_now(state, &snapshot))
+    })?
+}
+
+/// The guest description of an attached sandbox (see [`describe_guest`]).
 pub fn guest_config(state_dir: &std::path::Path, id: &str) -> Result<Option<GuestConfig>> {
     state::validate_id(id)?;
     let store = StateDir::open(state_dir)?;
-    Ok(store.load(id)?.map(|s| s.guest))
+    store.load(id)?.map(|s| describe_guest(&s)).transpose()
 }

@@ -99,7 +99,7 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
         },
         phase: Phase::Attaching,
         endpoints,
-        guest,
+        guest: Some(guest),
         journal,
         dns: opts.dns.clone(),
     };

@@ -138,7 +138,9 @@ pub fn guest_now(state: &State, snapshot: &Snapshot) -> GuestConfig {
             out.interfaces.extend(live_interfaces.next());
             continue;
         }
-        let recorded = &state.guest;
+        let Some(recorded) = &state.guest else {
+            continue;
+        };
         out.interfaces.extend(
             recorded
                 .interfaces
@@ -329,7 +331,8 @@ mod tests {
                 },
             ],
         );
-        s.guest = guest::describe(&before, &[2]);
+        let recorded = guest::describe(&before, &[2]);
+        s.guest = Some(recorded.clone());
         let mut after_eth0 = eth0;
         after_eth0.mac = Some(vec![2, 0, 0, 0, 0, 0x99]);
         let after = Snapshot {
@@ -337,7 +340,7 @@ mod tests {
             ..Snapshot::default()
         };
         let now = guest_now(&s, &after);
-        assert!(same_guest(&now, &s.guest), "{now:?} vs {:?}", s.guest);
+        assert!(same_guest(&now, &recorded), "{now:?} vs {recorded:?}");
         assert!(diff(&s, &after).new.is_empty());
     }
 

@@ -327,15 +327,24 @@ impl Watcher<'_> {
             }
         };
         let guest = diff::guest_now(&state, snapshot);
-        if diff::same_guest(&guest, &state.guest) {
+        // An attach that did not record the description: the first one seen is the
+        // baseline, not a change.
+        let baseline = state.guest.is_none();
+        if state
+            .guest
+            .as_ref()
+            .is_some_and(|recorded| diff::same_guest(&guest, recorded))
+        {
             return Round::Done;
         }
-        state.guest = guest.clone();
+        state.guest = Some(guest.clone());
         if let Err(e) = self.store.save(&state) {
             Self::error(emit, None, &e);
             return Round::Retry;
         }
-        emit(&WatchEvent::GuestChanged { guest });
+        if !baseline {
+            emit(&WatchEvent::GuestChanged { guest });
+        }
         Round::Done
     }
 }

@@ -77,6 +77,13 @@ pub fn attach<'a>(opts: &AttachOptions, dir: &'a TempStateDir) -> (Attachment, A
     (a, Attached::guard(dir.path(), &opts.id))
 }
 
+/// The guest description of an attach that took it (the default).
+pub fn described(
+    guest: &Option<sandbox_net::guest::GuestConfig>,
+) -> &sandbox_net::guest::GuestConfig {
+    guest.as_ref().expect("the attach described the guest")
+}
+
 /// The dataplane check of `ep` (guest identity from `guest`'s description of it): the fake
 /// guest pings `peer_ips`, the peer pings the guest's first IPv4 and IPv6 addresses.
 pub fn check(
