@@ -42,7 +42,7 @@ enum Command {
         /// Attach the devices listed in a static configuration file instead of a netns
         /// (host taps, vhost-user sockets, PCI devices; see the README, "Static attachments").
         #[arg(long, value_name = "FILE", conflicts_with_all = ["netns", "model", "queues",
-            "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate"])]
+            "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate", "no_guest"])]
         config: Option<PathBuf>,
         /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
         #[arg(long)]
@@ -77,6 +77,11 @@ enum Command {
         /// A nameserver for the guest (repeat for several); guest-config renders it.
         #[arg(long = "dns", value_name = "ADDR")]
         dns: Vec<std::net::IpAddr>,
+        /// Do not take the guest description now (tcfilter: fewer netlink requests; with
+        /// --iface, interfaces without addresses are attached too); guest-config reads it
+        /// from the netns when asked.
+        #[arg(long)]
+        no_guest: bool,
         /// Print the attachment as one JSON object.
         #[arg(long)]
         json: bool,
@@ -285,6 +290,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             tx_rate,
             sysfs_root,
             dns,
+            no_guest,
             json,
         } => {
             if let Some(config) = config {
@@ -315,6 +321,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             opts.tx_rate = tx_rate.as_deref().map(parse_rate).transpose()?;
             opts.sysfs_root = sysfs_root;
             opts.dns = dns;
+            opts.describe_guest = !no_guest;
             opts.state_dir = state_dir;
             let a = sandbox_net::attach(&opts)?;
             let header = format!(

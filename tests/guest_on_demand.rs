@@ -177,3 +177,39 @@ fn under_macvtap_the_description_is_taken_anyway() {
     guard.detach();
     assert_snapshot_eq(pod, &before, "after detach");
 }
+
+#[test]
+fn the_cli_attaches_without_the_guest_description() {
+    let _serial = serial();
+    let net = scratch(1);
+    let pod = net.pod_name.as_str();
+    let dir = TempStateDir::new();
+    let dir_arg = dir.path().display().to_string();
+    let before = settled_snapshot(pod);
+    let (code, out, err) = common::cli(&[
+        "--state-dir",
+        &dir_arg,
+        "attach",
+        "--netns",
+        pod,
+        "--id",
+        "god-cli",
+        "--iface",
+        "eth0",
+        "--no-guest",
+        "--json",
+    ]);
+    let _guard = Attached::guard(dir.path(), "god-cli");
+    assert_eq!(code, 0, "{out} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("attach JSON");
+    assert!(v.get("guest").is_none(), "{v}");
+    assert_eq!(v["netlink_requests"], 6, "{v}");
+    let (code, out, err) =
+        common::cli(&["--state-dir", &dir_arg, "guest-config", "--id", "god-cli"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let g: serde_json::Value = serde_json::from_str(&out).expect("guest JSON");
+    assert_eq!(g["interfaces"][0]["name"], "eth0", "{g}");
+    let (code, out, err) = common::cli(&["--state-dir", &dir_arg, "detach", "--id", "god-cli"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_snapshot_eq(pod, &before, "after detach");
+}

@@ -99,7 +99,9 @@ pub struct Attachment {
     pub netns: String,
     pub model: Model,
     pub endpoints: Vec<Endpoint>,
-    /// None when the attach did not take it (`AttachOptions::describe_guest` off).
+    /// None (left out of the JSON) when the attach did not take it
+    /// (`AttachOptions::describe_guest` off).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub guest: Option<GuestConfig>,
     /// Netlink requests the operation made (the scan's included).
     pub netlink_requests: u64,
