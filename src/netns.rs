@@ -84,6 +84,19 @@ impl AsFd for NetNs {
     }
 }
 
+/// PID 1's netns, looked up once per process (PID 1 stays in its netns); None when it
+/// can't be read (as where PID 1 is a supervisor that hides it).
+fn host_netns() -> Option<NsId> {
+    static HOST: std::sync::OnceLock<Option<NsId>> = std::sync::OnceLock::new();
+    *HOST.get_or_init(|| match std::fs::metadata("/proc/1/ns/net") {
+        Ok(host) => Some(id_of(&host)),
+        Err(e) => {
+            tracing::debug!(error = %e, "PID 1's netns is unreadable; only the caller's netns is guarded");
+            None
+        }
+    })
+}
+
 impl NetNs {
     /// Open and validate the namespace named by `spec` (a name or a path). Refuses anything
     /// that is not a network namespace, and — unless `allow_host` — the caller's own netns and
@@ -150,17 +163,13 @@ impl NetNs {
                 "this is the caller's own network namespace; refusing (use --allow-host-netns to override)",
             ));
         }
-        match std::fs::metadata("/proc/1/ns/net") {
-            Ok(host) if id_of(&host) == self.id => Err(bad(
+        if host_netns() == Some(self.id) {
+            return Err(bad(
                 &self.label,
                 "this is the host network namespace (that of PID 1); refusing (use --allow-host-netns to override)",
-            )),
-            Ok(_) => Ok(()),
-            Err(e) => {
-                tracing::debug!(error = %e, "PID 1's netns is unreadable; only the caller's netns is guarded");
-                Ok(())
-            }
+            ));
         }
+        Ok(())
     }
 
     /// What the user called this namespace.

@@ -3,7 +3,8 @@
 //! all), every configured interface the link and address dumps and the changes (7); the
 //! description `guest-config` then reads from the netns equals the one an attach records;
 //! traffic flows; a named interface without addresses is attached; bad names change
-//! nothing; under macvtap the description is still taken (the addresses leave eth0).
+//! nothing; under macvtap the description is still taken (the addresses leave eth0);
+//! hotplug reports the description read from the netns; the CLI's `attach --no-guest`.
 
 mod common;
 mod support;
@@ -211,5 +212,34 @@ fn the_cli_attaches_without_the_guest_description() {
     assert_eq!(g["interfaces"][0]["name"], "eth0", "{g}");
     let (code, out, err) = common::cli(&["--state-dir", &dir_arg, "detach", "--id", "god-cli"]);
     assert_eq!(code, 0, "{out} {err}");
+    assert_snapshot_eq(pod, &before, "after detach");
+}
+
+#[test]
+fn hotplug_reports_the_description_read_from_the_netns() {
+    let _serial = serial();
+    let net = scratch(2);
+    let pod = net.pod_name.as_str();
+    let dir = TempStateDir::new();
+    let before = settled_snapshot(pod);
+    let mut opts = options(pod, &dir, "god-hot");
+    opts.describe_guest = false;
+    opts.interfaces = Some(vec!["eth0".into()]);
+    let (_a, guard) = attach(&opts, &dir);
+    let names = |g: &sandbox_net::guest::GuestConfig| -> Vec<String> {
+        g.interfaces.iter().map(|i| i.name.clone()).collect()
+    };
+    let added = sandbox_net::add_endpoint(dir.path(), "god-hot", "eth1").expect("add eth1");
+    assert_eq!(names(&added.guest), vec!["eth0", "eth1"]);
+    assert_eq!(
+        added.guest.interfaces[1].addresses.len(),
+        2,
+        "{:?}",
+        added.guest
+    );
+    let removed = sandbox_net::remove_endpoint(dir.path(), "god-hot", "eth1").expect("remove eth1");
+    assert_eq!(names(&removed.guest), vec!["eth0"]);
+    assert!(removed.guest.routes.iter().all(|r| r.device != "eth1"));
+    guard.detach();
     assert_snapshot_eq(pod, &before, "after detach");
 }
