@@ -166,6 +166,9 @@ pub fn named(snapshot: &Snapshot, names: &[String]) -> Result<Vec<Candidate>, Re
         let Some(link) = snapshot.links.iter().find(|l| &l.name == name) else {
             return Err(refuse("no such interface".into()));
         };
+        if out.iter().any(|c: &Candidate| c.link.index == link.index) {
+            continue; // named twice
+        }
         match classify(link) {
             Class::Loopback => return Err(refuse("is the loopback".into())),
             Class::Endpoint(kind) => out.push(Candidate {
@@ -321,7 +324,7 @@ mod tests {
             ..Snapshot::default()
         };
         let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let got: Vec<_> = named(&snapshot, &names(&["eth10", "eth2"]))
+        let got: Vec<_> = named(&snapshot, &names(&["eth10", "eth2", "eth10"]))
             .unwrap_or_default()
             .into_iter()
             .map(|c| (c.link.name, c.kind))
