@@ -663,6 +663,9 @@ impl Steps {
     }
 }
 
+/// The MAC the step replay gives its tap (the library chooses a random one per tap).
+const TAP_MAC: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 1];
+
 /// What `StateDir::save` does, with the library's own writer (temp file, then exchanged
 /// with an existing state file or renamed into place; no fsync).
 fn save_like_state(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -744,8 +747,8 @@ fn steps(a: &StepsArgs) -> R<Value> {
                 || tap::ifindex_via(nl.as_fd(), "tap0_st"),
             )?;
             let veth = tap::ifindex("eth0")?;
-            s.time("attach: SETLINK tap mtu+up+alias", || {
-                link::set_mtu_up(&mut nl, tapi, 1500, Some((&alias, 1)))
+            s.time("attach: SETLINK tap mac+mtu+up+alias", || {
+                link::set_mtu_up(&mut nl, tapi, 1500, Some(&TAP_MAC), Some((&alias, 1)))
             })
             .map_err(io_nl)?;
             s.time("attach: NEWQDISC ingress tap", || {

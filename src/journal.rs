@@ -71,6 +71,10 @@ pub enum Entry {
         mtu: u32,
         #[serde(default)]
         owner: tap::TapOwner,
+        /// The MAC it is given (chosen when planned, so nothing has to read it back); None
+        /// in states written before it was recorded: the kernel's random one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
     },
     /// An ingress qdisc on a device.
     IngressQdisc {
@@ -296,13 +300,16 @@ fn apply_one(
             queues,
             mtu,
             owner,
+            mac,
         } => {
             tap::create_persistent(name, *queues, *owner).map_err(|e| ("create tap", e))?;
             let index =
                 tap::ifindex_via(nl.as_fd(), name).map_err(|e| ("look up tap ifindex", e))?;
             *ifindex = Some(index);
-            link::set_mtu_up(nl, index, *mtu, Some((alias, owner_group(alias))))
-                .map_err(|e| ("set tap mtu and up", nl_io(e)))?;
+            let mac = mac.as_deref().map(mac_bytes).transpose()?;
+            let owner = Some((alias, owner_group(alias)));
+            link::set_mtu_up(nl, index, *mtu, mac.as_ref().map(|m| &m[..]), owner)
+                .map_err(|e| ("set tap mac, mtu and up", nl_io(e)))?;
         }
         Entry::IngressQdisc { device, ifindex } => {
             let index = resolved(ifindex, device)?;
@@ -337,14 +344,14 @@ fn apply_one(
             link::create_macvtap(nl, &new).map_err(|e| ("create macvtap", nl_io(e)))?;
             let index = tap::ifindex(name).map_err(|e| ("look up macvtap ifindex", e))?;
             *ifindex = Some(index);
-            link::set_mtu_up(nl, index, 0, Some((alias, owner_group(alias))))
+            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))))
                 .map_err(|e| ("set macvtap alias", nl_io(e)))?;
         }
         Entry::Ifb { name, ifindex } => {
             link::create_ifb(nl, name).map_err(|e| ("create ifb", nl_io(e)))?;
             let index = tap::ifindex(name).map_err(|e| ("look up ifb ifindex", e))?;
             *ifindex = Some(index);
-            link::set_mtu_up(nl, index, 0, Some((alias, owner_group(alias))))
+            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))))
                 .map_err(|e| ("set ifb alias", nl_io(e)))?;
         }
         Entry::RateLimit {
@@ -699,6 +706,7 @@ mod tests {
                 queues: 1,
                 mtu: 1500,
                 owner: tap::TapOwner::default(),
+                mac: None,
             },
             Entry::IngressQdisc {
                 device: "tap0".into(),
@@ -724,6 +732,7 @@ mod tests {
                 queues: 1,
                 mtu: 1500,
                 owner: tap::TapOwner::default(),
+                mac: None,
             },
         ];
         let mut order: Vec<&Entry> = entries.iter().rev().collect();

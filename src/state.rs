@@ -67,6 +67,9 @@ pub struct Endpoint {
     pub tap: String,
     /// The MAC the guest NIC must use.
     pub mac: String,
+    /// The MAC of the device in `tap` (a CNI result lists it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap_mac: Option<String>,
     pub mtu: u32,
     pub queues: u32,
     /// A macvtap's character device, "MAJOR:MINOR" (open it through a private node).
@@ -99,6 +102,7 @@ impl Endpoint {
                 .as_deref()
                 .map(crate::guest::format_mac)
                 .unwrap_or_default(),
+            tap_mac: None,
             mtu: link.mtu,
             queues,
             chardev: None,

@@ -137,6 +137,12 @@ fn attach_and_read_back(queues: u32, mtu: u32) {
     assert_eq!(data["multi_queue"], queues > 1);
     assert_eq!(data["persist"], true);
     assert_eq!(tap["mtu"], eth0["mtu"], "tap MTU follows eth0");
+    assert_eq!(
+        Some(tap["address"].as_str().unwrap_or_default()),
+        ep.tap_mac.as_deref(),
+        "the tap has the MAC the attach reports"
+    );
+    assert_ne!(tap["address"], eth0["address"]);
     assert!(
         flags_of(tap).iter().any(|f| f == "UP"),
         "tap is up: {}",

@@ -5,8 +5,6 @@
 //! read the tap's MAC, build the result. A failure after the record was written undoes
 //! what was done, so a failed ADD leaves nothing.
 
-use std::path::Path;
-
 use super::args::CniArgs;
 use super::config::{AttachSettings, NetConf};
 use super::env::CniEnv;
@@ -15,9 +13,6 @@ use super::id;
 use super::record::{RECORD_VERSION, Record, Records};
 use super::result::{CniResult, Interface};
 use super::version;
-use crate::guest::format_mac;
-use crate::netlink::{Netlink, link};
-use crate::netns::NetNs;
 use crate::ops::{self, AttachOptions, Attachment};
 use crate::state::{Lock, StateDir};
 use crate::tap::TapOwner;
@@ -169,8 +164,7 @@ fn vm_interfaces(
     } else {
         Some(Interface {
             name: ep.tap.clone(),
-            mac: link_mac(netns, &ep.tap)
-                .map_err(|e| CniError::op(format!("ADD {}: read tap {}", a.id, ep.tap), e))?,
+            mac: ep.tap_mac.clone(),
             mtu,
             sandbox: Some(netns.to_string()),
             extra: Default::default(),
@@ -184,19 +178,6 @@ fn vm_interfaces(
         extra: Default::default(),
     };
     Ok((tap, vm))
-}
-
-/// The MAC of link `name` in the netns at `netns`.
-fn link_mac(netns: &str, name: &str) -> crate::Result<Option<String>> {
-    let ns = NetNs::open_path(netns, Path::new(netns))?;
-    let mut nl = Netlink::open_in(&ns)?;
-    let links = link::dump(&mut nl)
-        .map_err(|e| crate::Error::kernel(format!("netns {netns}"), "dump links", e.into_io()))?;
-    Ok(links
-        .into_iter()
-        .find(|l| l.name == name)
-        .and_then(|l| l.mac)
-        .map(|m| format_mac(&m)))
 }
 
 #[cfg(test)]

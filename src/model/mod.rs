@@ -137,11 +137,13 @@ pub fn plan_endpoint(
             let multi_queue = c.link.tun.is_some_and(|t| t.multi_queue);
             endpoint.queues = if multi_queue { ctx.queues.max(2) } else { 1 };
             endpoint.tap = c.link.name.clone();
+            endpoint.tap_mac = Some(endpoint.mac.clone());
             Ok((endpoint, Vec::new()))
         }
         (EndpointKind::Macvtap, _) => {
             // Handed over through its character device.
             endpoint.tap = c.link.name.clone();
+            endpoint.tap_mac = Some(endpoint.mac.clone());
             let (major, minor) = crate::macvtap::chardev(&c.link.name, c.link.index)
                 .map_err(|e| format!("reading its character device: {e}"))?;
             endpoint.chardev = Some(format!("{major}:{minor}"));
@@ -154,6 +156,8 @@ pub fn plan_endpoint(
         (_, Model::Macvtap) => {
             let device = name("mvtap");
             endpoint.tap = device.clone();
+            // The macvtap takes over the interface's MAC.
+            endpoint.tap_mac = Some(endpoint.mac.clone());
             let mut entries = macvtap::entries(ctx.snapshot, &c.link, &device)?;
             let ifb = crate::ops::ifb_name(c.link.index);
             entries.extend(rate_entries(ctx, &c.link.name, &device, Some(&ifb)));
@@ -165,7 +169,10 @@ pub fn plan_endpoint(
         (_, Model::Tcfilter | Model::None) => {
             let device = name("tap");
             endpoint.tap = device.clone();
-            let mut entries = tcfilter::entries(&c.link, &device, ctx.queues, ctx.tap_owner);
+            let tap_mac = crate::guest::format_mac(&macvtap::random_local_mac()?);
+            let mut entries =
+                tcfilter::entries(&c.link, &device, &tap_mac, ctx.queues, ctx.tap_owner);
+            endpoint.tap_mac = Some(tap_mac);
             entries.extend(rate_entries(ctx, &c.link.name, &device, None));
             Ok((endpoint, entries))
         }

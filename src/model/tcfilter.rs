@@ -5,8 +5,9 @@ use crate::journal::Entry;
 use crate::netlink::link::Link;
 use crate::tap::TapOwner;
 
-/// The journal (in creation order) that joins `link` to a new tap named `tap`.
-pub fn entries(link: &Link, tap: &str, queues: u32, owner: TapOwner) -> Vec<Entry> {
+/// The journal (in creation order) that joins `link` to a new tap named `tap` with MAC
+/// `tap_mac`.
+pub fn entries(link: &Link, tap: &str, tap_mac: &str, queues: u32, owner: TapOwner) -> Vec<Entry> {
     vec![
         Entry::Tap {
             name: tap.to_string(),
@@ -14,6 +15,7 @@ pub fn entries(link: &Link, tap: &str, queues: u32, owner: TapOwner) -> Vec<Entr
             queues,
             mtu: link.mtu,
             owner,
+            mac: Some(tap_mac.to_string()),
         },
         Entry::IngressQdisc {
             device: tap.to_string(),
@@ -55,7 +57,13 @@ mod tests {
             alias: None,
             group: 0,
         };
-        let journal = entries(&link, "tap0_sn", 4, TapOwner::default());
+        let journal = entries(
+            &link,
+            "tap0_sn",
+            "02:00:00:00:00:01",
+            4,
+            TapOwner::default(),
+        );
         let d: Vec<String> = journal.iter().map(Entry::describe).collect();
         assert_eq!(
             d,

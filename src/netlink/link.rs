@@ -195,12 +195,13 @@ pub fn get_by_name(nl: &mut Netlink, name: &str) -> Result<Option<Link>, NlError
     }
 }
 
-/// Set MTU, the UP flag, and optionally an owner mark (alias and link group), in one
-/// request.
+/// Set the UP flag, and optionally the MTU (0: unchanged), the MAC and an owner mark
+/// (alias and link group), in one request.
 pub fn set_mtu_up(
     nl: &mut Netlink,
     index: u32,
     mtu: u32,
+    mac: Option<&[u8]>,
     owner: Option<(&str, u32)>,
 ) -> Result<(), NlError> {
     let mut msg = LinkMessage::default();
@@ -209,6 +210,9 @@ pub fn set_mtu_up(
     msg.header.change_mask = LinkFlags::Up;
     if mtu > 0 {
         msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = mac {
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
     }
     if let Some((alias, group)) = owner {
         msg.attributes
@@ -290,7 +294,7 @@ pub fn create_ifb(nl: &mut Netlink, name: &str) -> Result<(), NlError> {
 
 /// Bring a link up.
 pub fn set_up(nl: &mut Netlink, index: u32) -> Result<(), NlError> {
-    set_mtu_up(nl, index, 0, None)
+    set_mtu_up(nl, index, 0, None, None)
 }
 
 /// Delete a link by index.

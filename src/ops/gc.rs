@@ -468,6 +468,7 @@ mod tests {
                 queues: 1,
                 mtu: 1500,
                 owner: Default::default(),
+                mac: None,
             },
             Entry::IngressQdisc {
                 device: "eth0".into(),

@@ -153,6 +153,7 @@ fn resolve(
             ifindex: 0,
             tap: String::new(),
             mac: d.mac.clone().unwrap_or_default(),
+            tap_mac: None,
             mtu: d.mtu.unwrap_or(DEFAULT_MTU),
             queues: 1,
             chardev: None,
