@@ -706,3 +706,26 @@ fn guest_description_keeps_configured_routes_and_permanent_neighbours() {
         ]
     );
 }
+
+#[test]
+fn one_link_by_index_or_name_is_one_request_and_a_missing_one_is_none() {
+    let net = scratch(2);
+    let mut nl = Netlink::open_in(&net.pod).expect("open netlink in the pod netns");
+    let all = scan::scan(&mut nl).expect("scan").links;
+    let before = nl.requests();
+    for l in &all {
+        let by_index = sandbox_net::netlink::link::get(&mut nl, l.index).expect("get by index");
+        assert_eq!(by_index.as_ref(), Some(l), "by index {}", l.index);
+        let by_name = sandbox_net::netlink::link::get_by_name(&mut nl, &l.name).expect("by name");
+        assert_eq!(by_name.as_ref(), Some(l), "by name {}", l.name);
+    }
+    assert_eq!(nl.requests() - before, 2 * all.len() as u64);
+    assert_eq!(
+        sandbox_net::netlink::link::get(&mut nl, 9999).expect("get"),
+        None
+    );
+    assert_eq!(
+        sandbox_net::netlink::link::get_by_name(&mut nl, "nosuch0").expect("get"),
+        None
+    );
+}

@@ -171,17 +171,24 @@ pub fn dump(nl: &mut Netlink) -> Result<Vec<Link>, NlError> {
     )
 }
 
-/// Read one link by index (one dump).
+/// Read one link by index (one request, answered by that link alone); None when the
+/// netns has no such link.
 pub fn get(nl: &mut Netlink, index: u32) -> Result<Option<Link>, NlError> {
-    Ok(dump(nl)?.into_iter().find(|l| l.index == index))
+    let mut req = LinkMessage::default();
+    req.header.index = index;
+    get_one(nl, req)
 }
 
 /// Read one link by name (one request, answered by that link alone); None when the netns
 /// has no such link.
 pub fn get_by_name(nl: &mut Netlink, name: &str) -> Result<Option<Link>, NlError> {
     let mut req = LinkMessage::default();
-    req.header.interface_family = AddressFamily::Unspec;
     req.attributes.push(LinkAttribute::IfName(name.to_string()));
+    get_one(nl, req)
+}
+
+fn get_one(nl: &mut Netlink, mut req: LinkMessage) -> Result<Option<Link>, NlError> {
+    req.header.interface_family = AddressFamily::Unspec;
     req.attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
     match nl.get_with(
