@@ -1,5 +1,6 @@
 //! Persisted attachments: one versioned JSON file per sandbox in the state directory,
-//! written atomically (temp file, rename; no fsync, see `StateDir::save`) with mode 0600,
+//! written atomically (temp file renamed or exchanged into place; no fsync, see
+//! `StateDir::save`) with mode 0600,
 //! and a per-sandbox lock.
 
 use std::fs::{self, File, OpenOptions};
@@ -362,12 +363,13 @@ impl StateDir {
         Ok(ids)
     }
 
-    /// Write a sandbox's state atomically: temp file (0600), then rename over the old one.
+    /// Write a sandbox's state atomically: temp file (0600), then put in place of the old
+    /// one (see [`write_atomically`]).
     /// No fsync: the state must survive the process (a kill between two kernel changes),
     /// which the page cache guarantees, but not the machine, because every kernel object
     /// it lists (taps, qdiscs, filters, macvtaps, driver bindings) is gone after a reboot
     /// too. An fsync would cost 0.3 to 0.5 ms per save on a disk-backed /run and buy
-    /// nothing. (ext4 also starts writing a file back before a rename over another commits.)
+    /// nothing.
     pub fn save(&self, state: &State) -> Result<()> {
         let path = self.state_path(&state.id);
         let tmp = self.temp_path(&state.id);
@@ -391,8 +393,9 @@ impl StateDir {
     }
 }
 
-/// Write `bytes` to `path` atomically: into `tmp` (mode 0600, no symlink followed), fsync
-/// when `durable`, rename over `path`. A failed write removes `tmp`.
+/// Write `bytes` to `path` atomically: into `tmp` (mode 0600, no symlink followed); when
+/// `durable`, fsync and rename over `path`, else exchange with an existing `path` (see
+/// `replace`). A failed write removes `tmp`.
 pub fn write_atomically(path: &Path, tmp: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let write = || -> io::Result<()> {
         let mut file = OpenOptions::new()
