@@ -72,6 +72,9 @@ pub struct StaleState {
     pub netns: String,
     pub reason: String,
     pub removed: bool,
+    /// What lived outside the lost netns and was undone with it (VFIO bindings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restored: Vec<String>,
 }
 
 /// What gc found and did.
@@ -121,6 +124,9 @@ impl std::fmt::Display for GcReport {
                 s.netns,
                 s.reason
             )?;
+            for r in &s.restored {
+                writeln!(f, "  restored: {r}")?;
+            }
         }
         for s in &self.skipped {
             writeln!(f, "skipped: {s}")?;
@@ -246,9 +252,11 @@ fn collect_state(
         }
     };
     if let Some(reason) = reason {
+        let mut restored = Vec::new();
         let removed = match lock.as_mut() {
             Some(lock) => match drop_stale(store, &state, netns.is_none()) {
-                Ok(()) => {
+                Ok(undone) => {
+                    restored = undone;
                     lock.remove_on_release();
                     tracing::info!(id, %reason, "gc: removed stale state");
                     true
@@ -265,6 +273,7 @@ fn collect_state(
             netns: state.netns_path.display().to_string(),
             reason,
             removed,
+            restored,
         });
     } else if state.phase == state::Phase::Attaching {
         report.skipped.push(format!(
@@ -275,21 +284,20 @@ fn collect_state(
 }
 
 /// Remove a stale state; when its netns is lost, first undo what lived outside it (VFIO
-/// bindings), which did not go with the netns.
-fn drop_stale(store: &StateDir, state: &State, netns_lost: bool) -> Result<()> {
+/// bindings), which did not go with the netns. Returns what was undone.
+fn drop_stale(store: &StateDir, state: &State, netns_lost: bool) -> Result<Vec<String>> {
+    let mut restored = Vec::new();
     if netns_lost {
-        let restored = journal::undo_outside(&state.journal).map_err(|e| {
+        restored = journal::undo_outside(&state.journal).map_err(|e| {
             Error::kernel(
                 format!("sandbox {}: {}", state.id, e.entry.describe()),
                 "restore",
                 e.error,
             )
         })?;
-        for r in restored {
-            tracing::info!(id = %state.id, object = %r, "gc: restored");
-        }
     }
-    store.remove(&state.id)
+    store.remove(&state.id)?;
+    Ok(restored)
 }
 
 /// True when the state journals something and none of it is in force (and ours).
