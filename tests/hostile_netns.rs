@@ -299,6 +299,7 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_cli_and_detach_touches
             "exec",
             with(&["exec", "--id", r.id, "--vmm", "qemu", "--", "/bin/true"]),
         ),
+        ("guest-config", with(&["guest-config", "--id", r.id])),
         (
             "guest-config kernel-ip",
             with(&["guest-config", "--id", r.id, "--format", "kernel-ip"]),
@@ -368,6 +369,10 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
     err(
         "load_attached (vmm-args)",
         sandbox_net::guest_formats::load_attached(dir, r.id).expect_err("load_attached"),
+    );
+    err(
+        "guest_config",
+        sandbox_net::guest_config(dir, r.id).expect_err("guest_config"),
     );
     err(
         "prepare_exec",

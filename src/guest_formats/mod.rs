@@ -47,11 +47,6 @@ pub fn load_attached(state_dir: &Path, id: &str) -> Result<State> {
             "its attach did not finish (crashed?); run detach to clean up",
         ));
     }
-    if !state.is_static()
-        && let crate::ops::Reopened::Lost(lost) = crate::ops::reopen_netns(&state)?
-        && lost.replaced
-    {
-        return Err(lost.refusal(id, "hand its devices to a VMM or describe its guest"));
-    }
+    crate::ops::refuse_replaced(&state, "hand its devices to a VMM or describe its guest")?;
     Ok(state)
 }

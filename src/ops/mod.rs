@@ -22,7 +22,7 @@ pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
 #[cfg(feature = "failpoints")]
 pub use ratelimit::set_rate_with_failpoint;
 pub use ratelimit::{LimitStatus, RateChange, ifb_name, set_rate};
-pub use reopen::{Lost, Reopened, prove_recorded, reopen_netns};
+pub use reopen::{Lost, Reopened, prove_recorded, refuse_replaced, reopen_netns};
 pub use static_attach::{StaticOptions, attach_static};
 pub use status::{ObjectStatus, Status, list, status};
 
@@ -67,5 +67,9 @@ pub fn describe_guest(state: &State) -> Result<GuestConfig> {
 pub fn guest_config(state_dir: &std::path::Path, id: &str) -> Result<Option<GuestConfig>> {
     state::validate_id(id)?;
     let store = StateDir::open(state_dir)?;
-    store.load(id)?.map(|s| describe_guest(&s)).transpose()
+    let Some(state) = store.load(id)? else {
+        return Ok(None);
+    };
+    refuse_replaced(&state, "describe its guest")?;
+    describe_guest(&state).map(Some)
 }

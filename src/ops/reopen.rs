@@ -41,6 +41,19 @@ impl Lost {
     }
 }
 
+/// Refuse `operation` when another namespace is at the path of the netns a (non-static)
+/// state records: what it would read or hand over would be the new namespace's. A netns
+/// that is simply gone is not refused here (the recorded description still holds).
+pub fn refuse_replaced(state: &State, operation: &str) -> Result<()> {
+    if state.is_static() {
+        return Ok(());
+    }
+    match reopen_netns(state)? {
+        Reopened::Lost(lost) if lost.replaced => Err(lost.refusal(&state.id, operation)),
+        _ => Ok(()),
+    }
+}
+
 /// Reopen the netns `state` records (by path) and prove it is the same namespace.
 /// Errors only when the namespace is provably the recorded one by device and inode but
 /// its socket can't be opened or its cookie read.
