@@ -729,7 +729,7 @@ pub fn undo_with_failpoint(
         .collect();
     let mut grouped: Option<Vec<u32>> = None;
     let mut undone = Undone::default();
-    let mut first_error = None;
+    let mut failures = FirstFailure::default();
     for (i, (entry, verdict)) in order.into_iter().zip(verdicts).enumerate() {
         if cfg!(feature = "failpoints") && fail_at == Some(i) {
             return Err(UndoError {
@@ -766,18 +766,9 @@ pub fn undo_with_failpoint(
                 }
             }
         };
-        if let Err(error) = result {
-            tracing::warn!(object = %entry.describe(), %error, "undo failed");
-            first_error.get_or_insert(UndoError {
-                entry: Box::new(entry.clone()),
-                error,
-            });
-        }
+        failures.note(entry, result);
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(undone),
-    }
+    failures.or(undone)
 }
 
 /// Undo only what lives outside the netns (VFIO bindings, in host sysfs), in reverse: what
@@ -786,26 +777,43 @@ pub fn undo_with_failpoint(
 /// failure and reports the first one.
 pub fn undo_outside(entries: &[Entry]) -> Result<Vec<String>, UndoError> {
     let mut restored = Vec::new();
-    let mut first_error = None;
+    let mut failures = FirstFailure::default();
     for entry in entries
         .iter()
         .rev()
         .filter(|e| matches!(e, Entry::VfioBind { .. }))
     {
-        match undo_vfio(entry) {
-            Ok(()) => restored.push(entry.describe()),
-            Err(error) => {
-                tracing::warn!(object = %entry.describe(), %error, "undo failed");
-                first_error.get_or_insert(UndoError {
-                    entry: Box::new(entry.clone()),
-                    error,
-                });
-            }
+        if failures.note(entry, undo_vfio(entry)) {
+            restored.push(entry.describe());
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(restored),
+    failures.or(restored)
+}
+
+/// The first failure of an undo that keeps going after one; each is logged.
+#[derive(Default)]
+struct FirstFailure(Option<UndoError>);
+
+impl FirstFailure {
+    /// Note how undoing `entry` went; true when it went well.
+    fn note(&mut self, entry: &Entry, result: io::Result<()>) -> bool {
+        let Err(error) = result else {
+            return true;
+        };
+        tracing::warn!(object = %entry.describe(), %error, "undo failed");
+        self.0.get_or_insert(UndoError {
+            entry: Box::new(entry.clone()),
+            error,
+        });
+        false
+    }
+
+    /// The first failure, else `value`.
+    fn or<T>(self, value: T) -> Result<T, UndoError> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
     }
 }
 

@@ -103,6 +103,18 @@ fn load(dir: &Path, id: &str) -> State {
         .expect("a state")
 }
 
+/// The ifindex of the (first) tap a state journals.
+fn tap_ifindex(state: &State) -> u32 {
+    state
+        .journal
+        .iter()
+        .find_map(|e| match e {
+            Entry::Tap { ifindex, .. } => *ifindex,
+            _ => None,
+        })
+        .expect("a tap with its ifindex")
+}
+
 fn dir_arg(dir: &TempStateDir) -> String {
     dir.path().display().to_string()
 }
@@ -140,16 +152,26 @@ fn cli_within(args: &[&str], limit: Duration) -> (i32, String, String) {
 
 /// The sandbox attached in a netns that was then deleted and re-created under its name by
 /// a tenant with eth0 at the old eth0's ifindex, eth1 at the old tap's, an ingress qdisc
-/// and a filter on eth0.
+/// and a filter on eth0. Holds the serial lock; detaches on drop.
 struct Replaced {
     dir: TempStateDir,
     id: &'static str,
     ns: Named,
     path: String,
     tap_index: u32,
+    /// The new netns as made, before any operation on the sandbox.
+    before: NetnsSnapshot,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Drop for Replaced {
+    fn drop(&mut self) {
+        let _ = sandbox_net::detach(self.dir.path(), self.id);
+    }
 }
 
 fn replaced_netns(id: &'static str) -> Replaced {
+    let serial = serial();
     let dir = TempStateDir::new();
     let name = unique_name("snt-hn");
     let ns = Named::add(&name);
@@ -165,14 +187,7 @@ fn replaced_netns(id: &'static str) -> Replaced {
     let old = state.netns_id;
     let cookie = state.netns_cookie.expect("attach records the netns cookie");
     let eth0_index = state.endpoints[0].ifindex;
-    let tap_index = state
-        .journal
-        .iter()
-        .find_map(|e| match e {
-            Entry::Tap { ifindex, .. } => *ifindex,
-            _ => None,
-        })
-        .expect("a tap with its ifindex");
+    let tap_index = tap_ifindex(&state);
     println!(
         "attached in {name}: device {} inode {} cookie {cookie}; eth0 {eth0_index}, tap {tap_index}",
         old.dev, old.ino
@@ -234,10 +249,12 @@ fn replaced_netns(id: &'static str) -> Replaced {
     settle(&name);
     Replaced {
         path: format!("/run/netns/{name}"),
+        before: snapshot(&name),
         dir,
         id,
         ns,
         tap_index,
+        _serial: serial,
     }
 }
 
@@ -254,11 +271,8 @@ fn assert_refusal(what: &str, message: &str, r: &Replaced) {
 
 #[test]
 fn a_recreated_netns_with_the_old_inode_is_refused_by_the_cli_and_detach_touches_nothing() {
-    let _serial = serial();
     let r = replaced_netns("hn-cli");
-    let _cleanup = DetachOnDrop(r.dir.path(), r.id);
-    let name = r.ns.0.clone();
-    let before = snapshot(&name);
+    let (name, before) = (&r.ns.0, &r.before);
     let d = dir_arg(&r.dir);
     let base = ["--state-dir", d.as_str()];
     let with =
@@ -310,8 +324,8 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_cli_and_detach_touches
         assert_refusal(what, &err, &r);
     }
     assert_eq!(
-        snapshot(&name),
-        before,
+        snapshot(name),
+        *before,
         "a refused operation changed the new netns"
     );
 
@@ -322,8 +336,8 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_cli_and_detach_touches
     assert_eq!(v["outcome"], "netns-gone", "{v}");
     assert_eq!(v["replaced"], true, "{v}");
     assert_eq!(v["netns"], r.path.as_str(), "{v}");
-    assert_eq!(snapshot(&name), before, "detach changed the new netns");
-    let eth1 = ip_json(&name, &["link", "show", "eth1"]);
+    assert_eq!(snapshot(name), *before, "detach changed the new netns");
+    let eth1 = ip_json(name, &["link", "show", "eth1"]);
     assert_eq!(
         eth1[0]["ifindex"], r.tap_index,
         "eth1 kept the old tap's ifindex"
@@ -336,11 +350,8 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_cli_and_detach_touches
 
 #[test]
 fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches_nothing() {
-    let _serial = serial();
     let r = replaced_netns("hn-lib");
-    let _cleanup = DetachOnDrop(r.dir.path(), r.id);
-    let name = r.ns.0.clone();
-    let before = snapshot(&name);
+    let (name, before) = (&r.ns.0, &r.before);
     let dir = r.dir.path();
     let err = |what: &str, e: sandbox_net::Error| {
         assert_eq!(e.exit_code(), 2, "{what}: {e}");
@@ -383,8 +394,8 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
     let e = watched.expect_err("watch");
     assert!(e.to_string().contains("another namespace"), "{e}");
     assert_eq!(
-        snapshot(&name),
-        before,
+        snapshot(name),
+        *before,
         "a refused operation changed the new netns"
     );
 
@@ -397,7 +408,7 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
     assert_eq!(report.states.len(), 1, "{report:?}");
     assert!(report.states[0].removed, "{report:?}");
     assert_refusal("gc", &format!("{} {}", r.id, report.states[0].reason), &r);
-    assert_eq!(snapshot(&name), before, "gc changed the new netns");
+    assert_eq!(snapshot(name), *before, "gc changed the new netns");
     assert!(!dir.join(format!("{}.json", r.id)).exists(), "state kept");
 }
 
@@ -408,10 +419,8 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
 /// qdisc and the filter at sandbox-net's priority go. Only the cookie tells those apart.)
 #[test]
 fn a_state_without_a_cookie_still_leaves_a_foreign_device_at_the_tap_ifindex_alone() {
-    let _serial = serial();
     let r = replaced_netns("hn-nocookie");
-    let _cleanup = DetachOnDrop(r.dir.path(), r.id);
-    let name = r.ns.0.clone();
+    let name = &r.ns.0;
     let mut state = load(r.dir.path(), r.id);
     state.netns_cookie = None;
     StateDir::open(r.dir.path())
@@ -435,7 +444,7 @@ fn a_state_without_a_cookie_still_leaves_a_foreign_device_at_the_tap_ifindex_alo
         tap.reason.contains("eth1") && tap.reason.contains("veth"),
         "{tap:?}"
     );
-    let eth1 = ip_json(&name, &["link", "show", "eth1"]);
+    let eth1 = ip_json(name, &["link", "show", "eth1"]);
     assert_eq!(eth1[0]["ifindex"], r.tap_index, "eth1 is still there");
 }
 
@@ -455,15 +464,7 @@ fn devices_at_journalled_ifindexes_that_are_not_ours_are_left_alone_and_named() 
     let state = load(dir.path(), id);
     let eth0 = state.endpoints[0].ifindex.to_string();
     let tap = state.endpoints[0].tap.clone();
-    let tap_index = state
-        .journal
-        .iter()
-        .find_map(|e| match e {
-            Entry::Tap { ifindex, .. } => *ifindex,
-            _ => None,
-        })
-        .expect("tap ifindex")
-        .to_string();
+    let tap_index = tap_ifindex(&state).to_string();
     let ip = |args: &[&str]| {
         let mut full = vec!["-n", pod.as_str()];
         full.extend_from_slice(args);
@@ -583,9 +584,20 @@ fn devices_at_journalled_ifindexes_that_are_not_ours_are_left_alone_and_named() 
 
 // ---- case 4: a VFIO binding outlives the netns ----
 
-/// A state for a NIC bound to vfio-pci (against a fake sysfs: no spare NIC here) in the
-/// scratch netns, the fake sysfs showing it bound, as an attach leaves them.
-fn plant_vfio_state(dir: &Path, id: &str, net: &ScratchNet, fake: &FakeSysfs) {
+/// A state for a NIC bound to vfio-pci (against a fake sysfs: no spare NIC here) in a
+/// scratch netns, the fake sysfs showing it bound, as an attach leaves them; then the
+/// netns is deleted.
+struct VfioNetnsGone {
+    fake: FakeSysfs,
+    dir: TempStateDir,
+    /// The path of the netns that was deleted.
+    netns: String,
+}
+
+fn vfio_netns_gone(id: &str) -> VfioNetnsGone {
+    let fake = FakeSysfs::new().expect("fake sysfs");
+    let dir = TempStateDir::new();
+    let net = ScratchNet::new("snt").expect("scratch");
     let nl = Netlink::open_in(&net.pod).expect("netlink");
     let cookie = nl.netns_cookie().expect("cookie");
     let entry = Entry::VfioBind {
@@ -626,12 +638,22 @@ fn plant_vfio_state(dir: &Path, id: &str, net: &ScratchNet, fake: &FakeSysfs) {
         journal: vec![entry],
         dns: Vec::new(),
     };
-    StateDir::open(dir)
+    StateDir::open(dir.path())
         .and_then(|s| s.save(&state))
         .expect("save state");
     fake.kernel_binds("vfio-pci").expect("fake sysfs");
     fake.file(&format!("{DEV}/driver_override"), "vfio-pci")
         .expect("fake sysfs");
+    let netns = net.pod.path().display().to_string();
+    drop(nl);
+    drop(net);
+    assert!(!Path::new(&netns).exists());
+    VfioNetnsGone { fake, dir, netns }
+}
+
+/// What undoing the planted binding reports.
+fn restored() -> Vec<String> {
+    vec![format!("vfio-pci binding of eth5 ({ADDR})")]
 }
 
 /// The driver was given back: unbound from vfio-pci, override cleared, ixgbe bound.
@@ -646,55 +668,38 @@ fn assert_restored(fake: &FakeSysfs) {
 
 #[test]
 fn detach_restores_the_driver_of_a_vfio_nic_whose_netns_is_gone() {
-    let fake = FakeSysfs::new().expect("fake sysfs");
-    let dir = TempStateDir::new();
-    let net = ScratchNet::new("snt").expect("scratch");
-    let netns = net.pod.path().display().to_string();
-    plant_vfio_state(dir.path(), "hn-vfio-detach", &net, &fake);
-    drop(net);
-    let d = sandbox_net::detach(dir.path(), "hn-vfio-detach").expect("detach");
+    let v = vfio_netns_gone("hn-vfio-detach");
+    let d = sandbox_net::detach(v.dir.path(), "hn-vfio-detach").expect("detach");
     println!("{d}");
     assert_eq!(
         d,
         Detached::NetnsGone {
             id: "hn-vfio-detach".into(),
-            netns,
+            netns: v.netns.clone(),
             replaced: false,
-            restored: vec![format!("vfio-pci binding of eth5 ({ADDR})")],
+            restored: restored(),
         }
     );
-    assert_restored(&fake);
+    assert_restored(&v.fake);
 }
 
 #[test]
 fn gc_restores_the_driver_of_a_vfio_nic_whose_netns_is_gone() {
-    let fake = FakeSysfs::new().expect("fake sysfs");
-    let dir = TempStateDir::new();
-    let net = ScratchNet::new("snt").expect("scratch");
-    plant_vfio_state(dir.path(), "hn-vfio-gc", &net, &fake);
-    drop(net);
-    let report = sandbox_net::gc(&GcOptions::new(dir.path())).expect("gc");
+    let v = vfio_netns_gone("hn-vfio-gc");
+    let report = sandbox_net::gc(&GcOptions::new(v.dir.path())).expect("gc");
     println!("{report}");
     assert_eq!(report.states.len(), 1, "{report:?}");
     assert!(report.states[0].removed, "{report:?}");
-    assert_eq!(
-        report.states[0].restored,
-        vec![format!("vfio-pci binding of eth5 ({ADDR})")],
-        "{report:?}"
-    );
+    assert_eq!(report.states[0].restored, restored(), "{report:?}");
     assert!(report.problems.is_empty(), "{report:?}");
-    assert_restored(&fake);
+    assert_restored(&v.fake);
 }
 
 #[test]
 fn cni_del_restores_the_driver_of_a_vfio_nic_whose_netns_is_gone() {
-    let fake = FakeSysfs::new().expect("fake sysfs");
-    let dir = TempStateDir::new();
-    let net = ScratchNet::new("snt").expect("scratch");
-    let netns = net.pod.path().display().to_string();
     let id = sandbox_net::cni::sandbox_id("ctr-vfio", "eth5");
-    plant_vfio_state(dir.path(), &id, &net, &fake);
-    Records::open(dir.path())
+    let v = vfio_netns_gone(&id);
+    Records::open(v.dir.path())
         .and_then(|r| {
             r.save(
                 &id,
@@ -703,14 +708,13 @@ fn cni_del_restores_the_driver_of_a_vfio_nic_whose_netns_is_gone() {
                     network: "vfionet".into(),
                     container_id: "ctr-vfio".into(),
                     ifname: "eth5".into(),
-                    netns: netns.clone(),
+                    netns: v.netns.clone(),
                 },
             )
         })
         .expect("save CNI record");
-    drop(net);
     let conf = serde_json::json!({
-        "cniVersion": "1.0.0", "name": "vfionet", "type": "sandbox-net", "stateDir": dir.path()
+        "cniVersion": "1.0.0", "name": "vfionet", "type": "sandbox-net", "stateDir": v.dir.path()
     })
     .to_string();
     let mut child = Command::new(bin())
@@ -720,7 +724,7 @@ fn cni_del_restores_the_driver_of_a_vfio_nic_whose_netns_is_gone() {
             ("CNI_COMMAND", "DEL"),
             ("CNI_CONTAINERID", "ctr-vfio"),
             ("CNI_IFNAME", "eth5"),
-            ("CNI_NETNS", netns.as_str()),
+            ("CNI_NETNS", v.netns.as_str()),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -740,9 +744,9 @@ fn cni_del_restores_the_driver_of_a_vfio_nic_whose_netns_is_gone() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_restored(&fake);
+    assert_restored(&v.fake);
     assert!(
-        !dir.path().join(format!("{id}.json")).exists(),
+        !v.dir.path().join(format!("{id}.json")).exists(),
         "state kept"
     );
 }
