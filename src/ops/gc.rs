@@ -231,7 +231,16 @@ fn collect_state(
         // only by detach.
         return Ok(None);
     }
-    let (netns, reason) = match reopen_netns(&state)? {
+    let reopened = match reopen_netns(&state) {
+        Ok(r) => r,
+        Err(e) => {
+            // Its netns is there (same device and inode) but could not be proven the same:
+            // leave it for the next gc; the other sandboxes are still collected.
+            report.problems.push(format!("sandbox {id}: {e}"));
+            return Ok(None);
+        }
+    };
+    let (netns, reason) = match reopened {
         Reopened::Lost(lost) => {
             let how = if lost.replaced {
                 lost.reason
