@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::netlink::addr::{self, Address};
 use crate::netlink::route::{self, Route};
 use crate::netlink::{Netlink, NlError, htb, link, tc};
+use crate::ownership::{self, LeftAlone, Owner, Verdict};
 use crate::rate::Rate;
 use crate::{physical, tap};
 
@@ -273,11 +274,15 @@ fn ingress_error(device: &str, e: NlError) -> io::Error {
     nl_io(e)
 }
 
+/// Apply one entry. A device's ifindex is recorded only once it carries our alias (the
+/// mark undo proves ownership by); `made` is set as soon as it exists, so a failure after
+/// its creation still counts it for the rollback (which then finds it by name).
 fn apply_one(
     nl: &mut Netlink,
     entry: &mut Entry,
     alias: &str,
     known: &[(String, u32)],
+    made: &mut bool,
 ) -> Result<(), StepError> {
     let index_of = |name: &str| -> Result<u32, StepError> {
         match known.iter().find(|(n, _)| n == name) {
@@ -302,14 +307,15 @@ fn apply_one(
             owner,
             mac,
         } => {
+            let mac = mac.as_deref().map(mac_bytes).transpose()?;
             tap::create_persistent(name, *queues, *owner).map_err(|e| ("create tap", e))?;
+            *made = true;
             let index =
                 tap::ifindex_via(nl.as_fd(), name).map_err(|e| ("look up tap ifindex", e))?;
-            *ifindex = Some(index);
-            let mac = mac.as_deref().map(mac_bytes).transpose()?;
             let owner = Some((alias, owner_group(alias)));
             link::set_mtu_up(nl, index, *mtu, mac.as_ref().map(|m| &m[..]), owner)
                 .map_err(|e| ("set tap mac, mtu and up", nl_io(e)))?;
+            *ifindex = Some(index);
         }
         Entry::IngressQdisc { device, ifindex } => {
             let index = resolved(ifindex, device)?;
@@ -342,17 +348,19 @@ fn apply_one(
                 tx_queue_len: *tx_queue_len,
             };
             link::create_macvtap(nl, &new).map_err(|e| ("create macvtap", nl_io(e)))?;
+            *made = true;
             let index = tap::ifindex(name).map_err(|e| ("look up macvtap ifindex", e))?;
-            *ifindex = Some(index);
             link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))))
                 .map_err(|e| ("set macvtap alias", nl_io(e)))?;
+            *ifindex = Some(index);
         }
         Entry::Ifb { name, ifindex } => {
             link::create_ifb(nl, name).map_err(|e| ("create ifb", nl_io(e)))?;
+            *made = true;
             let index = tap::ifindex(name).map_err(|e| ("look up ifb ifindex", e))?;
-            *ifindex = Some(index);
             link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))))
                 .map_err(|e| ("set ifb alias", nl_io(e)))?;
+            *ifindex = Some(index);
         }
         Entry::RateLimit {
             device,
@@ -428,12 +436,13 @@ pub fn apply(
                 error: std::io::Error::other("injected failure (failpoint)"),
             });
         }
-        if let Err((step, error)) = apply_one(nl, entry, alias, &known) {
-            // A tap that was created but not fully set up exists: count it, so it is undone.
+        let mut made = false;
+        if let Err((step, error)) = apply_one(nl, entry, alias, &known, &mut made) {
+            // A tap that was created but not fully set up exists: count it, so it is undone
+            // (found by name: its ifindex is recorded only once it carries our alias).
             // So is a VFIO binding that failed half-way (driver_override written, the
             // driver unbound): its undo restores whatever state it finds.
-            let created = (entry.creates_device() && entry.ifindex().is_some())
-                || matches!(entry, Entry::VfioBind { .. });
+            let created = made || matches!(entry, Entry::VfioBind { .. });
             return Err(ApplyError {
                 applied: if created { i + 1 } else { i },
                 entry: Box::new(entry.clone()),
@@ -469,50 +478,24 @@ fn gone(errno: i32) -> bool {
     )
 }
 
-/// The ifindex to undo `entry` on, or None when its device is gone (nothing to undo).
-/// A device whose creation was journalled but never confirmed (the process died in
-/// between) is looked up by name, and deleted only if it is ours: its alias is ours, or it
-/// has none yet (the alias is set right after creation) and is of the kind we create.
-fn resolve(nl: &mut Netlink, entry: &Entry, alias: &str) -> Result<Option<u32>, NlError> {
-    if let Some(index) = entry.ifindex() {
-        return Ok(Some(index));
-    }
-    let Ok(index) = tap::ifindex(entry.device()) else {
-        return Ok(None);
-    };
-    let kind = match entry {
-        Entry::Tap { .. } => "tun",
-        Entry::Macvtap { .. } => "macvtap",
-        Entry::Ifb { .. } => "ifb",
-        _ => return Ok(Some(index)),
-    };
-    let ours = link::get(nl, index)?.is_some_and(|l| {
-        l.kind.as_deref() == Some(kind) && l.alias.as_deref().is_none_or(|a| a == alias)
-    });
-    if !ours {
-        tracing::warn!(
-            device = entry.device(),
-            "a device of that name exists but is not ours; leaving it"
-        );
-        return Ok(None);
-    }
-    Ok(Some(index))
-}
-
-fn undo_one(nl: &mut Netlink, entry: &Entry, alias: &str) -> io::Result<()> {
-    if let Entry::VfioBind {
+/// Undo a VFIO binding: put the PCI device back on its original driver (host sysfs; no
+/// netns involved).
+fn undo_vfio(entry: &Entry) -> io::Result<()> {
+    let Entry::VfioBind {
         pci_address,
         original_driver,
         sysfs_root,
         ..
     } = entry
-    {
-        return physical::restore_driver(sysfs_root, pci_address, original_driver.as_deref())
-            .map_err(|e| io::Error::other(e.to_string()));
-    }
-    let Some(index) = resolve(nl, entry, alias).map_err(nl_io)? else {
+    else {
         return Ok(());
     };
+    physical::restore_driver(sysfs_root, pci_address, original_driver.as_deref())
+        .map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Undo one entry on the device at `index`, proven ours (see [`ownership::verdict`]).
+fn undo_one(nl: &mut Netlink, entry: &Entry, index: u32) -> io::Result<()> {
     let result = match entry {
         Entry::RedirectFilter { .. } => tc::del_redirect(nl, index),
         Entry::IngressQdisc { .. } => tc::del_ingress(nl, index),
@@ -529,7 +512,7 @@ fn undo_one(nl: &mut Netlink, entry: &Entry, alias: &str) -> io::Result<()> {
         },
         Entry::RemovedAddress { address, .. } => addr::restore(nl, index, address),
         Entry::RemovedRoute { route, .. } => route::restore(nl, route, index),
-        Entry::VfioBind { .. } => Ok(()),
+        Entry::VfioBind { .. } => return undo_vfio(entry),
     };
     match result {
         Err(e) if gone(e.errno) => Ok(()),
@@ -542,11 +525,66 @@ fn undo_one(nl: &mut Netlink, entry: &Entry, alias: &str) -> io::Result<()> {
 /// still removed; the PCI device is bound to vfio-pci. Runs inside the netns. Costs one
 /// link, qdisc, address and route dump, plus one filter dump per filtered device.
 pub fn in_force(nl: &mut Netlink, entries: &[Entry]) -> Result<Vec<bool>, (String, NlError)> {
+    let links = link::dump(nl).map_err(|e| ("dump links".to_string(), e))?;
+    in_force_among(nl, entries, &links)
+}
+
+/// One journalled object as `status` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// In force, and still ours.
+    pub present: bool,
+    /// Why the object at its place is not ours (see [`ownership::verdict`]).
+    pub not_ours: Option<String>,
+}
+
+/// [`in_force`], with the ownership proof undo would make: an object in force on a device
+/// that is not provably ours any more is reported as not ours, not as present. Costs the
+/// same requests as [`in_force`].
+pub fn check(
+    nl: &mut Netlink,
+    entries: &[Entry],
+    owner: &Owner,
+) -> Result<Vec<Checked>, (String, NlError)> {
+    let links = link::dump(nl).map_err(|e| ("dump links".to_string(), e))?;
+    let in_force = in_force_among(nl, entries, &links)?;
+    Ok(entries
+        .iter()
+        .zip(in_force)
+        .map(|(entry, present)| {
+            if matches!(entry, Entry::VfioBind { .. }) {
+                return Checked {
+                    present,
+                    not_ours: None,
+                };
+            }
+            match ownership::verdict(entry, entries, &links, owner) {
+                Verdict::Ours(_) => Checked {
+                    present,
+                    not_ours: None,
+                },
+                Verdict::Gone => Checked {
+                    present: false,
+                    not_ours: None,
+                },
+                Verdict::NotOurs(reason) => Checked {
+                    present: false,
+                    not_ours: Some(reason),
+                },
+            }
+        })
+        .collect())
+}
+
+fn in_force_among(
+    nl: &mut Netlink,
+    entries: &[Entry],
+    links: &[link::Link],
+) -> Result<Vec<bool>, (String, NlError)> {
     let step = |what: &str| {
         let what = what.to_string();
         move |e| (what, e)
     };
-    let links = link::dump(nl).map_err(step("dump links"))?;
     let qdiscs = tc::dump_qdiscs(nl).map_err(step("dump qdiscs"))?;
     let addresses = addr::dump(nl).map_err(step("dump addresses"))?;
     let routes = route::dump(nl).map_err(step("dump routes"))?;
@@ -603,31 +641,31 @@ pub fn in_force(nl: &mut Netlink, entries: &[Entry]) -> Result<Vec<bool>, (Strin
     Ok(out)
 }
 
-/// Delete `devices` (journal entries that created devices) with one request, when the
-/// sandbox's link group holds exactly them, all carrying its alias. Returns the names
-/// deleted; empty when it did not apply (fewer than two devices, a device not yet marked,
-/// another device in the group), in which case they are deleted one by one.
-fn delete_devices_together(nl: &mut Netlink, devices: &[&Entry], alias: &str) -> Vec<String> {
+/// Delete `devices` (the devices of the undo proven ours, with their ifindex) with one
+/// request, when the sandbox's link group holds exactly them, all carrying its alias.
+/// Returns the ifindexes deleted; empty when it did not apply (fewer than two devices,
+/// another device in the group), in which case they are deleted one by one. `links` is
+/// the undo's one dump.
+fn delete_devices_together(
+    nl: &mut Netlink,
+    devices: &[u32],
+    links: &[link::Link],
+    alias: &str,
+) -> Vec<u32> {
     if devices.len() < 2 {
         return Vec::new();
     }
     let group = owner_group(alias);
-    let Ok(links) = link::dump(nl) else {
-        return Vec::new();
-    };
     let members: Vec<&link::Link> = links.iter().filter(|l| l.group == group).collect();
     let exact = members.len() == devices.len()
-        && members.iter().all(|l| {
-            l.alias.as_deref() == Some(alias)
-                && devices
-                    .iter()
-                    .any(|d| d.device() == l.name && d.ifindex().is_none_or(|i| i == l.index))
-        });
+        && members
+            .iter()
+            .all(|l| l.alias.as_deref() == Some(alias) && devices.contains(&l.index));
     if !exact {
         return Vec::new();
     }
     match link::delete_group(nl, group) {
-        Ok(()) => members.iter().map(|l| l.name.clone()).collect(),
+        Ok(()) => devices.to_vec(),
         Err(e) => {
             tracing::debug!(
                 errno = e.errno,
@@ -638,12 +676,19 @@ fn delete_devices_together(nl: &mut Netlink, devices: &[&Entry], alias: &str) ->
     }
 }
 
+/// What an undo did not touch, because it was not provably ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Undone {
+    pub left_alone: Vec<LeftAlone>,
+}
+
 /// Undo `entries` (a journal, in creation order): in reverse, grouped so that every filter
 /// goes before every qdisc and every qdisc before every device. Runs inside the netns.
-/// Keeps going after a failure and reports the first one.
-/// `alias` is the sandbox's owner alias (see [`owner_alias`]).
-pub fn undo(nl: &mut Netlink, entries: &[Entry], alias: &str) -> Result<(), UndoError> {
-    undo_with_failpoint(nl, entries, alias, None)
+/// Before anything is touched, one link dump proves each object ours or not (see
+/// [`ownership::verdict`]); what is not is left alone and returned, named. Keeps going
+/// after a failure and reports the first one.
+pub fn undo(nl: &mut Netlink, entries: &[Entry], owner: &Owner) -> Result<Undone, UndoError> {
+    undo_with_failpoint(nl, entries, owner, None)
 }
 
 /// [`undo`], stopping with an injected failure before the `fail_at`-th entry in teardown
@@ -652,44 +697,123 @@ pub fn undo(nl: &mut Netlink, entries: &[Entry], alias: &str) -> Result<(), Undo
 pub fn undo_with_failpoint(
     nl: &mut Netlink,
     entries: &[Entry],
-    alias: &str,
+    owner: &Owner,
     fail_at: Option<usize>,
-) -> Result<(), UndoError> {
+) -> Result<Undone, UndoError> {
     let mut order: Vec<&Entry> = entries.iter().rev().collect();
     order.sort_by_key(|e| e.phase());
-    let devices: Vec<&Entry> = order
+    let links = match order.iter().find(|e| !matches!(e, Entry::VfioBind { .. })) {
+        None => Vec::new(),
+        Some(first) => link::dump(nl).map_err(|e| {
+            let e = e.into_io();
+            UndoError {
+                entry: Box::new((*first).clone()),
+                error: io::Error::new(e.kind(), format!("dump links to prove what is ours: {e}")),
+            }
+        })?,
+    };
+    let verdicts: Vec<Option<Verdict>> = order
         .iter()
-        .copied()
-        .filter(|e| e.creates_device())
+        .map(|e| {
+            (!matches!(e, Entry::VfioBind { .. }))
+                .then(|| ownership::verdict(e, entries, &links, owner))
+        })
         .collect();
-    let mut deleted_together: Vec<String> = Vec::new();
-    let mut first_error = None;
-    for (i, entry) in order.into_iter().enumerate() {
+    let ours_devices: Vec<u32> = order
+        .iter()
+        .zip(&verdicts)
+        .filter_map(|(e, v)| match v {
+            Some(Verdict::Ours(index)) if e.creates_device() => Some(*index),
+            _ => None,
+        })
+        .collect();
+    let mut grouped: Option<Vec<u32>> = None;
+    let mut undone = Undone::default();
+    let mut failures = FirstFailure::default();
+    for (i, (entry, verdict)) in order.into_iter().zip(verdicts).enumerate() {
         if cfg!(feature = "failpoints") && fail_at == Some(i) {
             return Err(UndoError {
                 entry: Box::new(entry.clone()),
                 error: io::Error::other("injected failure (failpoint)"),
             });
         }
-        // The first device to go takes the others with it when they are exactly the
-        // sandbox's link group (filters and qdiscs are already gone by then).
-        if entry.creates_device() && deleted_together.is_empty() && fail_at.is_none() {
-            deleted_together = delete_devices_together(nl, &devices, alias);
-        }
-        if entry.creates_device() && deleted_together.iter().any(|n| n == entry.device()) {
-            continue;
-        }
-        if let Err(error) = undo_one(nl, entry, alias) {
-            tracing::warn!(object = %entry.describe(), %error, "undo failed");
-            first_error.get_or_insert(UndoError {
-                entry: Box::new(entry.clone()),
-                error,
-            });
+        let result = match verdict {
+            None => undo_vfio(entry),
+            Some(Verdict::Gone) => Ok(()),
+            Some(Verdict::NotOurs(reason)) => {
+                tracing::warn!(object = %entry.describe(), %reason, "not ours any more; left alone");
+                undone.left_alone.push(LeftAlone {
+                    object: entry.describe(),
+                    reason,
+                });
+                Ok(())
+            }
+            Some(Verdict::Ours(index)) => {
+                // The first device to go takes the others with it when they are exactly
+                // the sandbox's link group (filters and qdiscs are already gone by then).
+                if entry.creates_device() && fail_at.is_none() && grouped.is_none() {
+                    grouped = Some(delete_devices_together(
+                        nl,
+                        &ours_devices,
+                        &links,
+                        &owner.alias,
+                    ));
+                }
+                if entry.creates_device() && grouped.as_ref().is_some_and(|g| g.contains(&index)) {
+                    Ok(())
+                } else {
+                    undo_one(nl, entry, index)
+                }
+            }
+        };
+        failures.note(entry, result);
+    }
+    failures.or(undone)
+}
+
+/// Undo only what lives outside the netns (VFIO bindings, in host sysfs), in reverse: what
+/// is still owed when the netns is gone or replaced (its own objects went with it, and
+/// nothing in a new one may be touched). Returns what was undone; keeps going after a
+/// failure and reports the first one.
+pub fn undo_outside(entries: &[Entry]) -> Result<Vec<String>, UndoError> {
+    let mut restored = Vec::new();
+    let mut failures = FirstFailure::default();
+    for entry in entries
+        .iter()
+        .rev()
+        .filter(|e| matches!(e, Entry::VfioBind { .. }))
+    {
+        if failures.note(entry, undo_vfio(entry)) {
+            restored.push(entry.describe());
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+    failures.or(restored)
+}
+
+/// The first failure of an undo that keeps going after one; each is logged.
+#[derive(Default)]
+struct FirstFailure(Option<UndoError>);
+
+impl FirstFailure {
+    /// Note how undoing `entry` went; true when it went well.
+    fn note(&mut self, entry: &Entry, result: io::Result<()>) -> bool {
+        let Err(error) = result else {
+            return true;
+        };
+        tracing::warn!(object = %entry.describe(), %error, "undo failed");
+        self.0.get_or_insert(UndoError {
+            entry: Box::new(entry.clone()),
+            error,
+        });
+        false
+    }
+
+    /// The first failure, else `value`.
+    fn or<T>(self, value: T) -> Result<T, UndoError> {
+        match self.0 {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
     }
 }
 

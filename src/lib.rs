@@ -30,6 +30,7 @@ pub mod model;
 pub mod netlink;
 pub mod netns;
 pub mod ops;
+pub mod ownership;
 pub mod physical;
 pub mod rate;
 pub mod scan;

@@ -2,10 +2,10 @@
 //! we may touch, run code inside it (the calling thread enters it and comes back), and
 //! create or delete named namespaces (for the demo and the tests).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsFd;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{CloneFlags, setns, unshare};
@@ -18,6 +18,37 @@ pub const NETNS_RUN_DIR: &str = "/run/netns";
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 /// `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)`.
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+/// `SO_NETNS_COOKIE` (Linux 5.14): the cookie of the netns a socket belongs to.
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the network namespace `socket` belongs to (`SO_NETNS_COOKIE`): a 64-bit
+/// number the kernel gives each netns and never gives another within a boot, where the
+/// device and inode of its nsfs file are reused as soon as it is freed.
+pub fn cookie_of(socket: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, a u64 that lives for the
+    // call, and sets `len`; the fd is borrowed, so it stays open.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if len as usize != std::mem::size_of::<u64>() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("SO_NETNS_COOKIE answered {len} bytes, not 8"),
+        ));
+    }
+    Ok(cookie)
+}
 
 /// The identity of a namespace: the device and inode of its nsfs file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,16 +142,25 @@ impl NetNs {
     }
 
     /// Open a namespace file and check that it is a network namespace; no host check.
+    ///
+    /// The path is opened with `O_PATH` (following symlinks: `/proc/PID/ns/net` is a magic
+    /// link), which opens nothing: a FIFO does not block, a device's driver is not called.
+    /// Only once `fstatfs` says the file is on nsfs is it reopened for reading, through
+    /// `/proc/self/fd`, and asked its type (`NS_GET_NSTYPE`, which needs a real open).
     pub fn open_path(label: &str, path: &Path) -> Result<NetNs> {
-        let file = File::open(path).map_err(|e| {
-            let reason = if e.kind() == io::ErrorKind::NotFound {
-                format!("{} does not exist", path.display())
-            } else {
-                format!("cannot open {}: {e}", path.display())
-            };
-            bad(label, reason)
-        })?;
-        let fs = nix::sys::statfs::fstatfs(&file)
+        let located = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                let reason = if e.kind() == io::ErrorKind::NotFound {
+                    format!("{} does not exist", path.display())
+                } else {
+                    format!("cannot open {}: {e}", path.display())
+                };
+                bad(label, reason)
+            })?;
+        let fs = nix::sys::statfs::fstatfs(&located)
             .map_err(|e| bad(label, format!("statfs {}: {e}", path.display())))?;
         if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
             return Err(bad(
@@ -128,8 +168,14 @@ impl NetNs {
                 format!("{} is not a namespace file (not on nsfs)", path.display()),
             ));
         }
+        let by_fd = format!("/proc/self/fd/{}", located.as_raw_fd());
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&by_fd)
+            .map_err(|e| bad(label, format!("cannot open {}: {e}", path.display())))?;
         // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which is open.
-        let kind = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&file), NS_GET_NSTYPE) };
+        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
         if kind != libc::CLONE_NEWNET {
             return Err(bad(
                 label,

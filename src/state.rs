@@ -132,8 +132,13 @@ pub struct State {
     /// The resolved path of the netns.
     pub netns_path: PathBuf,
     /// The identity of the netns at attach time, so a namespace re-created under the same
-    /// name is never mistaken for ours.
+    /// name is never mistaken for ours: the device and inode of its nsfs file...
     pub netns_id: NsId,
+    /// ...and its cookie (`SO_NETNS_COOKIE`), which, unlike the inode, the kernel never
+    /// reuses within a boot. None in states written before it was recorded (and for static
+    /// attachments): those are compared by device and inode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_cookie: Option<u64>,
     pub model: Model,
     /// How the sandbox was attached; hotplug attaches more interfaces the same way.
     #[serde(default)]

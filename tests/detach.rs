@@ -76,7 +76,8 @@ fn detach_leaves_nothing_and_is_idempotent() {
         d,
         Detached::Detached {
             id: id.into(),
-            objects: 5
+            objects: 5,
+            left_alone: vec![],
         }
     );
     assert_eq!(snapshot(&net.pod_name), before);

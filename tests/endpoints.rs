@@ -373,7 +373,8 @@ fn existing_taps_are_handed_over_as_they_are() {
             guard.detach(),
             Detached::Detached {
                 id: id.clone(),
-                objects: 0
+                objects: 0,
+                left_alone: vec![],
             }
         );
         // Detach never deletes a tap it did not create.
@@ -486,7 +487,8 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
         guard.detach(),
         Detached::Detached {
             id: "mvt-existing".into(),
-            objects: 0
+            objects: 0,
+            left_alone: vec![],
         }
     );
     assert!(link_names(pod).contains(&"mvt0".into()));
@@ -495,6 +497,7 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
 
 // ---- physical NIC against a fake sysfs tree (the fixture of src/physical.rs's tests) ----
 
+use sandbox_net::ownership::Owner;
 use sandbox_net::physical::fake_sysfs::{ADDR, DEV, FakeSysfs as Fake};
 
 /// Play the kernel during a bind: `drivers_probe` becomes a FIFO whose buffer is full, so
@@ -694,7 +697,11 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
     assert!(text.contains("\"original_driver\":\"ixgbe\""), "{text}");
 
     // Undo: unbind from vfio-pci, clear driver_override, bind the original driver.
-    journal::undo(&mut nl, &entries, &alias).expect("undo");
+    let owner = Owner {
+        alias: alias.clone(),
+        endpoints: &endpoints,
+    };
+    journal::undo(&mut nl, &entries, &owner).expect("undo");
     assert_eq!(
         fake.read("bus/pci/drivers/vfio-pci/unbind")
             .expect("fake sysfs"),
@@ -719,7 +726,7 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
         .expect("fake sysfs");
     fake.file("bus/pci/drivers/vfio-pci/unbind", "")
         .expect("fake sysfs");
-    journal::undo(&mut nl, &entries, &alias).expect("undo again");
+    journal::undo(&mut nl, &entries, &owner).expect("undo again");
     assert_eq!(
         fake.read("bus/pci/drivers/ixgbe/bind").expect("fake sysfs"),
         ""

@@ -294,7 +294,8 @@ fn three_interfaces_then_hotplug() {
         guard.detach(),
         Detached::Detached {
             id: id.into(),
-            objects: 0
+            objects: 0,
+            left_alone: vec![],
         }
     );
     assert_snapshot_eq(pod, &before4, "after detach");

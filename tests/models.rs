@@ -190,7 +190,8 @@ fn macvtap_round_trip(queues: u32, txqueuelen_zero: bool) {
         guard.detach(),
         Detached::Detached {
             id: id.clone(),
-            objects: journal_len
+            objects: journal_len,
+            left_alone: vec![],
         }
     );
     assert_eq!(mac_of(pod, "eth0"), original_mac);
@@ -266,7 +267,8 @@ fn none_model_creates_nothing() {
         guard.detach(),
         Detached::Detached {
             id: "none-1".into(),
-            objects: 0
+            objects: 0,
+            left_alone: vec![],
         }
     );
     assert_snapshot_eq(pod, &before, "after detach");

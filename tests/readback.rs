@@ -279,7 +279,8 @@ fn attach_and_read_back(queues: u32, mtu: u32) {
         d,
         Detached::Detached {
             id: id.clone(),
-            objects: 5
+            objects: 5,
+            left_alone: vec![],
         }
     );
     assert_eq!(

@@ -60,9 +60,9 @@ pub fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
         .ok_or_else(|| failed(vec!["the attachment's state is gone (detached?)".into()]))?;
 
     let mut problems = Vec::new();
-    match NetNs::open_path(netns, Path::new(netns)) {
-        Ok(ns) if ns.id() == state.netns_id => {}
-        Ok(_) => problems.push(format!(
+    match NetNs::open_path(netns, Path::new(netns)).and_then(|ns| ops::prove_recorded(&state, ns)) {
+        Ok(ops::Reopened::Same { .. }) => {}
+        Ok(ops::Reopened::Lost(_)) => problems.push(format!(
             "CNI_NETNS {netns} is not the netns the attachment was made in ({})",
             state.netns_path.display()
         )),

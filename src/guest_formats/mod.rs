@@ -32,8 +32,9 @@ pub struct GuestNetwork<'a> {
     pub dns: &'a [IpAddr],
 }
 
-/// Load the state of an attached sandbox: exit-2 errors when it is not attached, or when
-/// its attach never finished.
+/// Load the state of an attached sandbox: exit-2 errors when it is not attached, when
+/// its attach never finished, or when another namespace is at its netns's path now (what
+/// was rendered or opened would be the new namespace's devices, not the sandbox's).
 pub fn load_attached(state_dir: &Path, id: &str) -> Result<State> {
     state::validate_id(id)?;
     let store = StateDir::open(state_dir)?;
@@ -46,5 +47,6 @@ pub fn load_attached(state_dir: &Path, id: &str) -> Result<State> {
             "its attach did not finish (crashed?); run detach to clean up",
         ));
     }
+    crate::ops::refuse_replaced(&state, "hand its devices to a VMM or describe its guest")?;
     Ok(state)
 }

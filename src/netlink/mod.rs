@@ -88,6 +88,12 @@ impl Netlink {
         std::os::fd::AsFd::as_fd(&self.socket)
     }
 
+    /// The cookie of the netns this socket belongs to (see [`crate::netns::cookie_of`]);
+    /// a socket option, not a request.
+    pub fn netns_cookie(&self) -> io::Result<u64> {
+        crate::netns::cookie_of(self.as_fd())
+    }
+
     /// How many requests (acked operations and dumps) this socket has sent.
     pub fn requests(&self) -> u64 {
         self.requests

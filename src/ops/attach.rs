@@ -10,6 +10,7 @@ use crate::journal::{self, Entry};
 use crate::model::{self, Model, PlanContext};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
+use crate::ownership::Owner;
 use crate::rate::Rate;
 use crate::scan::{self, Snapshot};
 use crate::state::{self, Endpoint, Phase, Settings, State, StateDir};
@@ -227,6 +228,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
     let ns_label = format!("netns {}", netns.display());
     let mut nl =
         Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
+    let cookie = netns_cookie(&nl, &ns_label)?;
     let scan_failed = |e: scan::ScanError| Error::kernel(&ns_label, e.dump, e.error.into_io());
     // Less than the whole scan only where nothing planned needs the rest (see
     // `AttachOptions::describe_guest`).
@@ -284,6 +286,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         netns: opts.netns.clone(),
         netns_path: netns.path().to_path_buf(),
         netns_id: netns.id(),
+        netns_cookie: cookie,
         model: opts.model,
         settings,
         phase: Phase::Attaching,
@@ -308,6 +311,24 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
             }
             Err(error)
         }
+    }
+}
+
+/// The cookie of the netns the socket is in, recorded next to its device and inode (see
+/// `ops::reopen`). None, with a warning, on a kernel without `SO_NETNS_COOKIE` (before
+/// 5.14): the state is then compared by device and inode only.
+fn netns_cookie(nl: &Netlink, ns_label: &str) -> Result<Option<u64>> {
+    match nl.netns_cookie() {
+        Ok(cookie) => Ok(Some(cookie)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => {
+            tracing::warn!(netns = %ns_label, "this kernel has no SO_NETNS_COOKIE; the netns is recorded by device and inode only");
+            Ok(None)
+        }
+        Err(e) => Err(Error::kernel(
+            ns_label,
+            "read its cookie (SO_NETNS_COOKIE)",
+            e,
+        )),
     }
 }
 
@@ -369,8 +390,8 @@ pub(super) fn apply_and_save(
 /// object could not be removed, in which case the state must be kept for detach.
 pub(super) fn undo_logged(nl: &mut Netlink, state: &State, start: usize, applied: usize) -> bool {
     let entries = &state.journal[start..start + applied];
-    match journal::undo(nl, entries, &journal::owner_alias(&state.id)) {
-        Ok(()) => true,
+    match journal::undo(nl, entries, &Owner::of(state)) {
+        Ok(_) => true,
         Err(e) => {
             tracing::error!(id = %state.id, object = %e.entry.describe(), error = %e.error,
                 "rollback could not remove an object; the state file is kept so detach can retry");

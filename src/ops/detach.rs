@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use super::reopen_netns;
+use super::reopen::{Reopened, reopen_netns};
 use crate::journal;
-use crate::netlink::Netlink;
+use crate::ownership::{LeftAlone, Owner};
 use crate::state::{self, StateDir};
 use crate::{Error, Result};
 
@@ -12,28 +12,68 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum Detached {
-    /// Every journalled object was removed.
-    Detached { id: String, objects: usize },
+    /// Every journalled object that was still ours was removed.
+    Detached {
+        id: String,
+        /// How many journalled objects were undone (or found gone already).
+        objects: usize,
+        /// Journalled objects whose place is taken by something not ours: not touched.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        left_alone: Vec<LeftAlone>,
+    },
     /// Nothing was attached under this id.
     NotAttached { id: String },
     /// The netns no longer exists; the state was dropped.
-    NetnsGone { id: String, netns: String },
+    NetnsGone {
+        id: String,
+        netns: String,
+        /// Another namespace is at its path now (re-created under the same name): nothing
+        /// in it was touched.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        replaced: bool,
+        /// What lived outside the netns and was undone (VFIO bindings).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        restored: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Detached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Detached::Detached { id, objects } => {
+            Detached::Detached {
+                id,
+                objects,
+                left_alone,
+            } => {
                 write!(
                     f,
                     "sandbox {id}: detached ({objects} kernel objects removed)"
-                )
+                )?;
+                for l in left_alone {
+                    write!(f, "\n  left alone: {}: {}", l.object, l.reason)?;
+                }
+                Ok(())
             }
             Detached::NotAttached { id } => write!(f, "sandbox {id}: nothing was attached"),
-            Detached::NetnsGone { id, netns } => write!(
-                f,
-                "sandbox {id}: netns {netns} no longer exists; its objects went with it, state removed"
-            ),
+            Detached::NetnsGone {
+                id,
+                netns,
+                replaced,
+                restored,
+            } => {
+                write!(f, "sandbox {id}: netns {netns} no longer exists")?;
+                if *replaced {
+                    write!(
+                        f,
+                        " (another namespace is at that path now; nothing in it was touched)"
+                    )?;
+                }
+                write!(f, "; its objects went with it, state removed")?;
+                for r in restored {
+                    write!(f, "\n  restored: {r}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -68,33 +108,42 @@ pub fn detach_with_failpoint(
         return Ok(Detached::Detached {
             id: id.to_string(),
             objects: state.journal.len(),
+            left_alone: Vec::new(),
         });
     }
-    let Some(netns) = reopen_netns(&state) else {
-        store.remove(id)?;
-        lock.remove_on_release();
-        return Ok(Detached::NetnsGone {
-            id: id.to_string(),
-            netns: state.netns_path.display().to_string(),
-        });
+    let (netns, mut nl) = match reopen_netns(&state)? {
+        Reopened::Same { netns, nl } => (netns, nl),
+        Reopened::Lost(lost) => {
+            // What lived in the netns went with it (or is not ours, in a new one); what
+            // lives outside it (VFIO bindings) is still owed.
+            let restored = journal::undo_outside(&state.journal).map_err(|e| undo_error(id, e))?;
+            store.remove(id)?;
+            lock.remove_on_release();
+            return Ok(Detached::NetnsGone {
+                id: id.to_string(),
+                netns: state.netns_path.display().to_string(),
+                replaced: lost.replaced,
+                restored,
+            });
+        }
     };
-    netns.run(|| -> Result<()> {
-        let ns_label = format!("netns {}", netns.display());
-        let mut nl =
-            Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-        let alias = journal::owner_alias(id);
-        journal::undo_with_failpoint(&mut nl, &state.journal, &alias, fail_at).map_err(|e| {
-            Error::kernel(
-                format!("sandbox {id}: {}", e.entry.describe()),
-                "remove",
-                e.error,
-            )
-        })
+    let undone = netns.run(|| {
+        journal::undo_with_failpoint(&mut nl, &state.journal, &Owner::of(&state), fail_at)
+            .map_err(|e| undo_error(id, e))
     })??;
     store.remove(id)?;
     lock.remove_on_release();
     Ok(Detached::Detached {
         id: id.to_string(),
-        objects: state.journal.len(),
+        objects: state.journal.len() - undone.left_alone.len(),
+        left_alone: undone.left_alone,
     })
+}
+
+fn undo_error(id: &str, e: journal::UndoError) -> Error {
+    Error::kernel(
+        format!("sandbox {id}: {}", e.entry.describe()),
+        "remove",
+        e.error,
+    )
 }

@@ -19,16 +19,14 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::reopen_netns;
+use super::reopen::{Reopened, reopen_netns};
 use crate::journal;
 use crate::netlink::link::{self, Link};
 use crate::netlink::{Netlink, NlError, tc};
 use crate::netns::{NetNs, NsId};
+use crate::ownership::{OUR_KINDS, Owner};
 use crate::state::{self, Lock, State, StateDir};
 use crate::{Error, Result};
-
-/// The link kinds sandbox-net creates: only these are ever removed by gc.
-const OUR_KINDS: &[&str] = &["tun", "macvtap", "ifb"];
 
 /// What to collect.
 #[derive(Debug, Clone)]
@@ -74,6 +72,9 @@ pub struct StaleState {
     pub netns: String,
     pub reason: String,
     pub removed: bool,
+    /// What lived outside the lost netns and was undone with it (VFIO bindings).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restored: Vec<String>,
 }
 
 /// What gc found and did.
@@ -123,6 +124,9 @@ impl std::fmt::Display for GcReport {
                 s.netns,
                 s.reason
             )?;
+            for r in &s.restored {
+                writeln!(f, "  restored: {r}")?;
+            }
         }
         for s in &self.skipped {
             writeln!(f, "skipped: {s}")?;
@@ -227,26 +231,41 @@ fn collect_state(
         // only by detach.
         return Ok(None);
     }
-    let netns = reopen_netns(&state);
-    let reason = match &netns {
-        None => Some(format!(
-            "netns {} no longer exists (or is another namespace now)",
-            state.netns_path.display()
-        )),
-        Some(ns) => {
-            let none_left = all_gone(ns, &state)?;
-            none_left.then(|| {
+    let reopened = match reopen_netns(&state) {
+        Ok(r) => r,
+        Err(e) => {
+            // Its netns is there (same device and inode) but could not be proven the same:
+            // leave it for the next gc; the other sandboxes are still collected.
+            report.problems.push(format!("sandbox {id}: {e}"));
+            return Ok(None);
+        }
+    };
+    let (netns, reason) = match reopened {
+        Reopened::Lost(lost) => {
+            let how = if lost.replaced {
+                lost.reason
+            } else {
+                format!("{} (or is another namespace now)", lost.reason)
+            };
+            (None, Some(how))
+        }
+        Reopened::Same { netns, mut nl } => {
+            let none_left = all_gone(&netns, &mut nl, &state)?;
+            let reason = none_left.then(|| {
                 format!(
                     "none of its {} journalled objects exists any more",
                     state.journal.len()
                 )
-            })
+            });
+            (Some(netns), reason)
         }
     };
     if let Some(reason) = reason {
+        let mut restored = Vec::new();
         let removed = match lock.as_mut() {
-            Some(lock) => match store.remove(id) {
-                Ok(()) => {
+            Some(lock) => match drop_stale(store, &state, netns.is_none()) {
+                Ok(undone) => {
+                    restored = undone;
                     lock.remove_on_release();
                     tracing::info!(id, %reason, "gc: removed stale state");
                     true
@@ -263,6 +282,7 @@ fn collect_state(
             netns: state.netns_path.display().to_string(),
             reason,
             removed,
+            restored,
         });
     } else if state.phase == state::Phase::Attaching {
         report.skipped.push(format!(
@@ -272,19 +292,32 @@ fn collect_state(
     Ok(netns)
 }
 
-/// True when the state journals something and none of it is in force.
-fn all_gone(netns: &NetNs, state: &State) -> Result<bool> {
+/// Remove a stale state; when its netns is lost, first undo what lived outside it (VFIO
+/// bindings), which did not go with the netns. Returns what was undone.
+fn drop_stale(store: &StateDir, state: &State, netns_lost: bool) -> Result<Vec<String>> {
+    let mut restored = Vec::new();
+    if netns_lost {
+        restored = journal::undo_outside(&state.journal).map_err(|e| {
+            Error::kernel(
+                format!("sandbox {}: {}", state.id, e.entry.describe()),
+                "restore",
+                e.error,
+            )
+        })?;
+    }
+    store.remove(&state.id)?;
+    Ok(restored)
+}
+
+/// True when the state journals something and none of it is in force (and ours).
+fn all_gone(netns: &NetNs, nl: &mut Netlink, state: &State) -> Result<bool> {
     if state.journal.is_empty() {
         return Ok(false);
     }
-    netns.run(|| -> Result<bool> {
-        let label = format!("netns {}", netns.display());
-        let mut nl =
-            Netlink::open_here().map_err(|e| Error::kernel(&label, "open netlink socket", e))?;
-        let in_force = journal::in_force(&mut nl, &state.journal)
-            .map_err(|(step, e)| Error::kernel(&label, step, e.into_io()))?;
-        Ok(in_force.iter().all(|present| !present))
-    })?
+    let label = format!("netns {}", netns.display());
+    let checked = journal::check(nl, &state.journal, &Owner::of(state))
+        .map_err(|(step, e)| Error::kernel(&label, step, e.into_io()))?;
+    Ok(checked.iter().all(|c| !c.present))
 }
 
 #[derive(Default)]
@@ -294,11 +327,20 @@ struct Found {
     problems: Vec<String>,
 }
 
-/// Whether a state with `netns_id` and `journal` journals a device called `name` in the
-/// netns `ns`.
-fn accounts_for(netns_id: NsId, journal: &[journal::Entry], ns: NsId, name: &str) -> bool {
-    netns_id == ns
-        && journal
+/// The identity of a netns: device and inode, and its cookie when known.
+type Identity = (NsId, Option<u64>);
+
+/// Whether `state` journals a device called `name` in the netns `ns` (the cookies are
+/// compared when both are known: device and inode are reused).
+fn accounts_for(state: &State, ns: Identity, name: &str) -> bool {
+    let same_cookie = match (state.netns_cookie, ns.1) {
+        (Some(recorded), Some(now)) => recorded == now,
+        _ => true,
+    };
+    state.netns_id == ns.0
+        && same_cookie
+        && state
+            .journal
             .iter()
             .any(|e| e.creates_device() && e.device() == name)
 }
@@ -308,6 +350,10 @@ fn collect_links(store: Option<&StateDir>, netns: &NetNs, dry_run: bool) -> Resu
     let label = format!("netns {}", netns.display());
     let mut nl =
         Netlink::open_here().map_err(|e| Error::kernel(&label, "open netlink socket", e))?;
+    let cookie = nl
+        .netns_cookie()
+        .map_err(|e| Error::kernel(&label, "read its cookie (SO_NETNS_COOKIE)", e))?;
+    let here = (netns.id(), Some(cookie));
     let links =
         link::dump(&mut nl).map_err(|e| Error::kernel(&label, "dump links", e.into_io()))?;
     let mut found = Found::default();
@@ -349,7 +395,7 @@ fn collect_links(store: Option<&StateDir>, netns: &NetNs, dry_run: bool) -> Resu
         };
         if state
             .as_ref()
-            .is_some_and(|s| accounts_for(s.netns_id, &s.journal, netns.id(), &l.name))
+            .is_some_and(|s| accounts_for(s, here, &l.name))
         {
             continue;
         }
@@ -475,11 +521,25 @@ mod tests {
                 ifindex: Some(2),
             },
         ];
-        assert!(accounts_for(ns, &journal, ns, "tap0_sn"));
-        assert!(!accounts_for(ns, &journal, ns, "tap1_sn"));
+        let mut state: State = serde_json::from_value(serde_json::json!({
+            "version": 1, "id": "s1", "netns": "pod", "netns_path": "/run/netns/pod",
+            "netns_id": {"dev": 4, "ino": 99}, "netns_cookie": 7, "model": "tcfilter",
+            "phase": "attached", "endpoints": [], "journal": []
+        }))
+        .expect("a state");
+        state.journal = journal;
+        let here = (ns, Some(7));
+        assert!(accounts_for(&state, here, "tap0_sn"));
+        assert!(!accounts_for(&state, here, "tap1_sn"));
         // eth0 is journalled, but not as a device we created.
-        assert!(!accounts_for(ns, &journal, ns, "eth0"));
+        assert!(!accounts_for(&state, here, "eth0"));
         let other = NsId { dev: 4, ino: 100 };
-        assert!(!accounts_for(ns, &journal, other, "tap0_sn"));
+        assert!(!accounts_for(&state, (other, Some(7)), "tap0_sn"));
+        // The same device and inode (reused by the kernel) with another cookie: another
+        // namespace.
+        assert!(!accounts_for(&state, (ns, Some(8)), "tap0_sn"));
+        // A state written before cookies were recorded: device and inode only.
+        state.netns_cookie = None;
+        assert!(accounts_for(&state, (ns, Some(8)), "tap0_sn"));
     }
 }

@@ -6,12 +6,13 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::attach::{apply_and_save, plan, undo_logged};
-use super::reopen_netns;
+use super::reopen::{Reopened, reopen_netns};
 use crate::endpoint;
 use crate::guest::{self, GuestConfig};
 use crate::journal;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
+use crate::ownership::Owner;
 use crate::scan::{self, Snapshot};
 use crate::state::{self, Endpoint, Lock, Phase, State, StateDir};
 use crate::watch::diff;
@@ -25,12 +26,12 @@ pub struct EndpointChange {
     pub guest: GuestConfig,
 }
 
-/// Lock the sandbox and load its state, which must be fully attached, and its netns.
-fn open_attached(
-    state_dir: &Path,
-    id: &str,
-    iface: &str,
-) -> Result<(StateDir, Lock, State, NetNs)> {
+/// The sandbox's store, held lock, state, netns, and a socket in the netns.
+type Opened = (StateDir, Lock, State, NetNs, Netlink);
+
+/// Lock the sandbox and load its state, which must be fully attached, and its netns, which
+/// must be the one attached.
+fn open_attached(state_dir: &Path, id: &str, iface: &str) -> Result<Opened> {
     state::validate_id(id)?;
     tap::validate_ifname(iface)
         .map_err(|r| Error::invalid(format!("interface name {iface:?}"), r))?;
@@ -46,16 +47,10 @@ fn open_attached(
         ));
     }
     super::static_attach::refuse_static(&state, "hot-plug interfaces from")?;
-    let netns = reopen_netns(&state).ok_or_else(|| {
-        Error::invalid(
-            format!("sandbox {id}"),
-            format!(
-                "netns {} no longer exists; detach it",
-                state.netns_path.display()
-            ),
-        )
-    })?;
-    Ok((store, lock, state, netns))
+    match reopen_netns(&state)? {
+        Reopened::Same { netns, nl } => Ok((store, lock, state, netns, nl)),
+        Reopened::Lost(lost) => Err(lost.refusal(id, "hot-plug interfaces")),
+    }
 }
 
 /// Attach one more interface of the sandbox's netns.
@@ -71,24 +66,25 @@ pub fn add_endpoint_with_failpoint(
     iface: &str,
     fail_at: Option<usize>,
 ) -> Result<EndpointChange> {
-    let (store, _lock, state, netns) = open_attached(state_dir, id, iface)?;
+    let (store, _lock, state, netns, mut nl) = open_attached(state_dir, id, iface)?;
     if state.endpoints.iter().any(|e| e.name == iface) {
         return Err(Error::invalid(
             format!("interface {iface} of sandbox {id}"),
             "is already attached",
         ));
     }
-    netns.run(|| add_inside(&store, state, &netns, iface, fail_at))?
+    netns.run(|| add_inside(&store, state, &netns, &mut nl, iface, fail_at))?
 }
 
 fn add_inside(
     store: &StateDir,
     mut state: State,
     netns: &NetNs,
+    nl: &mut Netlink,
     iface: &str,
     fail_at: Option<usize>,
 ) -> Result<EndpointChange> {
-    let (mut nl, snapshot) = super::scan_here(netns)?;
+    let snapshot = super::scan_in(nl, netns)?;
     let only = [iface.to_string()];
     let candidates =
         endpoint::candidates(&snapshot, Some(&only)).map_err(|r| Error::Unsupported {
@@ -122,7 +118,7 @@ fn add_inside(
     state.journal.extend(entries);
     state.phase = Phase::Attaching;
     store.save(&state)?;
-    match apply_and_save(&mut nl, store, &mut state, start, fail_at) {
+    match apply_and_save(nl, store, &mut state, start, fail_at) {
         Ok(()) => {
             let endpoint = state
                 .endpoints
@@ -141,7 +137,7 @@ fn add_inside(
             })
         }
         Err((applied, error)) => {
-            if undo_logged(&mut nl, &state, start, applied) {
+            if undo_logged(nl, &state, start, applied) {
                 store.save(&before)?;
             }
             Err(error)
@@ -152,7 +148,7 @@ fn add_inside(
 /// Detach one interface of the sandbox, leaving the others attached. Removing the last
 /// one leaves an empty attachment.
 pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
-    let (store, _lock, mut state, netns) = open_attached(state_dir, id, iface)?;
+    let (store, _lock, mut state, netns, mut nl) = open_attached(state_dir, id, iface)?;
     let position = state
         .endpoints
         .iter()
@@ -170,11 +166,13 @@ pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<Endpoi
         .partition(|e| endpoint.owns(e.device()));
     let recorded = state.guest.is_some();
     // Without a recorded guest description, the one reported is read after the removal.
+    let owner = Owner {
+        alias: journal::owner_alias(id),
+        endpoints: std::slice::from_ref(&endpoint),
+    };
     let after = netns.run(|| -> Result<Option<Snapshot>> {
         let ns_label = format!("netns {}", netns.display());
-        let mut nl =
-            Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-        journal::undo(&mut nl, &owned, &journal::owner_alias(id)).map_err(|e| {
+        journal::undo(&mut nl, &owned, &owner).map_err(|e| {
             Error::kernel(
                 format!("sandbox {id}: {}", e.entry.describe()),
                 "remove",

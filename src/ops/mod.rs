@@ -6,6 +6,7 @@ mod detach;
 mod gc;
 mod hotplug;
 mod ratelimit;
+mod reopen;
 mod rollback;
 mod static_attach;
 mod status;
@@ -21,6 +22,7 @@ pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
 #[cfg(feature = "failpoints")]
 pub use ratelimit::set_rate_with_failpoint;
 pub use ratelimit::{LimitStatus, RateChange, ifb_name, set_rate};
+pub use reopen::{Lost, Reopened, prove_recorded, refuse_replaced, reopen_netns};
 pub use static_attach::{StaticOptions, attach_static};
 pub use status::{ObjectStatus, Status, list, status};
 
@@ -31,50 +33,43 @@ use crate::scan::{self, Snapshot};
 use crate::state::{self, State, StateDir};
 use crate::{Error, Result};
 
-/// Open the netns recorded in a state, if it still exists and is the same namespace.
-fn reopen_netns(state: &State) -> Option<NetNs> {
-    match NetNs::open_path(&state.netns, &state.netns_path) {
-        Ok(ns) if ns.id() == state.netns_id => Some(ns),
-        Ok(_) | Err(_) => None,
-    }
-}
-
-/// A netlink socket in the netns the calling thread is in (inside `NetNs::run`), and the
-/// four dumps of a scan, with errors naming the netns.
-fn scan_here(netns: &NetNs) -> Result<(Netlink, Snapshot)> {
+/// The four dumps of a scan on a socket in `netns`, with errors naming the netns.
+fn scan_in(nl: &mut Netlink, netns: &NetNs) -> Result<Snapshot> {
     let label = format!("netns {}", netns.display());
-    let mut nl =
-        Netlink::open_here().map_err(|e| Error::kernel(&label, "open netlink socket", e))?;
-    let snapshot =
-        scan::scan(&mut nl).map_err(|e| Error::kernel(&label, e.dump, e.error.into_io()))?;
-    Ok((nl, snapshot))
+    scan::scan(nl).map_err(|e| Error::kernel(&label, e.dump, e.error.into_io()))
 }
 
 /// The guest description of a sandbox: the one recorded at attach or, when the attach did
 /// not take it, what the netns says now (under tcfilter the interfaces keep their
-/// addresses, routes and neighbours; this enters the netns and takes the four dumps).
+/// addresses, routes and neighbours; this takes the four dumps), if the netns is still the
+/// one attached.
 pub fn describe_guest(state: &State) -> Result<GuestConfig> {
     if let Some(guest) = &state.guest {
         return Ok(guest.clone());
     }
-    let netns = reopen_netns(state).ok_or_else(|| {
-        Error::invalid(
-            format!("sandbox {}", state.id),
-            format!(
-                "netns {} no longer exists, and the attach did not record the guest description",
-                state.netns_path.display()
-            ),
-        )
-    })?;
-    netns.run(|| -> Result<GuestConfig> {
-        let (_, snapshot) = scan_here(&netns)?;
-        Ok(crate::watch::diff::guest_now(state, &snapshot))
-    })?
+    let (netns, mut nl) = match reopen_netns(state)? {
+        Reopened::Same { netns, nl } => (netns, nl),
+        Reopened::Lost(lost) => {
+            return Err(Error::invalid(
+                format!("sandbox {}", state.id),
+                format!(
+                    "{}, and the attach did not record the guest description",
+                    lost.reason
+                ),
+            ));
+        }
+    };
+    let snapshot = scan_in(&mut nl, &netns)?;
+    Ok(crate::watch::diff::guest_now(state, &snapshot))
 }
 
 /// The guest description of an attached sandbox (see [`describe_guest`]).
 pub fn guest_config(state_dir: &std::path::Path, id: &str) -> Result<Option<GuestConfig>> {
     state::validate_id(id)?;
     let store = StateDir::open(state_dir)?;
-    store.load(id)?.map(|s| describe_guest(&s)).transpose()
+    let Some(state) = store.load(id)? else {
+        return Ok(None);
+    };
+    refuse_replaced(&state, "describe its guest")?;
+    describe_guest(&state).map(Some)
 }

@@ -4,10 +4,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::reopen_netns;
+use super::reopen::{Reopened, reopen_netns};
 use crate::journal::{self, Direction, Entry};
 use crate::model::{PlanContext, rate_entries};
 use crate::netlink::{Netlink, htb};
+use crate::ownership::Owner;
 use crate::rate::Rate;
 use crate::state::{self, Phase, State, StateDir};
 use crate::{Error, Result, tap};
@@ -118,16 +119,11 @@ pub fn set_rate_with_failpoint(
         ));
     }
     super::static_attach::refuse_static(&state, "rate limit in")?;
-    let netns = reopen_netns(&state).ok_or_else(|| {
-        Error::invalid(
-            format!("sandbox {id}"),
-            format!("netns {} no longer exists", state.netns_path.display()),
-        )
-    })?;
+    let (netns, mut nl) = match reopen_netns(&state)? {
+        Reopened::Same { netns, nl } => (netns, nl),
+        Reopened::Lost(lost) => return Err(lost.refusal(id, "change its rate limits")),
+    };
     let result = netns.run(|| -> Result<Vec<LimitStatus>> {
-        let label = format!("netns {}", netns.display());
-        let mut nl =
-            Netlink::open_here().map_err(|e| Error::kernel(&label, "open netlink socket", e))?;
         let before = state.clone();
         let mut steps = Steps { fail_at, done: 0 };
         let mut change_all = || -> Result<()> {
@@ -240,7 +236,7 @@ fn change_one(
             let alias = journal::owner_alias(&state.id);
             let fail_at = steps.within(entries.len());
             if let Err(e) = journal::apply(nl, &mut entries, &alias, fail_at) {
-                if let Err(u) = journal::undo(nl, &entries[..e.applied], &alias) {
+                if let Err(u) = journal::undo(nl, &entries[..e.applied], &Owner::of(state)) {
                     tracing::error!(object = %u.entry.describe(), error = %u.error, "could not roll back a new rate limit");
                 }
                 return Err(Error::kernel(
@@ -270,7 +266,7 @@ fn change_one(
                 .collect();
             let removed: Vec<Entry> = chain.iter().map(|&j| state.journal[j].clone()).collect();
             steps.check(&object, "remove the limit")?;
-            journal::undo(nl, &removed, &journal::owner_alias(&state.id)).map_err(|e| {
+            journal::undo(nl, &removed, &Owner::of(state)).map_err(|e| {
                 Error::kernel(&object, format!("remove {}", e.entry.describe()), e.error)
             })?;
             let mut j = 0;

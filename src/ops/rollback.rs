@@ -3,6 +3,7 @@
 
 use crate::journal::{self, Entry};
 use crate::netlink::Netlink;
+use crate::ownership::Owner;
 use crate::state::{State, StateDir};
 
 /// Forget the ifindex of an entry, so it is resolved by name again.
@@ -34,7 +35,7 @@ pub(super) fn restore(nl: &mut Netlink, store: &StateDir, before: &State, now: &
         .filter(|e| !before.journal.contains(e))
         .cloned()
         .collect();
-    if let Err(e) = journal::undo(nl, &added, &alias) {
+    if let Err(e) = journal::undo(nl, &added, &Owner::of(now)) {
         tracing::error!(id = %before.id, object = %e.entry.describe(), error = %e.error,
             "rollback: could not remove a new object");
     }

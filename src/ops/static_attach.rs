@@ -20,6 +20,7 @@ use crate::model::Model;
 use crate::netlink::Netlink;
 use crate::netlink::link::{self, Link};
 use crate::netns::NsId;
+use crate::ownership::Owner;
 use crate::state::{self, Endpoint, Phase, Settings, State, StateDir};
 use crate::static_config::{self, Backend, Device, StaticConfig};
 use crate::{Error, Result, physical, tap};
@@ -92,6 +93,7 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
         netns: String::new(),
         netns_path: PathBuf::new(),
         netns_id: here,
+        netns_cookie: None,
         model: Model::None,
         settings: Settings {
             sysfs_root: opts.sysfs_root.clone(),
@@ -385,13 +387,15 @@ fn guest_of(config: &StaticConfig, endpoints: &[Endpoint]) -> GuestConfig {
 pub(super) fn undo_static(state: &State) -> Result<()> {
     let mut nl = Netlink::open_here()
         .map_err(|e| Error::kernel("the caller's netns", "open netlink socket", e))?;
-    journal::undo(&mut nl, &state.journal, &journal::owner_alias(&state.id)).map_err(|e| {
-        Error::kernel(
-            format!("sandbox {}: {}", state.id, e.entry.describe()),
-            "remove",
-            e.error,
-        )
-    })
+    journal::undo(&mut nl, &state.journal, &Owner::of(state))
+        .map(drop)
+        .map_err(|e| {
+            Error::kernel(
+                format!("sandbox {}: {}", state.id, e.entry.describe()),
+                "remove",
+                e.error,
+            )
+        })
 }
 
 /// What a static attachment holds, and whether it is still there: every VFIO binding, every
@@ -412,6 +416,7 @@ pub(super) fn check_objects(state: &State) -> Result<Vec<ObjectStatus>> {
             out.push(ObjectStatus {
                 object: entry.describe(),
                 present: bound,
+                not_ours: None,
             });
         }
     }
@@ -420,11 +425,13 @@ pub(super) fn check_objects(state: &State) -> Result<Vec<ObjectStatus>> {
             out.push(ObjectStatus {
                 object: format!("vhost-user socket {} of {}", socket.display(), ep.name),
                 present: std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket()),
+                not_ours: None,
             });
         } else if !ep.tap.is_empty() && here {
             out.push(ObjectStatus {
                 object: format!("tap {} of {}", ep.tap, ep.name),
                 present: tap::ifindex(&ep.tap).is_ok_and(|i| i == ep.ifindex),
+                not_ours: None,
             });
         }
     }

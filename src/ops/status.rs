@@ -3,12 +3,13 @@
 use serde::Serialize;
 
 use super::ratelimit::LimitStatus;
-use super::reopen_netns;
-use crate::journal::{self, Entry};
+use super::reopen::{Reopened, reopen_netns};
+use crate::journal;
 use crate::model::Model;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
-use crate::state::{self, Endpoint, Phase, StateDir};
+use crate::ownership::Owner;
+use crate::state::{self, Endpoint, Phase, State, StateDir};
 use crate::{Error, Result};
 
 /// One journalled object and whether the kernel still has it.
@@ -16,6 +17,10 @@ use crate::{Error, Result};
 pub struct ObjectStatus {
     pub object: String,
     pub present: bool,
+    /// Its place is taken by something that is not ours (named here): detach leaves it
+    /// alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_ours: Option<String>,
 }
 
 /// The status of one sandbox.
@@ -89,39 +94,49 @@ pub fn status(state_dir: &std::path::Path, id: &str) -> Result<Option<Status>> {
         status.objects = Some(objects);
         return Ok(Some(status));
     }
-    let Some(netns) = reopen_netns(&s) else {
-        status.drift = true;
-        status.problem = Some(format!("netns {} no longer exists", s.netns_path.display()));
-        return Ok(Some(status));
+    let (netns, mut nl) = match reopen_netns(&s)? {
+        Reopened::Same { netns, nl } => (netns, nl),
+        Reopened::Lost(lost) => {
+            status.drift = true;
+            status.problem = Some(lost.reason);
+            return Ok(Some(status));
+        }
     };
     let (objects, limits) = netns.run(|| -> Result<_> {
-        let objects = check_objects(&netns, &s.journal)?;
-        let label = format!("netns {}", netns.display());
-        let mut nl =
-            Netlink::open_here().map_err(|e| Error::kernel(&label, "open netlink socket", e))?;
+        let objects = check_objects(&mut nl, &netns, &s)?;
         Ok((objects, super::ratelimit::read_limits(&mut nl, &s)?))
     })??;
     status.limits = Some(limits);
     status.drift = objects.iter().any(|o| !o.present) || s.phase != Phase::Attached;
+    let foreign: Vec<&str> = objects
+        .iter()
+        .filter(|o| o.not_ours.is_some())
+        .map(|o| o.object.as_str())
+        .collect();
     if s.phase != Phase::Attached {
         status.problem = Some("attach did not finish (crashed?); run detach to clean up".into());
+    } else if !foreign.is_empty() {
+        status.problem = Some(format!(
+            "not ours any more (detach leaves them alone): {}",
+            foreign.join(", ")
+        ));
     }
     status.objects = Some(objects);
     Ok(Some(status))
 }
 
-fn check_objects(netns: &NetNs, journal: &[Entry]) -> Result<Vec<ObjectStatus>> {
+fn check_objects(nl: &mut Netlink, netns: &NetNs, state: &State) -> Result<Vec<ObjectStatus>> {
     let ns_label = format!("netns {}", netns.display());
-    let mut nl =
-        Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
-    let in_force = journal::in_force(&mut nl, journal)
+    let checked = journal::check(nl, &state.journal, &Owner::of(state))
         .map_err(|(step, e)| Error::kernel(&ns_label, step, e.into_io()))?;
-    Ok(journal
+    Ok(state
+        .journal
         .iter()
-        .zip(in_force)
-        .map(|(entry, present)| ObjectStatus {
+        .zip(checked)
+        .map(|(entry, c)| ObjectStatus {
             object: entry.describe(),
-            present,
+            present: c.present,
+            not_ours: c.not_ours,
         })
         .collect())
 }

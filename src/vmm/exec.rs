@@ -14,6 +14,7 @@ use super::fdmap::FdMap;
 use super::{Backend, FIRST_FD, VHOST_NET, Vmm, VmmArgs, fd_layout, qemu};
 use crate::dataplane::open_endpoint_queues;
 use crate::netns::NetNs;
+use crate::ops::Reopened;
 use crate::state::State;
 use crate::{Error, Result};
 
@@ -44,18 +45,10 @@ fn open_vhost(count: u32) -> io::Result<Vec<OwnedFd>> {
 
 /// Open the sandbox's netns, checking it is still the one attached.
 fn reopen(state: &State) -> Result<NetNs> {
-    let ns = NetNs::open_path(&state.netns, &state.netns_path)?;
-    if ns.id() != state.netns_id {
-        return Err(Error::BadNetns {
-            netns: state.netns.clone(),
-            reason: format!(
-                "{} is no longer the namespace sandbox {} was attached in",
-                state.netns_path.display(),
-                state.id
-            ),
-        });
+    match crate::ops::reopen_netns(state)? {
+        Reopened::Same { netns, .. } => Ok(netns),
+        Reopened::Lost(lost) => Err(lost.refusal(&state.id, "open its queues")),
     }
-    Ok(ns)
 }
 
 /// Open every queue and render the arguments. Only QEMU takes fds this way.

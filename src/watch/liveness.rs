@@ -1,6 +1,9 @@
 //! Whether the sandbox's netns still exists: `watch` holds the namespace open (its sockets
 //! keep it alive), so deletion shows only on the file: `ip netns delete` unmounts and
-//! removes it, and a namespace re-created under the same name has another inode.
+//! removes it, and a namespace re-created under the same name has another inode. Device
+//! and inode are enough here, without the cookie `ops::reopen_netns` checks at the start:
+//! the kernel reuses an nsfs inode only once its namespace is freed, and the one watched
+//! is not freed while the watch holds it.
 
 use std::io;
 use std::os::unix::fs::MetadataExt;

@@ -24,6 +24,7 @@ use serde::Serialize;
 use crate::guest::GuestConfig;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
+use crate::ops::Reopened;
 use crate::scan::{self, Snapshot};
 use crate::state::{self, Endpoint, Phase, State, StateDir};
 use crate::{Error, Result};
@@ -96,19 +97,13 @@ enum Round {
     Detached,
 }
 
-/// Open the sandbox's netns, checking it is the one that was attached.
-fn open_netns(state: &State) -> Result<NetNs> {
-    let gone = || {
-        Error::invalid(
-            format!("sandbox {}", state.id),
-            format!("netns {} no longer exists", state.netns_path.display()),
-        )
-    };
-    let netns = NetNs::open_path(&state.netns, &state.netns_path).map_err(|_| gone())?;
-    if netns.id() != state.netns_id {
-        return Err(gone());
+/// Open the sandbox's netns, checking it is the one that was attached (see
+/// [`crate::ops::reopen_netns`]), with a netlink socket in it.
+fn open_netns(state: &State) -> Result<(NetNs, Netlink)> {
+    match crate::ops::reopen_netns(state)? {
+        Reopened::Same { netns, nl } => Ok((netns, nl)),
+        Reopened::Lost(lost) => Err(Error::invalid(format!("sandbox {}", state.id), lost.reason)),
     }
-    Ok(netns)
 }
 
 /// Watch sandbox `opts.id` until `stop` is set, its netns is deleted or it is detached.
@@ -131,13 +126,12 @@ pub fn watch(
             "is a static attachment (attach --config): it has no netns to watch",
         ));
     }
-    let netns = open_netns(&state)?;
+    let (netns, mut nl) = open_netns(&state)?;
     let file = NetnsFile {
         path: state.netns_path.clone(),
         id: state.netns_id,
     };
     let mut subscription = Subscription::open(&netns)?;
-    let mut nl = Netlink::open_in(&netns)?;
     let mut watcher = Watcher {
         opts,
         store,
