@@ -6,7 +6,7 @@
 //! treats an object that is already gone as undone, so it can run any number of times.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +129,7 @@ pub enum Entry {
         device: String,
         pci_address: String,
         original_driver: Option<String>,
+        /// The process's sysfs root when planned; only compared (see [`vfio_root`]).
         sysfs_root: PathBuf,
     },
 }
@@ -396,12 +397,11 @@ fn apply_one(
             sysfs_root,
             ..
         } => {
+            let root = vfio_root(sysfs_root).map_err(|e| ("bind to vfio-pci", e))?;
             let object = format!("interface {device}");
-            let writes = physical::plan_bind(sysfs_root, pci_address)
+            let writes = physical::plan_bind(&root, pci_address)
                 .and_then(|w| physical::apply(&object, &w))
-                .and_then(|()| {
-                    physical::verify_bound(sysfs_root, pci_address, physical::VFIO_DRIVER)
-                });
+                .and_then(|()| physical::verify_bound(&root, pci_address, physical::VFIO_DRIVER));
             writes.map_err(|e| ("bind to vfio-pci", io::Error::other(e.to_string())))?;
         }
     }
@@ -499,6 +499,26 @@ fn resolve(nl: &mut Netlink, entry: &Entry, alias: &str) -> Result<Option<u32>, 
     Ok(Some(index))
 }
 
+/// The sysfs root to act on a VFIO entry under: this process's ([`physical::sysfs_root`]),
+/// never a path read back from a state file. An entry recorded under another root (a
+/// planted state, or one written by a process with another `--sysfs-root`) is refused:
+/// nothing is written anywhere for it.
+pub fn vfio_root(recorded: &Path) -> io::Result<PathBuf> {
+    let root = physical::sysfs_root();
+    if recorded != root {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "recorded under sysfs root {}, not this process's {}; refusing to write there \
+                 (run with --sysfs-root {0} if that tree is really the one)",
+                recorded.display(),
+                root.display()
+            ),
+        ));
+    }
+    Ok(root)
+}
+
 fn undo_one(nl: &mut Netlink, entry: &Entry, alias: &str) -> io::Result<()> {
     if let Entry::VfioBind {
         pci_address,
@@ -507,7 +527,8 @@ fn undo_one(nl: &mut Netlink, entry: &Entry, alias: &str) -> io::Result<()> {
         ..
     } = entry
     {
-        return physical::restore_driver(sysfs_root, pci_address, original_driver.as_deref())
+        let root = vfio_root(sysfs_root)?;
+        return physical::restore_driver(&root, pci_address, original_driver.as_deref())
             .map_err(|e| io::Error::other(e.to_string()));
     }
     let Some(index) = resolve(nl, entry, alias).map_err(nl_io)? else {
@@ -555,15 +576,10 @@ pub fn in_force(nl: &mut Netlink, entries: &[Entry]) -> Result<Vec<bool>, (Strin
     for entry in entries {
         let link = by_name(entry.device()).filter(|l| entry.ifindex().is_none_or(|i| i == l.index));
         let present = match (entry, link) {
-            (
-                Entry::VfioBind {
-                    pci_address,
-                    sysfs_root,
-                    ..
-                },
-                _,
-            ) => physical::current_driver(sysfs_root, pci_address)
-                .is_ok_and(|d| d.as_deref() == Some(physical::VFIO_DRIVER)),
+            (Entry::VfioBind { pci_address, .. }, _) => {
+                physical::current_driver(&physical::sysfs_root(), pci_address)
+                    .is_ok_and(|d| d.as_deref() == Some(physical::VFIO_DRIVER))
+            }
             (_, None) => false,
             (Entry::Tap { .. }, Some(l)) => l.tun.is_some_and(|t| t.tap),
             (Entry::Macvtap { .. }, Some(l)) => l.kind.as_deref() == Some("macvtap"),

@@ -75,6 +75,16 @@ pub fn describe_guest(state: &State) -> Result<GuestConfig> {
 /// The guest description of an attached sandbox (see [`describe_guest`]).
 pub fn guest_config(state_dir: &std::path::Path, id: &str) -> Result<Option<GuestConfig>> {
     state::validate_id(id)?;
-    let store = StateDir::open(state_dir)?;
-    store.load(id)?.map(|s| describe_guest(&s)).transpose()
+    load_existing(state_dir, id)?
+        .map(|s| describe_guest(&s))
+        .transpose()
+}
+
+/// A sandbox's state, for the commands that only read: None when the state directory or
+/// the state file does not exist (nothing is created).
+pub fn load_existing(state_dir: &std::path::Path, id: &str) -> Result<Option<State>> {
+    match StateDir::open_existing(state_dir)? {
+        Some(store) => store.load(id),
+        None => Ok(None),
+    }
 }
