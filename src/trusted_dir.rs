@@ -282,24 +282,23 @@ impl TrustedDir {
     /// file is refused as corrupt, from its size before anything is read.
     pub fn read(&self, name: &str, limit: u64, what: &str) -> Result<Option<Vec<u8>>> {
         let path = self.file_path(name);
-        let too_large = |size: u64| Error::CorruptState {
+        let too_large = |size: String| Error::CorruptState {
             path: path.clone(),
-            reason: format!(
-                "{what} is {size} bytes or more, over the limit of {limit} bytes; not read"
-            ),
+            reason: format!("{what} is {size} bytes, over the limit of {limit} bytes; not read"),
         };
         let Some((file, meta)) = self.open_checked(name, OFlag::O_RDONLY, what)? else {
             return Ok(None);
         };
         if meta.len() > limit {
-            return Err(too_large(meta.len()));
+            return Err(too_large(meta.len().to_string()));
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
         file.take(limit + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| Error::state(&path, format!("read {what}"), e))?;
         if bytes.len() as u64 > limit {
-            return Err(too_large(bytes.len() as u64));
+            // It grew while read.
+            return Err(too_large(format!("more than {limit}")));
         }
         Ok(Some(bytes))
     }
