@@ -8,6 +8,7 @@
 //! names the object.
 
 mod common;
+mod reliability;
 
 use std::fs;
 use std::io::Write;
@@ -17,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
+use reliability::{listing, settled_snapshot};
 use sandbox_net::cni::record::{RECORD_VERSION, Record, Records};
 use sandbox_net::journal::Entry;
 use sandbox_net::netns::NsId;
@@ -62,15 +64,9 @@ struct Victim {
 }
 
 impl Victim {
+    /// A new root-only file at `path`.
     fn new(path: PathBuf) -> Victim {
-        let content = b"root's secret, mode 0600\n".to_vec();
-        fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&content))
-            .expect("write victim");
+        plant(&path, "root's secret, mode 0600\n", 0o600);
         // An mtime in the past, so that a write now would show even on a coarse clock.
         let past = SystemTime::now() - Duration::from_secs(3600);
         fs::File::options()
@@ -78,13 +74,17 @@ impl Victim {
             .open(&path)
             .and_then(|f| f.set_modified(past))
             .expect("set victim mtime");
-        let mtime = fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .expect("mtime");
+        Victim::existing(path)
+    }
+
+    /// An existing file, as it is now.
+    fn existing(path: PathBuf) -> Victim {
         Victim {
+            content: fs::read(&path).expect("read"),
+            mtime: fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .expect("mtime"),
             path,
-            content,
-            mtime,
         }
     }
 
@@ -112,18 +112,6 @@ fn cli_in(dir: &Path, args: &[&str]) -> (i32, String) {
     let (code, out, err) = cli(&full);
     println!("sandbox-net {full:?} -> {code}\n{out}{err}");
     (code, format!("{out}{err}"))
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 /// A state of sandbox `id` in the netns `ns` (or static, without one), with `journal`.
@@ -180,8 +168,7 @@ fn plant_state(dir: &Path, state: &State) -> PathBuf {
 fn a_state_dir_or_file_another_user_can_write_is_refused() {
     let net = scratch(1);
     let pod = net.pod_name.clone();
-    settle(&pod);
-    let before = snapshot(&pod);
+    let before = settled_snapshot(&pod);
     let base = Base::new("snt-hostile-dir");
     let users = base.dir("users", 0o775, 1000);
     let groupw = base.dir("groupw", 0o770, 0);
@@ -229,7 +216,7 @@ fn a_state_dir_or_file_another_user_can_write_is_refused() {
             }
         }
         assert_eq!(
-            names_in(dir),
+            listing(dir),
             Vec::<String>::new(),
             "{what}: nothing created"
         );
@@ -250,7 +237,7 @@ fn a_state_dir_or_file_another_user_can_write_is_refused() {
     plant(&good.join("locked.lock"), "", 0o600);
     std::os::unix::fs::chown(good.join("locked.lock"), Some(1000), None).expect("chown");
     plant_state(&good, &state_of("locked", None, Vec::new()));
-    let files_before: Vec<(String, Vec<u8>)> = names_in(&good)
+    let files_before: Vec<(String, Vec<u8>)> = listing(&good)
         .into_iter()
         .map(|n| (n.clone(), fs::read(good.join(&n)).expect("read")))
         .collect();
@@ -279,7 +266,7 @@ fn a_state_dir_or_file_another_user_can_write_is_refused() {
     }
     // The only new files are the lock files detach took before it read the state (as
     // for any state it refuses): empty, root's, mode 0600.
-    for name in names_in(&good) {
+    for name in listing(&good) {
         if files_before.iter().any(|(n, _)| *n == name) {
             continue;
         }
@@ -416,13 +403,7 @@ fn state_files_and_records_that_are_symlinks_are_refused() {
     let state_dir = base.dir("state", 0o700, 0);
     let elsewhere = base.dir("elsewhere", 0o700, 0);
     let target = plant_state(&elsewhere, &state_of("s", None, Vec::new()));
-    let target = Victim {
-        content: fs::read(&target).expect("read"),
-        mtime: fs::metadata(&target)
-            .and_then(|m| m.modified())
-            .expect("mtime"),
-        path: target,
-    };
+    let target = Victim::existing(target);
     let link = state_dir.join("s.json");
     symlink(&target.path, &link).expect("symlink state file");
     for args in [
@@ -445,13 +426,7 @@ fn state_files_and_records_that_are_symlinks_are_refused() {
         "containerID": "ctr", "ifname": "eth0", "netns": net.pod.path()});
     let record_target = elsewhere.join("record.json");
     plant(&record_target, &record.to_string(), 0o600);
-    let record_target = Victim {
-        content: fs::read(&record_target).expect("read"),
-        mtime: fs::metadata(&record_target)
-            .and_then(|m| m.modified())
-            .expect("mtime"),
-        path: record_target,
-    };
+    let record_target = Victim::existing(record_target);
     let record_link = records.path(&id);
     symlink(&record_target.path, &record_link).expect("symlink record");
     let err = records.load(&id).err().map(|e| e.to_string());
@@ -612,12 +587,12 @@ fn demo_honours_state_dir() {
     println!("{text}");
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(dir.is_dir(), "the demo's state went to --state-dir");
-    assert_eq!(names_in(&dir), Vec::<String>::new(), "and was cleaned up");
+    assert_eq!(listing(&dir), Vec::<String>::new(), "and was cleaned up");
     assert!(!env_dir.exists(), "nothing in $SANDBOX_NET_STATE_DIR");
     let default = Path::new(sandbox_net::state::DEFAULT_STATE_DIR);
     let mine = format!("demo-{pid}.");
     assert!(
-        names_in(default).iter().all(|n| !n.starts_with(&mine)),
+        listing(default).iter().all(|n| !n.starts_with(&mine)),
         "nothing of a demo in {}",
         default.display()
     );
