@@ -714,6 +714,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_vfio_entry_is_acted_on_only_under_the_process_sysfs_root() {
+        let own = physical::sysfs_root();
+        assert_eq!(vfio_root(&own).ok(), Some(own.clone()));
+        let planted = Path::new("/tmp/planted-sysfs");
+        let err = vfio_root(planted).map_err(|e| e.to_string());
+        let err = err.err().unwrap_or_default();
+        assert!(
+            err.contains("recorded under sysfs root /tmp/planted-sysfs")
+                && err.contains(&format!("not this process's {}", own.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn phases_put_filters_before_qdiscs_before_devices() {
         let entries = [
             Entry::Tap {
