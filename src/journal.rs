@@ -509,8 +509,7 @@ pub fn vfio_root(recorded: &Path) -> io::Result<PathBuf> {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!(
-                "recorded under sysfs root {}, not this process's {}; refusing to write there \
-                 (run with --sysfs-root {0} if that tree is really the one)",
+                "recorded under sysfs root {}, not this process's {}; refusing to write there",
                 recorded.display(),
                 root.display()
             ),

@@ -4,8 +4,9 @@
 //!
 //! Everything goes through sysfs under a root given by the caller, so the logic can be
 //! tested against a fake tree. The operations take it from [`sysfs_root`], a setting of
-//! the process ("/sys" unless [`set_sysfs_root`] changed it), never from a state file. `/sys/class/net` lists the interfaces of the
-//! netns that mounted sysfs: detect from a sysfs mounted inside the container's netns.
+//! the process ("/sys" unless [`set_sysfs_root`] changed it), never from a state file.
+//! `/sys/class/net` lists the interfaces of the netns that mounted sysfs: detect from a
+//! sysfs mounted inside the container's netns.
 //! The caller journals the device's current driver before [`bind_vfio`] changes anything,
 //! and undoes with [`restore_driver`], which may run any number of times.
 
