@@ -45,6 +45,7 @@ use sandbox_net::netlink::{Netlink, addr, link, route, tc};
 use sandbox_net::netns::NetNs;
 use sandbox_net::scratch::ScratchNet;
 use sandbox_net::state::StateDir;
+use sandbox_net::trusted_dir::TrustedDir;
 use sandbox_net::{AttachOptions, attach, detach, scan, tap};
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -666,15 +667,10 @@ impl Steps {
 /// The MAC the step replay gives its tap (the library chooses a random one per tap).
 const TAP_MAC: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 1];
 
-/// What `StateDir::save` does, with the library's own writer (temp file, then exchanged
-/// with an existing state file or renamed into place; no fsync).
-fn save_like_state(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    sandbox_net::state::write_atomically(
-        &dir.join("steps.json"),
-        &dir.join(".steps.json.tmp"),
-        bytes,
-        false,
-    )
+/// What `StateDir::save` does, with the library's own writer (temp file created with
+/// O_EXCL, then exchanged with an existing state file or renamed into place; no fsync).
+fn save_like_state(dir: &TrustedDir, bytes: &[u8]) -> sandbox_net::Result<()> {
+    dir.write_atomically("steps.json", bytes, false, u64::MAX)
 }
 
 fn io_nl(e: sandbox_net::netlink::NlError) -> std::io::Error {
@@ -685,9 +681,8 @@ fn steps(a: &StepsArgs) -> R<Value> {
     let mut net = ScratchNet::new(&a.prefix)?;
     net.add_link(0, 1500, true)?;
     let name = net.pod_name.clone();
-    for d in [&a.state_dir_disk, &a.state_dir_tmpfs] {
-        StateDir::open(d)?;
-    }
+    let disk = TrustedDir::create(&a.state_dir_disk, "state directory")?;
+    let tmpfs = TrustedDir::create(&a.state_dir_tmpfs, "state directory")?;
     // The size of a real state file, to replay its writes.
     let id = format!("steps-{}", std::process::id());
     let mut opts = AttachOptions::new(name.clone(), id.clone());
@@ -733,10 +728,10 @@ fn steps(a: &StepsArgs) -> R<Value> {
             .map_err(io_nl)?;
             s.time(
                 "attach: state save #1 (disk: write+rename, new file)",
-                || save_like_state(&a.state_dir_disk, &blob),
+                || save_like_state(&disk, &blob),
             )?;
             s.time("(alt) state save on tmpfs (write+rename, new file)", || {
-                save_like_state(&a.state_dir_tmpfs, &blob)
+                save_like_state(&tmpfs, &blob)
             })?;
             s.time(
                 "attach: tap create (open tun, TUNSETIFF, TUNSETPERSIST)",
@@ -769,7 +764,7 @@ fn steps(a: &StepsArgs) -> R<Value> {
             .map_err(io_nl)?;
             s.time(
                 "attach: state save #2 (disk: write+exchange+unlink)",
-                || save_like_state(&a.state_dir_disk, &blob),
+                || save_like_state(&disk, &blob),
             )?;
             s.time("detach: DELTFILTER tap", || tc::del_redirect(&mut nl, tapi))
                 .map_err(io_nl)?;

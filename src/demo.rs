@@ -129,7 +129,7 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
         .map_err(|e| Error::kernel("demo pod netns", "dump qdiscs", e.into_io()))?;
     let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
     let ingress = qdiscs.iter().filter(|q| q.kind == "ingress").count();
-    let state_left = opts.state_dir.join(format!("{id}.json")).exists();
+    let state_left = sandbox_net::ops::load_existing(&opts.state_dir, &id)?.is_some();
     println!(
         "   links left in the pod netns: {names:?}; ingress qdiscs: {ingress}; state file left: {state_left}"
     );

@@ -6,7 +6,7 @@
 //! treats an object that is already gone as undone, so it can run any number of times.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -130,6 +130,7 @@ pub enum Entry {
         device: String,
         pci_address: String,
         original_driver: Option<String>,
+        /// The process's sysfs root when planned; only compared (see [`vfio_root`]).
         sysfs_root: PathBuf,
     },
 }
@@ -404,12 +405,11 @@ fn apply_one(
             sysfs_root,
             ..
         } => {
+            let root = vfio_root(sysfs_root).map_err(|e| ("bind to vfio-pci", e))?;
             let object = format!("interface {device}");
-            let writes = physical::plan_bind(sysfs_root, pci_address)
+            let writes = physical::plan_bind(&root, pci_address)
                 .and_then(|w| physical::apply(&object, &w))
-                .and_then(|()| {
-                    physical::verify_bound(sysfs_root, pci_address, physical::VFIO_DRIVER)
-                });
+                .and_then(|()| physical::verify_bound(&root, pci_address, physical::VFIO_DRIVER));
             writes.map_err(|e| ("bind to vfio-pci", io::Error::other(e.to_string())))?;
         }
     }
@@ -478,6 +478,25 @@ fn gone(errno: i32) -> bool {
     )
 }
 
+/// The sysfs root to act on a VFIO entry under: this process's ([`physical::sysfs_root`]),
+/// never a path read back from a state file. An entry recorded under another root (a
+/// planted state, or one written by a process with another `--sysfs-root`) is refused:
+/// nothing is written anywhere for it.
+pub fn vfio_root(recorded: &Path) -> io::Result<PathBuf> {
+    let root = physical::sysfs_root();
+    if recorded != root {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "recorded under sysfs root {}, not this process's {}; refusing to write there",
+                recorded.display(),
+                root.display()
+            ),
+        ));
+    }
+    Ok(root)
+}
+
 /// Undo a VFIO binding: put the PCI device back on its original driver (host sysfs; no
 /// netns involved).
 fn undo_vfio(entry: &Entry) -> io::Result<()> {
@@ -490,7 +509,8 @@ fn undo_vfio(entry: &Entry) -> io::Result<()> {
     else {
         return Ok(());
     };
-    physical::restore_driver(sysfs_root, pci_address, original_driver.as_deref())
+    let root = vfio_root(sysfs_root)?;
+    physical::restore_driver(&root, pci_address, original_driver.as_deref())
         .map_err(|e| io::Error::other(e.to_string()))
 }
 
@@ -593,15 +613,10 @@ fn in_force_among(
     for entry in entries {
         let link = by_name(entry.device()).filter(|l| entry.ifindex().is_none_or(|i| i == l.index));
         let present = match (entry, link) {
-            (
-                Entry::VfioBind {
-                    pci_address,
-                    sysfs_root,
-                    ..
-                },
-                _,
-            ) => physical::current_driver(sysfs_root, pci_address)
-                .is_ok_and(|d| d.as_deref() == Some(physical::VFIO_DRIVER)),
+            (Entry::VfioBind { pci_address, .. }, _) => {
+                physical::current_driver(&physical::sysfs_root(), pci_address)
+                    .is_ok_and(|d| d.as_deref() == Some(physical::VFIO_DRIVER))
+            }
             (_, None) => false,
             (Entry::Tap { .. }, Some(l)) => l.tun.is_some_and(|t| t.tap),
             (Entry::Macvtap { .. }, Some(l)) => l.kind.as_deref() == Some("macvtap"),
@@ -820,6 +835,20 @@ impl FirstFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vfio_entry_is_acted_on_only_under_the_process_sysfs_root() {
+        let own = physical::sysfs_root();
+        assert_eq!(vfio_root(&own).ok(), Some(own.clone()));
+        let planted = Path::new("/tmp/planted-sysfs");
+        let err = vfio_root(planted).map_err(|e| e.to_string());
+        let err = err.err().unwrap_or_default();
+        assert!(
+            err.contains("recorded under sysfs root /tmp/planted-sysfs")
+                && err.contains(&format!("not this process's {}", own.display())),
+            "{err}"
+        );
+    }
 
     #[test]
     fn phases_put_filters_before_qdiscs_before_devices() {

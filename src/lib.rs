@@ -38,6 +38,7 @@ pub mod scratch;
 pub mod state;
 pub mod static_config;
 pub mod tap;
+pub mod trusted_dir;
 pub mod vmm;
 pub mod watch;
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use sandbox_net::ops::RateChange;
-use sandbox_net::state::{STATE_DIR_ENV, StateDir};
+use sandbox_net::state::STATE_DIR_ENV;
 use sandbox_net::{AttachOptions, Error, Model};
 
 mod demo;
@@ -26,6 +26,11 @@ struct Cli {
     /// Directory holding one state file per sandbox.
     #[arg(long, global = true, env = STATE_DIR_ENV, default_value = sandbox_net::state::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
+
+    /// The sysfs tree PCI devices are found and rebound to vfio-pci under, for every
+    /// command (detach and gc too): a state file never chooses it.
+    #[arg(long, global = true, value_name = "DIR", env = sandbox_net::physical::SYSFS_ROOT_ENV, default_value = sandbox_net::physical::DEFAULT_SYSFS_ROOT, hide = true)]
+    sysfs_root: PathBuf,
 
     #[command(subcommand)]
     command: Command,
@@ -71,9 +76,6 @@ enum Command {
         /// Limit traffic from the guest on every endpoint.
         #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
         tx_rate: Option<String>,
-        /// The sysfs tree used to rebind physical NICs to vfio-pci.
-        #[arg(long, value_name = "DIR", default_value = "/sys", hide = true)]
-        sysfs_root: PathBuf,
         /// A nameserver for the guest (repeat for several); guest-config renders it.
         #[arg(long = "dns", value_name = "ADDR")]
         dns: Vec<std::net::IpAddr>,
@@ -276,6 +278,7 @@ fn describe_endpoint(ep: &sandbox_net::state::Endpoint) -> String {
 
 fn run(cli: Cli) -> Result<(), Error> {
     let state_dir = cli.state_dir;
+    sandbox_net::physical::set_sysfs_root(cli.sysfs_root);
     match cli.command {
         Command::Attach {
             netns,
@@ -288,7 +291,6 @@ fn run(cli: Cli) -> Result<(), Error> {
             vhost_user_dir,
             rx_rate,
             tx_rate,
-            sysfs_root,
             dns,
             no_guest,
             json,
@@ -296,7 +298,6 @@ fn run(cli: Cli) -> Result<(), Error> {
             if let Some(config) = config {
                 let mut opts = sandbox_net::StaticOptions::new(config, id);
                 opts.state_dir = state_dir;
-                opts.sysfs_root = sysfs_root;
                 opts.dns = dns;
                 let a = sandbox_net::attach_static(&opts)?;
                 let header = format!(
@@ -319,7 +320,6 @@ fn run(cli: Cli) -> Result<(), Error> {
             opts.vhost_user_dir = vhost_user_dir;
             opts.rx_rate = rx_rate.as_deref().map(parse_rate).transpose()?;
             opts.tx_rate = tx_rate.as_deref().map(parse_rate).transpose()?;
-            opts.sysfs_root = sysfs_root;
             opts.dns = dns;
             opts.describe_guest = !no_guest;
             opts.state_dir = state_dir;
@@ -508,7 +508,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             ));
         }
         Command::Watch { id, json } => watch_cmd::run(&state_dir, id, json)?,
-        Command::Demo => demo::run(&StateDir::resolve(None))?,
+        Command::Demo => demo::run(&state_dir)?,
     }
     Ok(())
 }
@@ -523,6 +523,9 @@ fn main() -> ExitCode {
         .init();
     // Run as a CNI plugin when a container runtime calls us (stdout is the result).
     if std::env::var_os(sandbox_net::cni::COMMAND_ENV).is_some() {
+        if let Some(root) = std::env::var_os(sandbox_net::physical::SYSFS_ROOT_ENV) {
+            sandbox_net::physical::set_sysfs_root(root);
+        }
         return ExitCode::from(sandbox_net::cni::run());
     }
     let cli = Cli::parse();

@@ -2,9 +2,11 @@
 //! device is unbound from its kernel driver and bound to vfio-pci, and the VMM opens
 //! `/dev/vfio/<iommu group>`. Detach rebinds it to its original driver.
 //!
-//! Everything goes through sysfs under a root given by the caller (normally "/sys"), so the
-//! logic can be tested against a fake tree. `/sys/class/net` lists the interfaces of the
-//! netns that mounted sysfs: detect from a sysfs mounted inside the container's netns.
+//! Everything goes through sysfs under a root given by the caller, so the logic can be
+//! tested against a fake tree. The operations take it from [`sysfs_root`], a setting of
+//! the process ("/sys" unless [`set_sysfs_root`] changed it), never from a state file.
+//! `/sys/class/net` lists the interfaces of the netns that mounted sysfs: detect from a
+//! sysfs mounted inside the container's netns.
 //! The caller journals the device's current driver before [`bind_vfio`] changes anything,
 //! and undoes with [`restore_driver`], which may run any number of times.
 
@@ -12,12 +14,40 @@ pub mod fake_sysfs;
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 /// The driver a passed-through device is bound to.
 pub const VFIO_DRIVER: &str = "vfio-pci";
 /// Where the VMM finds a device's VFIO group (not under the sysfs root).
 pub const VFIO_DEV_DIR: &str = "/dev/vfio";
+
+/// The sysfs root of a process that nothing changed.
+pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
+
+static SYSFS_ROOT: RwLock<Option<PathBuf>> = RwLock::new(None);
+
+/// The sysfs root this process finds and binds PCI devices under: "/sys", or what
+/// [`set_sysfs_root`] set. Every write to sysfs goes under it; the root recorded in a
+/// journal entry only has to match it (see `journal`).
+pub fn sysfs_root() -> PathBuf {
+    let root = SYSFS_ROOT.read().unwrap_or_else(|e| e.into_inner());
+    root.clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SYSFS_ROOT))
+}
+
+/// The environment variable that sets the sysfs root of the CLI and of the CNI plugin (the
+/// operator's choice, like a flag; never a state file's).
+pub const SYSFS_ROOT_ENV: &str = "SANDBOX_NET_SYSFS_ROOT";
+
+/// Set the sysfs root for the whole process (the CLI's `--sysfs-root`; a fake tree in
+/// tests). Set it before any operation: an attachment made under one root is undone only
+/// by a process with the same root.
+pub fn set_sysfs_root(root: impl Into<PathBuf>) {
+    let mut slot = SYSFS_ROOT.write().unwrap_or_else(|e| e.into_inner());
+    *slot = Some(root.into());
+}
 
 /// What can go wrong handling a physical NIC.
 #[derive(Debug, thiserror::Error)]
@@ -278,13 +308,15 @@ pub fn plan_restore(
     Ok(plan)
 }
 
-/// Perform the writes in order, each as one write(2) to an existing attribute.
+/// Perform the writes in order, each as one write(2) to an existing attribute (never
+/// through a symlink: sysfs attributes are plain files).
 pub fn apply(object: &str, writes: &[SysfsWrite]) -> Result<(), PhysicalError> {
     for w in writes {
         tracing::debug!(object, path = %w.path.display(), value = %w.value.trim(), "sysfs write");
         let mut file = fs::OpenOptions::new()
             .write(true)
             .truncate(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&w.path)
             .map_err(|e| sysfs_err(object, "opening", &w.path, e))?;
         let n = file

@@ -1,12 +1,9 @@
-//! Persisted attachments: one versioned JSON file per sandbox in the state directory,
-//! written atomically (temp file renamed or exchanged into place; no fsync, see
-//! `StateDir::save`) with mode 0600,
-//! and a per-sandbox lock.
+//! Persisted attachments: one versioned JSON file per sandbox in the state directory (a
+//! [`TrustedDir`]), written atomically (temp file renamed or exchanged into place; no
+//! fsync, see `StateDir::save`) with mode 0600, read with a size limit, and a per-sandbox
+//! lock.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +13,7 @@ use crate::guest::GuestConfig;
 use crate::journal::Entry;
 use crate::model::Model;
 use crate::netns::NsId;
+use crate::trusted_dir::TrustedDir;
 use crate::{Error, Result};
 
 /// The state directory used when none is given.
@@ -170,6 +168,8 @@ pub struct Settings {
     pub queues: u32,
     #[serde(default)]
     pub tap_owner: crate::tap::TapOwner,
+    /// The process's sysfs root at attach, for information only: nothing is looked up or
+    /// written under a root read from a state (see `physical::sysfs_root`).
     pub sysfs_root: PathBuf,
     #[serde(default)]
     pub vhost_user_dir: Option<PathBuf>,
@@ -185,7 +185,7 @@ impl Default for Settings {
         Settings {
             queues: 1,
             tap_owner: crate::tap::TapOwner::default(),
-            sysfs_root: PathBuf::from("/sys"),
+            sysfs_root: crate::physical::sysfs_root(),
             vhost_user_dir: None,
             rx_rate: None,
             tx_rate: None,
@@ -193,46 +193,25 @@ impl Default for Settings {
     }
 }
 
-/// The state directory.
+/// What a state directory is called in messages.
+const STATE_DIR_LABEL: &str = "state directory";
+
+/// The largest state file read (and written): 16 MiB. A state is mostly its guest
+/// description and journal, about 200 bytes per route, neighbour or address (pretty JSON);
+/// a pod has a handful, and a state of 16 MiB describes some 80,000 of them, far more than
+/// any netns handed to a VM. Parsing costs a few times the size in memory, so the limit
+/// also bounds what root spends on a planted or runaway file.
+pub const STATE_FILE_LIMIT: u64 = 16 << 20;
+
+/// The state directory: a [`TrustedDir`] (owned by the effective uid, writable by nobody
+/// else, every directory on its path trusted; files opened relative to its fd, never
+/// following a symlink).
 #[derive(Debug, Clone)]
 pub struct StateDir {
-    dir: PathBuf,
+    dir: TrustedDir,
 }
 
-/// A held per-sandbox lock; released (and its file removed, if asked) on drop.
-#[derive(Debug)]
-pub struct Lock {
-    /// Held open for its flock.
-    _file: File,
-    path: PathBuf,
-    remove: bool,
-}
-
-impl Lock {
-    /// Remove the lock file when the lock is released (the sandbox is gone).
-    pub fn remove_on_release(&mut self) {
-        self.remove = true;
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        if self.remove {
-            // Remove while still holding the lock; waiters re-check the inode (see `lock`).
-            if let Err(e) = fs::remove_file(&self.path)
-                && e.kind() != io::ErrorKind::NotFound
-            {
-                tracing::warn!(path = %self.path.display(), error = %e, "could not remove lock file");
-            }
-        }
-        // Unlock explicitly rather than rely on the close: a child that another thread is
-        // spawning holds a copy of the fd from fork until exec (O_CLOEXEC closes it only
-        // then), and a flock lasts while any copy is open, so a later `lock` in this process
-        // could see a spurious Busy. LOCK_UN releases it for every copy.
-        // SAFETY: flock on an fd we own; no memory is passed.
-        unsafe { libc::flock(self._file.as_raw_fd(), libc::LOCK_UN) };
-    }
-}
+pub use crate::trusted_dir::Lock;
 
 impl StateDir {
     /// The state directory from an explicit path, else $SANDBOX_NET_STATE_DIR, else the default.
@@ -243,133 +222,66 @@ impl StateDir {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
     }
 
-    /// Open (creating with mode 0700 if needed) a state directory. Refuses a symlink and a
-    /// directory that others can write to.
+    /// Open (creating with mode 0700 what is missing) a state directory. Refuses a
+    /// symlink, a directory not owned by the effective uid or writable by its group or
+    /// others, and one below a directory that others could change (see [`TrustedDir`]).
     pub fn open(dir: &Path) -> Result<StateDir> {
-        match fs::symlink_metadata(dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| Error::state(dir, "create state directory", e))?;
-            }
-            Err(e) => return Err(Error::state(dir, "stat state directory", e)),
-            Ok(meta) => {
-                if meta.file_type().is_symlink() {
-                    return Err(Error::invalid(
-                        format!("state directory {}", dir.display()),
-                        "is a symlink; refusing (give the real path)",
-                    ));
-                }
-                if !meta.is_dir() {
-                    return Err(Error::invalid(
-                        format!("state directory {}", dir.display()),
-                        "is not a directory",
-                    ));
-                }
-                if meta.mode() & 0o002 != 0 {
-                    return Err(Error::invalid(
-                        format!("state directory {}", dir.display()),
-                        "is world-writable; refusing",
-                    ));
-                }
-            }
-        }
-        Ok(StateDir {
-            dir: dir.to_path_buf(),
-        })
+        TrustedDir::create(dir, STATE_DIR_LABEL).map(|dir| StateDir { dir })
+    }
+
+    /// Open a state directory that exists, checked like [`StateDir::open`]; None, and
+    /// nothing created, when it does not (nothing is attached there). For the commands
+    /// that only read.
+    pub fn open_existing(dir: &Path) -> Result<Option<StateDir>> {
+        Ok(TrustedDir::existing(dir, STATE_DIR_LABEL)?.map(|dir| StateDir { dir }))
     }
 
     pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The directory itself (the CNI records live in a directory inside it).
+    pub(crate) fn trusted(&self) -> &TrustedDir {
         &self.dir
     }
 
     pub fn state_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
-    }
-
-    /// The temp file a save writes before renaming it over the state file.
-    fn temp_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!(".{id}.json.tmp"))
-    }
-
-    fn lock_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.lock"))
+        self.dir.file_path(&file_name(id))
     }
 
     /// Take the sandbox's lock without waiting: another holder means `Error::Busy`.
     pub fn lock(&self, id: &str) -> Result<Lock> {
-        let path = self.lock_path(id);
-        loop {
-            let file = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(|e| Error::state(&path, "open lock file", e))?;
-            // SAFETY: flock on an fd we own; no memory is passed.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                    return Err(Error::Busy { id: id.to_string() });
-                }
-                return Err(Error::state(&path, "lock", e));
-            }
-            // The holder before us may have removed the file after we opened it: make sure
-            // the lock we hold is on the file that is at the path now.
-            let held = file
-                .metadata()
-                .map_err(|e| Error::state(&path, "stat lock file", e))?;
-            match fs::metadata(&path) {
-                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
-                    return Ok(Lock {
-                        _file: file,
-                        path,
-                        remove: false,
-                    });
-                }
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::state(&path, "stat lock file", e)),
-            }
-        }
+        lock_id(&self.dir, id)
+    }
+
+    /// Whether a state file (or anything else) is at the sandbox's state path.
+    pub fn has_state(&self, id: &str) -> Result<bool> {
+        self.dir.contains(&file_name(id))
     }
 
     /// Load a sandbox's state; `Ok(None)` when there is none.
     pub fn load(&self, id: &str) -> Result<Option<State>> {
         let path = self.state_path(id);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::state(&path, "read", e)),
+        let Some(bytes) = self
+            .dir
+            .read(&file_name(id), STATE_FILE_LIMIT, "state file")?
+        else {
+            return Ok(None);
         };
+        let text = String::from_utf8(bytes).map_err(|e| Error::CorruptState {
+            path: path.clone(),
+            reason: format!("not UTF-8: {e}"),
+        })?;
         parse_state(&path, &text).map(Some)
     }
 
     /// Every sandbox id with a state file.
     pub fn ids(&self) -> Result<Vec<String>> {
-        let mut ids = Vec::new();
-        let entries = fs::read_dir(&self.dir)
-            .map_err(|e| Error::state(&self.dir, "list state directory", e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::state(&self.dir, "list state directory", e))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(id) = name.strip_suffix(".json")
-                && validate_id(id).is_ok()
-            {
-                ids.push(id.to_string());
-            }
-        }
-        ids.sort();
-        Ok(ids)
+        ids_in(&self.dir)
     }
 
-    /// Write a sandbox's state atomically: temp file (0600), then put in place of the old
-    /// one (see [`write_atomically`]).
+    /// Write a sandbox's state atomically: temp file (0600, `O_EXCL`), then put in place
+    /// of the old one (see [`TrustedDir::write_atomically`]).
     /// No fsync: the state must survive the process (a kill between two kernel changes),
     /// which the page cache guarantees, but not the machine, because every kernel object
     /// it lists (taps, qdiscs, filters, macvtaps, driver bindings) is gone after a reboot
@@ -377,65 +289,42 @@ impl StateDir {
     /// nothing.
     pub fn save(&self, state: &State) -> Result<()> {
         let path = self.state_path(&state.id);
-        let tmp = self.temp_path(&state.id);
         let text = serde_json::to_vec_pretty(state)
             .map_err(|e| Error::state(&path, "encode", io::Error::other(e)))?;
-        write_atomically(&path, &tmp, &text, false)
-            .map_err(|e| Error::state(&path, "write atomically", e))
+        self.dir
+            .write_atomically(&file_name(&state.id), &text, false, STATE_FILE_LIMIT)
     }
 
     /// Remove a sandbox's state file, and the temp file a save killed before its rename
     /// leaves behind (absent is fine).
     pub fn remove(&self, id: &str) -> Result<()> {
-        for path in [self.temp_path(id), self.state_path(id)] {
-            match fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::state(&path, "remove", e)),
-            }
-        }
-        Ok(())
+        self.dir.remove(&file_name(id))
     }
 }
 
-/// Write `bytes` to `path` atomically: into `tmp` (mode 0600, no symlink followed); when
-/// `durable`, fsync and rename over `path`, else exchange with an existing `path` (see
-/// `replace`). A failed write removes `tmp`.
-pub fn write_atomically(path: &Path, tmp: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let write = || -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        file.write_all(bytes)?;
-        if durable {
-            file.sync_all()?;
-            return fs::rename(tmp, path);
-        }
-        replace(tmp, path)
-    };
-    write().inspect_err(|_| {
-        let _ = fs::remove_file(tmp);
-    })
+/// The file of sandbox `id` in a state or record directory.
+pub(crate) fn file_name(id: &str) -> String {
+    format!("{id}.json")
 }
 
-/// Put `tmp` in the place of `path`, atomically. An existing `path` is swapped with `tmp`
-/// (`RENAME_EXCHANGE`) and the old file, now at `tmp`, unlinked: a rename over an existing
-/// file makes ext4 start writing the new file's data first (`auto_da_alloc`, a guard for
-/// files that must survive a crash of the machine, which state files need not), and
-/// concurrent saves serialise on that. Without `path`, or on a filesystem without
-/// `RENAME_EXCHANGE`, a plain rename.
-fn replace(tmp: &Path, path: &Path) -> io::Result<()> {
-    use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
-    match renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RenameFlags::RENAME_EXCHANGE) {
-        Ok(()) => fs::remove_file(tmp),
-        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL) => fs::rename(tmp, path),
-        Err(e) => Err(io::Error::from(e)),
-    }
+/// Take the lock of sandbox `id` in `dir` without waiting (`Error::Busy` when held).
+pub(crate) fn lock_id(dir: &TrustedDir, id: &str) -> Result<Lock> {
+    dir.lock(&format!("{id}.lock"))?
+        .ok_or_else(|| Error::Busy { id: id.to_string() })
+}
+
+/// The sandbox ids with a file in `dir`, sorted.
+pub(crate) fn ids_in(dir: &TrustedDir) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = dir
+        .names()?
+        .into_iter()
+        .filter_map(|name| {
+            let id = name.strip_suffix(".json")?;
+            validate_id(id).is_ok().then(|| id.to_string())
+        })
+        .collect();
+    ids.sort();
+    Ok(ids)
 }
 
 /// Parse a state file, checking its version.
@@ -481,20 +370,5 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("version 99")));
-    }
-
-    #[test]
-    fn a_replacing_write_leaves_the_new_content_and_no_temp_file() {
-        let dir = std::env::temp_dir().join(format!("sn-replace-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("temp dir");
-        let (path, tmp) = (dir.join("s.json"), dir.join(".s.json.tmp"));
-        for text in ["first", "second, longer", "third"] {
-            write_atomically(&path, &tmp, text.as_bytes(), false).expect("write");
-            assert_eq!(fs::read_to_string(&path).expect("read"), text);
-            assert!(!tmp.exists(), "temp file left after writing {text:?}");
-        }
-        let mode = fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        fs::remove_dir_all(&dir).expect("clean up");
     }
 }

@@ -619,6 +619,8 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
     );
     let _serial = serial();
     let fake = Fake::new().expect("fake sysfs");
+    // The journal binds and restores only under the process's sysfs root.
+    physical::set_sysfs_root(fake.root());
     let link = nic_link("eth5", 7);
     assert_eq!(
         endpoint::classify(&link),
@@ -741,6 +743,7 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
             .expect("fake sysfs"),
         "\n"
     );
+    physical::set_sysfs_root(physical::DEFAULT_SYSFS_ROOT);
 }
 
 #[test]

@@ -588,6 +588,8 @@ fn devices_at_journalled_ifindexes_that_are_not_ours_are_left_alone_and_named() 
 /// scratch netns, the fake sysfs showing it bound, as an attach leaves them; then the
 /// netns is deleted.
 struct VfioNetnsGone {
+    /// The fake sysfs is this process's sysfs root while the test runs.
+    _serial: MutexGuard<'static, ()>,
     fake: FakeSysfs,
     dir: TempStateDir,
     /// The path of the netns that was deleted.
@@ -595,7 +597,9 @@ struct VfioNetnsGone {
 }
 
 fn vfio_netns_gone(id: &str) -> VfioNetnsGone {
+    let serial = serial();
     let fake = FakeSysfs::new().expect("fake sysfs");
+    sandbox_net::physical::set_sysfs_root(fake.root());
     let dir = TempStateDir::new();
     let net = ScratchNet::new("snt").expect("scratch");
     let nl = Netlink::open_in(&net.pod).expect("netlink");
@@ -648,7 +652,18 @@ fn vfio_netns_gone(id: &str) -> VfioNetnsGone {
     drop(nl);
     drop(net);
     assert!(!Path::new(&netns).exists());
-    VfioNetnsGone { fake, dir, netns }
+    VfioNetnsGone {
+        _serial: serial,
+        fake,
+        dir,
+        netns,
+    }
+}
+
+impl Drop for VfioNetnsGone {
+    fn drop(&mut self) {
+        sandbox_net::physical::set_sysfs_root(sandbox_net::physical::DEFAULT_SYSFS_ROOT);
+    }
 }
 
 /// What undoing the planted binding reports.
@@ -726,6 +741,7 @@ fn cni_del_restores_the_driver_of_a_vfio_nic_whose_netns_is_gone() {
             ("CNI_IFNAME", "eth5"),
             ("CNI_NETNS", v.netns.as_str()),
         ])
+        .env(sandbox_net::physical::SYSFS_ROOT_ENV, v.fake.root())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -449,7 +449,7 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
     let sysfs = fake_sysfs("vfio-pci");
     let mut opts = StaticOptions::new(vfio_config(&files), "sv1");
     opts.state_dir = dir.path().to_path_buf();
-    opts.sysfs_root = sysfs.0.clone();
+    sandbox_net::physical::set_sysfs_root(&sysfs.0);
     let a = net
         .pod
         .run(|| attach_static(&opts))
@@ -490,7 +490,7 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
     // Bound to ixgbe: the bind is written, the fake kernel does not rebind, verification
     // fails and the attach rolls back: no state, driver_override cleared again.
     let sysfs = fake_sysfs("ixgbe");
-    opts.sysfs_root = sysfs.0.clone();
+    sandbox_net::physical::set_sysfs_root(&sysfs.0);
     opts.id = "sv2".into();
     let err = net
         .pod
@@ -508,7 +508,7 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
 
     // A PCI address with no device is refused before anything is written.
     let sysfs = fake_sysfs("ixgbe");
-    opts.sysfs_root = sysfs.0.clone();
+    sandbox_net::physical::set_sysfs_root(&sysfs.0);
     let text = std::fs::read_to_string(&opts.config)
         .expect("read")
         .replace(ADDR, "0000:04:00.0");
@@ -527,4 +527,5 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
         std::fs::read_to_string(sysfs.join("bus/pci/drivers_probe")).expect("probe"),
         ""
     );
+    sandbox_net::physical::set_sysfs_root(sandbox_net::physical::DEFAULT_SYSFS_ROOT);
 }

@@ -14,7 +14,7 @@ use super::record::{RECORD_VERSION, Record, Records};
 use super::result::{CniResult, Interface};
 use super::version;
 use crate::ops::{self, AttachOptions, Attachment};
-use crate::state::{Lock, StateDir};
+use crate::state::Lock;
 use crate::tap::TapOwner;
 
 /// The settings of the configuration with the CNI_ARGS overrides applied.
@@ -98,9 +98,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
             // A rollback that could not finish keeps the sandbox's state for detach to
             // retry: keep the record too, so that DEL finishes the job.
             let ours_left = !matches!(e, crate::Error::AlreadyAttached { .. })
-                && StateDir::open(&state_dir)
-                    .and_then(|s| s.load(&sandbox))
-                    .map_or(true, |s| s.is_some());
+                && ops::load_existing(&state_dir, &sandbox).map_or(true, |s| s.is_some());
             if !ours_left {
                 forget(&records, &mut lock, &sandbox);
             }

@@ -13,7 +13,7 @@ use super::result::CniResult;
 use crate::guest::GuestConfig;
 use crate::netns::NetNs;
 use crate::ops;
-use crate::state::{State, StateDir};
+use crate::state::State;
 
 /// Run CHECK.
 pub fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
@@ -54,8 +54,7 @@ pub fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
             )]));
         }
     }
-    let state = StateDir::open(&state_dir)
-        .and_then(|s| s.load(&sandbox))
+    let state = ops::load_existing(&state_dir, &sandbox)
         .map_err(|e| CniError::op(step("read the state"), e))?
         .ok_or_else(|| failed(vec!["the attachment's state is gone (detached?)".into()]))?;
 

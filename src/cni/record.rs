@@ -4,19 +4,23 @@
 //! serialised. DEL and GC only ever remove attachments that have a record, so an
 //! attachment made with the CLI is never touched by CNI.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::{Lock, StateDir};
+use crate::state::{self, Lock, StateDir};
+use crate::trusted_dir::TrustedDir;
 use crate::{Error, Result};
 
 /// The subdirectory of the state directory holding the records.
 pub const RECORD_DIR: &str = "cni";
 /// The record schema version.
 pub const RECORD_VERSION: u32 = 1;
+/// The largest record read (and written): 64 KiB. A record is four short strings (the
+/// network name, a container id, an interface name of at most 15 bytes and a netns path of
+/// at most PATH_MAX, 4096 bytes): a few hundred bytes, a few KiB at the very most.
+pub const RECORD_FILE_LIMIT: u64 = 64 << 10;
 
 /// What CNI attached under a sandbox id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,42 +42,43 @@ impl Record {
     }
 }
 
-/// The record directory.
+/// The record directory: `STATE_DIR/cni`, a [`TrustedDir`] inside the state directory,
+/// held and checked like it.
 #[derive(Debug, Clone)]
 pub struct Records {
-    dir: StateDir,
+    dir: TrustedDir,
 }
 
 impl Records {
     /// Open (creating, mode 0700) `STATE_DIR/cni`.
     pub fn open(state_dir: &Path) -> Result<Records> {
-        Ok(Records {
-            dir: StateDir::open(&state_dir.join(RECORD_DIR))?,
-        })
+        let dir = StateDir::open(state_dir)?
+            .trusted()
+            .child(RECORD_DIR, "CNI record directory")?;
+        Ok(Records { dir })
     }
 
     /// Take the record lock of a sandbox id without waiting (`Error::Busy` when held).
     pub fn lock(&self, id: &str) -> Result<Lock> {
-        self.dir.lock(id)
+        state::lock_id(&self.dir, id)
     }
 
     pub fn path(&self, id: &str) -> PathBuf {
-        self.dir.state_path(id)
+        self.dir.file_path(&state::file_name(id))
     }
 
     /// Every sandbox id with a record.
     pub fn ids(&self) -> Result<Vec<String>> {
-        self.dir.ids()
+        state::ids_in(&self.dir)
     }
 
     pub fn load(&self, id: &str) -> Result<Option<Record>> {
         let path = self.path(id);
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::state(&path, "read CNI record", e)),
+        let name = state::file_name(id);
+        let Some(bytes) = self.dir.read(&name, RECORD_FILE_LIMIT, "CNI record")? else {
+            return Ok(None);
         };
-        let record: Record = serde_json::from_str(&text).map_err(|e| Error::CorruptState {
+        let record: Record = serde_json::from_slice(&bytes).map_err(|e| Error::CorruptState {
             path: path.clone(),
             reason: format!("CNI record: {e}"),
         })?;
@@ -89,24 +94,18 @@ impl Records {
         Ok(Some(record))
     }
 
-    /// Write a record atomically (temp file 0600, fsync, rename).
+    /// Write a record atomically (temp file 0600 created with `O_EXCL`, fsync, rename).
     pub fn save(&self, id: &str, record: &Record) -> Result<()> {
         let path = self.path(id);
-        let tmp = self.dir.path().join(format!(".{id}.json.tmp"));
         let text = serde_json::to_vec_pretty(record)
             .map_err(|e| Error::state(&path, "encode CNI record", io::Error::other(e)))?;
-        crate::state::write_atomically(&path, &tmp, &text, true)
-            .map_err(|e| Error::state(&path, "write CNI record", e))
+        self.dir
+            .write_atomically(&state::file_name(id), &text, true, RECORD_FILE_LIMIT)
     }
 
     /// Remove a record (absent is fine).
     pub fn remove(&self, id: &str) -> Result<()> {
-        let path = self.path(id);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::state(&path, "remove CNI record", e)),
-        }
+        self.dir.remove(&state::file_name(id))
     }
 }
 
@@ -135,6 +134,6 @@ mod tests {
         records.remove("c1-eth0").expect("remove again");
         assert_eq!(records.load("c1-eth0").expect("load"), None);
         drop(lock);
-        let _ = fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -29,11 +29,9 @@ pub fn status(conf: &NetConf) -> Result<(), CniError> {
         }
     }
     let dir = conf.state_dir()?;
-    if dir.exists() {
-        StateDir::open(&dir).map_err(|e| CniError::NotAvailable {
-            reason: e.to_string(),
-        })?;
-    }
+    StateDir::open_existing(&dir).map_err(|e| CniError::NotAvailable {
+        reason: e.to_string(),
+    })?;
     Ok(())
 }
 

@@ -14,7 +14,7 @@ pub use cloud_init::cloud_init;
 pub use kernel_ip::kernel_ip;
 
 use crate::guest::GuestConfig;
-use crate::state::{self, Phase, State, StateDir};
+use crate::state::{self, Phase, State};
 use crate::{Error, Result};
 
 /// A rendered configuration, and what it leaves out.
@@ -37,8 +37,7 @@ pub struct GuestNetwork<'a> {
 /// was rendered or opened would be the new namespace's devices, not the sandbox's).
 pub fn load_attached(state_dir: &Path, id: &str) -> Result<State> {
     state::validate_id(id)?;
-    let store = StateDir::open(state_dir)?;
-    let Some(state) = store.load(id)? else {
+    let Some(state) = crate::ops::load_existing(state_dir, id)? else {
         return Err(Error::invalid(format!("sandbox {id}"), "not attached"));
     };
     if state.phase != Phase::Attached {

@@ -15,7 +15,7 @@ use crate::rate::Rate;
 use crate::scan::{self, Snapshot};
 use crate::state::{self, Endpoint, Phase, Settings, State, StateDir};
 use crate::tap::{self, TapOwner};
-use crate::{Error, Result, macvtap};
+use crate::{Error, Result, macvtap, physical};
 
 /// What to attach, and how.
 #[derive(Debug, Clone)]
@@ -36,8 +36,6 @@ pub struct AttachOptions {
     pub tap_names: Vec<String>,
     /// Owner and group of the taps, for VMMs that run unprivileged.
     pub tap_owner: TapOwner,
-    /// Where PCI devices are bound to vfio-pci (a fake tree in tests).
-    pub sysfs_root: PathBuf,
     /// Interfaces with a socket at `DIR/<address>/vhu.sock` become vhost-user endpoints.
     pub vhost_user_dir: Option<PathBuf>,
     /// Rate limit toward the guest, on every endpoint.
@@ -71,7 +69,6 @@ impl AttachOptions {
             interfaces: None,
             tap_names: Vec::new(),
             tap_owner: TapOwner::default(),
-            sysfs_root: PathBuf::from("/sys"),
             vhost_user_dir: None,
             rx_rate: None,
             tx_rate: None,
@@ -85,7 +82,7 @@ impl AttachOptions {
         Settings {
             queues: self.queues,
             tap_owner: self.tap_owner,
-            sysfs_root: self.sysfs_root.clone(),
+            sysfs_root: physical::sysfs_root(),
             vhost_user_dir: self.vhost_user_dir.clone(),
             rx_rate: self.rx_rate,
             tx_rate: self.tx_rate,
@@ -166,7 +163,7 @@ pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
         .and_then(|r| r);
     // A failed attach that left no state behind (refused, or rolled back) leaves no lock
     // file either: the state directory is as it was.
-    if result.is_err() && !store.state_path(&opts.id).exists() {
+    if result.is_err() && !store.has_state(&opts.id).unwrap_or(true) {
         lock.remove_on_release();
     }
     result
@@ -184,7 +181,10 @@ pub(super) fn plan(
     existing: &[Endpoint],
     device_names: &[String],
 ) -> Result<(Vec<Endpoint>, Vec<Entry>)> {
-    let live_nic = settings.sysfs_root == Path::new("/sys")
+    // The process's sysfs root, never the one recorded in the state (hotplug plans with
+    // the recorded settings).
+    let sysfs_root = physical::sysfs_root();
+    let live_nic = sysfs_root == Path::new(physical::DEFAULT_SYSFS_ROOT)
         && candidates.iter().any(|c| c.kind == EndpointKind::Physical);
     let view = if live_nic {
         Some(macvtap::netns_sysfs().map_err(|e| {
@@ -208,8 +208,8 @@ pub(super) fn plan(
         snapshot,
         queues: settings.queues,
         tap_owner: settings.tap_owner,
-        sysfs_root: &settings.sysfs_root,
-        net_sysfs_root: view_path.as_deref().unwrap_or(&settings.sysfs_root),
+        sysfs_root: &sysfs_root,
+        net_sysfs_root: view_path.as_deref().unwrap_or(&sysfs_root),
         vhost_user_dir: settings.vhost_user_dir.as_deref(),
         rx_rate: settings.rx_rate,
         tx_rate: settings.tx_rate,

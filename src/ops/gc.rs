@@ -159,8 +159,8 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport> {
         dry_run: opts.dry_run,
         ..GcReport::default()
     };
-    let store = if opts.dry_run && !opts.state_dir.exists() {
-        None
+    let store = if opts.dry_run {
+        StateDir::open_existing(&opts.state_dir)?
     } else {
         Some(StateDir::open(&opts.state_dir)?)
     };

@@ -66,10 +66,18 @@ pub fn describe_guest(state: &State) -> Result<GuestConfig> {
 /// The guest description of an attached sandbox (see [`describe_guest`]).
 pub fn guest_config(state_dir: &std::path::Path, id: &str) -> Result<Option<GuestConfig>> {
     state::validate_id(id)?;
-    let store = StateDir::open(state_dir)?;
-    let Some(state) = store.load(id)? else {
+    let Some(state) = load_existing(state_dir, id)? else {
         return Ok(None);
     };
     refuse_replaced(&state, "describe its guest")?;
     describe_guest(&state).map(Some)
+}
+
+/// A sandbox's state, for the commands that only read: None when the state directory or
+/// the state file does not exist (nothing is created).
+pub fn load_existing(state_dir: &std::path::Path, id: &str) -> Result<Option<State>> {
+    match StateDir::open_existing(state_dir)? {
+        Some(store) => store.load(id),
+        None => Ok(None),
+    }
 }

@@ -216,13 +216,14 @@ fn change_one(
             let ifb = ifb_name(endpoint.ifindex);
             let snapshot = crate::scan::Snapshot::default();
             let settings = state.settings.clone();
+            let sysfs_root = crate::physical::sysfs_root();
             let ctx = PlanContext {
                 model: state.model,
                 snapshot: &snapshot,
                 queues: settings.queues,
                 tap_owner: settings.tap_owner,
-                sysfs_root: &settings.sysfs_root,
-                net_sysfs_root: &settings.sysfs_root,
+                sysfs_root: &sysfs_root,
+                net_sysfs_root: &sysfs_root,
                 vhost_user_dir: None,
                 rx_rate: (direction == Direction::Rx).then_some(rate),
                 tx_rate: (direction == Direction::Tx).then_some(rate),

@@ -32,8 +32,6 @@ pub struct StaticOptions {
     pub config: PathBuf,
     pub id: String,
     pub state_dir: PathBuf,
-    /// Where PCI devices are bound to vfio-pci (a fake tree in tests).
-    pub sysfs_root: PathBuf,
     /// Nameservers for the guest, kept in the state for `guest-config`.
     pub dns: Vec<std::net::IpAddr>,
 }
@@ -44,7 +42,6 @@ impl StaticOptions {
             config: config.into(),
             id: id.into(),
             state_dir: StateDir::resolve(None),
-            sysfs_root: PathBuf::from("/sys"),
             dns: Vec::new(),
         }
     }
@@ -95,10 +92,7 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
         netns_id: here,
         netns_cookie: None,
         model: Model::None,
-        settings: Settings {
-            sysfs_root: opts.sysfs_root.clone(),
-            ..Settings::default()
-        },
+        settings: Settings::default(),
         phase: Phase::Attaching,
         endpoints,
         guest: Some(guest),
@@ -148,6 +142,7 @@ fn resolve(
     };
     let mut endpoints = Vec::new();
     let mut journal = Vec::new();
+    let sysfs_root = physical::sysfs_root();
     for d in &config.devices {
         let mut ep = Endpoint {
             name: d.name.clone(),
@@ -179,7 +174,7 @@ fn resolve(
                 ep.vhost_user_socket = Some(socket.clone());
             }
             Backend::Vfio { pci_address } => {
-                let (group, driver) = pci_device(opts, d, pci_address)?;
+                let (group, driver) = pci_device(opts, d, &sysfs_root, pci_address)?;
                 ep.kind = EndpointKind::Physical;
                 ep.pci_address = Some(pci_address.clone());
                 ep.vfio_group = Some(Path::new(physical::VFIO_DEV_DIR).join(group));
@@ -187,7 +182,7 @@ fn resolve(
                     device: d.name.clone(),
                     pci_address: pci_address.clone(),
                     original_driver: driver,
-                    sysfs_root: opts.sysfs_root.clone(),
+                    sysfs_root: sysfs_root.clone(),
                 });
             }
         }
@@ -292,9 +287,14 @@ fn check_socket(opts: &StaticOptions, d: &Device, socket: &Path) -> Result<()> {
 
 /// The PCI device must exist and have an IOMMU group; returns the group and the driver it
 /// is bound to now (journalled, to be restored by detach).
-fn pci_device(opts: &StaticOptions, d: &Device, address: &str) -> Result<(String, Option<String>)> {
+fn pci_device(
+    opts: &StaticOptions,
+    d: &Device,
+    root: &Path,
+    address: &str,
+) -> Result<(String, Option<String>)> {
     let field = d.field("pci_address");
-    let dir = physical::device_dir(&opts.sysfs_root, address);
+    let dir = physical::device_dir(root, address);
     if let Err(e) = std::fs::metadata(&dir) {
         let why = if e.kind() == io::ErrorKind::NotFound {
             format!("no PCI device {address} ({} does not exist)", dir.display())
@@ -314,8 +314,8 @@ fn pci_device(opts: &StaticOptions, d: &Device, address: &str) -> Result<(String
                 format!("PCI device {address} has no IOMMU group (is the IOMMU on?)"),
             )
         })?;
-    let driver = physical::current_driver(&opts.sysfs_root, address)
-        .map_err(|e| bad(opts, field, e.to_string()))?;
+    let driver =
+        physical::current_driver(root, address).map_err(|e| bad(opts, field, e.to_string()))?;
     Ok((group, driver))
 }
 
@@ -405,13 +405,8 @@ pub(super) fn check_objects(state: &State) -> Result<Vec<ObjectStatus>> {
     let here = own_netns()? == state.netns_id;
     let mut out = Vec::new();
     for entry in &state.journal {
-        if let Entry::VfioBind {
-            pci_address,
-            sysfs_root,
-            ..
-        } = entry
-        {
-            let bound = physical::current_driver(sysfs_root, pci_address)
+        if let Entry::VfioBind { pci_address, .. } = entry {
+            let bound = physical::current_driver(&physical::sysfs_root(), pci_address)
                 .is_ok_and(|d| d.as_deref() == Some(physical::VFIO_DRIVER));
             out.push(ObjectStatus {
                 object: entry.describe(),

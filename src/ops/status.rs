@@ -46,8 +46,10 @@ pub struct Status {
 
 /// Status of every sandbox in the state dir (no kernel check).
 pub fn list(state_dir: &std::path::Path) -> Result<Vec<Status>> {
-    let store = StateDir::open(state_dir)?;
     let mut out = Vec::new();
+    let Some(store) = StateDir::open_existing(state_dir)? else {
+        return Ok(out);
+    };
     for id in store.ids()? {
         if let Some(s) = store.load(&id)? {
             out.push(Status {
@@ -69,8 +71,7 @@ pub fn list(state_dir: &std::path::Path) -> Result<Vec<Status>> {
 /// Status of one sandbox, checking every journalled object against the kernel.
 pub fn status(state_dir: &std::path::Path, id: &str) -> Result<Option<Status>> {
     state::validate_id(id)?;
-    let store = StateDir::open(state_dir)?;
-    let Some(s) = store.load(id)? else {
+    let Some(s) = super::load_existing(state_dir, id)? else {
         return Ok(None);
     };
     let mut status = Status {
