@@ -65,6 +65,34 @@ pub struct GuestNeighbor {
     pub state: String,
 }
 
+/// The most routes a sandbox's guest description holds, all interfaces together. A pod's
+/// network has a handful (a default route, a gateway's subnet, a few CNI routes); the
+/// cap leaves a hundred times that, and keeps a description (~200 bytes of JSON per
+/// entry) and the state it is saved in under a few hundred KiB. The tenant chooses what
+/// its netns holds, and root saves the description: this is what bounds it.
+pub const MAX_ROUTES: usize = 1024;
+/// The most neighbours: PERMANENT entries a CNI plugin sets, and resolved gateways. The
+/// kernel's own default hard limit for a neighbour table (`gc_thresh3`) is 1024 too.
+pub const MAX_NEIGHBORS: usize = 1024;
+/// The most addresses, all interfaces together (the kernel sets no limit of its own).
+pub const MAX_ADDRESSES: usize = 1024;
+
+/// Why a description is too large to record: the first cap it passes, with the numbers.
+/// Nothing is ever cut to fit: a description over a cap is not recorded at all.
+pub fn over_cap(config: &GuestConfig) -> Option<String> {
+    let addresses = config.interfaces.iter().map(|i| i.addresses.len()).sum();
+    [
+        ("addresses", addresses, MAX_ADDRESSES),
+        ("routes", config.routes.len(), MAX_ROUTES),
+        ("neighbours", config.neighbors.len(), MAX_NEIGHBORS),
+    ]
+    .into_iter()
+    .find(|(_, n, cap)| n > cap)
+    .map(|(what, n, cap)| {
+        format!("the guest description has {n} {what}, over the cap of {cap} {what} per sandbox")
+    })
+}
+
 pub fn format_mac(mac: &[u8]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))

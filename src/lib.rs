@@ -37,6 +37,7 @@ pub mod scratch;
 pub mod state;
 pub mod static_config;
 pub mod tap;
+pub mod vhost_user;
 pub mod vmm;
 pub mod watch;
 
