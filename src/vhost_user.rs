@@ -19,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{OFlag, openat};
+use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::geteuid;
 
@@ -59,41 +59,36 @@ pub fn find(dir: &Path, address: &IpAddr) -> std::result::Result<Option<PathBuf>
     let dir_owner = fstat(&dir_fd)
         .map_err(|e| fail(dir, "stat the vhost-user directory", e))?
         .st_uid;
-    let sub_fd = match openat(
+    let symlink = |p: &Path| {
+        format!(
+            "{} is a symbolic link; links under the vhost-user directory are not followed",
+            p.display()
+        )
+    };
+    match fstatat(&dir_fd, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if kind(&st) == SFlag::S_IFDIR => {}
+        Ok(st) if kind(&st) == SFlag::S_IFLNK => return Err(symlink(&sub)),
+        Ok(_) | Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(fail(&sub, "stat", e)),
+    }
+    // O_NOFOLLOW: a directory swapped for a symlink since is refused too (ENOTDIR).
+    let sub_fd = openat(
         &dir_fd,
         name.as_str(),
         flags | OFlag::O_NOFOLLOW,
         Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(None),
-        Err(Errno::ELOOP) => {
-            return Err(format!(
-                "{} is a symbolic link; links under the vhost-user directory are not followed",
-                sub.display()
-            ));
-        }
-        Err(e) => return Err(fail(&sub, "open", e)),
-    };
+    )
+    .map_err(|e| fail(&sub, "open", e))?;
     let sub_st = fstat(&sub_fd).map_err(|e| fail(&sub, "stat", e))?;
     check_owner(&sub, &sub_st, dir_owner)?;
-    let st = match fstatat(
-        &sub_fd,
-        SOCKET_NAME,
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    ) {
+    let st = match fstatat(&sub_fd, SOCKET_NAME, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::ENOENT) => return Ok(None),
         Err(e) => return Err(fail(&path, "stat", e)),
     };
     match kind(&st) {
         SFlag::S_IFSOCK => {}
-        SFlag::S_IFLNK => {
-            return Err(format!(
-                "{} is a symbolic link; links under the vhost-user directory are not followed",
-                path.display()
-            ));
-        }
+        SFlag::S_IFLNK => return Err(symlink(&path)),
         _ => return Ok(None),
     }
     check_owner(&path, &st, dir_owner)?;

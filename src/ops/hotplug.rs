@@ -122,7 +122,7 @@ fn add_inside(
             return Err(Error::Unsupported {
                 iface: iface.to_string(),
                 netns: netns.display().to_string(),
-                reason: format!("{reason} with it; not attached"),
+                reason: format!("with it, {reason}; not attached"),
             });
         }
     }
