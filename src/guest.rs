@@ -387,4 +387,21 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_description_over_a_cap_is_named_with_its_numbers() {
+        let mut g = describe(&snapshot(), &[2]);
+        assert_eq!(over_cap(&g), None);
+        let route = g.routes[0].clone();
+        g.routes = vec![route; MAX_ROUTES];
+        assert_eq!(over_cap(&g), None, "the cap itself fits");
+        g.routes.push(g.routes[0].clone());
+        assert_eq!(
+            over_cap(&g).as_deref(),
+            Some("the guest description has 1025 routes, over the cap of 1024 routes per sandbox")
+        );
+        let address = g.interfaces[0].addresses[0].clone();
+        g.interfaces[0].addresses = vec![address; MAX_ADDRESSES + 1];
+        assert!(over_cap(&g).is_some_and(|m| m.contains("1025 addresses")));
+    }
 }

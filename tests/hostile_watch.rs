@@ -38,6 +38,17 @@ use support::{TempDir, attach, described, ip, options, serial, settled_snapshot}
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 const FLOOD: Duration = Duration::from_secs(10);
 
+/// Routes the pod has before the flood, through eth0: `$SNT_FLOOD_ROUTES`, default none
+/// (the flood adds up to 200 more; 2 are the defaults). docs/BENCHMARKS.md also has the
+/// figures with 800 (the description just fits the cap: every save is ~200 KiB) and 5000
+/// (over the cap: nothing may be saved).
+fn base_routes() -> usize {
+    std::env::var("SNT_FLOOD_ROUTES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 fn load(dir: &Path, id: &str) -> State {
     StateDir::open(dir)
         .expect("state dir")
@@ -176,8 +187,11 @@ impl Flood {
                     while !stop.load(Ordering::SeqCst) {
                         // -force: go on past a failed line (a route or address that a
                         // concurrent loop already removed).
-                        let status = Command::new("ip")
-                            .args(["-n", &ns, "-force", "-batch"])
+                        // nice 19: the tenant's processes run in the pod's cgroup,
+                        // not at the expense of root's watch; this measures what the
+                        // watch does when it gets the CPU it asks for.
+                        let status = Command::new("nice")
+                            .args(["-n", "19", "ip", "-n", &ns, "-force", "-batch"])
                             .arg(&file)
                             .stdout(Stdio::null())
                             .stderr(Stdio::null())
@@ -212,9 +226,9 @@ impl Drop for Flood {
     }
 }
 
-/// The flood's batch files: permanent neighbours replaced with new MACs, /32 addresses
-/// added and removed, routes added and removed, all on the attached eth0 (so each changes
-/// the guest description), twice each.
+/// The flood's batch files: permanent neighbours replaced with new MACs (two loops), /32
+/// addresses added and removed, routes added and removed, all on the attached eth0 (so
+/// each changes the guest description).
 fn flood_files(dir: &Path) -> Vec<(PathBuf, u64)> {
     let mut neigh = String::new();
     let mut addr = String::new();
@@ -241,14 +255,15 @@ fn flood_files(dir: &Path) -> Vec<(PathBuf, u64)> {
         );
         route += &format!("route del 10.200.{}.0/24 via 10.77.0.1 dev eth0\n", i % 250);
     }
-    let mut files = Vec::new();
-    for copy in 0..2 {
-        for (name, text) in [("neigh", &neigh), ("addr", &addr), ("route", &route)] {
-            let lines = text.lines().count() as u64;
-            files.push((batch_file(dir, &format!("{name}{copy}"), text), lines));
-        }
-    }
-    files
+    [
+        ("neigh0", &neigh),
+        ("neigh1", &neigh),
+        ("addr", &addr),
+        ("route", &route),
+    ]
+    .into_iter()
+    .map(|(name, text)| (batch_file(dir, name, text), text.lines().count() as u64))
+    .collect()
 }
 
 /// The binary whose watch is measured: the one under test, or `$SNT_WATCH_BIN`.
@@ -258,7 +273,18 @@ fn watch_bin() -> String {
 
 /// `rounds=N` of the "watch stopped" log line, when the binary logs it.
 fn logged_rounds(log: &str) -> Option<u64> {
-    log.lines()
+    // Without the colours (ESC [ ... m) tracing may put around field names.
+    let mut plain = String::new();
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .lines()
         .filter(|l| l.contains("watch stopped"))
         .find_map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("rounds=")))
         .and_then(|n| n.parse().ok())
@@ -271,11 +297,24 @@ fn a_flood_of_notifications_costs_watch_bounded_rounds_writes_and_cpu() {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let (_, attached) = attach(&options(&pod, &dir, "hw1"), &dir);
+    let routes = base_routes();
+    let fits = routes + 224 <= MAX_ROUTES;
+    let base: String = (0..routes)
+        .map(|i| {
+            format!(
+                "route add 10.210.{}.{}/32 via 10.77.0.1 dev eth0\n",
+                i / 250,
+                i % 250
+            )
+        })
+        .collect();
+    ip_batch(&pod, dir.path(), "base", &base);
     let logs = TempDir::new("snt-watch-log");
     let log_path = logs.0.join("stderr");
     let mut cmd = Command::new(watch_bin());
     cmd.env("SANDBOX_NET_LOG", "sandbox_net=info")
         .stderr(File::create(&log_path).expect("log file"));
+    let spawned = Instant::now();
     let mut watch = Watch::spawn(cmd, dir.path(), "hw1");
     let pid = watch.child.id();
 
@@ -291,39 +330,44 @@ fn a_flood_of_notifications_costs_watch_bounded_rounds_writes_and_cpu() {
     let cpu = cpu_time(pid) - cpu0;
     let writes = saves.poll();
     let hwm = status_kb(pid, "VmHWM");
+    let state_size = fs::metadata(dir.path().join("hw1.json")).map_or(0, |m| m.len());
 
-    // The flood goes on: a change made now is still reported, and SIGTERM stops the watch.
-    ip(
-        &pod,
-        &[
-            "route",
-            "add",
-            "10.201.0.0/24",
-            "via",
-            "10.77.0.1",
-            "dev",
-            "eth0",
-        ],
-    );
+    // The flood goes on: a change made now is still reported (when the description fits
+    // the cap), and SIGTERM stops the watch.
     let t_marker = Instant::now();
-    watch.until("guest-changed with 10.201.0.0/24", EVENT_WAIT, |e| {
-        e["event"] == "guest-changed"
-            && e["guest"]["routes"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["dst"] == "10.201.0.0/24"))
-    });
+    if fits {
+        ip(
+            &pod,
+            &[
+                "route",
+                "add",
+                "10.201.0.0/24",
+                "via",
+                "10.77.0.1",
+                "dev",
+                "eth0",
+            ],
+        );
+        watch.until("guest-changed with 10.201.0.0/24", EVENT_WAIT, |e| {
+            e["event"] == "guest-changed"
+                && e["guest"]["routes"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["dst"] == "10.201.0.0/24"))
+        });
+    }
     let marker = t_marker.elapsed();
     let t_stop = Instant::now();
     watch.signal(Signal::SIGTERM);
     let status = watch.wait_exit(Duration::from_secs(10));
     let stop = t_stop.elapsed();
+    let lifetime = spawned.elapsed();
     let commands = flood.stop();
     let log = fs::read_to_string(&log_path).unwrap_or_default();
     let rounds = logged_rounds(&log);
 
     let secs = wall.as_secs_f64();
     println!(
-        "flood: {commands} ip commands in {secs:.1} s ({:.0}/s) from 6 loops",
+        "flood: {commands} ip commands in {secs:.1} s ({:.0}/s) from 4 loops",
         commands as f64 / secs
     );
     println!(
@@ -331,7 +375,16 @@ fn a_flood_of_notifications_costs_watch_bounded_rounds_writes_and_cpu() {
         cpu.as_secs_f64(),
         100.0 * cpu.as_secs_f64() / secs,
         writes as f64 / secs,
-        rounds.map_or("not logged".into(), |r| format!("{r} in total")),
+        rounds.map_or("not logged".into(), |r| format!(
+            "{r} in {:.1} s ({:.1}/s)",
+            lifetime.as_secs_f64(),
+            r as f64 / lifetime.as_secs_f64()
+        )),
+    );
+    println!(
+        "state file at the end of the flood: {} KiB ({routes} routes of the pod's own, plus the flood's); about {:.0} KiB/s written",
+        state_size / 1024,
+        (writes * state_size) as f64 / 1024.0 / secs
     );
     println!(
         "watch: a change made during the flood reported after {:.0} ms; SIGTERM to exit {:.0} ms",
@@ -351,12 +404,12 @@ fn a_flood_of_notifications_costs_watch_bounded_rounds_writes_and_cpu() {
     let per_sec = writes as f64 / secs;
     assert!(per_sec <= 15.0, "{per_sec:.1} state writes per second");
     if let Some(r) = rounds {
-        let total = wall + marker + stop;
-        let per_sec = r as f64 / total.as_secs_f64();
+        let per_sec = r as f64 / lifetime.as_secs_f64();
         assert!(per_sec <= 15.0, "{per_sec:.1} rounds per second");
     }
+    // Rounds take at most 1/5 of the time; reading the notifications costs the rest.
     let share = cpu.as_secs_f64() / secs;
-    assert!(share <= 0.6, "watch used {:.0}% of a core", share * 100.0);
+    assert!(share <= 0.45, "watch used {:.0}% of a core", share * 100.0);
     assert!(hwm < 64 * 1024, "VmHWM {hwm} kB");
     drop(attached);
 }

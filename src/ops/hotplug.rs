@@ -135,7 +135,7 @@ fn add_inside(
         store,
         &state,
         std::slice::from_ref(&endpoint),
-        &netns.display().to_string(),
+        netns.display(),
     );
     if let Err(error) = refused {
         store.save(&before)?;
