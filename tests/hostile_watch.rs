@@ -266,6 +266,20 @@ fn flood_files(dir: &Path) -> Vec<(PathBuf, u64)> {
     .collect()
 }
 
+/// Add a route `dst` through eth0 and wait for the guest-changed event that carries it.
+fn add_route_and_wait(pod: &str, watch: &mut Watch, dst: &str) {
+    ip(
+        pod,
+        &["route", "add", dst, "via", "10.77.0.1", "dev", "eth0"],
+    );
+    watch.until(&format!("guest-changed with {dst}"), EVENT_WAIT, |e| {
+        e["event"] == "guest-changed"
+            && e["guest"]["routes"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["dst"] == dst))
+    });
+}
+
 /// The binary whose watch is measured: the one under test, or `$SNT_WATCH_BIN`.
 fn watch_bin() -> String {
     std::env::var("SNT_WATCH_BIN").unwrap_or_else(|_| bin().to_string())
@@ -336,24 +350,7 @@ fn a_flood_of_notifications_costs_watch_bounded_rounds_writes_and_cpu() {
     // the cap), and SIGTERM stops the watch.
     let t_marker = Instant::now();
     if fits {
-        ip(
-            &pod,
-            &[
-                "route",
-                "add",
-                "10.201.0.0/24",
-                "via",
-                "10.77.0.1",
-                "dev",
-                "eth0",
-            ],
-        );
-        watch.until("guest-changed with 10.201.0.0/24", EVENT_WAIT, |e| {
-            e["event"] == "guest-changed"
-                && e["guest"]["routes"]
-                    .as_array()
-                    .is_some_and(|r| r.iter().any(|r| r["dst"] == "10.201.0.0/24"))
-        });
+        add_route_and_wait(&pod, &mut watch, "10.201.0.0/24");
     }
     let marker = t_marker.elapsed();
     let t_stop = Instant::now();
@@ -480,24 +477,7 @@ fn a_description_over_the_cap_is_an_error_event_and_is_not_recorded() {
         &add.replace("route add", "route del"),
     );
     ip(&pod, &["route", "del", "10.201.1.0/24"]);
-    ip(
-        &pod,
-        &[
-            "route",
-            "add",
-            "10.201.0.0/24",
-            "via",
-            "10.77.0.1",
-            "dev",
-            "eth0",
-        ],
-    );
-    watch.until("guest-changed with 10.201.0.0/24", EVENT_WAIT, |e| {
-        e["event"] == "guest-changed"
-            && e["guest"]["routes"]
-                .as_array()
-                .is_some_and(|r| r.iter().any(|r| r["dst"] == "10.201.0.0/24"))
-    });
+    add_route_and_wait(&pod, &mut watch, "10.201.0.0/24");
     let errors = watch
         .seen
         .iter()
@@ -534,13 +514,7 @@ fn a_description_over_the_cap_is_an_error_event_and_is_not_recorded() {
         !support::link_names(&pod).contains(&"tap1_sn".to_string()),
         "no tap for eth1"
     );
-    watch.signal(Signal::SIGTERM);
-    assert_eq!(
-        watch
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(watch.terminate(), Some(0));
     drop(attached);
 }
 
@@ -644,13 +618,7 @@ fn another_tenants_address_does_not_get_its_vhost_user_socket() {
         message.contains("sandbox vhu-a") && message.contains(&socket_a.display().to_string()),
         "{error}"
     );
-    watch.signal(Signal::SIGTERM);
-    assert_eq!(
-        watch
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(watch.terminate(), Some(0));
     assert!(
         watch
             .seen

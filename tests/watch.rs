@@ -383,13 +383,7 @@ fn a_macvtap_taking_over_addresses_does_not_make_watch_react_to_itself() {
     );
     // Let the notifications of that takeover arrive and be handled: nothing to report.
     std::thread::sleep(Duration::from_secs(2));
-    watch.signal(Signal::SIGTERM);
-    assert_eq!(
-        watch
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(watch.terminate(), Some(0));
     let after: Vec<Value> = watch.rest();
     assert_eq!(
         after.len(),

@@ -108,6 +108,13 @@ impl Watch {
         kill(pid, signal).expect("signal the watch process");
     }
 
+    /// SIGTERM, then wait up to 10 s: the exit code (None: still running, or killed).
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.signal(Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(10))
+            .and_then(|s| s.code())
+    }
+
     /// The events left on stdout after the process exited.
     pub fn rest(&mut self) -> Vec<Value> {
         let mut out = Vec::new();
