@@ -9,8 +9,9 @@
 //!   description passes the cap is not attached.
 //! - Case 8: a pod that puts another tenant's address on its interface does not get that
 //!   tenant's vhost-user socket (add-endpoint and watch are refused, naming the other
-//!   sandbox and the socket; neither state changes); a symlink or a foreign owner planted
-//!   under the vhost-user directory is refused, naming it.
+//!   sandbox and the socket; neither state changes), nor a second interface of its own the
+//!   socket of its first; a symlink or a foreign owner planted under the vhost-user
+//!   directory is refused, naming it.
 //!
 //! `SNT_WATCH_BIN=/path/to/sandbox-net` runs the flood against another build (the figures
 //! of the code before this change in docs/BENCHMARKS.md were taken this way).
@@ -628,6 +629,19 @@ fn another_tenants_address_does_not_get_its_vhost_user_socket() {
         watch.seen
     );
     unchanged("watch");
+
+    // Nor does a second interface of B's own get the socket B's eth0 holds.
+    net_b.add_link(2, 1500, false).expect("add eth2 to B");
+    ip(&pod_b, &["address", "add", "10.88.0.2/24", "dev", "eth2"]);
+    let e = sandbox_net::add_endpoint(dir.path(), "vhu-b", "eth2")
+        .expect_err("B's eth0 socket for B's eth2");
+    println!("add-endpoint eth2: {e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("eth2") && text.contains("sandbox vhu-b (interface eth0)"),
+        "{text}"
+    );
+    unchanged("a second interface of B");
     drop(guard_b);
     drop(guard_a);
 }
