@@ -65,6 +65,34 @@ pub struct GuestNeighbor {
     pub state: String,
 }
 
+/// The most routes a sandbox's guest description holds, all interfaces together. A pod's
+/// network has a handful (a default route, a gateway's subnet, a few CNI routes); the
+/// cap leaves a hundred times that, and keeps a description (~200 bytes of JSON per
+/// entry) and the state it is saved in under a few hundred KiB. The tenant chooses what
+/// its netns holds, and root saves the description: this is what bounds it.
+pub const MAX_ROUTES: usize = 1024;
+/// The most neighbours: PERMANENT entries a CNI plugin sets, and resolved gateways. The
+/// kernel's own default hard limit for a neighbour table (`gc_thresh3`) is 1024 too.
+pub const MAX_NEIGHBORS: usize = 1024;
+/// The most addresses, all interfaces together (the kernel sets no limit of its own).
+pub const MAX_ADDRESSES: usize = 1024;
+
+/// Why a description is too large to record: the first cap it passes, with the numbers.
+/// Nothing is ever cut to fit: a description over a cap is not recorded at all.
+pub fn over_cap(config: &GuestConfig) -> Option<String> {
+    let addresses = config.interfaces.iter().map(|i| i.addresses.len()).sum();
+    [
+        ("addresses", addresses, MAX_ADDRESSES),
+        ("routes", config.routes.len(), MAX_ROUTES),
+        ("neighbours", config.neighbors.len(), MAX_NEIGHBORS),
+    ]
+    .into_iter()
+    .find(|(_, n, cap)| n > cap)
+    .map(|(what, n, cap)| {
+        format!("the guest description has {n} {what}, over the cap of {cap} {what} per sandbox")
+    })
+}
+
 pub fn format_mac(mac: &[u8]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -358,5 +386,22 @@ mod tests {
                 (ip("10.0.0.50"), "permanent")
             ]
         );
+    }
+
+    #[test]
+    fn a_description_over_a_cap_is_named_with_its_numbers() {
+        let mut g = describe(&snapshot(), &[2]);
+        assert_eq!(over_cap(&g), None);
+        let route = g.routes[0].clone();
+        g.routes = vec![route; MAX_ROUTES];
+        assert_eq!(over_cap(&g), None, "the cap itself fits");
+        g.routes.push(g.routes[0].clone());
+        assert_eq!(
+            over_cap(&g).as_deref(),
+            Some("the guest description has 1025 routes, over the cap of 1024 routes per sandbox")
+        );
+        let address = g.interfaces[0].addresses[0].clone();
+        g.interfaces[0].addresses = vec![address; MAX_ADDRESSES + 1];
+        assert!(over_cap(&g).is_some_and(|m| m.contains("1025 addresses")));
     }
 }

@@ -39,6 +39,7 @@ pub mod state;
 pub mod static_config;
 pub mod tap;
 pub mod trusted_dir;
+pub mod vhost_user;
 pub mod vmm;
 pub mod watch;
 

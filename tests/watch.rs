@@ -8,133 +8,19 @@
 mod common;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use common::*;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use sandbox_net::netns::NetNs;
 use sandbox_net::state::{State, StateDir};
 use serde_json::Value;
+use support::watch_child::Watch;
 use support::{assert_replied, check, described, ip, options, serial};
 
 /// How long a test waits for an event: generous, the test asserts only that it comes.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
-
-/// A `sandbox-net watch --json` child; stopped (SIGTERM, then SIGKILL) on drop.
-struct Watch {
-    child: Child,
-    lines: Receiver<(Instant, Value)>,
-    /// Every event read so far, with its arrival time.
-    seen: Vec<(Instant, Value)>,
-}
-
-impl Watch {
-    fn start(dir: &TempStateDir, id: &str) -> Watch {
-        let mut child = Command::new(bin())
-            .args(["--state-dir", dir.path().to_str().unwrap_or_default()])
-            .args(["watch", "--id", id, "--json"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn sandbox-net watch");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-                    panic!("watch printed a line that is not JSON ({e}): {line}")
-                });
-                if tx.send((Instant::now(), value)).is_err() {
-                    break;
-                }
-            }
-        });
-        // The watch subscribes before its first scan, so nothing done now could be missed;
-        // this pause only keeps process start-up out of the latency figures.
-        std::thread::sleep(Duration::from_secs(1));
-        Watch {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Wait for the next event matching `pred` (up to `wait`); earlier ones are kept in
-    /// `seen` too.
-    fn until(
-        &mut self,
-        what: &str,
-        wait: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> (Instant, Value) {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok((at, event)) => {
-                    self.seen.push((at, event.clone()));
-                    if pred(&event) {
-                        return (at, event);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "no {what} event within {wait:?}; events so far: {:#?}",
-                    self.seen.iter().map(|(_, e)| e).collect::<Vec<_>>()
-                ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
-                    "watch ended before a {what} event; events: {:#?}",
-                    self.seen.iter().map(|(_, e)| e).collect::<Vec<_>>()
-                ),
-            }
-        }
-    }
-
-    /// Wait (up to `wait`) for the process to exit; None if it did not.
-    fn wait_exit(&mut self, wait: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(self.child.id() as i32);
-        kill(pid, signal).expect("signal the watch process");
-    }
-
-    /// The events left on stdout after the process exited.
-    fn rest(&mut self) -> Vec<Value> {
-        let mut out = Vec::new();
-        while let Ok((at, e)) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push((at, e.clone()));
-            out.push(e);
-        }
-        out
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-            if self.wait_exit(Duration::from_secs(10)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
-    }
-}
 
 fn is(event: &Value, kind: &str, iface: &str) -> bool {
     event["event"] == kind && event["endpoint"]["name"] == iface
@@ -497,13 +383,7 @@ fn a_macvtap_taking_over_addresses_does_not_make_watch_react_to_itself() {
     );
     // Let the notifications of that takeover arrive and be handled: nothing to report.
     std::thread::sleep(Duration::from_secs(2));
-    watch.signal(Signal::SIGTERM);
-    assert_eq!(
-        watch
-            .wait_exit(Duration::from_secs(10))
-            .and_then(|s| s.code()),
-        Some(0)
-    );
+    assert_eq!(watch.terminate(), Some(0));
     let after: Vec<Value> = watch.rest();
     assert_eq!(
         after.len(),

@@ -83,15 +83,20 @@ pub struct PlanContext<'a> {
 }
 
 /// The vhost-user socket of an endpoint, if the configured directory has one for any of
-/// its addresses.
-fn vhost_user_socket(ctx: &PlanContext<'_>, c: &Candidate) -> Option<PathBuf> {
-    use std::os::unix::fs::FileTypeExt;
-    let dir = ctx.vhost_user_dir?;
-    ctx.snapshot
-        .addresses_of(c.link.index)
-        .filter(|a| !is_link_local_v6(&a.addr))
-        .map(|a| dir.join(a.addr.to_string()).join("vhu.sock"))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.file_type().is_socket()))
+/// its addresses (see [`crate::vhost_user::find`]); Err: why what is there is refused.
+fn vhost_user_socket(ctx: &PlanContext<'_>, c: &Candidate) -> Result<Option<PathBuf>, String> {
+    let Some(dir) = ctx.vhost_user_dir else {
+        return Ok(None);
+    };
+    for a in ctx.snapshot.addresses_of(c.link.index) {
+        if is_link_local_v6(&a.addr) {
+            continue;
+        }
+        if let Some(socket) = crate::vhost_user::find(dir, &a.addr)? {
+            return Ok(Some(socket));
+        }
+    }
+    Ok(None)
 }
 
 /// Plan one endpoint: the endpoint as reported to the VMM, and the journal entries that
@@ -104,7 +109,7 @@ pub fn plan_endpoint(
     device_name: Option<&str>,
 ) -> Result<(Endpoint, Vec<Entry>), String> {
     let mut endpoint = Endpoint::new(&c.link, c.kind, ctx.queues);
-    if let Some(socket) = vhost_user_socket(ctx, c) {
+    if let Some(socket) = vhost_user_socket(ctx, c)? {
         endpoint.queues = 1;
         endpoint.vhost_user_socket = Some(socket);
         return Ok((endpoint, Vec::new()));

@@ -297,6 +297,13 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
     };
     // The journal is written before the first kernel change.
     store.save(&state)?;
+    let refused = crate::vhost_user::refuse_held(store, &state, &state.endpoints, netns.display());
+    if let Err(error) = refused {
+        if let Err(e) = store.remove(&state.id) {
+            tracing::error!(id = %state.id, error = %e, "a refused attach could not remove its state file");
+        }
+        return Err(error);
+    }
     match apply_and_save(&mut nl, store, &mut state, 0, opts.fail_at_step) {
         Ok(()) => {
             tracing::info!(id = %opts.id, endpoints = state.endpoints.len(), requests = nl.requests(), "attached");

@@ -112,12 +112,31 @@ fn add_inside(
         recorded.interfaces.extend(added.interfaces);
         recorded.routes.extend(added.routes);
         recorded.neighbors.extend(added.neighbors);
+        // Nothing is recorded cut to fit: an endpoint whose description doesn't fit is
+        // not attached.
+        if let Some(reason) = guest::over_cap(recorded) {
+            return Err(Error::Unsupported {
+                iface: iface.to_string(),
+                netns: netns.display().to_string(),
+                reason: format!("with it, {reason}; not attached"),
+            });
+        }
     }
     state.endpoints.push(endpoint.clone());
     let start = state.journal.len();
     state.journal.extend(entries);
     state.phase = Phase::Attaching;
     store.save(&state)?;
+    let refused = crate::vhost_user::refuse_held(
+        store,
+        &state,
+        std::slice::from_ref(&endpoint),
+        netns.display(),
+    );
+    if let Err(error) = refused {
+        store.save(&before)?;
+        return Err(error);
+    }
     match apply_and_save(nl, store, &mut state, start, fail_at) {
         Ok(()) => {
             let endpoint = state

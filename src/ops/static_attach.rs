@@ -336,10 +336,11 @@ fn refuse_claimed(opts: &StaticOptions, store: &StateDir, config: &StaticConfig)
                 ),
                 Backend::VhostUser { socket, .. } => (
                     "socket",
-                    other
-                        .endpoints
-                        .iter()
-                        .any(|e| e.vhost_user_socket.as_ref() == Some(socket)),
+                    other.endpoints.iter().any(|e| {
+                        e.vhost_user_socket
+                            .as_deref()
+                            .is_some_and(|s| crate::vhost_user::same_socket(s, socket))
+                    }),
                 ),
                 Backend::Vfio { pci_address } => (
                     "pci_address",

@@ -7,21 +7,25 @@
 //! Notifications (see [`subscription`]) only trigger work: after each batch the netns is
 //! scanned again (4 dumps) and compared with the state (see [`diff`]), so events that
 //! arrive during an attach, an overrun, or sandbox-net's own changes all end the same way.
+//! The tenant can make notifications as fast as it likes: rounds are paced (see [`pace`]),
+//! a description over a cap (see [`crate::guest::over_cap`]) is reported, not recorded,
+//! and the state is saved only when the description changed.
 //! The watch stops when `stop` is set (SIGTERM/SIGINT in the CLI, see [`signals`]), when
 //! the netns is deleted, and when the sandbox is detached.
 
 pub mod diff;
 mod liveness;
+pub mod pace;
 pub mod signals;
 pub mod subscription;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::guest::GuestConfig;
+use crate::guest::{self, GuestConfig};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::ops::Reopened;
@@ -29,6 +33,7 @@ use crate::scan::{self, Snapshot};
 use crate::state::{self, Endpoint, Phase, State, StateDir};
 use crate::{Error, Result};
 use liveness::NetnsFile;
+use pace::Pace;
 use subscription::{Activity, Subscription};
 
 /// Which sandbox to watch.
@@ -138,9 +143,14 @@ pub fn watch(
         netns: netns.display().to_string(),
         refused: Vec::new(),
         stuck: Vec::new(),
+        over_cap: false,
+        saved: 0,
     };
     tracing::info!(id = %opts.id, netns = %netns.display(), "watching");
+    let mut pace = Pace::new(Instant::now());
+    let mut rounds: u64 = 0;
     let mut pending = true;
+    let mut retry = false;
     let reason = loop {
         if stop.load(Ordering::SeqCst) {
             break StopReason::Requested;
@@ -148,22 +158,33 @@ pub fn watch(
         if file.gone()? {
             break StopReason::NetnsGone;
         }
-        let mut retry = false;
         if pending {
-            match watcher.round(&mut nl, stop, &mut emit) {
-                Round::Done => {}
-                Round::Retry => retry = true,
-                Round::Detached => break StopReason::Detached,
+            let wait = pace.wait(Instant::now());
+            if !wait.is_zero() {
+                // Whatever arrives meanwhile stays queued, and the round's scan sees it.
+                subscription::pause(wait.min(opts.tick))?;
+                continue;
             }
+            // What is queued now happened before the scan that follows: it is covered.
+            subscription.drain(stop)?;
+            let started = Instant::now();
+            let round = watcher.round(&mut nl, stop, &mut emit);
+            pace.ran(started, Instant::now());
+            rounds += 1;
+            retry = match round {
+                Round::Done => false,
+                Round::Retry => true,
+                Round::Detached => break StopReason::Detached,
+            };
         }
         // Changes made during the round (ours included) are queued: the wait returns at
         // once and the next round compares again.
-        pending = match subscription.wait(opts.tick)? {
+        pending = match subscription.wait(opts.tick, stop)? {
             Activity::Changed(_) | Activity::Overrun => true,
             Activity::Quiet => retry,
         };
     };
-    tracing::info!(id = %opts.id, ?reason, "watch stopped");
+    tracing::info!(id = %opts.id, ?reason, rounds, saved = watcher.saved, "watch stopped");
     emit(&WatchEvent::Stopped { reason });
     Ok(reason)
 }
@@ -179,6 +200,10 @@ struct Watcher<'a> {
     refused: Vec<u32>,
     /// Endpoints whose removal failed (reported once): not retried while they are recorded.
     stuck: Vec<String>,
+    /// The description is over a cap (reported once, until it is back under).
+    over_cap: bool,
+    /// Descriptions saved.
+    saved: u64,
 }
 
 impl Watcher<'_> {
@@ -281,7 +306,7 @@ impl Watcher<'_> {
                 }
             }
         }
-        if changed {
+        let seen = if changed {
             snapshot = match self.scan(nl) {
                 Ok(s) => s,
                 Err(e) => {
@@ -289,15 +314,53 @@ impl Watcher<'_> {
                     return Round::Retry;
                 }
             };
-        }
-        match self.describe(&snapshot, emit) {
+            None
+        } else {
+            Some(&state)
+        };
+        match self.describe(seen, &snapshot, emit) {
             Round::Done => outcome,
             other => other,
         }
     }
 
-    /// Record and report the guest description when it changed.
-    fn describe(&self, snapshot: &Snapshot, emit: &mut impl FnMut(&WatchEvent)) -> Round {
+    /// The description is over a cap: report it once, record nothing.
+    fn over_cap(&mut self, reason: String, emit: &mut impl FnMut(&WatchEvent)) -> Round {
+        if !self.over_cap {
+            self.over_cap = true;
+            emit(&WatchEvent::Error {
+                interface: None,
+                message: format!(
+                    "sandbox {}: {reason}; the recorded description is kept as it was until the netns is back under the cap",
+                    self.opts.id
+                ),
+            });
+        }
+        Round::Done
+    }
+
+    /// Record and report the guest description when it changed. `seen`, the state this
+    /// round compared with, says without the lock and a second load when nothing did.
+    fn describe(
+        &mut self,
+        seen: Option<&State>,
+        snapshot: &Snapshot,
+        emit: &mut impl FnMut(&WatchEvent),
+    ) -> Round {
+        if let Some(state) = seen {
+            let guest = diff::guest_now(state, snapshot);
+            if let Some(reason) = guest::over_cap(&guest) {
+                return self.over_cap(reason, emit);
+            }
+            if state
+                .guest
+                .as_ref()
+                .is_some_and(|recorded| diff::same_guest(&guest, recorded))
+            {
+                self.over_cap = false;
+                return Round::Done;
+            }
+        }
         let id = self.opts.id.as_str();
         let mut lock = match self.store.lock(id) {
             Ok(l) => l,
@@ -321,6 +384,10 @@ impl Watcher<'_> {
             }
         };
         let guest = diff::guest_now(&state, snapshot);
+        if let Some(reason) = guest::over_cap(&guest) {
+            return self.over_cap(reason, emit);
+        }
+        self.over_cap = false;
         // An attach that did not record the description: the first one seen is the
         // baseline, not a change.
         let baseline = state.guest.is_none();
@@ -336,6 +403,7 @@ impl Watcher<'_> {
             Self::error(emit, None, &e);
             return Round::Retry;
         }
+        self.saved += 1;
         if !baseline {
             emit(&WatchEvent::GuestChanged { guest });
         }

@@ -3,10 +3,12 @@
 //! messages are not decoded: they only say "something changed, scan again". The socket has
 //! a large receive buffer and keeps buffering while the watcher is busy, so nothing that
 //! happens during an attach is missed; an overrun (ENOBUFS) is reported, and answered by
-//! the same full rescan.
+//! the same full rescan. A read of the queue stops after `MAX_READS` notifications or when
+//! the stop flag is set, so a pod that floods it can't keep the watch from stopping.
 
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use netlink_sys::{Socket, protocols::NETLINK_ROUTE};
@@ -37,6 +39,9 @@ const GROUPS: [u32; 6] = [
 const RCVBUF: usize = 8 * 1024 * 1024;
 /// One datagram at a time is read into this; longer ones are cut (their content is unused).
 const DATAGRAM: usize = 64 * 1024;
+/// Notifications read by one call at most: about as many as the receive buffer holds (a
+/// notification takes at least ~1 KiB of it). What is left stays queued for the next call.
+const MAX_READS: usize = 8 * 1024;
 
 /// What a wait saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +95,11 @@ impl Subscription {
         })
     }
 
-    /// Wait up to `timeout` for notifications, then read every one that is queued.
-    pub fn wait(&mut self, timeout: Duration) -> Result<Activity> {
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    /// Wait up to `timeout` for notifications, then read those that are queued (see
+    /// [`Subscription::drain`]).
+    pub fn wait(&mut self, timeout: Duration, stop: &AtomicBool) -> Result<Activity> {
         let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
+        match poll(&mut fds, poll_timeout(timeout)) {
             Ok(0) | Err(nix::errno::Errno::EINTR) => return Ok(Activity::Quiet),
             Ok(_) => {}
             Err(e) => {
@@ -105,14 +110,15 @@ impl Subscription {
                 ));
             }
         }
-        self.drain()
+        self.drain(stop)
     }
 
-    /// Read every queued notification without blocking.
-    fn drain(&mut self) -> Result<Activity> {
+    /// Read the queued notifications without blocking: all of them, or `MAX_READS`, or
+    /// until `stop` is set.
+    pub fn drain(&mut self, stop: &AtomicBool) -> Result<Activity> {
         let mut read = 0;
         let mut overrun = false;
-        loop {
+        while read < MAX_READS && !stop.load(Ordering::SeqCst) {
             self.buf.clear();
             match self.socket.recv(&mut self.buf, 0) {
                 Ok(_) => read += 1,
@@ -132,5 +138,19 @@ impl Subscription {
             (false, 0) => Activity::Quiet,
             (false, n) => Activity::Changed(n),
         })
+    }
+}
+
+fn poll_timeout(timeout: Duration) -> PollTimeout {
+    PollTimeout::from(u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX))
+}
+
+/// Sleep up to `timeout` without reading anything; a signal (SIGTERM, SIGINT: installed
+/// without SA_RESTART) cuts it short.
+pub fn pause(timeout: Duration) -> Result<()> {
+    let mut none: [PollFd; 0] = [];
+    match poll(&mut none, poll_timeout(timeout)) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+        Err(e) => Err(Error::kernel("watch", "pause between two rounds", e.into())),
     }
 }

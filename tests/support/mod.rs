@@ -3,6 +3,8 @@
 //! `ip` wrappers scoped to one netns, and waits for asynchronous link state.
 #![allow(dead_code)]
 
+pub mod watch_child;
+
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
