@@ -10,6 +10,9 @@
 //! iproute2 is the witness, read as bytes: names and aliases that are not UTF-8 are kept
 //! as they are (see `witness`).
 
+#[path = "../fuzz/checks.rs"]
+#[allow(dead_code)]
+mod checks;
 mod common;
 
 use std::ffi::OsStr;
@@ -20,8 +23,21 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use common::*;
+use netlink_packet_core::{
+    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::address::AddressMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkMessage};
+use netlink_packet_route::neighbour::NeighbourMessage;
+use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::tc::{TcHandle, TcMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use sandbox_net::netlink::answers::{self, Answer};
+use sandbox_net::netns::NetNs;
 use sandbox_net::scratch::ScratchNet;
 use sandbox_net::{AttachOptions, GcOptions};
 use serde_json::{Value, json};
@@ -673,4 +689,194 @@ fn gc_goes_on_when_one_sandbox_fails() {
 
     std::fs::remove_dir(&lock).expect("remove the directory");
     sandbox_net::detach(dir.path(), "broken-lock").expect("detach broken-lock");
+}
+
+// ---------------------------------------------------------------- the dumps themselves
+
+/// The datagrams of one dump in `ns`, as the kernel sent them, end to end (each holds
+/// whole, aligned messages, so together they are one sequence of messages).
+fn raw_dump(ns: &NetNs, request: RouteNetlinkMessage) -> Vec<u8> {
+    let mut socket = ns
+        .run(|| Socket::new(NETLINK_ROUTE))
+        .expect("enter the netns")
+        .expect("netlink socket");
+    socket.bind_auto().expect("bind");
+    socket.connect(&SocketAddr::new(0, 0)).expect("connect");
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.sequence_number = 1;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
+    packet.finalize();
+    let mut out = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut out);
+    socket.send(&out, 0).expect("send the dump request");
+    let mut all = Vec::new();
+    loop {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let n = socket.recv(&mut buf, 0).expect("receive");
+        let datagram = &buf[..n];
+        all.extend_from_slice(datagram);
+        let mut offset = 0;
+        while offset + 16 <= datagram.len() {
+            let len = u32::from_ne_bytes(datagram[offset..offset + 4].try_into().expect("4"));
+            let kind = u16::from_ne_bytes(datagram[offset + 4..offset + 6].try_into().expect("2"));
+            if kind == NLMSG_DONE || kind == NLMSG_ERROR {
+                return all;
+            }
+            offset += (len as usize + 3) & !3;
+        }
+    }
+}
+
+fn tc_request(ifindex: u32, parent: Option<TcHandle>) -> TcMessage {
+    let mut req = TcMessage::default();
+    req.header.index = ifindex as i32;
+    if let Some(parent) = parent {
+        req.header.parent = parent;
+    }
+    req
+}
+
+/// The dumps sandbox-net reads, taken live from a hostile pod (attached with rate limits,
+/// so there are redirect filters and HTB classes, and with a permanent neighbour), decode
+/// without an error, give the tenant's names and aliases as data, and pass the fuzz
+/// target's checks. With SANDBOX_NET_WRITE_SEEDS=1 they are written as the target's seeds
+/// (`fuzz/corpus/netlink_answers/dump-*`).
+#[test]
+fn live_dumps_of_a_hostile_netns_decode_and_are_the_fuzz_seeds() {
+    let net = hostile_pod(1);
+    let pod = net.pod_name.clone();
+    ip(
+        &pod,
+        &[
+            b"neigh",
+            b"add",
+            b"10.77.0.9",
+            b"lladdr",
+            b"02:00:00:00:00:09",
+            b"dev",
+            b"eth0",
+            b"nud",
+            b"permanent",
+        ],
+    );
+    let dir = TempStateDir::new();
+    let id = "hostile-dumps";
+    let _cleanup = DetachOnDrop(&dir, id);
+    let mut opts = AttachOptions::new(pod.clone(), id);
+    opts.state_dir = dir.path().to_path_buf();
+    opts.rx_rate = Some("10mbit".parse().expect("rate"));
+    opts.tx_rate = Some("20mbit".parse().expect("rate"));
+    sandbox_net::attach(&opts).expect("attach");
+    let index = |name: &[u8]| -> u32 {
+        let links = json_of(&ip(&pod, &[b"-j", b"link", b"show", b"dev", name]));
+        links[0]["ifindex"].as_u64().expect("ifindex") as u32
+    };
+    let (eth0, tap, hv0) = (index(b"eth0"), index(b"tap0_sn"), index(b"hv0"));
+    let ingress = Some(TcHandle::from(0xffff_0000u32));
+    let mut links = LinkMessage::default();
+    links
+        .attributes
+        .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    let dumps = [
+        ("links", RouteNetlinkMessage::GetLink(links)),
+        (
+            "addresses",
+            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        ),
+        (
+            "routes",
+            RouteNetlinkMessage::GetRoute(RouteMessage::default()),
+        ),
+        (
+            "neighbours",
+            RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+        ),
+        (
+            "qdiscs",
+            RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
+        ),
+        (
+            "filters-eth0",
+            RouteNetlinkMessage::GetTrafficFilter(tc_request(eth0, ingress)),
+        ),
+        (
+            "filters-hv0",
+            RouteNetlinkMessage::GetTrafficFilter(tc_request(hv0, ingress)),
+        ),
+        (
+            "classes-eth0",
+            RouteNetlinkMessage::GetTrafficClass(tc_request(eth0, None)),
+        ),
+        (
+            "classes-tap",
+            RouteNetlinkMessage::GetTrafficClass(tc_request(tap, None)),
+        ),
+    ];
+    let write = std::env::var_os("SANDBOX_NET_WRITE_SEEDS").is_some();
+    let seeds =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/netlink_answers");
+    let mut decoded = Vec::new();
+    for (what, request) in dumps {
+        let bytes = raw_dump(&net.pod, request);
+        checks::netlink_answers(&bytes);
+        for answer in answers::decode(&bytes) {
+            match answer {
+                Ok(a) => decoded.push(a),
+                Err(e) => panic!("dump of {what}: {e}"),
+            }
+        }
+        if write {
+            std::fs::write(seeds.join(format!("dump-{what}")), &bytes).expect("write a seed");
+        }
+    }
+    let link = |name: &str| {
+        decoded.iter().find_map(|a| match a {
+            Answer::Link(l) if l.name == name => Some(l.clone()),
+            _ => None,
+        })
+    };
+    let odd = link("\\xc3( (not UTF-8)").expect("the oddly named link");
+    assert_eq!(odd.alias.as_deref(), Some("\\xfe\\xfd (not UTF-8)"));
+    assert_eq!(
+        link("lo").and_then(|l| l.alias),
+        Some("\\xff (not UTF-8)".into())
+    );
+    assert_eq!(
+        link("eth0").and_then(|l| l.alias),
+        Some("\\xff (not UTF-8)".into())
+    );
+    assert!(decoded.iter().any(
+        |a| matches!(a, Answer::Address(Some(x)) if x.addr == std::net::IpAddr::from([10, 78, 0, 1]))
+    ));
+    assert!(
+        decoded
+            .iter()
+            .any(|a| matches!(a, Answer::Route(Some(r)) if r.dst.is_none() && r.gateway.is_some()))
+    );
+    assert!(decoded.iter().any(
+        |a| matches!(a, Answer::Neighbour(Some(n)) if n.ip == std::net::IpAddr::from([10, 77, 0, 9]))
+    ));
+    let redirects: Vec<(u32, Option<u32>, u16)> = decoded
+        .iter()
+        .filter_map(|a| match a {
+            Answer::Filter(Some(f)) if f.match_all && f.egress_redirect => {
+                Some((f.ifindex, f.target, f.prio))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(redirects, vec![(eth0, Some(tap), 1), (hv0, Some(hv0), 5)]);
+    let rates: Vec<u64> = decoded
+        .iter()
+        .filter_map(|a| match a {
+            Answer::Class(Some(Some(rate))) => Some(*rate),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        rates.len(),
+        2,
+        "the default class of eth0 and of the tap: {rates:?}"
+    );
 }

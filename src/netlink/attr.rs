@@ -8,7 +8,8 @@
 //! ends with [`NOT_UTF8`]; that suffix holds spaces, which the kernel refuses in a device
 //! name and sandbox-net refuses in every name it is given, so such a text never equals a
 //! real name or one we look for, and nothing is ever found or acted on by it. The form is
-//! one-to-one: two different byte strings never read the same.
+//! one-to-one: two different byte strings never read the same (valid UTF-8 that happens
+//! to end with the suffix, which only an alias or a label can, is escaped and marked too).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -22,7 +23,9 @@ pub const NOT_UTF8: &str = " (not UTF-8)";
 /// backslash) and marked with [`NOT_UTF8`].
 pub fn text(value: &[u8]) -> String {
     let bytes = value.split(|b| *b == 0).next().unwrap_or(value);
-    if let Ok(s) = std::str::from_utf8(bytes) {
+    if let Ok(s) = std::str::from_utf8(bytes)
+        && !s.ends_with(NOT_UTF8)
+    {
         return s.to_string();
     }
     let mut out = String::with_capacity(bytes.len() * 2 + NOT_UTF8.len());
@@ -42,7 +45,8 @@ pub fn text(value: &[u8]) -> String {
     out
 }
 
-/// Whether a text from [`text`] stands for bytes that were not UTF-8.
+/// Whether a text from [`text`] is escaped and marked: its bytes were not UTF-8 (or,
+/// for an alias or a label, ended like a marked text).
 pub fn is_not_utf8(text: &str) -> bool {
     text.ends_with(NOT_UTF8)
 }
@@ -105,6 +109,8 @@ mod tests {
         assert_eq!(text("é\u{1}".as_bytes()), "é\u{1}");
         assert!(is_not_utf8(&text(b"x\xfe")));
         assert!(!is_not_utf8(&text(b"x")));
+        // An alias that reads like a marked text is marked itself.
+        assert_eq!(text(b"a (not UTF-8)"), "a (not UTF-8) (not UTF-8)");
     }
 
     #[test]
@@ -114,6 +120,7 @@ mod tests {
         assert_ne!(text(b"\xff\\xff"), text(b"\xff\xff"));
         assert_ne!(text(b"\xff"), text(b"\xfe"));
         assert_ne!(text(b"\xff"), text("\u{fffd}".as_bytes()));
+        assert_ne!(text(b"\\xff (not UTF-8)"), text(b"\xff"));
         // A marked text holds spaces: no device name, and no name we are given, does.
         assert!(text(b"\xff").contains(' '));
     }
