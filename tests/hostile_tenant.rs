@@ -266,6 +266,13 @@ fn hostile_pod(n: u8) -> ScratchNet {
     net
 }
 
+/// Attach every configured interface of `pod` as sandbox `id` (library call).
+fn attach(pod: &str, dir: &TempStateDir, id: &str) {
+    let mut opts = AttachOptions::new(pod, id);
+    opts.state_dir = dir.path().to_path_buf();
+    sandbox_net::attach(&opts).unwrap_or_else(|e| panic!("attach {id}: {e}"));
+}
+
 fn state_arg(dir: &TempStateDir) -> String {
     dir.path().display().to_string()
 }
@@ -536,9 +543,7 @@ fn watch_works_in_a_hostile_netns() {
     let dir = TempStateDir::new();
     let id = "hostile-watch";
     let _cleanup = DetachOnDrop(&dir, id);
-    let mut opts = AttachOptions::new(pod.clone(), id);
-    opts.state_dir = dir.path().to_path_buf();
-    sandbox_net::attach(&opts).expect("attach");
+    attach(&pod, &dir, id);
     let mut watch = Watch::start(&dir, id);
     std::thread::sleep(Duration::from_millis(500));
 
@@ -595,18 +600,14 @@ fn watch_works_in_a_hostile_netns() {
 fn gc_collects_next_to_a_hostile_netns_and_leaves_it_alone() {
     let dir = TempStateDir::new();
     let gone = scratch(1);
-    let mut opts = AttachOptions::new(gone.pod_name.clone(), "healthy-stale");
-    opts.state_dir = dir.path().to_path_buf();
-    sandbox_net::attach(&opts).expect("attach healthy-stale");
+    attach(&gone.pod_name, &dir, "healthy-stale");
     drop(gone);
 
     let net = hostile_pod(1);
     let pod = net.pod_name.clone();
     let id = "hostile-live";
     let _cleanup = DetachOnDrop(&dir, id);
-    let mut opts = AttachOptions::new(pod.clone(), id);
-    opts.state_dir = dir.path().to_path_buf();
-    sandbox_net::attach(&opts).expect("attach hostile-live");
+    attach(&pod, &dir, id);
     settle(&pod);
     let attached = witness(&pod);
     // An orphan of ours: a tap carrying the alias of a sandbox that has no state.
@@ -659,13 +660,9 @@ fn gc_collects_next_to_a_hostile_netns_and_leaves_it_alone() {
 fn gc_goes_on_when_one_sandbox_fails() {
     let dir = TempStateDir::new();
     let live = scratch(1);
-    let mut opts = AttachOptions::new(live.pod_name.clone(), "broken-lock");
-    opts.state_dir = dir.path().to_path_buf();
-    sandbox_net::attach(&opts).expect("attach broken-lock");
+    attach(&live.pod_name, &dir, "broken-lock");
     let gone = scratch(1);
-    let mut opts = AttachOptions::new(gone.pod_name.clone(), "healthy-stale");
-    opts.state_dir = dir.path().to_path_buf();
-    sandbox_net::attach(&opts).expect("attach healthy-stale");
+    attach(&gone.pod_name, &dir, "healthy-stale");
     drop(gone);
     let lock = dir.path().join("broken-lock.lock");
     let _ = std::fs::remove_file(&lock);
