@@ -4,8 +4,10 @@
 //! that created it, so [`Netlink::open_in`] creates it while the calling thread is briefly
 //! inside the target netns ([`NetNs::run`]) and hands it back: it can then be used from
 //! any thread. The typed operations in the submodules build messages with
-//! `netlink-packet-route`; nothing outside this module sees raw bytes. Every request is
-//! counted, so tests and benchmarks can check how many round trips an operation costs.
+//! `netlink-packet-route` and decode answers by hand ([`attr`]), so that nothing a tenant
+//! sets makes a decode fail; nothing outside this module sees raw bytes but
+//! [`answers::decode`], the fuzz target's entry. Every request is counted, so tests and
+//! benchmarks can check how many round trips an operation costs.
 
 pub mod addr;
 pub mod answers;

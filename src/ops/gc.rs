@@ -12,8 +12,9 @@
 //!   journalled objects exists any more.
 //!
 //! Links without our alias, or of another kind, are never touched. Every sandbox is
-//! handled under its lock; a busy one is skipped. A dry run takes no lock and changes
-//! nothing.
+//! handled under its lock; a busy one is skipped. A sandbox or a netns that fails (what is
+//! in a netns is its tenant's to shape) is a problem of the report, naming it, and gc goes
+//! on with the others. A dry run takes no lock and changes nothing.
 
 use std::path::PathBuf;
 
