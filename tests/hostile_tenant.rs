@@ -385,15 +385,15 @@ fn a_configured_link_named_with_bytes_that_are_not_utf8_is_refused_by_name() {
     assert_eq!(witness(&pod), before, "a refused attach changed the netns");
 }
 
-/// The CNI plugin as a runtime drives it (ADD, CHECK, DEL) for eth0 of the hostile pod:
-/// ADD reads eth0 by name (its alias is `\xff`), CHECK compares every journalled object
-/// with the kernel, DEL undoes it all.
+/// The CNI plugin as a runtime drives it for eth0. The tenant turns hostile after ADD
+/// (lo and eth0 aliased `\xff`, ...): CHECK, which compares every journalled object with
+/// the kernel, and DEL still work, and DEL leaves the tenant's objects alone. Then a whole
+/// ADD (which reads eth0 by name), CHECK, DEL in the hostile pod leaves it as it was.
 #[test]
 fn cni_add_check_and_del_work_in_a_hostile_netns() {
-    let net = hostile_pod(1);
+    let net = scratch(1);
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
-    let before = witness(&pod);
     let netns = format!("/run/netns/{pod}");
     let prev = json!({
         "cniVersion": "1.0.0",
@@ -439,16 +439,39 @@ fn cni_add_check_and_del_work_in_a_hostile_netns() {
 
     let result: Value = serde_json::from_str(&plugin("ADD", &conf(&prev))).expect("ADD result");
     println!("ADD: {result:#}");
+    make_hostile(&pod);
+    settle(&pod);
+    let hostile = witness(&pod);
+    plugin("CHECK", &conf(&result));
+    plugin("DEL", &conf(&result));
+    settle(&pod);
+    let after = witness(&pod);
+    assert_eq!(
+        tenants(&after),
+        tenants(&hostile),
+        "DEL changed the tenant's objects"
+    );
+    assert!(
+        !after.links.iter().any(|l| l.contains("tap0_sn"))
+            && !after
+                .qdiscs
+                .iter()
+                .any(|q| q.starts_with("\"eth0\" \"ingress\"")),
+        "DEL left the attachment behind: {after:#?}"
+    );
+
+    // The whole cycle in the hostile pod.
+    let result: Value = serde_json::from_str(&plugin("ADD", &conf(&prev))).expect("ADD result");
     settle(&pod);
     assert_eq!(
         tenants(&witness(&pod)),
-        tenants(&before),
+        tenants(&after),
         "ADD changed the tenant's objects"
     );
     plugin("CHECK", &conf(&result));
     plugin("DEL", &conf(&result));
     settle(&pod);
-    assert_eq!(witness(&pod), before, "DEL left the netns changed");
+    assert_eq!(witness(&pod), after, "DEL left the netns changed");
 }
 
 /// A `sandbox-net watch --json` child; stopped (SIGTERM, then SIGKILL) on drop.
@@ -533,12 +556,12 @@ impl Drop for Watch {
     }
 }
 
-/// `watch` over the hostile pod: its scans succeed (a veth configured after the attach is
-/// attached), and a configured link named with bytes that are not UTF-8 is one error event
-/// naming it; the watch goes on and stops cleanly.
+/// `watch` over a pod that turns hostile under it: its scans still succeed (a veth
+/// configured afterwards is attached), and a configured link named with bytes that are not
+/// UTF-8 is one error event naming it; the watch goes on and stops cleanly.
 #[test]
 fn watch_works_in_a_hostile_netns() {
-    let mut net = hostile_pod(1);
+    let mut net = scratch(1);
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let id = "hostile-watch";
@@ -546,6 +569,8 @@ fn watch_works_in_a_hostile_netns() {
     attach(&pod, &dir, id);
     let mut watch = Watch::start(&dir, id);
     std::thread::sleep(Duration::from_millis(500));
+    // The tenant turns hostile under the watch.
+    make_hostile(&pod);
 
     net.add_link(1, 1500, false).expect("add eth1");
     watch.until("endpoint-added eth1", |e| {
@@ -592,8 +617,9 @@ fn watch_works_in_a_hostile_netns() {
     );
 }
 
-/// gc over two sandboxes: one live in the hostile pod (with an orphan tap of ours next to
-/// it, and the tenant's filter on hv0), one whose netns is gone. gc collects the stale
+/// gc over two sandboxes: one live in a pod that turned hostile once attached (with an
+/// orphan tap of ours next to it, and the tenant's filter on hv0), one whose netns is
+/// gone. gc collects the stale
 /// state and the orphan, reports no problem (nothing failed), keeps the live sandbox
 /// (status still clean) and changes nothing else in the hostile pod.
 #[test]
@@ -603,11 +629,13 @@ fn gc_collects_next_to_a_hostile_netns_and_leaves_it_alone() {
     attach(&gone.pod_name, &dir, "healthy-stale");
     drop(gone);
 
-    let net = hostile_pod(1);
+    let net = scratch(1);
     let pod = net.pod_name.clone();
     let id = "hostile-live";
     let _cleanup = DetachOnDrop(&dir, id);
     attach(&pod, &dir, id);
+    // The tenant turns hostile once attached.
+    make_hostile(&pod);
     settle(&pod);
     let attached = witness(&pod);
     // An orphan of ours: a tap carrying the alias of a sandbox that has no state.
