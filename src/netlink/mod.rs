@@ -166,7 +166,7 @@ impl Netlink {
             NetlinkPayload::Error(err) => {
                 if let Some(code) = err.code {
                     outcome = Err(NlError {
-                        errno: -code.get(),
+                        errno: code.get().saturating_neg(),
                         message: ext_ack_message(reply.header.flags, &err.header),
                     });
                 }
@@ -341,7 +341,7 @@ fn dump_end_error(message_type: u16, flags: u16, payload: &[u8]) -> Option<NlErr
         ext_ack_attributes(flags, rest)
     };
     Some(NlError {
-        errno: -code,
+        errno: code.saturating_neg(),
         message,
     })
 }
@@ -406,6 +406,9 @@ mod tests {
         assert_eq!(err.errno, libc::EINTR);
         assert_eq!(err.message.as_deref(), Some("Dump was interrupted"));
         assert!(dump_end_error(NLMSG_DONE, 0, &0i32.to_ne_bytes()).is_none());
+        // The fuzzer's first find: an errno that has no negation (i32::MIN) is no panic.
+        let err = dump_end_error(NLMSG_DONE, 0, &i32::MIN.to_ne_bytes()).expect("an error");
+        assert_eq!(err.errno, i32::MAX);
         assert!(dump_end_error(NLMSG_DONE, 0, &[]).is_none());
         let mut error = (-libc::EPERM).to_ne_bytes().to_vec();
         error.extend_from_slice(&[0u8; 16]);
