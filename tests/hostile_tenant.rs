@@ -39,7 +39,7 @@ use nix::unistd::Pid;
 use sandbox_net::netlink::answers::{self, Answer};
 use sandbox_net::netns::NetNs;
 use sandbox_net::scratch::ScratchNet;
-use sandbox_net::{AttachOptions, GcOptions};
+use sandbox_net::{AttachOptions, GcOptions, GcReport};
 use serde_json::{Value, json};
 
 /// The tenant's bytes.
@@ -271,6 +271,15 @@ fn attach(pod: &str, dir: &TempStateDir, id: &str) {
     let mut opts = AttachOptions::new(pod, id);
     opts.state_dir = dir.path().to_path_buf();
     sandbox_net::attach(&opts).unwrap_or_else(|e| panic!("attach {id}: {e}"));
+}
+
+/// The stale states a gc report lists, and whether each was removed.
+fn stale_states(report: &GcReport) -> Vec<(&str, bool)> {
+    report
+        .states
+        .iter()
+        .map(|s| (s.id.as_str(), s.removed))
+        .collect()
 }
 
 fn state_arg(dir: &TempStateDir) -> String {
@@ -658,12 +667,11 @@ fn gc_collects_next_to_a_hostile_netns_and_leaves_it_alone() {
     let report = sandbox_net::gc(&GcOptions::new(dir.path())).expect("gc");
     println!("{report}");
     assert!(report.problems.is_empty(), "{report:?}");
-    let stale: Vec<(&str, bool)> = report
-        .states
-        .iter()
-        .map(|s| (s.id.as_str(), s.removed))
-        .collect();
-    assert_eq!(stale, vec![("healthy-stale", true)], "{report:?}");
+    assert_eq!(
+        stale_states(&report),
+        vec![("healthy-stale", true)],
+        "{report:?}"
+    );
     let orphans: Vec<(&str, bool)> = report
         .links
         .iter()
@@ -704,12 +712,11 @@ fn gc_goes_on_when_one_sandbox_fails() {
         report.problems[0].starts_with("sandbox broken-lock:"),
         "{report:?}"
     );
-    let stale: Vec<(&str, bool)> = report
-        .states
-        .iter()
-        .map(|s| (s.id.as_str(), s.removed))
-        .collect();
-    assert_eq!(stale, vec![("healthy-stale", true)], "{report:?}");
+    assert_eq!(
+        stale_states(&report),
+        vec![("healthy-stale", true)],
+        "{report:?}"
+    );
     assert_eq!(snapshot(&live.pod_name), live_before);
 
     std::fs::remove_dir(&lock).expect("remove the directory");
