@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::netlink::attr;
 use crate::netlink::link::Link;
 use crate::scan::Snapshot;
 
@@ -51,12 +52,19 @@ pub enum Class {
     Loopback,
     /// A kind sandbox-net does not attach (bridge, vxlan, ...), with the kernel's name for it.
     Unsupported(String),
+    /// A name that is not UTF-8 (a tenant may set one): such a link is never attached,
+    /// since its name could be neither recorded nor handed to a VMM (see
+    /// [`crate::netlink::attr::text`]).
+    NotUtf8,
 }
 
 /// Classify one link from its kind and flags.
 pub fn classify(link: &Link) -> Class {
     if link.is_loopback() {
         return Class::Loopback;
+    }
+    if attr::is_not_utf8(&link.name) {
+        return Class::NotUtf8;
     }
     match link.kind.as_deref() {
         Some("veth") => Class::Endpoint(EndpointKind::Veth),
@@ -144,10 +152,24 @@ pub fn candidates(snapshot: &Snapshot, only: Option<&[String]>) -> Result<Vec<Ca
                     reason: format!("has addresses but its kind {kind:?} {UNSUPPORTED}"),
                 });
             }
+            Class::NotUtf8 => {
+                return Err(Refused {
+                    iface: link.name.clone(),
+                    reason: not_utf8(link),
+                });
+            }
         }
     }
     out.sort_by(|a, b| natural_cmp(&a.link.name, &b.link.name));
     Ok(out)
+}
+
+/// Why a link whose name is not UTF-8 is not attached.
+pub fn not_utf8(link: &Link) -> String {
+    format!(
+        "(ifindex {}) has addresses but a name that is not UTF-8, which sandbox-net can neither record nor hand to a VMM",
+        link.index
+    )
 }
 
 const UNSUPPORTED: &str =
@@ -180,6 +202,7 @@ pub fn named(snapshot: &Snapshot, names: &[String]) -> Result<Vec<Candidate>, Re
                     "has the kind {kind:?}, which {UNSUPPORTED}"
                 )));
             }
+            Class::NotUtf8 => return Err(refuse(not_utf8(link))),
         }
     }
     out.sort_by(|a, b| natural_cmp(&a.link.name, &b.link.name));

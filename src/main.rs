@@ -132,7 +132,8 @@ enum Command {
     /// Find and remove leftovers: links marked as ours (alias `sandbox-net:<id>`) that no
     /// state accounts for, and states whose netns or objects are gone. Looks in the netns of
     /// every state file and in those given with --netns. Never touches links that are not
-    /// ours. Exit 1 when something could not be removed.
+    /// ours. A sandbox or netns that can't be handled is reported and the others are still
+    /// collected. Exit 1 when something could not be removed or looked at.
     Gc {
         /// Also look for orphan links in this netns (repeat for several).
         #[arg(long = "netns", value_name = "NS")]
@@ -411,7 +412,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                     "gc",
                     "remove leftovers",
                     std::io::Error::other(format!(
-                        "{} leftover(s) could not be removed (see above)",
+                        "{} leftover(s) could not be removed or looked at (see above)",
                         report.problems.len()
                     )),
                 ));

@@ -43,3 +43,8 @@ fn mac_seeds() {
 fn id_seeds() {
     each_seed("id", checks::id);
 }
+
+#[test]
+fn netlink_answers_seeds() {
+    each_seed("netlink_answers", checks::netlink_answers);
+}

@@ -2,15 +2,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use netlink_packet_core::Parseable;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{
-    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+    AddressAttribute, AddressFlags, AddressHeader, AddressHeaderFlags, AddressMessage, AddressScope,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use serde::{Deserialize, Serialize};
 
-use super::{Netlink, NlError};
+use super::{Netlink, NlError, attr};
 
 /// One address as read from an address dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,35 +30,51 @@ pub fn dump(nl: &mut Netlink) -> Result<Vec<Address>, NlError> {
     nl.dump_with(
         RouteNetlinkMessage::GetAddress(AddressMessage::default()),
         libc::RTM_NEWADDR,
-        |payload| AddressMessage::parse(payload).map(parse_address),
+        parse_address_payload,
     )
 }
 
-/// The address a dump message describes (None without an address attribute).
-fn parse_address(msg: AddressMessage) -> Option<Address> {
+/// IFA_* numbers of the attributes an `Address` keeps (<linux/if_addr.h>); the label
+/// (IFA_LABEL, any bytes a tenant likes) is not one of them.
+const IFA_ADDRESS: u16 = 1;
+const IFA_LOCAL: u16 = 2;
+const IFA_BROADCAST: u16 = 4;
+const IFA_FLAGS: u16 = 8;
+/// Size of `struct ifaddrmsg`, which precedes the attributes.
+const IFADDRMSG_LEN: usize = 8;
+
+/// Decode one RTM_NEWADDR payload: the address it describes (None without one).
+pub(crate) fn parse_address_payload(payload: &[u8]) -> Result<Option<Address>, DecodeError> {
+    let header = AddressHeader::parse(payload)?;
     // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS
     // otherwise. Prefer IFA_LOCAL when present, as iproute2 does.
     let mut local = None;
     let mut address = None;
-    let mut flags = u32::from(msg.header.flags.bits());
+    let mut flags = u32::from(header.flags.bits());
     let mut broadcast = None;
-    for attr in &msg.attributes {
-        match attr {
-            AddressAttribute::Local(a) => local = Some(*a),
-            AddressAttribute::Address(a) => address = Some(*a),
-            AddressAttribute::Flags(f) => flags = f.bits(),
-            AddressAttribute::Broadcast(b) => broadcast = Some(*b),
+    for nla in attr::each(payload.get(IFADDRMSG_LEN..).unwrap_or_default()) {
+        let (kind, value) = nla?;
+        match kind {
+            IFA_LOCAL => local = attr::ip_of(value),
+            IFA_ADDRESS => address = attr::ip_of(value),
+            IFA_FLAGS => flags = attr::u32_of(value).unwrap_or(flags),
+            IFA_BROADCAST => {
+                broadcast = match attr::ip_of(value) {
+                    Some(IpAddr::V4(b)) => Some(b),
+                    _ => None,
+                }
+            }
             _ => {}
         }
     }
-    local.or(address).map(|addr| Address {
-        ifindex: msg.header.index,
+    Ok(local.or(address).map(|addr| Address {
+        ifindex: header.index,
         addr,
-        prefix_len: msg.header.prefix_len,
-        scope: u8::from(msg.header.scope),
+        prefix_len: header.prefix_len,
+        scope: u8::from(header.scope),
         flags,
         broadcast,
-    })
+    }))
 }
 
 /// Add an address to an interface. IPv6 addresses get IFA_F_NODAD so they are usable at once.

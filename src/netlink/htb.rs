@@ -8,11 +8,11 @@
 
 use std::sync::OnceLock;
 
-use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{DecodeError, DefaultNla, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
 
-use super::{Netlink, NlError};
+use super::{Netlink, NlError, attr, tc};
 use crate::rate::Rate;
 
 const TCA_HTB_PARMS: u16 = 1;
@@ -234,50 +234,40 @@ fn io_nl(e: std::io::Error) -> NlError {
 pub fn read_limit(nl: &mut Netlink, ifindex: u32) -> Result<Option<u64>, NlError> {
     let mut req = TcMessage::default();
     req.header.index = ifindex as i32;
-    let replies = nl.dump(RouteNetlinkMessage::GetTrafficClass(req))?;
-    for reply in replies {
-        let RouteNetlinkMessage::NewTrafficClass(msg) = reply else {
-            continue;
-        };
-        if msg.header.index as u32 != ifindex || msg.header.handle != DEFAULT_CLASS {
-            continue;
-        }
-        // netlink-packet-route does not know HTB: its TCA_OPTIONS arrive as one opaque
-        // attribute holding the nested HTB attributes.
-        let mut nested = Vec::new();
-        for attr in &msg.attributes {
-            let TcAttribute::Options(opts) = attr else {
-                continue;
-            };
-            for opt in opts {
-                if let TcOption::Other(nla) = opt {
-                    let mut value = vec![0u8; netlink_packet_core::Nla::value_len(nla)];
-                    netlink_packet_core::Nla::emit_value(nla, &mut value);
-                    nested.push(value);
-                }
-            }
-        }
-        let mut rate32 = None;
-        let mut rate64 = None;
-        for value in &nested {
-            for nla in netlink_packet_core::NlasIterator::new(value.as_slice()).flatten() {
-                let v = nla.value();
-                match nla.kind() {
-                    TCA_HTB_PARMS if v.len() >= 12 => {
-                        rate32 = Some(u64::from(u32::from_ne_bytes([v[8], v[9], v[10], v[11]])));
-                    }
-                    TCA_HTB_RATE64 if v.len() >= 8 => {
-                        let mut b = [0u8; 8];
-                        b.copy_from_slice(&v[..8]);
-                        rate64 = Some(u64::from_ne_bytes(b));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        return Ok(rate64.or(rate32));
+    let rates = nl.dump_with(
+        RouteNetlinkMessage::GetTrafficClass(req),
+        libc::RTM_NEWTCLASS,
+        |payload| parse_class_payload(payload, ifindex),
+    )?;
+    Ok(rates.into_iter().next().flatten())
+}
+
+/// Decode one RTM_NEWTCLASS payload: for the default class `1:2` on `ifindex`, Some(its
+/// rate, when it reports one); None for any other class. A class's options are read as
+/// HTB's only once its kind says it is HTB.
+pub(crate) fn parse_class_payload(
+    payload: &[u8],
+    ifindex: u32,
+) -> Result<Option<Option<u64>>, DecodeError> {
+    let (header, kind, options) = tc::parse_tc_payload(payload)?;
+    if header.index as u32 != ifindex || header.handle != DEFAULT_CLASS {
+        return Ok(None);
     }
-    Ok(None)
+    let mut rate32 = None;
+    let mut rate64 = None;
+    for nla in attr::each(options.filter(|_| kind == "htb").unwrap_or_default()) {
+        let (kind, v) = nla?;
+        match kind {
+            TCA_HTB_PARMS => rate32 = attr::u32_at(v, 8).map(u64::from),
+            TCA_HTB_RATE64 if v.len() >= 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&v[..8]);
+                rate64 = Some(u64::from_ne_bytes(b));
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(rate64.or(rate32)))
 }
 
 #[cfg(test)]

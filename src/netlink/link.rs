@@ -2,15 +2,15 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL, ParseableParametrized};
+use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoMacVtap, InfoTun, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags,
+    InfoData, InfoKind, InfoMacVtap, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags,
     LinkHeader, LinkInfo, LinkMessage, MacVtapMode,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use serde::{Deserialize, Serialize};
 
-use super::{Netlink, NlError, wanted_attributes};
+use super::{Netlink, NlError, attr};
 
 /// What the kernel says about a tun/tap device (IFLA_INFO_DATA of kind "tun").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -56,12 +56,8 @@ impl Link {
     }
 }
 
-fn info_kind_name(kind: &InfoKind) -> String {
-    kind.to_string()
-}
-
-fn parse_tun(data: &[InfoTun]) -> TunDetails {
-    // IFLA_TUN_* attribute numbers from <linux/if_link.h>.
+/// What a tun device's IFLA_INFO_DATA says (IFLA_TUN_* from <linux/if_link.h>).
+fn parse_tun(data: &[u8]) -> Result<TunDetails, DecodeError> {
     const TYPE: u16 = 3;
     const PI: u16 = 4;
     const VNET_HDR: u16 = 5;
@@ -69,56 +65,44 @@ fn parse_tun(data: &[InfoTun]) -> TunDetails {
     const MULTI_QUEUE: u16 = 7;
     const NUM_QUEUES: u16 = 8;
     let mut out = TunDetails::default();
-    for attr in data {
-        let InfoTun::Other(nla) = attr else { continue };
-        let mut value = vec![0u8; netlink_packet_core::Nla::value_len(nla)];
-        netlink_packet_core::Nla::emit_value(nla, &mut value);
-        let byte = value.first().copied().unwrap_or(0);
-        match netlink_packet_core::Nla::kind(nla) {
-            TYPE => out.tap = byte == libc::IFF_TAP as u8,
-            PI => out.pi = byte != 0,
-            VNET_HDR => out.vnet_hdr = byte != 0,
-            PERSIST => out.persist = byte != 0,
-            MULTI_QUEUE => out.multi_queue = byte != 0,
-            NUM_QUEUES if value.len() >= 4 => {
-                out.num_queues = u32::from_ne_bytes([value[0], value[1], value[2], value[3]])
-            }
+    for nla in attr::each(data) {
+        let (kind, value) = nla?;
+        let flag = attr::u8_of(value).unwrap_or(0);
+        match kind {
+            TYPE => out.tap = flag == libc::IFF_TAP as u8,
+            PI => out.pi = flag != 0,
+            VNET_HDR => out.vnet_hdr = flag != 0,
+            PERSIST => out.persist = flag != 0,
+            MULTI_QUEUE => out.multi_queue = flag != 0,
+            NUM_QUEUES => out.num_queues = attr::u32_of(value).unwrap_or(0),
             _ => {}
         }
     }
-    out
+    Ok(out)
 }
 
-/// IFLA_* numbers of the attributes `parse_link` reads (<linux/if_link.h>).
-const WANTED_LINK_ATTRIBUTES: [u16; 8] = [
-    1,  // IFLA_ADDRESS
-    3,  // IFLA_IFNAME
-    4,  // IFLA_MTU
-    5,  // IFLA_LINK
-    13, // IFLA_TXQLEN
-    18, // IFLA_LINKINFO
-    20, // IFLA_IFALIAS
-    27, // IFLA_GROUP
-];
+/// IFLA_* numbers of the attributes a `Link` keeps (<linux/if_link.h>).
+const IFLA_ADDRESS: u16 = 1;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MTU: u16 = 4;
+const IFLA_LINK: u16 = 5;
+const IFLA_TXQLEN: u16 = 13;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_IFALIAS: u16 = 20;
+const IFLA_GROUP: u16 = 27;
+/// IFLA_INFO_* inside IFLA_LINKINFO.
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
 /// Size of `struct ifinfomsg`, which precedes the attributes.
 const IFINFOMSG_LEN: usize = 16;
 
-/// Decode one RTM_NEWLINK payload, parsing (with the crate's parsers) only the attributes
-/// a `Link` keeps: a dump of many links spends most of its user time otherwise on
-/// attributes nobody reads (per-protocol configuration arrays, statistics).
-fn parse_link_payload(payload: &[u8]) -> Result<Link, DecodeError> {
+/// Decode one RTM_NEWLINK payload, reading only the attributes a `Link` keeps: a dump of
+/// many links would otherwise spend most of its time on attributes nobody reads
+/// (per-protocol configuration arrays, statistics). The name and the alias are tenant
+/// data: any bytes decode (see [`attr::text`]); only a message the kernel itself got wrong
+/// (a truncated header, an attribute length that does not fit) is an error.
+pub(crate) fn parse_link_payload(payload: &[u8]) -> Result<Link, DecodeError> {
     let header = LinkHeader::parse(payload)?;
-    let mut attributes = Vec::with_capacity(WANTED_LINK_ATTRIBUTES.len());
-    for nla in wanted_attributes(payload, IFINFOMSG_LEN, &WANTED_LINK_ATTRIBUTES) {
-        attributes.push(LinkAttribute::parse_with_param(
-            &nla?,
-            header.interface_family,
-        )?);
-    }
-    Ok(parse_link(&header, attributes))
-}
-
-fn parse_link(header: &LinkHeader, attributes: Vec<LinkAttribute>) -> Link {
     let mut link = Link {
         index: header.index,
         name: String::new(),
@@ -132,28 +116,37 @@ fn parse_link(header: &LinkHeader, attributes: Vec<LinkAttribute>) -> Link {
         alias: None,
         group: 0,
     };
-    for attr in attributes {
-        match attr {
-            LinkAttribute::IfName(n) => link.name = n,
-            LinkAttribute::Address(a) => link.mac = Some(a),
-            LinkAttribute::Mtu(m) => link.mtu = m,
-            LinkAttribute::TxQueueLen(q) => link.tx_queue_len = q,
-            LinkAttribute::Link(p) => link.parent = Some(p),
-            LinkAttribute::IfAlias(a) => link.alias = Some(a),
-            LinkAttribute::Group(g) => link.group = g,
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    match info {
-                        LinkInfo::Kind(k) => link.kind = Some(info_kind_name(&k)),
-                        LinkInfo::Data(InfoData::Tun(t)) => link.tun = Some(parse_tun(&t)),
-                        _ => {}
-                    }
-                }
-            }
+    for nla in attr::each(payload.get(IFINFOMSG_LEN..).unwrap_or_default()) {
+        let (kind, value) = nla?;
+        match kind {
+            IFLA_ADDRESS => link.mac = Some(value.to_vec()),
+            IFLA_IFNAME => link.name = attr::text(value),
+            IFLA_MTU => link.mtu = attr::u32_of(value).unwrap_or(0),
+            IFLA_LINK => link.parent = attr::u32_of(value),
+            IFLA_TXQLEN => link.tx_queue_len = attr::u32_of(value).unwrap_or(0),
+            IFLA_LINKINFO => parse_link_info(value, &mut link)?,
+            IFLA_IFALIAS => link.alias = Some(attr::text(value)),
+            IFLA_GROUP => link.group = attr::u32_of(value).unwrap_or(0),
             _ => {}
         }
     }
-    link
+    Ok(link)
+}
+
+/// IFLA_LINKINFO: the kind, and for a tun device its details.
+fn parse_link_info(info: &[u8], link: &mut Link) -> Result<(), DecodeError> {
+    let mut data = None;
+    for nla in attr::each(info) {
+        match nla? {
+            (IFLA_INFO_KIND, value) => link.kind = Some(attr::text(value)),
+            (IFLA_INFO_DATA, value) => data = Some(value),
+            _ => {}
+        }
+    }
+    if let (Some("tun"), Some(data)) = (link.kind.as_deref(), data) {
+        link.tun = Some(parse_tun(data)?);
+    }
+    Ok(())
 }
 
 /// Dump every link of the socket's netns (one request).
@@ -372,15 +365,47 @@ mod tests {
 
     #[test]
     fn tun_details_are_decoded() {
-        let attrs = vec![
-            InfoTun::Other(DefaultNla::new(3, vec![libc::IFF_TAP as u8])),
-            InfoTun::Other(DefaultNla::new(5, vec![1])),
-            InfoTun::Other(DefaultNla::new(6, vec![1])),
-            InfoTun::Other(DefaultNla::new(7, vec![0])),
-            InfoTun::Other(DefaultNla::new(8, 4u32.to_ne_bytes().to_vec())),
+        let attrs = [
+            DefaultNla::new(3, vec![libc::IFF_TAP as u8]),
+            DefaultNla::new(5, vec![1]),
+            DefaultNla::new(6, vec![1]),
+            DefaultNla::new(7, vec![0]),
+            DefaultNla::new(8, 4u32.to_ne_bytes().to_vec()),
         ];
-        let t = parse_tun(&attrs);
+        let mut bytes = vec![0u8; attrs.as_slice().buffer_len()];
+        attrs.as_slice().emit(&mut bytes);
+        let t = parse_tun(&bytes).expect("parse");
         assert!(t.tap && t.vnet_hdr && t.persist && !t.multi_queue && !t.pi);
         assert_eq!(t.num_queues, 4);
+    }
+
+    /// A link message with `name` and `alias` as raw bytes (what a tenant can set).
+    fn link_bytes(index: u32, name: &[u8], alias: &[u8]) -> Vec<u8> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes = vec![
+            LinkAttribute::Other(DefaultNla::new(IFLA_IFNAME, [name, b"\0"].concat())),
+            LinkAttribute::Other(DefaultNla::new(IFLA_IFALIAS, [alias, b"\0"].concat())),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Tun)]),
+        ];
+        let mut bytes = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn a_name_or_alias_that_is_not_utf8_is_data() {
+        let link = parse_link_payload(&link_bytes(4, b"\xc3\x28", b"\xff")).expect("parse");
+        assert_eq!(link.index, 4);
+        assert_eq!(link.name, "\\xc3( (not UTF-8)");
+        assert_eq!(link.alias.as_deref(), Some("\\xff (not UTF-8)"));
+        assert_eq!(link.kind.as_deref(), Some("tun"));
+        // An alias that is ours but for one byte is not ours.
+        let mut alias = crate::journal::owner_alias("a").into_bytes();
+        alias.push(0xff);
+        let link = parse_link_payload(&link_bytes(5, b"tap0_sn", &alias)).expect("parse");
+        assert_eq!(link.name, "tap0_sn");
+        let id = link.alias.as_deref().and_then(crate::journal::owner_of);
+        assert!(id.is_some_and(|id| crate::state::validate_id(id).is_err()));
     }
 }

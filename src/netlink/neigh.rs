@@ -2,11 +2,11 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::Parseable;
+use netlink_packet_core::DecodeError;
 use netlink_packet_route::RouteNetlinkMessage;
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use netlink_packet_route::neighbour::{NeighbourHeader, NeighbourMessage};
 
-use super::{Netlink, NlError};
+use super::{Netlink, NlError, attr};
 
 /// NUD_* states from <linux/neighbour.h>.
 pub mod nud {
@@ -34,26 +34,33 @@ pub fn dump(nl: &mut Netlink) -> Result<Vec<Neighbour>, NlError> {
     nl.dump_with(
         RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
         libc::RTM_NEWNEIGH,
-        |payload| NeighbourMessage::parse(payload).map(parse_neighbour),
+        parse_neighbour_payload,
     )
 }
 
-/// The neighbour a dump message describes (None without a destination).
-fn parse_neighbour(msg: NeighbourMessage) -> Option<Neighbour> {
+/// NDA_* numbers of the attributes a `Neighbour` keeps (<linux/neighbour.h>).
+const NDA_DST: u16 = 1;
+const NDA_LLADDR: u16 = 2;
+/// Size of `struct ndmsg`, which precedes the attributes.
+const NDMSG_LEN: usize = 12;
+
+/// Decode one RTM_NEWNEIGH payload: the neighbour it describes (None without an IPv4 or
+/// IPv6 destination).
+pub(crate) fn parse_neighbour_payload(payload: &[u8]) -> Result<Option<Neighbour>, DecodeError> {
+    let header = NeighbourHeader::parse(payload)?;
     let mut ip = None;
     let mut lladdr = None;
-    for attr in msg.attributes {
-        match attr {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(a)),
-            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => ip = Some(IpAddr::V6(a)),
-            NeighbourAttribute::LinkLayerAddress(l) => lladdr = Some(l),
+    for nla in attr::each(payload.get(NDMSG_LEN..).unwrap_or_default()) {
+        match nla? {
+            (NDA_DST, value) => ip = attr::ip_of(value),
+            (NDA_LLADDR, value) => lladdr = Some(value.to_vec()),
             _ => {}
         }
     }
-    ip.map(|ip| Neighbour {
-        ifindex: msg.header.ifindex,
+    Ok(ip.map(|ip| Neighbour {
+        ifindex: header.ifindex,
         ip,
         lladdr,
-        state: u16::from(msg.header.state),
-    })
+        state: u16::from(header.state),
+    }))
 }

@@ -2,14 +2,14 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL, ParseableParametrized};
+use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteLwEnCapType, RouteMessage, RouteMetric,
-    RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
+    RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
-use super::{Netlink, NlError, wanted_attributes};
+use super::{Netlink, NlError, attr};
 
 /// RT_TABLE_MAIN.
 pub const TABLE_MAIN: u32 = 254;
@@ -33,76 +33,62 @@ pub struct Route {
     pub mtu: Option<u32>,
 }
 
-fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
-    match addr {
-        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
-        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
-        _ => None,
-    }
-}
-
-/// RTA_* numbers of the attributes `parse_route` reads (<linux/rtnetlink.h>): DST, OIF,
-/// GATEWAY, PRIORITY, PREFSRC, METRICS, TABLE.
-const WANTED_ROUTE_ATTRIBUTES: [u16; 7] = [1, 4, 5, 6, 7, 8, 15];
+/// RTA_* numbers of the attributes a `Route` keeps (<linux/rtnetlink.h>).
+const RTA_DST: u16 = 1;
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+const RTA_PRIORITY: u16 = 6;
+const RTA_PREFSRC: u16 = 7;
+const RTA_METRICS: u16 = 8;
+const RTA_TABLE: u16 = 15;
+/// RTAX_MTU inside RTA_METRICS.
+const RTAX_MTU: u16 = 2;
 /// Size of `struct rtmsg`, which precedes the attributes.
 const RTMSG_LEN: usize = 12;
 
-/// Decode one RTM_NEWROUTE payload, parsing (with the crate's parsers) only the attributes
-/// a `Route` keeps; None for families other than IPv4 and IPv6.
-fn parse_route_payload(payload: &[u8]) -> Result<Option<Route>, DecodeError> {
+/// Decode one RTM_NEWROUTE payload, reading only the attributes a `Route` keeps; None for
+/// families other than IPv4 and IPv6 (whose attributes are not read at all).
+pub(crate) fn parse_route_payload(payload: &[u8]) -> Result<Option<Route>, DecodeError> {
     let header = RouteHeader::parse(payload)?;
-    let mut attributes = Vec::with_capacity(WANTED_ROUTE_ATTRIBUTES.len());
-    for nla in wanted_attributes(payload, RTMSG_LEN, &WANTED_ROUTE_ATTRIBUTES) {
-        attributes.push(RouteAttribute::parse_with_param(
-            &nla?,
-            (header.address_family, header.kind, RouteLwEnCapType::None),
-        )?);
-    }
-    let mut msg = RouteMessage::default();
-    msg.header = header;
-    msg.attributes = attributes;
-    Ok(parse_route(msg))
-}
-
-fn parse_route(msg: RouteMessage) -> Option<Route> {
-    let ipv6 = match msg.header.address_family {
+    let ipv6 = match header.address_family {
         AddressFamily::Inet => false,
         AddressFamily::Inet6 => true,
-        _ => return None,
+        _ => return Ok(None),
     };
     let mut route = Route {
         ipv6,
         dst: None,
-        dst_len: msg.header.destination_prefix_length,
+        dst_len: header.destination_prefix_length,
         gateway: None,
         source: None,
-        scope: u8::from(msg.header.scope),
-        protocol: u8::from(msg.header.protocol),
-        kind: u8::from(msg.header.kind),
-        table: u32::from(msg.header.table),
+        scope: u8::from(header.scope),
+        protocol: u8::from(header.protocol),
+        kind: u8::from(header.kind),
+        table: u32::from(header.table),
         oif: None,
         priority: None,
         mtu: None,
     };
-    for attr in msg.attributes {
-        match attr {
-            RouteAttribute::Destination(a) => route.dst = ip_of(&a),
-            RouteAttribute::Gateway(a) => route.gateway = ip_of(&a),
-            RouteAttribute::PrefSource(a) => route.source = ip_of(&a),
-            RouteAttribute::Oif(i) => route.oif = Some(i),
-            RouteAttribute::Priority(p) => route.priority = Some(p),
-            RouteAttribute::Table(t) => route.table = t,
-            RouteAttribute::Metrics(metrics) => {
-                for m in metrics {
-                    if let RouteMetric::Mtu(mtu) = m {
-                        route.mtu = Some(mtu);
+    for nla in attr::each(payload.get(RTMSG_LEN..).unwrap_or_default()) {
+        let (kind, value) = nla?;
+        match kind {
+            RTA_DST => route.dst = attr::ip_of(value),
+            RTA_GATEWAY => route.gateway = attr::ip_of(value),
+            RTA_PREFSRC => route.source = attr::ip_of(value),
+            RTA_OIF => route.oif = attr::u32_of(value),
+            RTA_PRIORITY => route.priority = attr::u32_of(value),
+            RTA_TABLE => route.table = attr::u32_of(value).unwrap_or(route.table),
+            RTA_METRICS => {
+                for metric in attr::each(value) {
+                    if let (RTAX_MTU, mtu) = metric? {
+                        route.mtu = attr::u32_of(mtu);
                     }
                 }
             }
             _ => {}
         }
     }
-    Some(route)
+    Ok(Some(route))
 }
 
 /// Dump every IPv4 and IPv6 route of every table (one request).

@@ -1,17 +1,17 @@
 //! Traffic control: the ingress qdisc and the u32 match-all filter with a mirred
 //! egress redirect that the tcfilter model is made of, plus dumps to read them back.
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::tc::{
     TcAction, TcActionAttribute, TcActionGeneric, TcActionMirrorOption, TcActionOption,
-    TcActionType, TcAttribute, TcFilterU32Option, TcHandle, TcMessage, TcMirror,
+    TcActionType, TcAttribute, TcFilterU32Option, TcHandle, TcHeader, TcMessage, TcMirror,
     TcMirrorActionType, TcOption, TcU32Key, TcU32Selector, TcU32SelectorFlags,
 };
 
 use std::time::Duration;
 
-use super::{Netlink, NlError};
+use super::{Netlink, NlError, attr};
 
 /// The handle of an ingress qdisc: `ffff:`.
 const INGRESS_HANDLE: TcHandle = TcHandle {
@@ -156,16 +156,23 @@ pub fn del_redirect(nl: &mut Netlink, from: u32) -> Result<(), NlError> {
     nl.request(RouteNetlinkMessage::DelTrafficFilter(msg), 0)
 }
 
-/// How many filters `ifindex`'s ingress holds, of any kind (one request).
-pub fn count_ingress_filters(nl: &mut Netlink, ifindex: u32) -> Result<usize, NlError> {
+/// A dump request for the filters on `ifindex`'s ingress.
+fn ingress_filters_request(ifindex: u32) -> RouteNetlinkMessage {
     let mut req = TcMessage::default();
     req.header.index = ifindex as i32;
     req.header.parent = INGRESS_HANDLE;
-    let replies = nl.dump(RouteNetlinkMessage::GetTrafficFilter(req))?;
-    Ok(replies
-        .iter()
-        .filter(|r| matches!(r, RouteNetlinkMessage::NewTrafficFilter(_)))
-        .count())
+    RouteNetlinkMessage::GetTrafficFilter(req)
+}
+
+/// How many filters `ifindex`'s ingress holds, of any kind (one request). The answers are
+/// counted, not decoded: a filter that would not decode still counts.
+pub fn count_ingress_filters(nl: &mut Netlink, ifindex: u32) -> Result<usize, NlError> {
+    let found = nl.dump_with(
+        ingress_filters_request(ifindex),
+        libc::RTM_NEWTFILTER,
+        |_| Ok(Some(())),
+    )?;
+    Ok(found.len())
 }
 
 /// A qdisc as read back from the kernel.
@@ -177,30 +184,47 @@ pub struct Qdisc {
     pub handle: u32,
 }
 
+/// TCA_* numbers (<linux/rtnetlink.h>).
+const TCA_KIND: u16 = 1;
+const TCA_OPTIONS: u16 = 2;
+/// Size of `struct tcmsg`, which precedes the attributes.
+pub(crate) const TCMSG_LEN: usize = 20;
+
+/// The header and the kind of a tc answer (qdisc, class or filter), and its TCA_OPTIONS.
+pub(crate) fn parse_tc_payload(
+    payload: &[u8],
+) -> Result<(TcHeader, String, Option<&[u8]>), DecodeError> {
+    let header = TcHeader::parse(payload)?;
+    let mut kind = String::new();
+    let mut options = None;
+    for nla in attr::each(payload.get(TCMSG_LEN..).unwrap_or_default()) {
+        match nla? {
+            (TCA_KIND, value) => kind = attr::text(value),
+            (TCA_OPTIONS, value) => options = Some(value),
+            _ => {}
+        }
+    }
+    Ok((header, kind, options))
+}
+
+/// Decode one RTM_NEWQDISC payload.
+pub(crate) fn parse_qdisc_payload(payload: &[u8]) -> Result<Qdisc, DecodeError> {
+    let (header, kind, _) = parse_tc_payload(payload)?;
+    Ok(Qdisc {
+        ifindex: header.index as u32,
+        kind,
+        parent: u32::from(header.parent),
+        handle: u32::from(header.handle),
+    })
+}
+
 /// Dump every qdisc of the netns (one request).
 pub fn dump_qdiscs(nl: &mut Netlink) -> Result<Vec<Qdisc>, NlError> {
-    let replies = nl.dump(RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()))?;
-    let mut out = Vec::new();
-    for reply in replies {
-        let RouteNetlinkMessage::NewQueueDiscipline(msg) = reply else {
-            continue;
-        };
-        let kind = msg
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                TcAttribute::Kind(k) => Some(k.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
-        out.push(Qdisc {
-            ifindex: msg.header.index as u32,
-            kind,
-            parent: u32::from(msg.header.parent),
-            handle: u32::from(msg.header.handle),
-        });
-    }
-    Ok(out)
+    nl.dump_with(
+        RouteNetlinkMessage::GetQueueDiscipline(TcMessage::default()),
+        libc::RTM_NEWQDISC,
+        |payload| parse_qdisc_payload(payload).map(Some),
+    )
 }
 
 /// A filter with a mirred action, as read back from the kernel.
@@ -218,72 +242,114 @@ pub struct RedirectFilter {
     pub egress_redirect: bool,
 }
 
+/// TCA_U32_* inside a u32 filter's TCA_OPTIONS (<linux/pkt_cls.h>).
+const TCA_U32_SEL: u16 = 5;
+const TCA_U32_ACT: u16 = 7;
+/// TCA_ACT_* inside each action.
+const TCA_ACT_KIND: u16 = 1;
+const TCA_ACT_OPTIONS: u16 = 2;
+/// TCA_MIRRED_PARMS inside a mirred action's options (<linux/tc_act/tc_mirred.h>).
+const TCA_MIRRED_PARMS: u16 = 2;
+/// TCA_EGRESS_REDIR, `tc_mirred.eaction` of an egress redirect.
+const TCA_EGRESS_REDIR: u32 = 1;
+/// `struct tc_u32_sel` up to its keys, and one `struct tc_u32_key`.
+const U32_SEL_LEN: usize = 16;
+const U32_KEY_LEN: usize = 16;
+
+/// Decode one RTM_NEWTFILTER payload; None for an answer without a u32 selector (the hash
+/// table a u32 filter lives in). Only the header can fail: options that do not decode
+/// make a filter that is kept but matches nothing of ours (not match-all, no target), so
+/// it is never taken for one of ours nor overlooked as "nothing else there".
+pub(crate) fn parse_filter_payload(payload: &[u8]) -> Result<Option<RedirectFilter>, DecodeError> {
+    let header = TcHeader::parse(payload)?;
+    let mut filter = RedirectFilter {
+        ifindex: header.index as u32,
+        prio: (header.info >> 16) as u16,
+        protocol: u16::from_be((header.info & 0xffff) as u16),
+        kind: String::new(),
+        match_all: false,
+        target: None,
+        egress_redirect: false,
+    };
+    let has_selector = match parse_tc_payload(payload) {
+        Ok((_, kind, options)) => {
+            filter.kind = kind;
+            match options.filter(|_| filter.kind == "u32") {
+                Some(options) => read_u32_options(options, &mut filter).unwrap_or_else(|_| {
+                    filter.match_all = false;
+                    filter.target = None;
+                    filter.egress_redirect = false;
+                    true
+                }),
+                None => false,
+            }
+        }
+        Err(_) => true,
+    };
+    Ok(has_selector.then_some(filter))
+}
+
+/// A u32 filter's selector and mirred action; whether it has a selector.
+fn read_u32_options(options: &[u8], filter: &mut RedirectFilter) -> Result<bool, DecodeError> {
+    let mut has_selector = false;
+    for nla in attr::each(options) {
+        match nla? {
+            (TCA_U32_SEL, sel) => {
+                has_selector = true;
+                let nkeys = usize::from(sel.get(2).copied().unwrap_or(0));
+                let keys = sel.get(U32_SEL_LEN..).unwrap_or_default();
+                let masks: Vec<u32> = keys
+                    .chunks_exact(U32_KEY_LEN)
+                    .take(nkeys)
+                    .filter_map(|key| attr::u32_at(key, 0))
+                    .collect();
+                filter.match_all =
+                    nkeys > 0 && masks.len() == nkeys && masks.iter().all(|m| *m == 0);
+            }
+            (TCA_U32_ACT, actions) => read_mirred(actions, filter)?,
+            _ => {}
+        }
+    }
+    Ok(has_selector)
+}
+
+/// The target of a mirred action among `actions` (TCA_U32_ACT).
+fn read_mirred(actions: &[u8], filter: &mut RedirectFilter) -> Result<(), DecodeError> {
+    for action in attr::each(actions) {
+        let (_, action) = action?;
+        let mut kind = String::new();
+        let mut options = None;
+        for nla in attr::each(action) {
+            match nla? {
+                (TCA_ACT_KIND, value) => kind = attr::text(value),
+                (TCA_ACT_OPTIONS, value) => options = Some(value),
+                _ => {}
+            }
+        }
+        let Some(options) = options.filter(|_| kind == "mirred") else {
+            continue;
+        };
+        for nla in attr::each(options) {
+            if let (TCA_MIRRED_PARMS, parms) = nla? {
+                // struct tc_mirred: tc_gen (5 x 32 bits), eaction, ifindex.
+                filter.egress_redirect = attr::u32_at(parms, 20) == Some(TCA_EGRESS_REDIR);
+                filter.target = attr::u32_at(parms, 24);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Dump the filters on `ifindex`'s ingress that carry a selector (one request).
 pub fn dump_ingress_filters(
     nl: &mut Netlink,
     ifindex: u32,
 ) -> Result<Vec<RedirectFilter>, NlError> {
-    let mut req = TcMessage::default();
-    req.header.index = ifindex as i32;
-    req.header.parent = INGRESS_HANDLE;
-    let replies = nl.dump(RouteNetlinkMessage::GetTrafficFilter(req))?;
-    let mut out = Vec::new();
-    for reply in replies {
-        let RouteNetlinkMessage::NewTrafficFilter(msg) = reply else {
-            continue;
-        };
-        let mut filter = RedirectFilter {
-            ifindex: msg.header.index as u32,
-            prio: (msg.header.info >> 16) as u16,
-            protocol: u16::from_be((msg.header.info & 0xffff) as u16),
-            kind: String::new(),
-            match_all: false,
-            target: None,
-            egress_redirect: false,
-        };
-        let mut has_selector = false;
-        for attr in &msg.attributes {
-            match attr {
-                TcAttribute::Kind(k) => filter.kind = k.clone(),
-                TcAttribute::Options(opts) => {
-                    for opt in opts {
-                        match opt {
-                            TcOption::U32(TcFilterU32Option::Selector(sel)) => {
-                                has_selector = true;
-                                filter.match_all =
-                                    !sel.keys.is_empty() && sel.keys.iter().all(|k| k.mask == 0);
-                            }
-                            TcOption::U32(TcFilterU32Option::Action(actions)) => {
-                                read_mirred(actions, &mut filter)
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        if has_selector {
-            out.push(filter);
-        }
-    }
-    Ok(out)
-}
-
-fn read_mirred(actions: &[TcAction], filter: &mut RedirectFilter) {
-    for action in actions {
-        for attr in &action.attributes {
-            let TcActionAttribute::Options(opts) = attr else {
-                continue;
-            };
-            for opt in opts {
-                if let TcActionOption::Mirror(TcActionMirrorOption::Parms(m)) = opt {
-                    filter.target = Some(m.ifindex);
-                    filter.egress_redirect = m.eaction == TcMirrorActionType::EgressRedir;
-                }
-            }
-        }
-    }
+    nl.dump_with(
+        ingress_filters_request(ifindex),
+        libc::RTM_NEWTFILTER,
+        parse_filter_payload,
+    )
 }
 
 #[cfg(test)]
@@ -372,5 +438,47 @@ mod tests {
         // tcmsg header (20 bytes) then attributes; the kind "u32" must be present.
         assert!(buf.windows(4).any(|w| w == b"u32\0"));
         assert!(buf.windows(7).any(|w| w == b"mirred\0"));
+    }
+
+    #[test]
+    fn our_redirect_filter_decodes_as_match_all_to_its_target() {
+        let msg = redirect_msg(2, 7);
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        let f = parse_filter_payload(&buf)
+            .expect("decode")
+            .expect("a selector");
+        assert_eq!((f.ifindex, f.prio, f.protocol), (2, REDIRECT_PRIO, 3));
+        assert_eq!(f.kind, "u32");
+        assert!(f.match_all && f.egress_redirect);
+        assert_eq!(f.target, Some(7));
+    }
+
+    #[test]
+    fn a_filter_whose_options_do_not_decode_is_kept_as_not_ours() {
+        let mut msg = redirect_msg(2, 7);
+        // Options that are not attributes at all (a length running past the end).
+        msg.attributes = vec![
+            TcAttribute::Kind("u32".into()),
+            TcAttribute::Other(netlink_packet_core::DefaultNla::new(
+                TCA_OPTIONS,
+                vec![200, 0, 5, 0, 1],
+            )),
+        ];
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        let f = parse_filter_payload(&buf).expect("decode").expect("kept");
+        assert!(!f.match_all && !f.egress_redirect && f.target.is_none());
+        // A kind that is not UTF-8 is data.
+        msg.attributes = vec![TcAttribute::Other(netlink_packet_core::DefaultNla::new(
+            TCA_KIND,
+            b"\xff\0".to_vec(),
+        ))];
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        let q = parse_qdisc_payload(&buf).expect("decode");
+        assert_eq!(q.kind, "\\xff (not UTF-8)");
+        // Only a header cut short is an error.
+        assert!(parse_filter_payload(&buf[..TCMSG_LEN - 1]).is_err());
     }
 }

@@ -12,8 +12,9 @@
 //!   journalled objects exists any more.
 //!
 //! Links without our alias, or of another kind, are never touched. Every sandbox is
-//! handled under its lock; a busy one is skipped. A dry run takes no lock and changes
-//! nothing.
+//! handled under its lock; a busy one is skipped. A sandbox or a netns that fails (what is
+//! in a netns is its tenant's to shape) is a problem of the report, naming it, and gc goes
+//! on with the others. A dry run takes no lock and changes nothing.
 
 use std::path::PathBuf;
 
@@ -85,7 +86,8 @@ pub struct GcReport {
     pub states: Vec<StaleState>,
     /// Left alone, and why (busy, unreadable state, a malformed alias).
     pub skipped: Vec<String>,
-    /// What could not be removed.
+    /// What could not be removed, and the sandboxes and namespaces that could not be
+    /// looked at (each named, with why); gc goes on with the others.
     pub problems: Vec<String>,
 }
 
@@ -164,18 +166,28 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport> {
     } else {
         Some(StateDir::open(&opts.state_dir)?)
     };
+    // One sandbox or one netns that fails (what is in a netns is its tenant's to shape)
+    // is a problem of the report; gc goes on with the others.
     if let Some(store) = &store {
         for id in store.ids()? {
-            if let Some(netns) = collect_state(store, &id, opts.dry_run, &mut report)? {
-                add_scan(&mut scans, netns);
+            match collect_state(store, &id, opts.dry_run, &mut report) {
+                Ok(Some(netns)) => add_scan(&mut scans, netns),
+                Ok(None) => {}
+                Err(e) => report.problems.push(format!("sandbox {id}: {e}")),
             }
         }
     }
     for scan in &scans {
-        let found = scan.run(|| collect_links(store.as_ref(), scan, opts.dry_run))??;
-        report.links.extend(found.links);
-        report.skipped.extend(found.skipped);
-        report.problems.extend(found.problems);
+        match scan.run(|| collect_links(store.as_ref(), scan, opts.dry_run)) {
+            Ok(Ok(found)) => {
+                report.links.extend(found.links);
+                report.skipped.extend(found.skipped);
+                report.problems.extend(found.problems);
+            }
+            Ok(Err(e)) | Err(e) => report
+                .problems
+                .push(format!("orphan links of netns {}: {e}", scan.display())),
+        }
     }
     Ok(report)
 }
@@ -379,9 +391,15 @@ fn collect_links(store: Option<&StateDir>, netns: &NetNs, dry_run: bool) -> Resu
         // Decide (and remove) under the sandbox's lock, against its current state.
         let mut lock = None;
         if let (Some(store), false) = (store, dry_run) {
-            match lock_for_change(store, id, &mut found.skipped)? {
-                Some(l) => lock = Some(l),
-                None => continue,
+            match lock_for_change(store, id, &mut found.skipped) {
+                Ok(Some(l)) => lock = Some(l),
+                Ok(None) => continue,
+                Err(e) => {
+                    found
+                        .problems
+                        .push(format!("{label}: {}: sandbox {id}: {e}", l.name));
+                    continue;
+                }
             }
         }
         let state = match store.map(|s| s.load(id)).transpose() {

@@ -15,7 +15,8 @@ use crate::state::{Endpoint, State};
 pub struct NewInterface {
     pub name: String,
     pub ifindex: u32,
-    /// Err: a kind sandbox-net does not attach (bridge, vxlan, ...), with its name.
+    /// Err: why sandbox-net does not attach it (a kind it does not attach: bridge,
+    /// vxlan, ...; a name that is not UTF-8).
     pub kind: Result<EndpointKind, String>,
 }
 
@@ -69,7 +70,10 @@ pub fn diff(state: &State, snapshot: &Snapshot) -> Diff {
         let kind = match endpoint::classify(link) {
             Class::Loopback => continue,
             Class::Endpoint(kind) => Ok(kind),
-            Class::Unsupported(kind) => Err(kind),
+            Class::Unsupported(kind) => Err(format!(
+                "has addresses but its kind {kind:?} is not supported"
+            )),
+            Class::NotUtf8 => Err(endpoint::not_utf8(link)),
         };
         new.push(NewInterface {
             name: link.name.clone(),

@@ -284,10 +284,10 @@ impl Watcher<'_> {
                 continue;
             }
             let result = match &new.kind {
-                Err(kind) => Err(Error::Unsupported {
+                Err(reason) => Err(Error::Unsupported {
                     iface: new.name.clone(),
                     netns: self.netns.clone(),
-                    reason: format!("has addresses but its kind {kind:?} is not supported"),
+                    reason: reason.clone(),
                 }),
                 Ok(_) => crate::ops::add_endpoint(dir, id, &new.name),
             };
