@@ -582,6 +582,75 @@ fn devices_at_journalled_ifindexes_that_are_not_ours_are_left_alone_and_named() 
     drop(net);
 }
 
+#[test]
+fn set_rate_does_not_change_a_limit_on_a_device_that_took_the_taps_ifindex() {
+    let net = scratch(1);
+    let pod = net.pod_name.clone();
+    let dir = TempStateDir::new();
+    let id = "hn-rate";
+    let _cleanup = DetachOnDrop(dir.path(), id);
+    let mut opts = AttachOptions::new(pod.clone(), id);
+    opts.state_dir = dir.path().to_path_buf();
+    opts.rx_rate = Some("10mbit".parse().expect("rate"));
+    sandbox_net::attach(&opts).expect("attach with an rx limit");
+    let state = load(dir.path(), id);
+    let tap = state.endpoints[0].tap.clone();
+    let tap_index = tap_ifindex(&state).to_string();
+    // The tenant deletes our tap and puts a veth of its own at its ifindex, under the
+    // tap's name, with an HTB limit of its own where ours was.
+    let ip = |args: &[&str]| {
+        let mut full = vec!["-n", pod.as_str()];
+        full.extend_from_slice(args);
+        run("ip", &full);
+    };
+    let tc = |args: &[&str]| {
+        let mut full = vec!["-n", pod.as_str()];
+        full.extend_from_slice(args);
+        run("tc", &full);
+    };
+    ip(&["link", "del", &tap]);
+    ip(&[
+        "link", "add", &tap, "index", &tap_index, "type", "veth", "peer", "name", "tenant0p",
+    ]);
+    tc(&[
+        "qdisc", "add", "dev", &tap, "root", "handle", "1:", "htb", "default", "1",
+    ]);
+    tc(&[
+        "class", "add", "dev", &tap, "parent", "1:", "classid", "1:1", "htb", "rate", "5mbit",
+    ]);
+    settle(&pod);
+    let before = snapshot(&pod);
+    // (iproute2 here prints classes as text even with -j.)
+    let classes = || run("tc", &["-n", &pod, "-s", "class", "show", "dev", &tap]);
+    let classes_before = classes();
+
+    let (code, out, err) = cli(&[
+        "--state-dir",
+        &dir_arg(&dir),
+        "set-rate",
+        "--id",
+        id,
+        "--rx",
+        "20mbit",
+    ]);
+    println!("set-rate -> {code}: {out}{err}");
+    assert_eq!(
+        code, 2,
+        "set-rate changed a foreign device's limit: {out}{err}"
+    );
+    assert!(
+        err.contains(&format!("ifindex {tap_index}")) && err.contains("veth"),
+        "the refusal does not name what is there: {err}"
+    );
+    assert_eq!(
+        classes().lines().next(),
+        classes_before.lines().next(),
+        "the tenant's HTB class changed"
+    );
+    assert_eq!(snapshot(&pod), before, "set-rate changed the pod");
+    drop(net);
+}
+
 // ---- case 4: a VFIO binding outlives the netns ----
 
 /// A state for a NIC bound to vfio-pci (against a fake sysfs: no spare NIC here) in a

@@ -8,7 +8,7 @@ use super::reopen::{Reopened, reopen_netns};
 use crate::journal::{self, Direction, Entry};
 use crate::model::{PlanContext, rate_entries};
 use crate::netlink::{Netlink, htb};
-use crate::ownership::Owner;
+use crate::ownership::{self, Owner, Verdict};
 use crate::rate::Rate;
 use crate::state::{self, Phase, State, StateDir};
 use crate::{Error, Result, tap};
@@ -181,25 +181,13 @@ fn change_one(
         .position(|e| endpoint.owns(e.device()) && is_limit(e, direction));
     match (change, existing) {
         (RateChange::Set(rate), Some(i)) => {
-            let Entry::RateLimit {
-                device,
-                ifindex,
-                rate: old,
-                ..
-            } = &mut state.journal[i]
-            else {
-                return Ok(());
-            };
-            let index = match ifindex {
-                Some(i) => *i,
-                None => {
-                    tap::ifindex(device).map_err(|e| Error::kernel(&object, "look up device", e))?
-                }
-            };
+            let index = proven_ours(nl, &state.journal[i], state, &object)?;
             steps.check(&object, &format!("change the HTB rate to {rate}"))?;
             htb::change_limit(nl, index, rate)
                 .map_err(|e| Error::kernel(&object, "change HTB rate", e.into_io()))?;
-            *old = rate;
+            if let Entry::RateLimit { rate: old, .. } = &mut state.journal[i] {
+                *old = rate;
+            }
         }
         (RateChange::Set(rate), None) => {
             let plumbed = state
@@ -283,6 +271,25 @@ fn change_one(
         (RateChange::Remove, None) => {}
     }
     Ok(())
+}
+
+/// The ifindex of the device a limit lives on, proven ours (see [`crate::ownership`]):
+/// a limit is changed in place only on the device it was put on.
+fn proven_ours(nl: &mut Netlink, entry: &Entry, state: &State, object: &str) -> Result<u32> {
+    let links = crate::netlink::link::dump(nl)
+        .map_err(|e| Error::kernel(object, "dump links", e.into_io()))?;
+    match ownership::verdict(entry, &state.journal, &links, &Owner::of(state)) {
+        Verdict::Ours(index) => Ok(index),
+        Verdict::Gone => Err(Error::kernel(
+            object,
+            format!("find {}", entry.device()),
+            std::io::Error::from_raw_os_error(libc::ENODEV),
+        )),
+        Verdict::NotOurs(reason) => Err(Error::invalid(
+            object,
+            format!("{reason}; refusing to change a limit on it"),
+        )),
+    }
 }
 
 /// Every endpoint's limits as the kernel reports them.
