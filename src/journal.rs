@@ -76,6 +76,10 @@ pub enum Entry {
         /// in states written before it was recorded: the kernel's random one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mac: Option<String>,
+        /// Its queue length (`txqueuelen`, set in the same request as the MTU); None in
+        /// states written before it was recorded: the kernel's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tx_queue_len: Option<u32>,
     },
     /// An ingress qdisc on a device.
     IngressQdisc {
@@ -307,6 +311,7 @@ fn apply_one(
             mtu,
             owner,
             mac,
+            tx_queue_len,
         } => {
             let mac = mac.as_deref().map(mac_bytes).transpose()?;
             tap::create_persistent(name, *queues, *owner).map_err(|e| ("create tap", e))?;
@@ -314,8 +319,9 @@ fn apply_one(
             let index =
                 tap::ifindex_via(nl.as_fd(), name).map_err(|e| ("look up tap ifindex", e))?;
             let owner = Some((alias, owner_group(alias)));
-            link::set_mtu_up(nl, index, *mtu, mac.as_ref().map(|m| &m[..]), owner)
-                .map_err(|e| ("set tap mac, mtu and up", nl_io(e)))?;
+            let mac = mac.as_ref().map(|m| &m[..]);
+            link::set_mtu_up(nl, index, *mtu, mac, owner, *tx_queue_len)
+                .map_err(|e| ("set tap mac, mtu, queue length and up", nl_io(e)))?;
             *ifindex = Some(index);
         }
         Entry::IngressQdisc { device, ifindex } => {
@@ -351,7 +357,7 @@ fn apply_one(
             link::create_macvtap(nl, &new).map_err(|e| ("create macvtap", nl_io(e)))?;
             *made = true;
             let index = tap::ifindex(name).map_err(|e| ("look up macvtap ifindex", e))?;
-            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))))
+            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))), None)
                 .map_err(|e| ("set macvtap alias", nl_io(e)))?;
             *ifindex = Some(index);
         }
@@ -359,7 +365,7 @@ fn apply_one(
             link::create_ifb(nl, name).map_err(|e| ("create ifb", nl_io(e)))?;
             *made = true;
             let index = tap::ifindex(name).map_err(|e| ("look up ifb ifindex", e))?;
-            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))))
+            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))), None)
                 .map_err(|e| ("set ifb alias", nl_io(e)))?;
             *ifindex = Some(index);
         }
@@ -860,6 +866,7 @@ mod tests {
                 mtu: 1500,
                 owner: tap::TapOwner::default(),
                 mac: None,
+                tx_queue_len: None,
             },
             Entry::IngressQdisc {
                 device: "tap0".into(),
@@ -886,6 +893,7 @@ mod tests {
                 mtu: 1500,
                 owner: tap::TapOwner::default(),
                 mac: None,
+                tx_queue_len: None,
             },
         ];
         let mut order: Vec<&Entry> = entries.iter().rev().collect();

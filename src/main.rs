@@ -47,7 +47,8 @@ enum Command {
         /// Attach the devices listed in a static configuration file instead of a netns
         /// (host taps, vhost-user sockets, PCI devices; see the README, "Static attachments").
         #[arg(long, value_name = "FILE", conflicts_with_all = ["netns", "model", "queues",
-            "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate", "no_guest"])]
+            "tap_queue_len", "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate",
+            "no_guest"])]
         config: Option<PathBuf>,
         /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
         #[arg(long)]
@@ -59,6 +60,10 @@ enum Command {
         /// Queues per tap (multi-queue when more than 1).
         #[arg(long, default_value_t = 1)]
         queues: u32,
+        /// Frames each tap (or macvtap) queue holds for the guest to read, its txqueuelen
+        /// (1 to 65536): a longer queue drops less under bursts and adds latency when full.
+        #[arg(long, value_name = "FRAMES", default_value_t = sandbox_net::tap::DEFAULT_QUEUE_LEN)]
+        tap_queue_len: u32,
         /// Allow attaching the caller's own netns or the host's.
         #[arg(long)]
         allow_host_netns: bool,
@@ -287,6 +292,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             id,
             model,
             queues,
+            tap_queue_len,
             allow_host_netns,
             ifaces,
             vhost_user_dir,
@@ -316,6 +322,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             let mut opts = AttachOptions::new(netns, id);
             opts.model = model;
             opts.queues = queues;
+            opts.tap_queue_len = tap_queue_len;
             opts.allow_host_netns = allow_host_netns;
             opts.interfaces = (!ifaces.is_empty()).then_some(ifaces);
             opts.vhost_user_dir = vhost_user_dir;

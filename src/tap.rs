@@ -29,6 +29,34 @@ const IFF_TUN_EXCL: i16 = -0x8000; // 0x8000 as i16
 /// Linux's limit on the queues of one tap.
 pub const MAX_QUEUES: u32 = 256;
 
+/// The frames a tap (or macvtap) queue holds for the guest to read, its `txqueuelen`, unless
+/// set (`AttachOptions::tap_queue_len`). Chosen by measurement: see docs/BENCHMARKS.md,
+/// "Tap queue length".
+pub const DEFAULT_QUEUE_LEN: u32 = 1000;
+
+/// The largest queue length accepted. The kernel allocates a ring of this many pointers
+/// per queue when the VMM opens it (8 bytes a slot: 512 KiB per queue here, 128 MiB for
+/// 256 queues), and a full queue of this length is 65536 frames of latency in front of
+/// the guest.
+pub const MAX_QUEUE_LEN: u32 = 65536;
+
+/// Check a tap queue length: 1 to [`MAX_QUEUE_LEN`].
+pub fn validate_queue_len(len: u32) -> Result<(), String> {
+    if len == 0 {
+        return Err(format!(
+            "must be from 1 to {MAX_QUEUE_LEN}: a queue of 0 frames drops every frame toward \
+             the guest (a CNI bridge veth starts with txqueuelen 0; don't copy it onto a tap)"
+        ));
+    }
+    if len > MAX_QUEUE_LEN {
+        return Err(format!(
+            "must be from 1 to {MAX_QUEUE_LEN}: the kernel allocates a ring of that many \
+             slots per queue, and a longer queue only adds latency"
+        ));
+    }
+    Ok(())
+}
+
 /// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (the rest of the union
 /// is unused here).
 #[repr(C)]
@@ -237,6 +265,17 @@ mod tests {
         for bad in ["", "..", "a/b", "a b", "a:b", "0123456789abcdef"] {
             assert!(validate_ifname(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn queue_lengths_are_validated() {
+        for good in [1, DEFAULT_QUEUE_LEN, MAX_QUEUE_LEN] {
+            assert!(validate_queue_len(good).is_ok(), "{good}");
+        }
+        let zero = validate_queue_len(0).unwrap_err();
+        assert!(zero.contains("drops every frame") && zero.contains("txqueuelen 0"), "{zero}");
+        assert!(validate_queue_len(MAX_QUEUE_LEN + 1).is_err());
+        assert!(validate_queue_len(u32::MAX).is_err());
     }
 
     #[test]

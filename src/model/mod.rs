@@ -70,6 +70,8 @@ pub struct PlanContext<'a> {
     pub model: Model,
     pub snapshot: &'a Snapshot,
     pub queues: u32,
+    /// The queue length (`txqueuelen`) of the taps and macvtaps created.
+    pub tap_queue_len: u32,
     pub tap_owner: TapOwner,
     /// Where PCI devices are bound and unbound (normally /sys).
     pub sysfs_root: &'a Path,
@@ -163,7 +165,8 @@ pub fn plan_endpoint(
             endpoint.tap = device.clone();
             // The macvtap takes over the interface's MAC.
             endpoint.tap_mac = Some(endpoint.mac.clone());
-            let mut entries = macvtap::entries(ctx.snapshot, &c.link, &device)?;
+            let mut entries =
+                macvtap::entries(ctx.snapshot, &c.link, &device, ctx.tap_queue_len)?;
             let ifb = crate::ops::ifb_name(c.link.index);
             entries.extend(rate_entries(ctx, &c.link.name, &device, Some(&ifb)));
             if ctx.rx_rate.is_some() {
@@ -175,8 +178,14 @@ pub fn plan_endpoint(
             let device = name("tap");
             endpoint.tap = device.clone();
             let tap_mac = crate::guest::format_mac(&macvtap::random_local_mac()?);
-            let mut entries =
-                tcfilter::entries(&c.link, &device, &tap_mac, ctx.queues, ctx.tap_owner);
+            let tap = tcfilter::NewTap {
+                name: &device,
+                mac: &tap_mac,
+                queues: ctx.queues,
+                queue_len: ctx.tap_queue_len,
+                owner: ctx.tap_owner,
+            };
+            let mut entries = tcfilter::entries(&c.link, &tap);
             endpoint.tap_mac = Some(tap_mac);
             entries.extend(rate_entries(ctx, &c.link.name, &device, None));
             Ok((endpoint, entries))
@@ -344,6 +353,7 @@ mod tests {
             model,
             snapshot,
             queues: 3,
+            tap_queue_len: crate::tap::DEFAULT_QUEUE_LEN,
             tap_owner: TapOwner::default(),
             sysfs_root: Path::new("/nonexistent"),
             net_sysfs_root: Path::new("/nonexistent"),

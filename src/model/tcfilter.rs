@@ -5,20 +5,31 @@ use crate::journal::Entry;
 use crate::netlink::link::Link;
 use crate::tap::TapOwner;
 
-/// The journal (in creation order) that joins `link` to a new tap named `tap` with MAC
-/// `tap_mac`.
-pub fn entries(link: &Link, tap: &str, tap_mac: &str, queues: u32, owner: TapOwner) -> Vec<Entry> {
+/// The tap a tcfilter endpoint gets: its name, MAC, queues, queue length and owner.
+#[derive(Debug, Clone)]
+pub struct NewTap<'a> {
+    pub name: &'a str,
+    pub mac: &'a str,
+    pub queues: u32,
+    pub queue_len: u32,
+    pub owner: TapOwner,
+}
+
+/// The journal (in creation order) that joins `link` to a new tap.
+pub fn entries(link: &Link, tap: &NewTap<'_>) -> Vec<Entry> {
+    let name = tap.name;
     vec![
         Entry::Tap {
-            name: tap.to_string(),
+            name: name.to_string(),
             ifindex: None,
-            queues,
+            queues: tap.queues,
             mtu: link.mtu,
-            owner,
-            mac: Some(tap_mac.to_string()),
+            owner: tap.owner,
+            mac: Some(tap.mac.to_string()),
+            tx_queue_len: Some(tap.queue_len),
         },
         Entry::IngressQdisc {
-            device: tap.to_string(),
+            device: name.to_string(),
             ifindex: None,
         },
         Entry::IngressQdisc {
@@ -28,10 +39,10 @@ pub fn entries(link: &Link, tap: &str, tap_mac: &str, queues: u32, owner: TapOwn
         Entry::RedirectFilter {
             device: link.name.clone(),
             ifindex: Some(link.index),
-            target: tap.to_string(),
+            target: name.to_string(),
         },
         Entry::RedirectFilter {
-            device: tap.to_string(),
+            device: name.to_string(),
             ifindex: None,
             target: link.name.clone(),
         },
@@ -57,13 +68,14 @@ mod tests {
             alias: None,
             group: 0,
         };
-        let journal = entries(
-            &link,
-            "tap0_sn",
-            "02:00:00:00:00:01",
-            4,
-            TapOwner::default(),
-        );
+        let tap = NewTap {
+            name: "tap0_sn",
+            mac: "02:00:00:00:00:01",
+            queues: 4,
+            queue_len: 2000,
+            owner: TapOwner::default(),
+        };
+        let journal = entries(&link, &tap);
         let d: Vec<String> = journal.iter().map(Entry::describe).collect();
         assert_eq!(
             d,
@@ -80,6 +92,7 @@ mod tests {
             Entry::Tap {
                 mtu: 1450,
                 queues: 4,
+                tx_queue_len: Some(2000),
                 ..
             }
         ));
