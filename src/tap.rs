@@ -273,7 +273,10 @@ mod tests {
             assert!(validate_queue_len(good).is_ok(), "{good}");
         }
         let zero = validate_queue_len(0).unwrap_err();
-        assert!(zero.contains("drops every frame") && zero.contains("txqueuelen 0"), "{zero}");
+        assert!(
+            zero.contains("drops every frame") && zero.contains("txqueuelen 0"),
+            "{zero}"
+        );
         assert!(validate_queue_len(MAX_QUEUE_LEN + 1).is_err());
         assert!(validate_queue_len(u32::MAX).is_err());
     }

@@ -21,7 +21,11 @@ fn txqlen(ns: &str, dev: &str) -> u64 {
     links[0]["txqlen"].as_u64().unwrap_or(0)
 }
 
-fn options(net: &sandbox_net::scratch::ScratchNet, state: &TempStateDir, id: &str) -> AttachOptions {
+fn options(
+    net: &sandbox_net::scratch::ScratchNet,
+    state: &TempStateDir,
+    id: &str,
+) -> AttachOptions {
     let mut opts = AttachOptions::new(net.pod_name.clone(), id);
     opts.state_dir = state.path().to_path_buf();
     opts
@@ -69,7 +73,15 @@ fn macvtap_gets_the_setting_never_the_veths_zero() {
     // A CNI bridge veth starts with txqueuelen 0.
     run(
         "ip",
-        &["-n", &net.pod_name, "link", "set", "eth0", "txqueuelen", "0"],
+        &[
+            "-n",
+            &net.pod_name,
+            "link",
+            "set",
+            "eth0",
+            "txqueuelen",
+            "0",
+        ],
     );
     let state = TempStateDir::new();
     let mut opts = options(&net, &state, "tql-mvt");
@@ -80,7 +92,11 @@ fn macvtap_gets_the_setting_never_the_veths_zero() {
         u64::from(tap::DEFAULT_QUEUE_LEN)
     );
     sandbox_net::detach(state.path(), "tql-mvt").expect("detach");
-    assert_eq!(txqlen(&net.pod_name, "eth0"), 0, "the veth is left as it was");
+    assert_eq!(
+        txqlen(&net.pod_name, "eth0"),
+        0,
+        "the veth is left as it was"
+    );
 
     opts.id = "tql-mvt2".into();
     opts.tap_queue_len = 3000;
@@ -192,7 +208,10 @@ fn cni_config_key_sets_it_and_a_bad_value_is_error_code_7() {
         assert_ne!(code, 0, "tapQueueLen {bad}: {out}");
         assert_eq!(out["code"], 7, "tapQueueLen {bad}: {out} {err}");
         assert!(
-            out["msg"].as_str().unwrap_or_default().contains("tapQueueLen"),
+            out["msg"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("tapQueueLen"),
             "names the key: {out}"
         );
     }

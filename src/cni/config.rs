@@ -205,8 +205,9 @@ impl NetConf {
             ));
         }
         let tap_queue_len = self.uint("tapQueueLen")?.unwrap_or(tap::DEFAULT_QUEUE_LEN);
-        tap::validate_queue_len(tap_queue_len)
-            .map_err(|reason| CniError::config("tapQueueLen", format!("{tap_queue_len} {reason}")))?;
+        tap::validate_queue_len(tap_queue_len).map_err(|reason| {
+            CniError::config("tapQueueLen", format!("{tap_queue_len} {reason}"))
+        })?;
         let tap_name = self.string("tapName")?.map(String::from);
         if let Some(name) = &tap_name {
             tap::validate_ifname(name)

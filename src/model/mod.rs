@@ -165,8 +165,7 @@ pub fn plan_endpoint(
             endpoint.tap = device.clone();
             // The macvtap takes over the interface's MAC.
             endpoint.tap_mac = Some(endpoint.mac.clone());
-            let mut entries =
-                macvtap::entries(ctx.snapshot, &c.link, &device, ctx.tap_queue_len)?;
+            let mut entries = macvtap::entries(ctx.snapshot, &c.link, &device, ctx.tap_queue_len)?;
             let ifb = crate::ops::ifb_name(c.link.index);
             entries.extend(rate_entries(ctx, &c.link.name, &device, Some(&ifb)));
             if ctx.rx_rate.is_some() {
