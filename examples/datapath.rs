@@ -165,6 +165,8 @@ struct Plan {
     /// Before each trial, wait (at most this long) until other processes leave the CPUs
     /// idle: the machine is shared, and a busy CPU steals from the generator or the reader.
     idle_wait: Duration,
+    /// The peer's generator keeps the default send buffer (see `UNPACED_SNDBUF`).
+    paced: bool,
     reps: usize,
     windows: usize,
     window: Duration,
@@ -178,6 +180,7 @@ impl Plan {
     fn smoke() -> Plan {
         Plan {
             idle_wait: Duration::ZERO,
+            paced: false,
             reps: 1,
             windows: 2,
             window: Duration::from_millis(60),
@@ -191,6 +194,7 @@ impl Plan {
     fn full() -> Plan {
         Plan {
             idle_wait: Duration::from_secs(20),
+            paced: false,
             reps: 2,
             windows: 5,
             window: Duration::from_secs(1),
@@ -470,6 +474,10 @@ fn tcx_drop(ifindex: u32) -> io::Result<OwnedFd> {
     sys_bpf(BPF_LINK_CREATE, &mut link)
 }
 
+fn tcx_error(e: io::Error) -> String {
+    format!("the drop program at the counting veth's tcx ingress (bpf(2); Linux 6.6 or later): {e}")
+}
+
 /// `_IOW('T', 216, int)`
 const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
 
@@ -486,9 +494,17 @@ fn set_vnet_hdr_len(fd: &OwnedFd) -> io::Result<()> {
 
 const PACKET_QDISC_BYPASS: libc::c_int = 20;
 
+/// The send buffer of an unpaced generator. A frame a socket sent stays charged to its send
+/// buffer until the kernel orphans or frees it: tun orphans frames as it queues them, but
+/// the veth -> macvlan -> macvtap path keeps them charged until the guest reads them, so
+/// with the default buffer (212 KiB, about 128 small frames unread) the generator would
+/// wait for the guest and a macvtap queue could never overflow. Traffic from a NIC or a
+/// remote host is not paced that way; 64 MiB lets every queue overflow first.
+const UNPACED_SNDBUF: i32 = 64 << 20;
+
 /// An AF_PACKET socket bound to `ifindex` for sending only (protocol 0: it receives
-/// nothing), bypassing the qdisc. Call inside the device's netns.
-fn packet_sender(ifindex: u32) -> io::Result<OwnedFd> {
+/// nothing), bypassing the qdisc, unpaced unless `paced`. Call inside the device's netns.
+fn packet_sender(ifindex: u32, paced: bool) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is checked and owned below.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -496,19 +512,14 @@ fn packet_sender(ifindex: u32) -> io::Result<OwnedFd> {
     }
     // SAFETY: a new fd we own.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt reads an int from a pointer that outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
+    set_int_option(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1)?;
+    if !paced {
+        set_int_option(
             fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            PACKET_QDISC_BYPASS,
-            &one as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            UNPACED_SNDBUF,
+        )?;
     }
     // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -740,15 +751,15 @@ fn udp_receive(sock: UdpSocket, stop: Arc<AtomicBool>, count: &AtomicU64) -> io:
     Ok(())
 }
 
-fn big_rcvbuf(sock: &UdpSocket) -> io::Result<()> {
-    let size: libc::c_int = 8 << 20;
+/// setsockopt of an int option.
+fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: i32) -> io::Result<()> {
     // SAFETY: setsockopt reads an int from a pointer that outlives the call.
     let rc = unsafe {
         libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            &size as *const libc::c_int as *const libc::c_void,
+            fd,
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -1018,7 +1029,7 @@ impl Env {
             }
             (Direction::ToGuest, Consumer::Drop, None) => {
                 let index = self.eth0;
-                _drop_link = Some(self.net.pod.run(|| tcx_drop(index))??);
+                _drop_link = Some(self.net.pod.run(|| tcx_drop(index))?.map_err(tcx_error)?);
                 Delivered::Link {
                     pod: true,
                     index: self.eth0,
@@ -1026,7 +1037,7 @@ impl Env {
             }
             (Direction::FromGuest, Consumer::Drop, _) => {
                 let index = self.peth0;
-                _drop_link = Some(self.net.peer.run(|| tcx_drop(index))??);
+                _drop_link = Some(self.net.peer.run(|| tcx_drop(index))?.map_err(tcx_error)?);
                 Delivered::Link {
                     pod: false,
                     index: self.peth0,
@@ -1035,7 +1046,12 @@ impl Env {
             (Direction::FromGuest, Consumer::UdpSocket, _) => {
                 let addr = (self.peer_ip, UDP_DST_PORT);
                 let sock = self.net.peer.run(|| UdpSocket::bind(addr))??;
-                big_rcvbuf(&sock)?;
+                set_int_option(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    8 << 20,
+                )?;
                 let stop = stop_recv.clone();
                 receivers.push(spawn_worker("udp", rcpu, move |c| {
                     udp_receive(sock, stop, c)
@@ -1065,7 +1081,7 @@ impl Env {
             (Direction::ToGuest, _) => {
                 let frames = build_frames(&to_guest, wire)?;
                 let index = self.peth0;
-                let fd = self.net.peer.run(|| packet_sender(index))??;
+                let fd = self.net.peer.run(|| packet_sender(index, plan.paced))??;
                 let stop = stop_send.clone();
                 senders.push(spawn_worker("sender", scpu, move |c| {
                     af_packet_send(fd, frames, stop, c)
@@ -1074,7 +1090,7 @@ impl Env {
             (Direction::FromGuest, None) => {
                 let frames = build_frames(&from_guest, wire)?;
                 let index = self.eth0;
-                let fd = self.net.pod.run(|| packet_sender(index))??;
+                let fd = self.net.pod.run(|| packet_sender(index, plan.paced))??;
                 let stop = stop_send.clone();
                 senders.push(spawn_worker("sender", scpu, move |c| {
                     af_packet_send(fd, frames, stop, c)
@@ -1364,6 +1380,13 @@ struct RunArgs {
     /// State directory for the attachments (created; removed at the end when empty).
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// Keep the generator's default send buffer: a local socket paced by the frames it has
+    /// in flight (see `UNPACED_SNDBUF`). For comparison only.
+    #[arg(long)]
+    paced: bool,
+    /// Run only the main rows (`main`) or only the queue length rows (`queue-len`).
+    #[arg(long, value_parser = ["all", "main", "queue-len"], default_value = "all")]
+    section: String,
     /// The report to merge the rows into (created if missing).
     #[arg(long, default_value = "target/bench/report.json")]
     report: PathBuf,
@@ -1377,6 +1400,7 @@ fn run(a: &RunArgs) -> R<()> {
     if let Some(w) = a.windows {
         plan.windows = w.max(1);
     }
+    plan.paced = a.paced;
     if let Some(s) = a.window_secs {
         plan.window = Duration::from_secs_f64(s.max(0.01));
     }
@@ -1392,8 +1416,16 @@ fn run(a: &RunArgs) -> R<()> {
             std::process::id()
         ))
     });
-    let main_specs = plan.main_specs();
-    let qlen_specs = plan.queue_len_specs();
+    let main_specs = if a.section == "queue-len" {
+        Vec::new()
+    } else {
+        plan.main_specs()
+    };
+    let qlen_specs = if a.section == "main" {
+        Vec::new()
+    } else {
+        plan.queue_len_specs()
+    };
     let load_start = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let started = Instant::now();
     eprintln!(
@@ -1456,6 +1488,7 @@ fn run(a: &RunArgs) -> R<()> {
         "reps": plan.reps, "windows_per_trial": plan.windows,
         "window_s": plan.window.as_secs_f64(), "warmup_s": plan.warmup.as_secs_f64(),
         "sender_cpu": scpu, "receiver_cpu": rcpu, "flows": FLOWS,
+        "generator_sndbuf": if plan.paced { json!("default (paced)") } else { json!(UNPACED_SNDBUF) },
         "loadavg_start": load_start.trim(),
         "loadavg_end": fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
         "elapsed_s": round(started.elapsed().as_secs_f64(), 1),
@@ -1464,7 +1497,7 @@ fn run(a: &RunArgs) -> R<()> {
         "cpu_ns_per_pkt": "CPU time of the generator and consumer threads plus the ksoftirqd threads (schedstat; softirqs run in a thread's context count as its time on this tick-accounted kernel) per delivered packet, median over windows",
         "system_busy_ns_per_pkt": "busy time of every CPU from /proc/stat per delivered packet (includes other processes: others_cpu_pct)",
         "guest": "queues opened through the library (dataplane::open_endpoint_queues, non-blocking, vnet header), TUNSETVNETHDRSZ 12, no offloads, one read()/write() per frame per queue thread",
-        "peer": "AF_PACKET + PACKET_QDISC_BYPASS sendmmsg x64 on the peer veth; consumer drop = tcx ingress TC_ACT_SHOT after rx_packets; udp_socket = recvmmsg x64, 8 MiB rcvbuf",
+        "peer": "AF_PACKET + PACKET_QDISC_BYPASS sendmmsg x64 on the peer veth, 64 MiB send buffer (unpaced: a macvtap keeps sent frames charged to the sender until the guest reads them); consumer drop = tcx ingress TC_ACT_SHOT after rx_packets; udp_socket = recvmmsg x64, 8 MiB rcvbuf",
         "reference": "no tap: to_guest frames counted and dropped at the pod's eth0; from_guest sent by AF_PACKET on the pod's eth0",
     });
     if let Some(d) = a.report.parent() {
@@ -1577,12 +1610,13 @@ fn print_tables(report: &Value) {
     let m = &report["datapath_method"];
     println!();
     println!(
-        "datapath: {} rep(s) x {} windows of {} s; sender CPU {}, receiver CPU {}; load {} -> {}",
+        "datapath: {} rep(s) x {} windows of {} s; sender CPU {}, receiver CPU {}; generator send buffer {}; load {} -> {}",
         m["reps"],
         m["windows_per_trial"],
         m["window_s"],
         m["sender_cpu"],
         m["receiver_cpu"],
+        m["generator_sndbuf"],
         m["loadavg_start"].as_str().unwrap_or_default(),
         m["loadavg_end"].as_str().unwrap_or_default()
     );
