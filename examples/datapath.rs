@@ -587,6 +587,21 @@ fn spawn_worker(
     Ok(Worker { tid, count, handle })
 }
 
+/// Join the workers (already told to stop); their final counts. Failures go to `errors`.
+fn join_all(workers: Vec<Worker>, what: &str, errors: &mut Vec<String>) -> Vec<u64> {
+    workers
+        .into_iter()
+        .map(|w| {
+            match w.handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(format!("{what}: {e}")),
+                Err(_) => errors.push(format!("{what} panicked")),
+            }
+            w.count.load(Ordering::SeqCst)
+        })
+        .collect()
+}
+
 fn would_block(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOBUFS))
 }
@@ -1125,14 +1140,7 @@ impl Env {
         })();
         stop_send.store(true, Ordering::SeqCst);
         let mut errors = Vec::new();
-        let sent: u64 = senders.iter().map(|w| w.count.load(Ordering::SeqCst)).sum();
-        for w in senders {
-            match w.handle.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(format!("sender: {e}")),
-                Err(_) => errors.push("sender panicked".into()),
-            }
-        }
+        let sent: u64 = join_all(senders, "sender", &mut errors).iter().sum();
         // Drain: the consumers go on until nothing arrives for a while.
         let mut last = self.read_delivered(&delivered_from, &receivers)?;
         let mut quiet_since = Instant::now();
@@ -1146,16 +1154,9 @@ impl Env {
             }
         }
         stop_recv.store(true, Ordering::SeqCst);
-        let per_queue: Vec<u64> = receivers
-            .iter()
-            .map(|w| w.count.load(Ordering::SeqCst))
-            .collect();
-        for w in receivers {
-            match w.handle.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => errors.push(format!("receiver: {e}")),
-                Err(_) => errors.push("receiver panicked".into()),
-            }
+        let per_queue = join_all(receivers, "receiver", &mut errors);
+        if let Delivered::Workers = delivered_from {
+            last = per_queue.iter().sum();
         }
         let samples = result?;
         if !errors.is_empty() {
