@@ -1312,6 +1312,16 @@ fn row(spec: &Spec, trials: &[TrialOut], env_cpus: (usize, usize)) -> Value {
         "receiver_cpu": env_cpus.1,
         "queue_share": share,
         "trials": trials.len(),
+        // Per trial, to tell a loss from a busy machine: its loss and the median share of
+        // the CPUs other processes took during its windows.
+        "trial_loss": losses.iter().map(|l| round(*l, 6)).collect::<Vec<f64>>(),
+        "trial_others_cpu_pct": trials
+            .iter()
+            .map(|t| {
+                let others: Vec<f64> = t.windows.iter().map(|w| w.others_cpu_pct).collect();
+                median(&others).map(|x| round(x, 1))
+            })
+            .collect::<Vec<Option<f64>>>(),
         "idle_wait_s": round(trials.iter().map(|t| t.waited_s).sum::<f64>(), 1),
     })
 }

@@ -61,7 +61,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         queues: u32,
         /// Frames each tap (or macvtap) queue holds for the guest to read, its txqueuelen
-        /// (1 to 65536): a longer queue drops less under bursts and adds latency when full.
+        /// (1 to 16384): a longer queue drops less under bursts and adds latency when full.
         #[arg(long, value_name = "FRAMES", default_value_t = sandbox_net::tap::DEFAULT_QUEUE_LEN)]
         tap_queue_len: u32,
         /// Allow attaching the caller's own netns or the host's.

@@ -34,11 +34,12 @@ pub const MAX_QUEUES: u32 = 256;
 /// "Tap queue length".
 pub const DEFAULT_QUEUE_LEN: u32 = 1000;
 
-/// The largest queue length accepted. The kernel allocates a ring of this many pointers
-/// per queue when the VMM opens it (8 bytes a slot: 512 KiB per queue here, 128 MiB for
-/// 256 queues), and a full queue of this length is 65536 frames of latency in front of
-/// the guest.
-pub const MAX_QUEUE_LEN: u32 = 65536;
+/// The largest queue length accepted. A guest that stops reading leaves up to this many
+/// frames queued per queue, each up to 64 KiB with segmentation offload (1 GiB here), and
+/// at the drain rates measured (docs/BENCHMARKS.md) a full queue of small frames is some
+/// 30 ms of latency in front of the guest; the kernel also allocates the ring (8 bytes a
+/// slot) per queue when the VMM opens it.
+pub const MAX_QUEUE_LEN: u32 = 16384;
 
 /// Check a tap queue length: 1 to [`MAX_QUEUE_LEN`].
 pub fn validate_queue_len(len: u32) -> Result<(), String> {
@@ -50,8 +51,8 @@ pub fn validate_queue_len(len: u32) -> Result<(), String> {
     }
     if len > MAX_QUEUE_LEN {
         return Err(format!(
-            "must be from 1 to {MAX_QUEUE_LEN}: the kernel allocates a ring of that many \
-             slots per queue, and a longer queue only adds latency"
+            "must be from 1 to {MAX_QUEUE_LEN}: a stalled guest would leave that many \
+             frames (up to 64 KiB each) queued per queue, and a longer queue only adds latency"
         ));
     }
     Ok(())

@@ -111,7 +111,7 @@ fn cli_sets_it_and_refuses_zero_and_absurd_lengths_before_creating_anything() {
     let state = TempStateDir::new();
     let dir = state.path().to_str().expect("utf-8");
     let before = snapshot(&net.pod_name);
-    for (bad, needle) in [("0", "txqueuelen 0"), ("65537", "65536"), ("-1", "")] {
+    for (bad, needle) in [("0", "txqueuelen 0"), ("16385", "16384"), ("-1", "")] {
         let (code, out, err) = cli(&[
             "--state-dir",
             dir,

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `model` | interworking model (default `tcfilter`) |
 //! | `queues` | queues per tap (default 1) |
-//! | `tapQueueLen` | frames each tap (or macvtap) queue holds for the guest, its `txqueuelen` (default 1000, at most 65536) |
+//! | `tapQueueLen` | frames each tap (or macvtap) queue holds for the guest, its `txqueuelen` (default 1000, at most 16384) |
 //! | `tapName` | the tap's name (default `tap_<CNI_IFNAME>`, cut to 15 bytes) |
 //! | `tapUid`, `tapGid` | owner and group of the tap |
 //! | `stateDir` | state directory (default `$SANDBOX_NET_STATE_DIR`, else `/run/sandbox-net`) |
@@ -343,7 +343,7 @@ mod tests {
             (r#""queues":0"#, 7),
             (r#""queues":"2""#, 7),
             (r#""tapQueueLen":0"#, 7),
-            (r#""tapQueueLen":65537"#, 7),
+            (r#""tapQueueLen":16385"#, 7),
             (r#""tapQueueLen":"1000""#, 7),
             (r#""model":"bogus""#, 7),
             (r#""tapName":"a/b""#, 7),
