@@ -37,6 +37,7 @@ pub mod scan;
 pub mod scratch;
 pub mod state;
 pub mod static_config;
+pub mod sysctl;
 pub mod tap;
 pub mod trusted_dir;
 pub mod vhost_user;

@@ -295,6 +295,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         journal,
         dns: opts.dns.clone(),
     };
+    model::l3::finish_plan(store, &mut state, 0)?;
     // The journal is written before the first kernel change.
     store.save(&state)?;
     let refused = crate::vhost_user::refuse_held(store, &state, &state.endpoints, netns.display());

@@ -125,6 +125,7 @@ fn add_inside(
     state.endpoints.push(endpoint.clone());
     let start = state.journal.len();
     state.journal.extend(entries);
+    crate::model::l3::finish_plan(store, &mut state, start)?;
     state.phase = Phase::Attaching;
     store.save(&state)?;
     let refused = crate::vhost_user::refuse_held(

@@ -167,6 +167,9 @@ pub fn guest_now(state: &State, snapshot: &Snapshot) -> GuestConfig {
                 .cloned(),
         );
     }
+    if state.model == crate::model::Model::L3 {
+        out = crate::model::l3::guest_view(out, &state.endpoints);
+    }
     out
 }
 
