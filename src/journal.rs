@@ -678,7 +678,7 @@ pub struct Checked {
 
 /// [`in_force`], with the ownership proof undo would make: an object in force on a device
 /// that is not provably ours any more is reported as not ours, not as present. Costs the
-/// same requests as [`in_force`].
+/// same requests as [`in_force`]. Runs inside the netns (settings are read there).
 pub fn check(
     nl: &mut Netlink,
     entries: &[Entry],

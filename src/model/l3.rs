@@ -97,6 +97,12 @@ pub const GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 0, 1);
 /// The tap's IPv6 address, the guest's IPv6 gateway.
 pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 
+/// The next hop a guest behind the l3 model uses for `target`: [`GATEWAY_V6`] for IPv6;
+/// none for IPv4 (the guest keeps the pod's prefix, and the tap answers ARP for it).
+pub fn next_hop(target: IpAddr) -> Option<IpAddr> {
+    target.is_ipv6().then_some(IpAddr::V6(GATEWAY_V6))
+}
+
 /// RT_TABLE_LOCAL.
 const TABLE_LOCAL: u32 = 255;
 /// RTN_UNICAST, RTN_LOCAL.

@@ -77,6 +77,8 @@ pub fn diff(a: &NetnsSnapshot, b: &NetnsSnapshot) -> String {
         ("routes", &a.routes, &b.routes),
         ("qdiscs", &a.qdiscs, &b.qdiscs),
         ("filters", &a.filters, &b.filters),
+        ("sysctls", &a.sysctls, &b.sysctls),
+        ("proxy neighbours", &a.proxies, &b.proxies),
     ] {
         for line in x.iter().filter(|l| !y.contains(l)) {
             out.push_str(&format!("  - {name}: {line}\n"));
