@@ -84,13 +84,15 @@ pub fn check_via(
     let timeout = Duration::from_secs(1);
     let mut reports = Vec::new();
     for &target in peer_ips {
-        let rtts = guest.ping(target, via(target), count, timeout).map_err(|e| {
-            Error::kernel(
-                &tap_label,
-                format!("fake guest pings {target}"),
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        let rtts = guest
+            .ping(target, via(target), count, timeout)
+            .map_err(|e| {
+                Error::kernel(
+                    &tap_label,
+                    format!("fake guest pings {target}"),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
         reports.push(PingReport {
             direction: format!("guest -> {target}"),
             rtts,

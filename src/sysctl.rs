@@ -110,14 +110,17 @@ pub struct On<'a> {
     pub ifindex: u32,
 }
 
-/// Open the setting's file (`write` or read), then prove the device is the recorded one.
-fn open(knob: Knob, on: Option<On<'_>>, write: bool) -> io::Result<File> {
-    let path = knob.path(on.map(|o| o.name))?;
-    let file = OpenOptions::new()
+fn open_path(path: &str, write: bool) -> io::Result<File> {
+    OpenOptions::new()
         .read(!write)
         .write(write)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)?;
+        .open(path)
+}
+
+/// Open the setting's file (`write` or read), then prove the device is the recorded one.
+fn open(knob: Knob, on: Option<On<'_>>, write: bool) -> io::Result<File> {
+    let file = open_path(&knob.path(on.map(|o| o.name))?, write)?;
     if let Some(on) = on {
         let now = crate::tap::ifindex(on.name)?;
         if now != on.ifindex {
@@ -133,11 +136,21 @@ fn open(knob: Knob, on: Option<On<'_>>, write: bool) -> io::Result<File> {
     Ok(file)
 }
 
+/// The integer a setting's file holds; `what` names it in an error.
+fn read_from(file: File, what: &str) -> io::Result<i32> {
+    let mut text = String::new();
+    file.take(64).read_to_string(&mut text)?;
+    text.trim().parse().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what} reads {text:?}, not an integer"),
+        )
+    })
+}
+
 /// Read a setting (an integer). Runs inside the netns.
 pub fn read(knob: Knob, on: Option<On<'_>>) -> io::Result<i32> {
-    let mut text = String::new();
-    open(knob, on, false)?.take(64).read_to_string(&mut text)?;
-    parse(&text, &knob.name(on.map(|o| o.name)))
+    read_from(open(knob, on, false)?, &knob.name(on.map(|o| o.name)))
 }
 
 /// Write a setting. Runs inside the netns.
@@ -149,23 +162,7 @@ pub fn write(knob: Knob, on: Option<On<'_>>, value: i32) -> io::Result<()> {
 pub fn read_default(knob: Knob) -> io::Result<i32> {
     let (family, section, file) = knob.parts();
     let path = format!("/proc/sys/net/{family}/{section}/default/{file}");
-    let mut text = String::new();
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)?
-        .take(64)
-        .read_to_string(&mut text)?;
-    parse(&text, &path)
-}
-
-fn parse(text: &str, what: &str) -> io::Result<i32> {
-    text.trim().parse().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{what} reads {text:?}, not an integer"),
-        )
-    })
+    read_from(open_path(&path, false)?, &path)
 }
 
 /// Whether this kernel has the setting at all (a netns-wide file, e.g. `force_forwarding`

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use reliability::{DetachOnDrop, assert_settles_to, listing, settled_snapshot};
-use sandbox_net::dataplane::{self, PingReport};
+use sandbox_net::dataplane;
 use sandbox_net::fakeguest::FakeGuest;
 use sandbox_net::fakeguest::tcp::TcpOutcome;
 use sandbox_net::journal::Entry;
@@ -37,8 +37,18 @@ use support::{Attached, netns_exec, serial};
 
 /// More steps than any operation here has: a loop that reaches it has not terminated.
 const MAX_STEPS: usize = 128;
-const COUNT: u32 = 3;
+use support::COUNT;
 const TCP_WAIT: Duration = Duration::from_secs(3);
+
+/// A scratch pod with `veths` veths, its name, a private state dir, and its settled
+/// snapshot.
+fn setup(veths: u8) -> (ScratchNet, String, TempStateDir, NetnsSnapshot) {
+    let net = scratch(veths);
+    let pod = net.pod_name.clone();
+    let dir = TempStateDir::new();
+    let pristine = settled_snapshot(&pod);
+    (net, pod, dir, pristine)
+}
 
 fn options(net: &ScratchNet, dir: &TempStateDir, id: &str, model: Model) -> AttachOptions {
     let mut opts = AttachOptions::new(net.pod_name.clone(), id);
@@ -168,7 +178,16 @@ fn redirect_case(model: Model) -> (Vec<TcpOutcome>, Vec<IpAddr>, Vec<IpAddr>, Ve
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     for family in ["iptables", "ip6tables"] {
-        let redirect = ["-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "80"];
+        let redirect = [
+            "-t",
+            "nat",
+            "-A",
+            "PREROUTING",
+            "-p",
+            "tcp",
+            "--dport",
+            "80",
+        ];
         let mut args = redirect.to_vec();
         args.extend_from_slice(&["-j", "REDIRECT", "--to-ports", "15001"]);
         tables(&pod, family, &args);
@@ -204,7 +223,10 @@ fn a_redirect_in_the_pod_catches_the_guest_under_l3_and_not_under_tcfilter() {
     let (outcomes, in_pod, at_peer, guest_ips) = redirect_case(Model::L3);
     println!("l3: {outcomes:?}; pod listener saw {in_pod:?}; peer saw {at_peer:?}");
     assert_eq!(outcomes, vec![data("pod"), data("pod")]);
-    assert_eq!(in_pod, guest_ips, "the pod's listener sees the guest's addresses");
+    assert_eq!(
+        in_pod, guest_ips,
+        "the pod's listener sees the guest's addresses"
+    );
     assert!(at_peer.is_empty(), "the peer saw {at_peer:?}");
 
     let (outcomes, in_pod, at_peer, guest_ips) = redirect_case(Model::Tcfilter);
@@ -247,7 +269,9 @@ fn a_forward_rule_in_the_pod_blocks_one_flow_of_the_guest_and_not_the_others() {
             .tcp_read(t, 81, l3::next_hop(t), Duration::from_secs(2))
             .expect("tcp 81");
         assert_eq!(blocked, TcpOutcome::NoAnswer, "port 81 of {t}");
-        let passed = g.tcp_read(t, 80, l3::next_hop(t), TCP_WAIT).expect("tcp 80");
+        let passed = g
+            .tcp_read(t, 80, l3::next_hop(t), TCP_WAIT)
+            .expect("tcp 80");
         assert_eq!(passed, data("peer80"), "port 80 of {t}");
         let rtts = g
             .ping(t, l3::next_hop(t), COUNT, Duration::from_secs(1))
@@ -255,7 +279,11 @@ fn a_forward_rule_in_the_pod_blocks_one_flow_of_the_guest_and_not_the_others() {
         assert_eq!(rtts.len(), COUNT as usize, "ping {t}");
     }
     drop(g);
-    assert!(p81.peers().is_empty(), "port 81 was reached: {:?}", p81.peers());
+    assert!(
+        p81.peers().is_empty(),
+        "port 81 was reached: {:?}",
+        p81.peers()
+    );
     for family in ["iptables", "ip6tables"] {
         let dropped = rule_packets(&pod, family, "FORWARD");
         println!("{family}: the FORWARD drop rule counted {dropped} packets");
@@ -263,17 +291,6 @@ fn a_forward_rule_in_the_pod_blocks_one_flow_of_the_guest_and_not_the_others() {
     }
     attached.detach();
     assert_settles_to(&pod, &pristine, "after detach");
-}
-
-fn print_reports(what: &str, reports: &[PingReport]) {
-    for r in reports {
-        let rtts: Vec<String> = r
-            .rtts
-            .iter()
-            .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
-            .collect();
-        println!("{what}: {:<28} rtt {}", r.direction, rtts.join(", "));
-    }
 }
 
 /// The two-way dual-stack ping check of endpoint `i` (the scratch link of that name):
@@ -303,11 +320,7 @@ fn two_way(net: &ScratchNet, a: &Attachment, ep: &Endpoint) {
     let peers = [IpAddr::V4(link.peer_v4), IpAddr::V6(link.peer_v6)];
     let reports = dataplane::check_via(&net.pod, &net.peer, ep, id, &peers, COUNT, l3::next_hop)
         .unwrap_or_else(|e| panic!("{}: {e}", ep.name));
-    print_reports(&ep.name, &reports);
-    assert_eq!(reports.len(), 4, "{}: {reports:?}", ep.name);
-    for r in &reports {
-        assert_eq!(r.rtts.len(), COUNT as usize, "{}: {}", ep.name, r.direction);
-    }
+    support::assert_replied(&ep.name, &reports, 2, 2);
 }
 
 /// The pod's MAC for `ip` as the peer learnt it on `dev`.
@@ -329,12 +342,12 @@ fn peer_neighbour(net: &ScratchNet, dev: &str, ip: IpAddr) -> String {
 #[test]
 fn two_dual_stack_endpoints_carry_traffic_both_ways() {
     let _serial = serial();
-    let net = scratch(2);
-    let pod = net.pod_name.clone();
-    let dir = TempStateDir::new();
-    let pristine = settled_snapshot(&pod);
+    let (net, pod, dir, pristine) = setup(2);
     let own = |knob: &str| std::fs::read_to_string(format!("/proc/sys/net/{knob}")).ok();
-    let own_before = (own("ipv6/conf/all/proxy_ndp"), own("ipv4/conf/all/forwarding"));
+    let own_before = (
+        own("ipv6/conf/all/proxy_ndp"),
+        own("ipv4/conf/all/forwarding"),
+    );
     let (a, attached) = attach(&options(&net, &dir, "two", Model::L3), &dir);
     assert_eq!(a.model, Model::L3);
     let guest_config = a.guest.clone().expect("described");
@@ -342,8 +355,14 @@ fn two_dual_stack_endpoints_carry_traffic_both_ways() {
         assert_eq!(ep.tap, format!("tap{}_sn", &ep.name[3..]));
         two_way(&net, &a, ep);
         let mac = sandbox_net::guest::format_mac(&link.mac);
-        assert_eq!(peer_neighbour(&net, &link.peer_name, IpAddr::V4(link.pod_v4)), mac);
-        assert_eq!(peer_neighbour(&net, &link.peer_name, IpAddr::V6(link.pod_v6)), mac);
+        assert_eq!(
+            peer_neighbour(&net, &link.peer_name, IpAddr::V4(link.pod_v4)),
+            mac
+        );
+        assert_eq!(
+            peer_neighbour(&net, &link.peer_name, IpAddr::V6(link.pod_v6)),
+            mac
+        );
         let iface = guest_config
             .interfaces
             .iter()
@@ -356,7 +375,10 @@ fn two_dual_stack_endpoints_carry_traffic_both_ways() {
             .collect();
         assert_eq!(
             prefixes,
-            vec![format!("{}/24", link.pod_v4), format!("{}/128", link.pod_v6)]
+            vec![
+                format!("{}/24", link.pod_v4),
+                format!("{}/128", link.pod_v6)
+            ]
         );
     }
     let v6_routes: Vec<String> = guest_config
@@ -389,8 +411,14 @@ fn two_dual_stack_endpoints_carry_traffic_both_ways() {
         other => panic!("{other:?}"),
     }
     assert_settles_to(&pod, &pristine, "after detach");
-    let own_after = (own("ipv6/conf/all/proxy_ndp"), own("ipv4/conf/all/forwarding"));
-    assert_eq!(own_before, own_after, "a setting of the test's own netns changed");
+    let own_after = (
+        own("ipv6/conf/all/proxy_ndp"),
+        own("ipv4/conf/all/forwarding"),
+    );
+    assert_eq!(
+        own_before, own_after,
+        "a setting of the test's own netns changed"
+    );
 }
 
 fn load_len(st: &sandbox_net::ops::Status) -> usize {
@@ -403,10 +431,7 @@ fn load_len(st: &sandbox_net::ops::Status) -> usize {
 #[test]
 fn an_attach_failing_at_every_step_leaves_the_netns_as_it_was() {
     let _serial = serial();
-    let net = scratch(2);
-    let pod = net.pod_name.clone();
-    let dir = TempStateDir::new();
-    let pristine = settled_snapshot(&pod);
+    let (net, pod, dir, pristine) = setup(2);
     let mut opts = options(&net, &dir, "fp-attach", Model::L3);
     opts.rx_rate = Some("20mbit".parse().expect("rate"));
     opts.tx_rate = Some("10mbit".parse().expect("rate"));
@@ -428,7 +453,10 @@ fn an_attach_failing_at_every_step_leaves_the_netns_as_it_was() {
         }
     }
     let journal = load(&dir, "fp-attach").journal;
-    println!("l3 attach: {steps} failpoints ({} journal entries)", journal.len());
+    println!(
+        "l3 attach: {steps} failpoints ({} journal entries)",
+        journal.len()
+    );
     assert_eq!(steps, journal.len() + 1);
     for kind in [
         "sysctl net.ipv4.conf.eth0.proxy_arp",
@@ -454,10 +482,7 @@ fn an_attach_failing_at_every_step_leaves_the_netns_as_it_was() {
 #[test]
 fn hotplug_and_detach_failing_at_every_step() {
     let _serial = serial();
-    let net = scratch(2);
-    let pod = net.pod_name.clone();
-    let dir = TempStateDir::new();
-    let pristine = settled_snapshot(&pod);
+    let (net, pod, dir, pristine) = setup(2);
     let mut opts = options(&net, &dir, "fp-hot", Model::L3);
     opts.interfaces = Some(vec!["eth0".into()]);
     let _cleanup = DetachOnDrop(dir.path(), opts.id.clone());
@@ -509,7 +534,8 @@ fn hotplug_and_detach_failing_at_every_step() {
                     .expect("status")
                     .expect("still attached");
                 assert_eq!(st.drift, step > 0, "{context}: {st:?}");
-                let (code, out, err) = cli(&["--state-dir", &state_dir, "detach", "--id", "fp-hot"]);
+                let (code, out, err) =
+                    cli(&["--state-dir", &state_dir, "detach", "--id", "fp-hot"]);
                 assert_eq!(code, 0, "{context}: {out}{err}");
                 assert_settles_to(&pod, &pristine, &context);
             }
@@ -524,10 +550,7 @@ fn hotplug_and_detach_failing_at_every_step() {
 #[test]
 fn set_rate_under_l3() {
     let _serial = serial();
-    let net = scratch(1);
-    let pod = net.pod_name.clone();
-    let dir = TempStateDir::new();
-    let pristine = settled_snapshot(&pod);
+    let (net, pod, dir, pristine) = setup(1);
     let (a, attached) = attach(&options(&net, &dir, "rate", Model::L3), &dir);
     let set = |t: &str| RateChange::Set(t.parse().expect("rate"));
     for (phase, rx, tx) in [
@@ -544,7 +567,11 @@ fn set_rate_under_l3() {
                     steps = step;
                     println!("{phase}: {limits:?}");
                     let devices: Vec<&str> = limits.iter().map(|l| l.device.as_str()).collect();
-                    assert_eq!(devices, vec!["tap0_sn", "eth0"], "rx on the tap, tx on eth0");
+                    assert_eq!(
+                        devices,
+                        vec!["tap0_sn", "eth0"],
+                        "rx on the tap, tx on eth0"
+                    );
                     assert!(limits.iter().all(|l| l.kernel_bps == l.rate_bps));
                     break;
                 }
@@ -576,10 +603,7 @@ fn set_rate_under_l3() {
 #[test]
 fn hotplug_under_l3() {
     let _serial = serial();
-    let net = scratch(2);
-    let pod = net.pod_name.clone();
-    let dir = TempStateDir::new();
-    let pristine = settled_snapshot(&pod);
+    let (net, pod, dir, pristine) = setup(2);
     let mut opts = options(&net, &dir, "hot", Model::L3);
     opts.interfaces = Some(vec!["eth0".into()]);
     let (_, attached) = attach(&opts, &dir);
@@ -634,14 +658,22 @@ fn watch_under_l3() {
         guest: state.guest.clone(),
         netlink_requests: 0,
     };
-    let ep = state.endpoints.iter().find(|e| e.name == "eth1").expect("eth1");
+    let ep = state
+        .endpoints
+        .iter()
+        .find(|e| e.name == "eth1")
+        .expect("eth1");
     two_way(&net, &a, ep);
     support::ip(&pod, &["link", "del", "eth1"]);
     watch.until("endpoint-removed eth1", Duration::from_secs(10), |e| {
         e["event"] == "endpoint-removed" && e["endpoint"]["name"] == "eth1"
     });
     assert_eq!(watch.terminate(), Some(0));
-    let events: Vec<String> = watch.seen.iter().map(|(_, e)| e["event"].to_string()).collect();
+    let events: Vec<String> = watch
+        .seen
+        .iter()
+        .map(|(_, e)| e["event"].to_string())
+        .collect();
     println!("watch events: {events:?}");
     assert!(
         !events.iter().any(|e| e.contains("error")),
@@ -696,8 +728,20 @@ fn status_drift_and_a_hostile_tenant_under_l3() {
     support::ip(
         &pod,
         &[
-            "route", "add", "local", "10.77.0.2", "dev", "eth0", "table", "local", "proto",
-            "kernel", "scope", "host", "src", "10.77.0.2",
+            "route",
+            "add",
+            "local",
+            "10.77.0.2",
+            "dev",
+            "eth0",
+            "table",
+            "local",
+            "proto",
+            "kernel",
+            "scope",
+            "host",
+            "src",
+            "10.77.0.2",
         ],
     );
     write_in(&net.pod, "ipv4/neigh/eth0/proxy_delay", "50");
@@ -713,12 +757,17 @@ fn status_drift_and_a_hostile_tenant_under_l3() {
     // The endpoint is renamed and a new device takes its name.
     support::ip(&pod, &["link", "set", "eth0", "down"]);
     support::ip(&pod, &["link", "set", "eth0", "name", "eth9"]);
-    support::ip(&pod, &["link", "add", "eth0", "type", "veth", "peer", "name", "x0"]);
-    let decoy_before = ["ipv4/conf/eth0/proxy_arp", "ipv4/conf/eth0/forwarding"]
-        .map(|k| sysctl_in(&net.pod, k));
+    support::ip(
+        &pod,
+        &["link", "add", "eth0", "type", "veth", "peer", "name", "x0"],
+    );
+    let decoy_before =
+        ["ipv4/conf/eth0/proxy_arp", "ipv4/conf/eth0/forwarding"].map(|k| sysctl_in(&net.pod, k));
     let st = status();
     assert!(
-        st.problem.as_deref().is_some_and(|p| p.contains("proxy_arp")),
+        st.problem
+            .as_deref()
+            .is_some_and(|p| p.contains("proxy_arp")),
         "{st:?}"
     );
     let Detached::Detached { left_alone, .. } = attached.detach() else {
@@ -730,16 +779,22 @@ fn status_drift_and_a_hostile_tenant_under_l3() {
         .collect();
     println!("left alone: {alone:#?}");
     assert!(
-        alone
-            .iter()
-            .any(|l| l.starts_with("sysctl net.ipv4.conf.eth0.proxy_arp: ifindex")
-                && l.contains("eth9")),
+        alone.iter().any(
+            |l| l.starts_with("sysctl net.ipv4.conf.eth0.proxy_arp: ifindex") && l.contains("eth9")
+        ),
         "{alone:?}"
     );
-    let decoy_after = ["ipv4/conf/eth0/proxy_arp", "ipv4/conf/eth0/forwarding"]
-        .map(|k| sysctl_in(&net.pod, k));
-    assert_eq!(decoy_before, decoy_after, "the new eth0's settings were written");
-    assert_eq!(sysctl_in(&net.pod, "ipv4/conf/eth9/proxy_arp"), "1", "left alone");
+    let decoy_after =
+        ["ipv4/conf/eth0/proxy_arp", "ipv4/conf/eth0/forwarding"].map(|k| sysctl_in(&net.pod, k));
+    assert_eq!(
+        decoy_before, decoy_after,
+        "the new eth0's settings were written"
+    );
+    assert_eq!(
+        sysctl_in(&net.pod, "ipv4/conf/eth9/proxy_arp"),
+        "1",
+        "left alone"
+    );
     assert_eq!(sysctl_in(&net.pod, "ipv4/neigh/eth9/proxy_delay"), "50");
 }
 
@@ -747,19 +802,21 @@ fn status_drift_and_a_hostile_tenant_under_l3() {
 #[test]
 fn a_setting_someone_else_changed_is_left_alone() {
     let _serial = serial();
-    let net = scratch(1);
-    let pod = net.pod_name.clone();
-    let dir = TempStateDir::new();
-    let pristine = settled_snapshot(&pod);
+    let (net, pod, dir, pristine) = setup(1);
     let (_, attached) = attach(&options(&net, &dir, "third", Model::L3), &dir);
     write_in(&net.pod, "ipv4/neigh/eth0/proxy_delay", "50");
     let Detached::Detached { left_alone, .. } = attached.detach() else {
         panic!("not detached");
     };
     assert_eq!(left_alone.len(), 1, "{left_alone:?}");
-    assert_eq!(left_alone[0].object, "sysctl net.ipv4.neigh.eth0.proxy_delay");
+    assert_eq!(
+        left_alone[0].object,
+        "sysctl net.ipv4.neigh.eth0.proxy_delay"
+    );
     assert!(
-        left_alone[0].reason.contains("is 50 now, not the 0 sandbox-net set (it was 80)"),
+        left_alone[0]
+            .reason
+            .contains("is 50 now, not the 0 sandbox-net set (it was 80)"),
         "{left_alone:?}"
     );
     assert_eq!(sysctl_in(&net.pod, "ipv4/neigh/eth0/proxy_delay"), "50");
@@ -773,10 +830,7 @@ fn a_setting_someone_else_changed_is_left_alone() {
 #[test]
 fn two_attachments_of_one_netns_share_the_netns_wide_setting() {
     let _serial = serial();
-    let net = scratch(2);
-    let pod = net.pod_name.clone();
-    let dir = TempStateDir::new();
-    let pristine = settled_snapshot(&pod);
+    let (net, pod, dir, pristine) = setup(2);
     let original = sysctl_in(&net.pod, "ipv6/conf/all/proxy_ndp");
     let mut first = options(&net, &dir, "share-a", Model::L3);
     first.interfaces = Some(vec!["eth0".into()]);
@@ -804,7 +858,11 @@ fn two_attachments_of_one_netns_share_the_netns_wide_setting() {
     assert_eq!(claim("share-a"), want);
     assert_eq!(claim("share-b"), want, "copied from share-a");
     a_guard.detach();
-    assert_eq!(sysctl_in(&net.pod, "ipv6/conf/all/proxy_ndp"), "1", "kept for share-b");
+    assert_eq!(
+        sysctl_in(&net.pod, "ipv6/conf/all/proxy_ndp"),
+        "1",
+        "kept for share-b"
+    );
     two_way(&net, &b, &b.endpoints[0]);
     b_guard.detach();
     assert_settles_to(&pod, &pristine, "after both detached");
@@ -816,25 +874,28 @@ fn two_attachments_of_one_netns_share_the_netns_wide_setting() {
 #[test]
 fn without_force_forwarding_ipv6_forwarding_is_netns_wide() {
     let _serial = serial();
-    let net = scratch(1);
-    let pod = net.pod_name.clone();
-    let dir = TempStateDir::new();
-    let pristine = settled_snapshot(&pod);
+    let (net, pod, dir, pristine) = setup(1);
     l3::pretend_old_kernel_for_tests(true);
     let attached = sandbox_net::attach(&options(&net, &dir, "old", Model::L3));
     l3::pretend_old_kernel_for_tests(false);
     let a = attached.expect("attach");
     let guard = Attached::guard(dir.path(), "old");
     let journal = described(&load(&dir, "old"));
-    assert!(journal.contains(&"sysctl net.ipv6.conf.all.forwarding".to_string()), "{journal:?}");
-    assert!(!journal.iter().any(|d| d.contains("force_forwarding")), "{journal:?}");
+    assert!(
+        journal.contains(&"sysctl net.ipv6.conf.all.forwarding".to_string()),
+        "{journal:?}"
+    );
+    assert!(
+        !journal.iter().any(|d| d.contains("force_forwarding")),
+        "{journal:?}"
+    );
     two_way(&net, &a, &a.endpoints[0]);
     guard.detach();
     assert_settles_to(&pod, &pristine, "after detach");
 }
 
-/// gc under l3: a tap whose state was lost is an orphan, removed with everything on it;
-/// the state of a netns that is gone is dropped.
+/// gc under l3: a tap whose state was lost is an orphan, removed with the routes through
+/// it.
 #[test]
 fn gc_under_l3() {
     let _serial = serial();
@@ -861,10 +922,7 @@ fn gc_under_l3() {
 #[test]
 fn cni_with_model_l3() {
     let _serial = serial();
-    let net = scratch(1);
-    let pod = net.pod_name.clone();
-    let dir = TempStateDir::new();
-    let pristine = settled_snapshot(&pod);
+    let (_net, pod, dir, pristine) = setup(1);
     let mut conf = serde_json::json!({
         "cniVersion": "1.0.0",
         "name": "l3net",
@@ -953,10 +1011,18 @@ fn sigkill_during_an_l3_attach_then_detach_restores_the_netns() {
     let pristine = settled_snapshot(&pod);
     let attach_cmd = || {
         let mut cmd = Command::new(bin());
-        cmd.args(["--state-dir", &state_dir, "attach", "--netns", &pod, "--id", "kill"])
-            .args(["--model", "l3"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args([
+            "--state-dir",
+            &state_dir,
+            "attach",
+            "--netns",
+            &pod,
+            "--id",
+            "kill",
+        ])
+        .args(["--model", "l3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
         cmd
     };
     // When the journal is on disk and when the CLI is done (the kernel changes are in
@@ -987,8 +1053,14 @@ fn sigkill_during_an_l3_attach_then_detach_restores_the_netns() {
         std::thread::sleep(delay);
         let _ = child.kill();
         let status = child.wait().expect("wait");
-        let context = format!("trial {trial}, kill after {} us ({status})", delay.as_micros());
-        let state = StateDir::open(dir.path()).expect("dir").load("kill").expect("load");
+        let context = format!(
+            "trial {trial}, kill after {} us ({status})",
+            delay.as_micros()
+        );
+        let state = StateDir::open(dir.path())
+            .expect("dir")
+            .load("kill")
+            .expect("load");
         if state.as_ref().is_some_and(|s| s.phase == Phase::Attaching) {
             mid += 1;
         }

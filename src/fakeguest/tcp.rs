@@ -175,7 +175,12 @@ impl FakeGuest {
                 let ip = packet::build_ipv6(&s, &d, IPPROTO_TCP, DEFAULT_TTL, &segment);
                 (packet::ETHERTYPE_IPV6, ip)
             }
-            _ => return Err(FakeGuestError::FamilyMismatch { target: dst, via: src }),
+            _ => {
+                return Err(FakeGuestError::FamilyMismatch {
+                    target: dst,
+                    via: src,
+                });
+            }
         };
         let ip = ip.ok_or_else(|| FakeGuestError::TooLarge {
             context: ctx.into(),
@@ -215,8 +220,7 @@ impl FakeGuest {
         let mac = self.resolve(dst, next_hop, timeout)?;
         let sport = 40000 + PORT_COUNTER.fetch_add(1, Ordering::Relaxed) % 20000;
         let iss = (std::process::id() << 16) ^ u32::from(sport);
-        let from_server =
-            move |s: &Segment| s.src == dst && s.sport == port && s.dport == sport;
+        let from_server = move |s: &Segment| s.src == dst && s.sport == port && s.dport == sport;
         // Handshake.
         let irs = loop {
             if Instant::now() >= deadline {
@@ -276,8 +280,12 @@ mod tests {
 
     #[test]
     fn segments_round_trip_with_their_checksum() {
-        for (src, dst) in [("10.0.0.2", "10.0.0.1"), ("fd00::2", "fd00::1")] {
+        for (src, dst, other) in [
+            ("10.0.0.2", "10.0.0.1", "10.0.0.3"),
+            ("fd00::2", "fd00::1", "fd00::3"),
+        ] {
             let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+            let other: IpAddr = other.parse().unwrap();
             let b = build_segment(src, dst, 40001, 80, 7, 9, 0x08 | ACK, b"hello");
             let s = parse_segment(src, dst, &b).expect("parses");
             assert_eq!(
@@ -286,7 +294,7 @@ mod tests {
             );
             assert_eq!(s.payload, b"hello");
             // Another pseudo-header (or a flipped bit) fails the checksum.
-            assert!(parse_segment(dst, src, &b).is_none());
+            assert!(parse_segment(src, other, &b).is_none());
             let mut bad = b.clone();
             bad[20] ^= 1;
             assert!(parse_segment(src, dst, &bad).is_none());
@@ -298,7 +306,8 @@ mod tests {
 
     #[test]
     fn a_frame_for_someone_else_is_not_ours() {
-        let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (src, dst): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else {
             unreachable!()
         };
