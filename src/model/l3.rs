@@ -114,7 +114,8 @@ const SCOPE_LINK: u8 = 253;
 const IFA_F_NODAD: u32 = 0x02;
 const IFA_F_TENTATIVE: u32 = 0x40;
 
-/// A setting of the device `device`.
+/// A setting of the device `device` (the tap, by name: its ifindex is known once it is
+/// made; empty: netns-wide).
 fn on(device: &str, knob: Knob, value: i32, original: Option<i32>) -> Entry {
     Entry::Sysctl {
         device: device.to_string(),
@@ -161,7 +162,13 @@ fn endpoint_setting(link: &Link, knob: Knob, value: i32) -> Result<Entry, String
     };
     let original = sysctl::read(knob, Some(at))
         .map_err(|e| format!("reading {}: {e}", knob.name(Some(&link.name))))?;
-    Ok(on(&link.name, knob, value, Some(original)))
+    Ok(Entry::Sysctl {
+        device: link.name.clone(),
+        ifindex: Some(link.index),
+        knob,
+        value,
+        original: Some(original),
+    })
 }
 
 /// A netns-wide setting, with its value now as the original ([`claims::settle`] decides

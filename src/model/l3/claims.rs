@@ -113,3 +113,57 @@ pub fn settle_for(store: &StateDir, state: &mut State, start: usize) -> Result<(
     state.journal.extend(planned);
     settled
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysctl::Knob;
+
+    fn claim(knob: Knob, original: i32) -> Entry {
+        Entry::Sysctl {
+            device: String::new(),
+            ifindex: None,
+            knob,
+            value: 1,
+            original: Some(original),
+        }
+    }
+
+    fn of_device() -> Entry {
+        Entry::Sysctl {
+            device: "eth0".into(),
+            ifindex: Some(2),
+            knob: Knob::Ipv4ProxyArp,
+            value: 1,
+            original: Some(0),
+        }
+    }
+
+    #[test]
+    fn one_claim_per_setting_and_none_that_changes_nothing() {
+        let dir = std::env::temp_dir().join(crate::scratch::unique_name("sn-claims"));
+        let store = StateDir::open(&dir).unwrap();
+        let netns = Netns {
+            id: NsId { dev: 1, ino: 2 },
+            cookie: Some(3),
+        };
+        // Two endpoints plan the same setting: one claim is kept.
+        let mut planned = vec![
+            of_device(),
+            claim(Knob::Ipv6ProxyNdp, 0),
+            claim(Knob::Ipv6ProxyNdp, 0),
+        ];
+        settle(&store, "s1", netns, &[], &mut planned).unwrap();
+        assert_eq!(planned, vec![of_device(), claim(Knob::Ipv6ProxyNdp, 0)]);
+        // The sandbox holds it already (a hotplug): none.
+        let held = planned.clone();
+        let mut planned = vec![claim(Knob::Ipv6ProxyNdp, 1)];
+        settle(&store, "s1", netns, &held, &mut planned).unwrap();
+        assert!(planned.is_empty());
+        // Already at the value, and no attachment set it (the tenant did): none.
+        let mut planned = vec![claim(Knob::Ipv6ProxyNdp, 1), of_device()];
+        settle(&store, "s1", netns, &[], &mut planned).unwrap();
+        assert_eq!(planned, vec![of_device()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
