@@ -33,7 +33,16 @@ const NDA_PROTOCOL: u16 = 12;
 /// Size of `struct ndmsg`, which precedes the attributes.
 const NDMSG_LEN: usize = 12;
 
-fn parse(payload: &[u8]) -> Result<Option<ProxyEntry>, DecodeError> {
+/// Whether a neighbour message is a proxy entry's (NTF_PROXY in its header).
+pub(crate) fn is_proxy(payload: &[u8]) -> bool {
+    payload
+        .get(10)
+        .is_some_and(|flags| flags & NeighbourFlags::Proxy.bits() != 0)
+}
+
+/// Decode one RTM_NEWNEIGH payload of a proxy dump: the entry (None for a message that
+/// is not a proxy entry's, or has no address).
+pub(crate) fn parse(payload: &[u8]) -> Result<Option<ProxyEntry>, DecodeError> {
     let header = NeighbourHeader::parse(payload)?;
     if !header.flags.contains(NeighbourFlags::Proxy) {
         return Ok(None);
@@ -120,6 +129,7 @@ mod tests {
             .push(NeighbourAttribute::Protocol(RouteProtocol::from(PROTOCOL)));
         let mut bytes = vec![0u8; msg.buffer_len()];
         msg.emit(&mut bytes);
+        assert!(is_proxy(&bytes));
         let entry = parse(&bytes).unwrap().unwrap();
         assert_eq!(entry.ifindex, 4);
         assert_eq!(entry.ip, "fd77::2".parse::<IpAddr>().unwrap());
@@ -129,6 +139,7 @@ mod tests {
         let mut bytes = vec![0u8; msg.buffer_len()];
         msg.emit(&mut bytes);
         assert_eq!(parse(&bytes).unwrap(), None);
+        assert!(!is_proxy(&bytes));
         assert!(parse(&bytes[..4]).is_err());
     }
 }
