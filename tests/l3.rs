@@ -1071,3 +1071,47 @@ fn sigkill_during_an_l3_attach_then_detach_restores_the_netns() {
     }
     println!("32 kills (journal on disk at {journal} us, CLI done at {took} us), {mid} mid-attach");
 }
+
+/// An IPv6 route through the endpoint with a pod address as its preferred source: the
+/// undo takes the address off and puts it back (its local route is the kernel's own), and
+/// gives the route its source back, which the kernel strips when the address goes.
+#[test]
+fn an_ipv6_route_keeps_its_preferred_source_across_attach_and_detach() {
+    let _serial = serial();
+    let net = scratch(1);
+    let pod = net.pod_name.clone();
+    let dir = TempStateDir::new();
+    support::ip(
+        &pod,
+        &[
+            "-6",
+            "route",
+            "add",
+            "fd88::/64",
+            "via",
+            "fd77::1",
+            "dev",
+            "eth0",
+            "src",
+            "fd77::2",
+        ],
+    );
+    let pristine = settled_snapshot(&pod);
+    assert!(
+        pristine
+            .routes
+            .iter()
+            .any(|r| r.contains("fd88::") && r.contains("prefsrc")),
+        "{:?}",
+        pristine.routes
+    );
+    let (_, attached) = attach(&options(&net, &dir, "src", Model::L3), &dir);
+    let journal = load(&dir, "src").journal;
+    let sourced = journal.iter().find_map(|e| match e {
+        Entry::RemovedLocalRoute { sourced, .. } if !sourced.is_empty() => Some(sourced.len()),
+        _ => None,
+    });
+    assert_eq!(sourced, Some(1), "{journal:?}");
+    attached.detach();
+    assert_settles_to(&pod, &pristine, "after detach");
+}
