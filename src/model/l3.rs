@@ -71,6 +71,9 @@
 //!   is not restored by it.
 //! - IPv4 per-device `forwarding` makes the kernel turn LRO off on that device, and it
 //!   stays off after the restore.
+//! - An IPv6 REDIRECT rewrites the destination to an address of the incoming interface:
+//!   the tap has only link-local ones, which kernels since 6.5 (and their stable updates)
+//!   accept for a global destination; older ones drop the packet.
 
 pub mod claims;
 mod guest;
