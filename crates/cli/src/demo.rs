@@ -5,17 +5,16 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sandbox_net::netlink::{Netlink, link, tc};
-use sandbox_net::scratch::ScratchNet;
-use sandbox_net::{AttachOptions, Error, dataplane};
+use sandbox_net::{AttachOptions, Error};
+use sandbox_net_testkit::dataplane;
+use sandbox_net_testkit::guard::DetachOnDrop;
+use sandbox_net_testkit::scratch::ScratchNet;
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+use crate::signals;
 
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn check_interrupt() -> Result<(), Error> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
+/// Stop between steps once SIGINT or SIGTERM came (the guards clean up).
+fn check_interrupt(stop: &AtomicBool) -> Result<(), Error> {
+    if stop.load(Ordering::SeqCst) {
         return Err(Error::Interrupted {
             operation: "demo".into(),
         });
@@ -23,42 +22,14 @@ fn check_interrupt() -> Result<(), Error> {
     Ok(())
 }
 
-/// Detaches the demo sandbox if the demo stops before it detached on its own.
-struct Attached<'a> {
-    state_dir: &'a Path,
-    id: String,
-    armed: bool,
-}
-
-impl Drop for Attached<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            match sandbox_net::detach(self.state_dir, &self.id) {
-                Ok(outcome) => eprintln!("cleanup: {outcome}"),
-                Err(e) => eprintln!("cleanup: detach of sandbox {} failed: {e}", self.id),
-            }
-        }
-    }
-}
-
 pub fn run(state_dir: &Path) -> Result<(), Error> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return Err(Error::invalid(
             "demo",
             "needs root (it creates network namespaces)",
         ));
     }
-    let handler = nix::sys::signal::SigAction::new(
-        nix::sys::signal::SigHandler::Handler(on_signal),
-        nix::sys::signal::SaFlags::empty(),
-        nix::sys::signal::SigSet::empty(),
-    );
-    for sig in [nix::sys::signal::SIGINT, nix::sys::signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { nix::sys::signal::sigaction(sig, &handler) }
-            .map_err(|e| Error::kernel("demo", format!("install {sig} handler"), e.into()))?;
-    }
+    let stop = signals::stop_on_signals("demo")?;
 
     println!("== 1. scratch network: a pod netns wired like a CNI bridge plugin would, and a peer");
     let mut net = ScratchNet::new("sn-demo")?;
@@ -71,20 +42,16 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
         "   peer netns {} : {} {} / {}",
         net.peer_name, veth.peer_name, veth.peer_v4, veth.peer_v6
     );
-    check_interrupt()?;
+    check_interrupt(stop)?;
 
     println!("\n== 2. attach (model tcfilter, 2 queues)");
     let id = format!("demo-{}", std::process::id());
     let mut opts = AttachOptions::new(net.pod.path().display().to_string(), id.clone());
     opts.queues = 2;
     opts.state_dir = state_dir.to_path_buf();
-    let mut guard = Attached {
-        state_dir,
-        id: id.clone(),
-        armed: false,
-    };
     let attachment = sandbox_net::attach(&opts)?;
-    guard.armed = true;
+    // Detaches the demo sandbox if the demo stops before it detached on its own.
+    let guard = DetachOnDrop::new(state_dir, id.clone());
     let json = |v: &dyn erased::Json| v.to_pretty();
     println!("{}", json(&attachment));
     println!("\n== 3. guest config");
@@ -93,7 +60,7 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
         sandbox_net::Error::invalid("the demo's attachment", "carries no guest description")
     })?;
     println!("{}", json(guest));
-    check_interrupt()?;
+    check_interrupt(stop)?;
 
     println!("\n== 4. dataplane: a fake guest on the tap fd answers and sends ARP/NDP and pings");
     let endpoint = &attachment.endpoints[0];
@@ -116,11 +83,11 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
             rtts.join(", ")
         );
     }
-    check_interrupt()?;
+    check_interrupt(stop)?;
 
     println!("\n== 5. detach");
     let outcome = sandbox_net::detach(state_dir, &id)?;
-    guard.armed = false;
+    guard.disarm();
     println!("   {outcome}");
     let mut nl = Netlink::open_in(&net.pod)?;
     let links = link::dump(&mut nl)

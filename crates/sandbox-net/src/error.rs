@@ -64,7 +64,8 @@ pub enum Error {
     #[error("{operation}: interrupted by a signal; cleaned up")]
     Interrupted { operation: String },
 
-    /// A failure injected by a test failpoint.
+    /// A failure injected by a test failpoint (only with the `failpoints` feature).
+    #[cfg(feature = "failpoints")]
     #[error("{object}: {step}: injected failure (failpoint)")]
     Injected { object: String, step: String },
 }

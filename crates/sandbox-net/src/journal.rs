@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::failpoint::FailAt;
 use crate::netlink::addr::{self, Address};
 use crate::netlink::route::{self, Route};
 use crate::netlink::{Netlink, NlError, htb, link, tc};
@@ -417,18 +418,23 @@ fn apply_one(
 }
 
 /// Create every object of `entries`, in order, filling in ifindexes as they become known.
-/// Runs inside the netns. `fail_at` injects a failure before entry N (a test hook,
-/// honoured only with the `failpoints` feature). On failure nothing is undone here: the
-/// caller undoes `entries[..applied]`.
-pub fn apply(
+/// Runs inside the netns. On failure nothing is undone here: the caller undoes
+/// `entries[..applied]`.
+pub fn apply(nl: &mut Netlink, entries: &mut [Entry], alias: &str) -> Result<(), ApplyError> {
+    apply_at(nl, entries, alias, FailAt::NEVER)
+}
+
+/// [`apply`], with an injected failure before the entry `fail_at` names (a test hook: the
+/// `failpoints` feature).
+pub(crate) fn apply_at(
     nl: &mut Netlink,
     entries: &mut [Entry],
     alias: &str,
-    fail_at: Option<usize>,
+    fail_at: FailAt,
 ) -> Result<(), ApplyError> {
     let mut known: Vec<(String, u32)> = Vec::new();
     for (i, entry) in entries.iter_mut().enumerate() {
-        if cfg!(feature = "failpoints") && fail_at == Some(i) {
+        if fail_at.hits(i) {
             return Err(ApplyError {
                 applied: i,
                 entry: Box::new(entry.clone()),
@@ -703,17 +709,28 @@ pub struct Undone {
 /// [`ownership::verdict`]); what is not is left alone and returned, named. Keeps going
 /// after a failure and reports the first one.
 pub fn undo(nl: &mut Netlink, entries: &[Entry], owner: &Owner) -> Result<Undone, UndoError> {
-    undo_with_failpoint(nl, entries, owner, None)
+    undo_at(nl, entries, owner, FailAt::NEVER)
 }
 
 /// [`undo`], stopping with an injected failure before the `fail_at`-th entry in teardown
-/// order (a test hook, honoured only with the `failpoints` feature): what a process killed
-/// halfway through a detach leaves.
+/// order (a test hook: the `failpoints` feature): what a process killed halfway through a
+/// detach leaves.
+#[cfg(feature = "failpoints")]
 pub fn undo_with_failpoint(
     nl: &mut Netlink,
     entries: &[Entry],
     owner: &Owner,
     fail_at: Option<usize>,
+) -> Result<Undone, UndoError> {
+    undo_at(nl, entries, owner, FailAt::before(fail_at))
+}
+
+/// [`undo`], stopping before the entry `fail_at` names.
+pub(crate) fn undo_at(
+    nl: &mut Netlink,
+    entries: &[Entry],
+    owner: &Owner,
+    fail_at: FailAt,
 ) -> Result<Undone, UndoError> {
     let mut order: Vec<&Entry> = entries.iter().rev().collect();
     order.sort_by_key(|e| e.phase());
@@ -746,7 +763,7 @@ pub fn undo_with_failpoint(
     let mut undone = Undone::default();
     let mut failures = FirstFailure::default();
     for (i, (entry, verdict)) in order.into_iter().zip(verdicts).enumerate() {
-        if cfg!(feature = "failpoints") && fail_at == Some(i) {
+        if fail_at.hits(i) {
             return Err(UndoError {
                 entry: Box::new(entry.clone()),
                 error: io::Error::other("injected failure (failpoint)"),
@@ -766,7 +783,7 @@ pub fn undo_with_failpoint(
             Some(Verdict::Ours(index)) => {
                 // The first device to go takes the others with it when they are exactly
                 // the sandbox's link group (filters and qdiscs are already gone by then).
-                if entry.creates_device() && fail_at.is_none() && grouped.is_none() {
+                if entry.creates_device() && !fail_at.is_set() && grouped.is_none() {
                     grouped = Some(delete_devices_together(
                         nl,
                         &ours_devices,

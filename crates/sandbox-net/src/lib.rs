@@ -18,10 +18,9 @@
 //! ```
 
 pub mod cni;
-pub mod dataplane;
 pub mod endpoint;
 pub mod error;
-pub mod fakeguest;
+mod failpoint;
 pub mod guest;
 pub mod guest_formats;
 pub mod journal;
@@ -34,7 +33,6 @@ pub mod ownership;
 pub mod physical;
 pub mod rate;
 pub mod scan;
-pub mod scratch;
 pub mod state;
 pub mod static_config;
 pub mod tap;

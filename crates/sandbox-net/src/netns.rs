@@ -1,6 +1,7 @@
 //! Network namespaces: resolve a `--netns` argument, check that it is a network namespace
-//! we may touch, run code inside it (the calling thread enters it and comes back), and
-//! create or delete named namespaces (for the demo and the tests).
+//! we may touch, and run code inside it (the calling thread enters it and comes back).
+//! sandbox-net never creates or deletes a named namespace (the runtime does); the test
+//! kit does, for the demo and the tests.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -8,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::sched::{CloneFlags, setns, unshare};
+use nix::sched::{CloneFlags, setns};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -245,61 +246,6 @@ impl NetNs {
             .map_err(|e| Error::kernel(object(), "enter (setns)", e.into()))?;
         let _return_home = ReturnHome(home);
         Ok(f())
-    }
-    /// Create a named namespace (`/run/netns/NAME`), like `ip netns add`.
-    pub fn create(name: &str) -> Result<NetNs> {
-        let path = resolve(name)?;
-        if name.contains('/') {
-            return Err(bad(name, "create takes a name, not a path"));
-        }
-        let object = format!("netns {name}");
-        std::fs::create_dir_all(NETNS_RUN_DIR)
-            .map_err(|e| Error::kernel(&object, format!("create {NETNS_RUN_DIR}"), e))?;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| {
-                Error::kernel(&object, format!("create mount point {}", path.display()), e)
-            })?;
-        let mounted = std::thread::scope(|s| {
-            s.spawn(|| -> io::Result<()> {
-                unshare(CloneFlags::CLONE_NEWNET)?;
-                nix::mount::mount(
-                    Some("/proc/thread-self/ns/net"),
-                    &path,
-                    None::<&str>,
-                    nix::mount::MsFlags::MS_BIND,
-                    None::<&str>,
-                )?;
-                Ok(())
-            })
-            .join()
-        });
-        let mounted = match mounted {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
-        if let Err(e) = mounted {
-            let _ = std::fs::remove_file(&path);
-            return Err(Error::kernel(&object, "unshare and bind-mount", e));
-        }
-        NetNs::open_path(name, &path)
-    }
-
-    /// Delete a named namespace created by [`NetNs::create`] or `ip netns add`.
-    pub fn delete(name: &str) -> Result<()> {
-        let path = resolve(name)?;
-        let object = format!("netns {name}");
-        match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
-            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => return Err(Error::kernel(&object, "unmount", e.into())),
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::kernel(&object, "remove mount point", e)),
-        }
     }
 }
 

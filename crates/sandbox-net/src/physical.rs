@@ -10,8 +10,6 @@
 //! The caller journals the device's current driver before [`bind_vfio`] changes anything,
 //! and undoes with [`restore_driver`], which may run any number of times.
 
-pub mod fake_sysfs;
-
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -395,7 +393,7 @@ pub fn restore_driver(
 mod tests {
     use super::*;
 
-    use fake_sysfs::{ADDR, DEV, FakeSysfs as Fake};
+    use sandbox_net_testkit::fake_sysfs::{ADDR, DEV, FakeSysfs as Fake};
 
     #[test]
     fn detect_reads_the_device() {

@@ -5,11 +5,13 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use sandbox_net::guest::{GuestConfig, GuestInterface};
+use sandbox_net::netns::NetNs;
+use sandbox_net::state::Endpoint;
+use sandbox_net::vmm::open_endpoint_queues;
+use sandbox_net::{Error, Result};
+
 use crate::fakeguest::{FakeGuest, GuestIdentity, peer};
-use crate::guest::GuestInterface;
-use crate::netns::NetNs;
-use crate::state::Endpoint;
-use crate::{Error, Result, tap};
 
 /// The round-trip times of one ping exchange.
 #[derive(Debug, Clone)]
@@ -21,7 +23,7 @@ pub struct PingReport {
 
 /// The fake guest's identity for an endpoint: its MAC and first IPv4 and IPv6 address.
 pub fn identity(endpoint: &Endpoint, iface: &GuestInterface) -> Result<GuestIdentity> {
-    let mac = crate::guest::parse_mac(&endpoint.mac).ok_or_else(|| {
+    let mac = sandbox_net::guest::parse_mac(&endpoint.mac).ok_or_else(|| {
         Error::invalid(
             format!("endpoint {} MAC", endpoint.name),
             format!("{:?} is not a MAC", endpoint.mac),
@@ -38,18 +40,8 @@ pub fn identity(endpoint: &Endpoint, iface: &GuestInterface) -> Result<GuestIden
     Ok(GuestIdentity { mac, ipv4, ipv6 })
 }
 
-/// Open every queue of the endpoint's VMM-side device, as a VMM would: a tap by name, a
-/// macvtap through its character device. Runs inside the netns.
-pub fn open_endpoint_queues(endpoint: &Endpoint) -> std::io::Result<Vec<std::os::fd::OwnedFd>> {
-    if endpoint.chardev.is_some() {
-        let index = tap::ifindex(&endpoint.tap)?;
-        crate::macvtap::open_queues(&endpoint.tap, index, endpoint.queues)
-    } else {
-        tap::open_queues(&endpoint.tap, endpoint.queues)
-    }
-}
-
-/// Open the endpoint's tap in `pod` as a VMM would (all its queues, same flags), then:
+/// Open the endpoint's tap in `pod` as a VMM would (all its queues, same flags:
+/// [`open_endpoint_queues`]), then:
 /// the guest pings every `peer_ips` address `count` times, and the `peer` netns pings
 /// every guest address while the guest answers. Fails if any exchange gets no reply, or if
 /// the peer got replies the fake guest did not send (the pod netns answered itself).
@@ -141,4 +133,51 @@ pub fn check(
         Ok(())
     })?;
     Ok(reports)
+}
+
+/// Pings per direction and address in the tests' checks.
+pub const COUNT: u32 = 3;
+
+/// The check of `ep`, its guest identity taken from `guest`'s description of it: the fake
+/// guest pings `peer_ips`, the peer pings the guest's first IPv4 and IPv6 addresses,
+/// [`COUNT`] times each. Panics when `guest` does not describe `ep`.
+pub fn check_guest(
+    pod: &NetNs,
+    peer: &NetNs,
+    ep: &Endpoint,
+    guest: &GuestConfig,
+    peer_ips: &[IpAddr],
+) -> Result<Vec<PingReport>> {
+    let iface = guest
+        .interfaces
+        .iter()
+        .find(|g| g.name == ep.name)
+        .unwrap_or_else(|| panic!("no guest interface for {}", ep.name));
+    let id = identity(ep, iface)?;
+    check(pod, peer, ep, id, peer_ips, COUNT)
+}
+
+/// Assert that every exchange got every reply: `n_peer` guest -> peer exchanges and one
+/// peer -> guest exchange per guest address family (`n_guest`). Prints the round trips.
+pub fn assert_replied(what: &str, reports: &[PingReport], n_peer: usize, n_guest: usize) {
+    for r in reports {
+        let rtts: Vec<String> = r
+            .rtts
+            .iter()
+            .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
+            .collect();
+        println!("{what}: {:<28} rtt {}", r.direction, rtts.join(", "));
+    }
+    let count = |prefix: &str| {
+        reports
+            .iter()
+            .filter(|r| r.direction.starts_with(prefix))
+            .count()
+    };
+    assert_eq!(count("guest -> "), n_peer, "{what}: {reports:?}");
+    assert_eq!(count("peer -> "), n_guest, "{what}: {reports:?}");
+    assert_eq!(reports.len(), n_peer + n_guest, "{what}: {reports:?}");
+    for r in reports {
+        assert_eq!(r.rtts.len(), COUNT as usize, "{what}: {}", r.direction);
+    }
 }

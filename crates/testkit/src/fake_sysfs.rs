@@ -1,6 +1,6 @@
 //! A fake sysfs tree holding one PCI NIC, for exercising the physical-NIC path without
-//! hardware (no spare NIC on test machines). Used by this module's unit tests and by the
-//! integration tests; nothing in the tool itself uses it.
+//! hardware (no spare NIC on test machines). Used by the unit tests of the library's
+//! `physical` module and by the integration tests; nothing in the tool itself uses it.
 //!
 //! `eth5` is an ixgbe NIC at [`ADDR`] in IOMMU group 17; both ixgbe and vfio-pci have `bind`
 //! and `unbind` files, and `drivers_probe` exists. Writes land in plain files, so a test
@@ -12,7 +12,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::VFIO_DRIVER;
+use sandbox_net::physical::VFIO_DRIVER;
 
 /// The NIC's PCI address.
 pub const ADDR: &str = "0000:03:00.1";

@@ -1,131 +1,46 @@
-//! Helpers shared by the models, endpoints and hotplug tests (issue #3): an attach guard
-//! that detaches on drop, the dataplane check of one endpoint against given peer addresses,
-//! `ip` wrappers scoped to one netns, and waits for asynchronous link state.
-#![allow(dead_code)]
+//! iproute2 run against one netns (`ip -n NS`, `tc -n NS`; never without `-n`), its JSON
+//! parsed, and waits for link state the kernel settles asynchronously. Every helper panics
+//! naming the command when it fails.
 
-pub mod watch_child;
-
-use std::net::IpAddr;
-use std::path::Path;
 use std::process::Command;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use sandbox_net::dataplane::{self, PingReport};
-use sandbox_net::netns::NetNs;
-use sandbox_net::state::Endpoint;
-use sandbox_net::{AttachOptions, Attachment, Detached};
+use serde_json::Value;
 
-use crate::common::{TempStateDir, ip_json, snapshot};
-
-/// Pings per direction and address.
-pub const COUNT: u32 = 3;
-
-/// The tests of one file run one at a time: while another test thread forks `ip` or `tc`,
-/// the child holds copies of this process's tap fds until exec, so a single-queue tap the
-/// fake guest just closed can still be busy.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-pub fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+/// Run a command, return stdout; panic with stderr on failure.
+pub fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Detaches the sandbox on drop (also when the test panics), unless already detached.
-pub struct Attached<'a> {
-    pub dir: &'a Path,
-    pub id: String,
-    armed: bool,
-}
-
-impl<'a> Attached<'a> {
-    /// Guard an attachment made some other way (the CLI).
-    pub fn guard(dir: &'a Path, id: &str) -> Attached<'a> {
-        Attached {
-            dir,
-            id: id.to_string(),
-            armed: true,
-        }
+/// Run `ip -n NS -j ARGS...` and parse its JSON.
+pub fn ip_json(ns: &str, args: &[&str]) -> Value {
+    let mut full = vec!["-n", ns, "-j"];
+    full.extend_from_slice(args);
+    let text = run("ip", &full);
+    if text.trim().is_empty() {
+        return Value::Array(vec![]);
     }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip {full:?}: bad JSON {e}: {text}"))
+}
 
-    /// Stop guarding (the test detaches some other way, or hands over to another guard).
-    pub fn disarm(mut self) {
-        self.armed = false;
+/// Run `tc -n NS -j ARGS...` and parse its JSON.
+pub fn tc_json(ns: &str, args: &[&str]) -> Value {
+    let mut full = vec!["-n", ns, "-j"];
+    full.extend_from_slice(args);
+    let text = run("tc", &full);
+    if text.trim().is_empty() {
+        return Value::Array(vec![]);
     }
-
-    pub fn detach(mut self) -> Detached {
-        self.armed = false;
-        sandbox_net::detach(self.dir, &self.id).expect("detach")
-    }
-}
-
-impl Drop for Attached<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = sandbox_net::detach(self.dir, &self.id);
-        }
-    }
-}
-
-/// Options for attaching `netns` as `id` with a private state dir.
-pub fn options(netns: &str, dir: &TempStateDir, id: &str) -> AttachOptions {
-    let mut opts = AttachOptions::new(netns, id);
-    opts.state_dir = dir.path().to_path_buf();
-    opts
-}
-
-/// Attach with `opts`, guarded.
-pub fn attach<'a>(opts: &AttachOptions, dir: &'a TempStateDir) -> (Attachment, Attached<'a>) {
-    let a = sandbox_net::attach(opts).unwrap_or_else(|e| panic!("attach {}: {e}", opts.id));
-    (a, Attached::guard(dir.path(), &opts.id))
-}
-
-/// The guest description of an attach that took it (the default).
-pub fn described(
-    guest: &Option<sandbox_net::guest::GuestConfig>,
-) -> &sandbox_net::guest::GuestConfig {
-    guest.as_ref().expect("the attach described the guest")
-}
-
-/// The dataplane check of `ep` (guest identity from `guest`'s description of it): the fake
-/// guest pings `peer_ips`, the peer pings the guest's first IPv4 and IPv6 addresses.
-pub fn check(
-    pod: &NetNs,
-    peer: &NetNs,
-    ep: &Endpoint,
-    guest: &sandbox_net::guest::GuestConfig,
-    peer_ips: &[IpAddr],
-) -> sandbox_net::Result<Vec<PingReport>> {
-    let iface = guest
-        .interfaces
-        .iter()
-        .find(|g| g.name == ep.name)
-        .unwrap_or_else(|| panic!("no guest interface for {}", ep.name));
-    let id = dataplane::identity(ep, iface).expect("identity");
-    dataplane::check(pod, peer, ep, id, peer_ips, COUNT)
-}
-
-/// Assert that every exchange got every reply: `n_peer` guest -> peer exchanges and one
-/// peer -> guest exchange per guest address family (`n_guest`).
-pub fn assert_replied(what: &str, reports: &[PingReport], n_peer: usize, n_guest: usize) {
-    for r in reports {
-        let rtts: Vec<String> = r
-            .rtts
-            .iter()
-            .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
-            .collect();
-        println!("{what}: {:<28} rtt {}", r.direction, rtts.join(", "));
-    }
-    let count = |prefix: &str| {
-        reports
-            .iter()
-            .filter(|r| r.direction.starts_with(prefix))
-            .count()
-    };
-    assert_eq!(count("guest -> "), n_peer, "{what}: {reports:?}");
-    assert_eq!(count("peer -> "), n_guest, "{what}: {reports:?}");
-    for r in reports {
-        assert_eq!(r.rtts.len(), COUNT as usize, "{what}: {}", r.direction);
-    }
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("tc {full:?}: bad JSON {e}: {text}"))
 }
 
 /// Run `ip -n NS ARGS...` (never without -n); panic with stderr on failure.
@@ -190,40 +105,9 @@ pub fn wait_lower_up(ns: &str, name: &str) {
     });
 }
 
-/// The pod's snapshot, taken once the links' state has settled: waits until two snapshots
-/// in a row agree, then returns the last.
-pub fn settled_snapshot(ns: &str) -> crate::common::NetnsSnapshot {
-    let mut last = snapshot(ns);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let now = snapshot(ns);
-        if now == last || Instant::now() > deadline {
-            return now;
-        }
-        last = now;
-    }
-}
-
-/// Wait until `ns`'s snapshot equals `expected` (link state such as a carrier going away
-/// settles asynchronously), then assert equality (with the diff on failure).
-pub fn assert_snapshot_eq(ns: &str, expected: &crate::common::NetnsSnapshot, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = snapshot(ns);
-        if &now == expected {
-            return;
-        }
-        if Instant::now() > deadline {
-            assert_eq!(&now, expected, "{what}: the netns differs");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// True when an ingress qdisc or any ingress filter exists in `ns`.
 pub fn has_tc_objects(ns: &str) -> bool {
-    let snap = snapshot(ns);
+    let snap = crate::snapshot::snapshot(ns);
     !snap.filters.is_empty() || snap.qdiscs.iter().any(|q| q.contains("ingress"))
 }
 
@@ -295,19 +179,16 @@ pub fn address_details(ns: &str, dev: &str) -> Vec<String> {
     out
 }
 
-/// A temp directory, removed on drop (also when the test panics).
-pub struct TempDir(pub std::path::PathBuf);
-
-impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
-        let p = std::env::temp_dir().join(sandbox_net::scratch::unique_name(prefix));
-        std::fs::create_dir_all(&p).expect("mkdir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Run the binary `bin` (the CLI under test) with `args`; returns (exit code, stdout,
+/// stderr).
+pub fn run_bin(bin: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {bin}: {e}"));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

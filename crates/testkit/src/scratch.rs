@@ -1,17 +1,19 @@
 //! Scratch networks for the demo and the tests: a "pod" netns wired like a CNI bridge
 //! plugin would wire it (veths with IPv4 and IPv6 addresses and default routes) to a
-//! "peer" netns that plays the rest of the network. Namespaces get unique names and are
-//! deleted on drop, so nothing is left behind even when a test fails.
+//! "peer" netns that plays the rest of the network. Namespaces get unique names, are made
+//! as iproute2 makes them ([`crate::netns`]) and are deleted on drop, so nothing is left
+//! behind even when a test fails.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::netlink::route::NewRoute;
-use crate::netlink::{Netlink, addr, link, route};
-use crate::netns::NetNs;
-use crate::tap;
-use crate::{Error, Result};
+use sandbox_net::netlink::route::NewRoute;
+use sandbox_net::netlink::{Netlink, addr, link, route};
+use sandbox_net::netns::NetNs;
+use sandbox_net::{Error, Result, tap};
+
+use crate::netns;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -48,7 +50,7 @@ pub struct ScratchNet {
     pub links: Vec<ScratchLink>,
 }
 
-fn k(object: &str, step: &str) -> impl FnOnce(crate::netlink::NlError) -> Error {
+fn k(object: &str, step: &str) -> impl FnOnce(sandbox_net::netlink::NlError) -> Error {
     let object = object.to_string();
     let step = step.to_string();
     move |e| Error::kernel(object, step, e.into_io())
@@ -60,11 +62,11 @@ impl ScratchNet {
         let base = unique_name(prefix);
         let pod_name = format!("{base}-pod");
         let peer_name = format!("{base}-peer");
-        let pod = NetNs::create(&pod_name)?;
-        let peer = match NetNs::create(&peer_name) {
+        let pod = netns::create(&pod_name)?;
+        let peer = match netns::create(&peer_name) {
             Ok(p) => p,
             Err(e) => {
-                let _ = NetNs::delete(&pod_name);
+                let _ = netns::delete(&pod_name);
                 return Err(e);
             }
         };
@@ -194,7 +196,7 @@ fn wait_link_local(nl: &mut Netlink, index: u32, label: &str) -> Result<()> {
         let has = addr::dump(nl)
             .map_err(k(label, "read addresses"))?
             .iter()
-            .any(|a| a.ifindex == index && crate::endpoint::is_link_local_v6(&a.addr));
+            .any(|a| a.ifindex == index && sandbox_net::endpoint::is_link_local_v6(&a.addr));
         if has {
             return Ok(());
         }
@@ -212,9 +214,19 @@ fn wait_link_local(nl: &mut Netlink, index: u32, label: &str) -> Result<()> {
 impl Drop for ScratchNet {
     fn drop(&mut self) {
         for name in [&self.pod_name, &self.peer_name] {
-            if let Err(e) = NetNs::delete(name) {
+            if let Err(e) = netns::delete(name) {
                 tracing::error!(netns = %name, error = %e, "could not delete scratch netns");
             }
         }
     }
+}
+
+/// A scratch pod/peer pair (prefix `snt`) with `n` veths (eth0..), eth0 carrying the
+/// default routes; panics on failure (for the tests).
+pub fn scratch(n: u8) -> ScratchNet {
+    let mut net = ScratchNet::new("snt").expect("create scratch namespaces");
+    for i in 0..n {
+        net.add_link(i, 1500, i == 0).expect("add veth");
+    }
+    net
 }

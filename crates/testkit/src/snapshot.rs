@@ -1,12 +1,142 @@
-//! Helpers shared by the reliability tests (crash, gc, concurrency, soak, failpoints,
-//! kernel busy): snapshots that wait for the kernel's own asynchronous work, and cleanup
-//! guards.
-#![allow(dead_code)]
+//! What a netns holds as iproute2 (`ip -j`, `tc -j`) reports it, the independent witness
+//! of what sandbox-net built: snapshots to compare before and after an operation, taken or
+//! compared once the kernel's own asynchronous work (link watch, IPv6 addresses and local
+//! routes) has settled.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::common::{NetnsSnapshot, snapshot};
+use serde_json::Value;
+
+use crate::iproute::{ip_json, tc_json};
+
+/// Everything about a netns that an attach could change, as iproute2 reports it, with
+/// counters and timers removed so two snapshots compare equal when nothing changed.
+#[derive(Debug, PartialEq)]
+pub struct NetnsSnapshot {
+    pub links: Vec<String>,
+    pub addresses: Vec<String>,
+    pub routes: Vec<String>,
+    pub qdiscs: Vec<String>,
+    pub filters: Vec<String>,
+}
+
+pub fn snapshot(ns: &str) -> NetnsSnapshot {
+    let links_json = ip_json(ns, &["-d", "link", "show"]);
+    let mut links = Vec::new();
+    let mut filters = Vec::new();
+    for l in links_json.as_array().into_iter().flatten() {
+        let name = l["ifname"].as_str().unwrap_or_default().to_string();
+        // Carrier state settles asynchronously (a new tap turns NO-CARRIER up to seconds
+        // later under load); no operation here changes it on purpose, so leave it out.
+        let flags: Vec<&str> = l["flags"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .filter(|f| !matches!(*f, "NO-CARRIER" | "LOWER_UP"))
+            .collect();
+        links.push(format!(
+            "{} {} mtu={} mac={} flags={} kind={}",
+            l["ifindex"],
+            name,
+            l["mtu"],
+            l["address"],
+            flags.join(","),
+            l["linkinfo"]["info_kind"]
+        ));
+        for f in tc_json(ns, &["filter", "show", "dev", &name, "ingress"])
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            filters.push(format!("{name}: {f}"));
+        }
+    }
+    let addresses = ip_json(ns, &["addr", "show"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| {
+            let name = l["ifname"].as_str().unwrap_or_default().to_string();
+            l["addr_info"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |a| format!("{name} {}/{}", a["local"], a["prefixlen"]))
+        })
+        .collect();
+    let mut routes: Vec<String> = Vec::new();
+    for fam in ["-4", "-6"] {
+        for mut r in ip_json(ns, &[fam, "route", "show", "table", "all"])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            // "linkdown" mirrors the device's carrier, which the kernel's link watch
+            // updates asynchronously (and which the link lines above leave out too).
+            if let Some(flags) = r["flags"].as_array_mut() {
+                flags.retain(|f| f != "linkdown");
+            }
+            routes.push(r.to_string());
+        }
+    }
+    let qdiscs = tc_json(ns, &["qdisc", "show"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|q| format!("{} {} {}", q["dev"], q["kind"], q["handle"]))
+        .collect();
+    let mut s = NetnsSnapshot {
+        links,
+        addresses,
+        routes,
+        qdiscs,
+        filters,
+    };
+    s.links.sort();
+    s.addresses.sort();
+    s.routes.sort();
+    s.qdiscs.sort();
+    s.filters.sort();
+    s
+}
+
+/// Wait (up to 10 s, then go on regardless) until the kernel has finished configuring the
+/// netns by itself, so that snapshots taken before and after a command differ only by what
+/// the command did: IPv6 link-local addresses present and none tentative, and every tap
+/// that is up past its initial operstate UNKNOWN (the kernel's link watch sets it, up to a
+/// second or so after the tap's carrier went off, later under load).
+pub fn settle(ns: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let links = ip_json(ns, &["addr", "show"]);
+        let addresses_settled = links.as_array().into_iter().flatten().all(|l| {
+            let flags = l["flags"].to_string();
+            let addrs = l["addr_info"].as_array().cloned().unwrap_or_default();
+            let none_tentative = addrs.iter().all(|a| a["tentative"] != Value::Bool(true));
+            let needs_ll = flags.contains("\"UP\"")
+                && flags.contains("\"LOWER_UP\"")
+                && !flags.contains("\"LOOPBACK\"");
+            let has_ll = addrs
+                .iter()
+                .any(|a| a["local"].as_str().is_some_and(|s| s.starts_with("fe80:")));
+            none_tentative && (!needs_ll || has_ll)
+        });
+        let links = ip_json(ns, &["-d", "link", "show"]);
+        let taps_settled = links.as_array().into_iter().flatten().all(|l| {
+            l["linkinfo"]["info_kind"] != "tun"
+                || !l["flags"].to_string().contains("\"UP\"")
+                || l["operstate"] != "UNKNOWN"
+        });
+        if (addresses_settled && taps_settled) || Instant::now() > deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 
 /// How long the kernel gets to finish its own asynchronous work (IPv6 local routes of a
 /// restored address, link watch) before a snapshot comparison fails.
@@ -101,20 +231,9 @@ pub fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Detaches the sandbox on drop, so a failing test leaves nothing attached.
-pub struct DetachOnDrop<'a>(pub &'a Path, pub String);
-
-impl Drop for DetachOnDrop<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = sandbox_net::detach(self.0, &self.1) {
-            eprintln!("cleanup: detach {}: {e}", self.1);
-        }
-    }
-}
-
 /// The taps, macvtaps and IFBs sandbox-net made in `ns` (names ending in `_sn`).
 pub fn our_links(ns: &str) -> Vec<String> {
-    let mut names: Vec<String> = crate::common::ip_json(ns, &["link", "show"])
+    let mut names: Vec<String> = ip_json(ns, &["link", "show"])
         .as_array()
         .into_iter()
         .flatten()

@@ -1,16 +1,34 @@
-//! The CLI side of `vmm-args`, `exec` and `guest-config --format kernel-ip|cloud-init`:
-//! printing, with notes and warnings on stderr so that stdout can be spliced into a
-//! command line or written to a file.
+//! `sandbox-net vmm-args`: the arguments (QEMU, Cloud Hypervisor) or network-interfaces
+//! entries (Firecracker) that hand every endpoint to a VMM, on stdout so that they can be
+//! spliced into a command line; notes on stderr.
 
-use std::ffi::OsString;
 use std::path::Path;
 
 use clap::ValueEnum;
 use sandbox_net::Error;
-use sandbox_net::guest_formats::{self, GuestNetwork};
+use sandbox_net::guest_formats;
 use sandbox_net::vmm::{self, RenderOptions, Vmm};
 
-/// `--vmm` values.
+use crate::output::{note, print_json};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long)]
+    id: String,
+    #[arg(long, value_enum)]
+    vmm: VmmName,
+    /// QEMU: vhost=off even when /dev/vhost-net exists.
+    #[arg(long)]
+    no_vhost: bool,
+    /// QEMU: the fd form `exec` uses, for every tap.
+    #[arg(long)]
+    fds: bool,
+    /// Print one JSON object (arguments, fds, notes).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--vmm` values (`vmm-args` and `exec`).
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum VmmName {
     Qemu,
@@ -28,89 +46,37 @@ impl From<VmmName> for Vmm {
     }
 }
 
-fn note(text: &str) {
-    eprintln!("sandbox-net: note: {text}");
-}
-
-/// `guest-config --format kernel-ip` (cloud_init false) or `--format cloud-init`.
-pub fn guest_config(state_dir: &Path, id: &str, cloud_init: bool) -> Result<(), Error> {
-    let state = guest_formats::load_attached(state_dir, id)?;
-    let guest = sandbox_net::describe_guest(&state)?;
-    let net = GuestNetwork {
-        guest: &guest,
-        dns: &state.dns,
-    };
-    let rendered = if cloud_init {
-        guest_formats::cloud_init(net)
+pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
+    let vmm = Vmm::from(args.vmm);
+    let want_vhost = !args.no_vhost;
+    let state = guest_formats::load_attached(state_dir, &args.id)?;
+    let available = vmm::vhost_net_available();
+    let vhost = want_vhost && available;
+    let mut rendered = vmm::vmm_args(
+        &state,
+        vmm,
+        RenderOptions {
+            vhost,
+            fds: args.fds,
+        },
+    )?;
+    if vmm == Vmm::Qemu && want_vhost && !available {
+        rendered.notes.push(format!(
+            "{} is absent on this machine: vhost=off",
+            vmm::VHOST_NET
+        ));
+    }
+    if args.json {
+        return print_json(&rendered);
+    }
+    if let Some(ifaces) = &rendered.network_interfaces {
+        print_json(ifaces)?;
     } else {
-        guest_formats::kernel_ip(net)
-            .map_err(|why| Error::invalid(format!("kernel ip= for sandbox {id}"), why))?
-    };
-    if cloud_init {
-        print!("{}", rendered.text);
-    } else {
-        println!("{}", rendered.text);
+        let line: Vec<String> = rendered.args.iter().map(|a| vmm::shell_quote(a)).collect();
+        println!("{}", line.join(" "));
     }
     for n in &rendered.notes {
         note(n);
     }
     Ok(())
-}
-
-/// `vmm-args`.
-pub fn vmm_args(
-    state_dir: &Path,
-    id: &str,
-    vmm: Vmm,
-    want_vhost: bool,
-    fds: bool,
-    json: bool,
-) -> Result<(), Error> {
-    let state = guest_formats::load_attached(state_dir, id)?;
-    let available = vmm::vhost_net_available();
-    let vhost = want_vhost && available;
-    let mut args = vmm::vmm_args(&state, vmm, RenderOptions { vhost, fds })?;
-    if vmm == Vmm::Qemu && want_vhost && !available {
-        args.notes.push(format!(
-            "{} is absent on this machine: vhost=off",
-            vmm::VHOST_NET
-        ));
-    }
-    if json {
-        let text = serde_json::to_string_pretty(&args)
-            .map_err(|e| Error::invalid("output", format!("cannot encode JSON: {e}")))?;
-        println!("{text}");
-        return Ok(());
-    }
-    if let Some(ifaces) = &args.network_interfaces {
-        let text = serde_json::to_string_pretty(ifaces)
-            .map_err(|e| Error::invalid("output", format!("cannot encode JSON: {e}")))?;
-        println!("{text}");
-    } else {
-        let line: Vec<String> = args.args.iter().map(|a| vmm::shell_quote(a)).collect();
-        println!("{}", line.join(" "));
-    }
-    for n in &args.notes {
-        note(n);
-    }
-    Ok(())
-}
-
-/// `exec`: returns only on failure.
-pub fn exec(state_dir: &Path, id: &str, vmm: Vmm, want_vhost: bool, command: &[OsString]) -> Error {
-    let Some((program, args)) = command.split_first() else {
-        return Error::invalid("VMM command", "missing (give it after --)");
-    };
-    let state = match guest_formats::load_attached(state_dir, id) {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
-    let plan = match vmm::prepare_exec(&state, vmm, want_vhost) {
-        Ok(p) => p,
-        Err(e) => return e,
-    };
-    for w in &plan.warnings {
-        eprintln!("sandbox-net: warning: {w}");
-    }
-    plan.exec(program, args)
 }

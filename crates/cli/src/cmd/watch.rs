@@ -7,13 +7,26 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use sandbox_net::Error;
-use sandbox_net::watch::{WatchEvent, WatchOptions, signals};
+use sandbox_net::watch::{WatchEvent, WatchOptions};
+
+use crate::output::describe_endpoint;
+use crate::signals;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long)]
+    id: String,
+    /// One JSON object per line: endpoint-added, endpoint-removed, guest-changed,
+    /// error, and stopped last.
+    #[arg(long)]
+    json: bool,
+}
 
 /// One event as a human-readable line.
 fn human(event: &WatchEvent) -> String {
     match event {
         WatchEvent::EndpointAdded { endpoint, .. } => {
-            format!("endpoint-added {}", super::describe_endpoint(endpoint))
+            format!("endpoint-added {}", describe_endpoint(endpoint))
         }
         WatchEvent::EndpointRemoved { endpoint, .. } => {
             format!("endpoint-removed {}", endpoint.name)
@@ -52,9 +65,10 @@ fn line(event: &WatchEvent, json: bool) -> Result<String, Error> {
 }
 
 /// Run the watch; a closed stdout (the reader went away) stops it.
-pub fn run(state_dir: &Path, id: String, json: bool) -> Result<(), Error> {
-    let stop = signals::stop_on_signals()?;
-    let opts = WatchOptions::new(state_dir, id);
+pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
+    let json = args.json;
+    let stop = signals::stop_on_signals("watch")?;
+    let opts = WatchOptions::new(state_dir, args.id);
     let mut failure: Option<Error> = None;
     let result = sandbox_net::watch(&opts, stop, |event| {
         let written = line(event, json).and_then(|text| {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::endpoint::{self, Candidate, EndpointKind};
+use crate::failpoint::FailAt;
 use crate::guest::{self, GuestConfig};
 use crate::journal::{self, Entry};
 use crate::model::{self, Model, PlanContext};
@@ -43,7 +44,8 @@ pub struct AttachOptions {
     /// Rate limit from the guest, on every endpoint.
     pub tx_rate: Option<Rate>,
     /// Test hook: fail before journal step N (N = journal length: after every step).
-    /// Honoured only when built with the `failpoints` feature.
+    /// Exists only with the `failpoints` feature.
+    #[cfg(feature = "failpoints")]
     pub fail_at_step: Option<usize>,
     /// Nameservers for the guest, kept in the state for `guest-config`.
     pub dns: Vec<std::net::IpAddr>,
@@ -72,10 +74,19 @@ impl AttachOptions {
             vhost_user_dir: None,
             rx_rate: None,
             tx_rate: None,
+            #[cfg(feature = "failpoints")]
             fail_at_step: None,
             dns: Vec::new(),
             describe_guest: true,
         }
+    }
+
+    /// The test hook's failpoint (never, without the `failpoints` feature).
+    fn fail_at(&self) -> FailAt {
+        #[cfg(feature = "failpoints")]
+        return FailAt::before(self.fail_at_step);
+        #[cfg(not(feature = "failpoints"))]
+        FailAt::NEVER
     }
 
     fn settings(&self) -> Settings {
@@ -304,7 +315,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         }
         return Err(error);
     }
-    match apply_and_save(&mut nl, store, &mut state, 0, opts.fail_at_step) {
+    match apply_and_save(&mut nl, store, &mut state, 0, opts.fail_at()) {
         Ok(()) => {
             tracing::info!(id = %opts.id, endpoints = state.endpoints.len(), requests = nl.requests(), "attached");
             Ok(Attachment::from_state(&state, nl.requests()))
@@ -346,13 +357,13 @@ pub(super) fn apply_and_save(
     store: &StateDir,
     state: &mut State,
     start: usize,
-    fail_at: Option<usize>,
+    fail_at: FailAt,
 ) -> std::result::Result<(), (usize, Error)> {
     let alias = journal::owner_alias(&state.id);
     let id = state.id.clone();
     let new = &mut state.journal[start..];
     let total = new.len();
-    journal::apply(nl, new, &alias, fail_at).map_err(|e| {
+    journal::apply_at(nl, new, &alias, fail_at).map_err(|e| {
         (
             e.applied,
             Error::kernel(
@@ -380,15 +391,9 @@ pub(super) fn apply_and_save(
             }
         }
     }
-    if cfg!(feature = "failpoints") && fail_at == Some(total) {
-        return Err((
-            total,
-            Error::Injected {
-                object: format!("sandbox {id}"),
-                step: "save attached state".into(),
-            },
-        ));
-    }
+    fail_at
+        .check(total, &format!("sandbox {id}"), "save attached state")
+        .map_err(|e| (total, e))?;
     state.phase = Phase::Attached;
     store.save(state).map_err(|e| (total, e))
 }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use super::reopen::{Reopened, reopen_netns};
+use crate::failpoint::FailAt;
 use crate::journal;
 use crate::ownership::{LeftAlone, Owner};
 use crate::state::{self, StateDir};
@@ -80,17 +81,22 @@ impl std::fmt::Display for Detached {
 
 /// Detach a sandbox: undo its journal (filters, then qdiscs, then taps) and drop its state.
 pub fn detach(state_dir: &std::path::Path, id: &str) -> Result<Detached> {
-    detach_with_failpoint(state_dir, id, None)
+    detach_at(state_dir, id, FailAt::NEVER)
 }
 
 /// [`detach`], stopping with an injected failure before the `fail_at`-th object in
-/// teardown order (a test hook, honoured only with the `failpoints` feature). The state is
-/// kept, so a later detach finishes the job.
+/// teardown order (a test hook: the `failpoints` feature). The state is kept, so a later
+/// detach finishes the job.
+#[cfg(feature = "failpoints")]
 pub fn detach_with_failpoint(
     state_dir: &std::path::Path,
     id: &str,
     fail_at: Option<usize>,
 ) -> Result<Detached> {
+    detach_at(state_dir, id, FailAt::before(fail_at))
+}
+
+fn detach_at(state_dir: &std::path::Path, id: &str, fail_at: FailAt) -> Result<Detached> {
     state::validate_id(id)?;
     let store = StateDir::open(state_dir)?;
     let mut lock = store.lock(id)?;
@@ -128,7 +134,7 @@ pub fn detach_with_failpoint(
         }
     };
     let undone = netns.run(|| {
-        journal::undo_with_failpoint(&mut nl, &state.journal, &Owner::of(&state), fail_at)
+        journal::undo_at(&mut nl, &state.journal, &Owner::of(&state), fail_at)
             .map_err(|e| undo_error(id, e))
     })??;
     store.remove(id)?;

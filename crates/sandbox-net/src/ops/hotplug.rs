@@ -9,6 +9,7 @@ use super::attach::{apply_and_save, plan, undo_logged};
 use super::reopen::{Reopened, reopen_netns};
 use crate::endpoint;
 use crate::guest::{self, GuestConfig};
+use crate::failpoint::FailAt;
 use crate::journal;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
@@ -55,16 +56,26 @@ fn open_attached(state_dir: &Path, id: &str, iface: &str) -> Result<Opened> {
 
 /// Attach one more interface of the sandbox's netns.
 pub fn add_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
-    add_endpoint_with_failpoint(state_dir, id, iface, None)
+    add_endpoint_at(state_dir, id, iface, FailAt::NEVER)
 }
 
 /// [`add_endpoint`] with a test hook: fail before step N of the new journal entries (N =
-/// their number: before the state is saved). Honoured only with the `failpoints` feature.
+/// their number: before the state is saved). Exists only with the `failpoints` feature.
+#[cfg(feature = "failpoints")]
 pub fn add_endpoint_with_failpoint(
     state_dir: &Path,
     id: &str,
     iface: &str,
     fail_at: Option<usize>,
+) -> Result<EndpointChange> {
+    add_endpoint_at(state_dir, id, iface, FailAt::before(fail_at))
+}
+
+fn add_endpoint_at(
+    state_dir: &Path,
+    id: &str,
+    iface: &str,
+    fail_at: FailAt,
 ) -> Result<EndpointChange> {
     let (store, _lock, state, netns, mut nl) = open_attached(state_dir, id, iface)?;
     if state.endpoints.iter().any(|e| e.name == iface) {
@@ -82,7 +93,7 @@ fn add_inside(
     netns: &NetNs,
     nl: &mut Netlink,
     iface: &str,
-    fail_at: Option<usize>,
+    fail_at: FailAt,
 ) -> Result<EndpointChange> {
     let snapshot = super::scan_in(nl, netns)?;
     let only = [iface.to_string()];

@@ -5,6 +5,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::reopen::{Reopened, reopen_netns};
+use crate::failpoint::FailAt;
 use crate::journal::{self, Direction, Entry};
 use crate::model::{PlanContext, rate_entries};
 use crate::netlink::{Netlink, htb};
@@ -50,12 +51,12 @@ pub fn set_rate(
     rx: Option<RateChange>,
     tx: Option<RateChange>,
 ) -> Result<Vec<LimitStatus>> {
-    set_rate_with_failpoint(state_dir, id, iface, rx, tx, None)
+    set_rate_at(state_dir, id, iface, rx, tx, FailAt::NEVER)
 }
 
 /// Counts the kernel changes of one set-rate, for the failpoint test hook.
 struct Steps {
-    fail_at: Option<usize>,
+    fail_at: FailAt,
     done: usize,
 }
 
@@ -63,22 +64,14 @@ impl Steps {
     /// Before one change: an injected failure when it is the one to fail at (only with the
     /// `failpoints` feature).
     fn check(&mut self, object: &str, step: &str) -> Result<()> {
-        if cfg!(feature = "failpoints") && self.fail_at == Some(self.done) {
-            return Err(Error::Injected {
-                object: object.to_string(),
-                step: step.to_string(),
-            });
-        }
+        self.fail_at.check(self.done, object, step)?;
         self.done += 1;
         Ok(())
     }
 
     /// Before `n` journal entries are applied: the failpoint among them, relative to them.
-    fn within(&mut self, n: usize) -> Option<usize> {
-        let at = self
-            .fail_at
-            .and_then(|f| f.checked_sub(self.done))
-            .filter(|&f| f < n);
+    fn within(&mut self, n: usize) -> FailAt {
+        let at = self.fail_at.within(self.done, n);
         self.done += n;
         at
     }
@@ -86,7 +79,8 @@ impl Steps {
 
 /// [`set_rate`] with a test hook: fail before its step N, counting every journal entry it
 /// applies and every limit it changes or removes (N = their number: before the state is
-/// saved). Honoured only with the `failpoints` feature.
+/// saved). Exists only with the `failpoints` feature.
+#[cfg(feature = "failpoints")]
 pub fn set_rate_with_failpoint(
     state_dir: &Path,
     id: &str,
@@ -94,6 +88,17 @@ pub fn set_rate_with_failpoint(
     rx: Option<RateChange>,
     tx: Option<RateChange>,
     fail_at: Option<usize>,
+) -> Result<Vec<LimitStatus>> {
+    set_rate_at(state_dir, id, iface, rx, tx, FailAt::before(fail_at))
+}
+
+fn set_rate_at(
+    state_dir: &Path,
+    id: &str,
+    iface: Option<&str>,
+    rx: Option<RateChange>,
+    tx: Option<RateChange>,
+    fail_at: FailAt,
 ) -> Result<Vec<LimitStatus>> {
     state::validate_id(id)?;
     if rx.is_none() && tx.is_none() {
@@ -224,7 +229,7 @@ fn change_one(
             );
             let alias = journal::owner_alias(&state.id);
             let fail_at = steps.within(entries.len());
-            if let Err(e) = journal::apply(nl, &mut entries, &alias, fail_at) {
+            if let Err(e) = journal::apply_at(nl, &mut entries, &alias, fail_at) {
                 if let Err(u) = journal::undo(nl, &entries[..e.applied], &Owner::of(state)) {
                     tracing::error!(object = %u.entry.describe(), error = %u.error, "could not roll back a new rate limit");
                 }

@@ -59,7 +59,7 @@ pub(super) fn restore(nl: &mut Netlink, store: &StateDir, before: &State, now: &
             clear_ifindex(entry);
         }
     }
-    if let Err(e) = journal::apply(nl, &mut removed, &alias, None) {
+    if let Err(e) = journal::apply(nl, &mut removed, &alias) {
         tracing::error!(id = %before.id, object = %e.entry.describe(), step = e.step, error = %e.error,
             "rollback: could not re-create a removed object");
     }

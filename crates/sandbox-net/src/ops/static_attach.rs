@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::attach::{Attachment, apply_and_save, undo_logged};
 use super::status::ObjectStatus;
+use crate::failpoint::FailAt;
 use crate::endpoint::EndpointKind;
 use crate::guest::{GuestConfig, GuestInterface};
 use crate::journal::{self, Entry};
@@ -100,7 +101,7 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
         dns: opts.dns.clone(),
     };
     store.save(&state)?;
-    match apply_and_save(&mut nl, &store, &mut state, 0, None) {
+    match apply_and_save(&mut nl, &store, &mut state, 0, FailAt::NEVER) {
         Ok(()) => {
             tracing::info!(id = %opts.id, endpoints = state.endpoints.len(), "attached statically");
             Ok(Attachment::from_state(&state, nl.requests()))

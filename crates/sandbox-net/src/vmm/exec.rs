@@ -11,8 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use super::fdmap::FdMap;
-use super::{Backend, FIRST_FD, VHOST_NET, Vmm, VmmArgs, fd_layout, qemu};
-use crate::dataplane::open_endpoint_queues;
+use super::{Backend, FIRST_FD, VHOST_NET, Vmm, VmmArgs, fd_layout, open_endpoint_queues, qemu};
 use crate::netns::NetNs;
 use crate::ops::Reopened;
 use crate::state::State;

@@ -14,6 +14,7 @@ pub mod exec;
 mod fdmap;
 mod firecracker;
 mod qemu;
+mod queues;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use serde::Serialize;
 
 pub use exec::{ExecPlan, prepare_exec};
 pub use firecracker::FirecrackerInterface;
+pub use queues::open_endpoint_queues;
 
 use crate::state::{Endpoint, State};
 use crate::{Error, Result};

@@ -10,13 +10,12 @@
 //! The tenant can make notifications as fast as it likes: rounds are paced (see [`pace`]),
 //! a description over a cap (see [`crate::guest::over_cap`]) is reported, not recorded,
 //! and the state is saved only when the description changed.
-//! The watch stops when `stop` is set (SIGTERM/SIGINT in the CLI, see [`signals`]), when
+//! The watch stops when `stop` is set (the CLI sets it on SIGTERM/SIGINT), when
 //! the netns is deleted, and when the sandbox is detached.
 
 pub mod diff;
 mod liveness;
 pub mod pace;
-pub mod signals;
 pub mod subscription;
 
 use std::path::PathBuf;
