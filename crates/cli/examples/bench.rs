@@ -43,10 +43,11 @@ use serde_json::{Value, json};
 
 use sandbox_net::netlink::{Netlink, addr, link, route, tc};
 use sandbox_net::netns::NetNs;
-use sandbox_net::scratch::ScratchNet;
 use sandbox_net::state::StateDir;
 use sandbox_net::trusted_dir::TrustedDir;
 use sandbox_net::{AttachOptions, attach, detach, scan, tap};
+use sandbox_net_testkit::netns;
+use sandbox_net_testkit::scratch::ScratchNet;
 
 type R<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -129,14 +130,14 @@ struct Ns {
 
 impl Ns {
     fn create(name: String) -> R<Ns> {
-        let ns = NetNs::create(&name)?;
+        let ns = netns::create(&name)?;
         Ok(Ns { name, ns })
     }
 }
 
 impl Drop for Ns {
     fn drop(&mut self) {
-        if let Err(e) = NetNs::delete(&self.name) {
+        if let Err(e) = netns::delete(&self.name) {
             eprintln!("bench: could not delete netns {}: {e}", self.name);
         }
     }
@@ -1605,7 +1606,7 @@ fn run(a: &RunArgs) -> R<()> {
                     for p in &fresh_names {
                         if p.exists() {
                             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                            let _ = NetNs::delete(name);
+                            let _ = netns::delete(name);
                         }
                     }
                     let _ = fs::remove_file(&marker);

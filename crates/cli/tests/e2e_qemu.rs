@@ -8,8 +8,9 @@
 //!
 //! Needs root, qemu-system-x86, busybox-static and cpio (scripts/test.sh installs them).
 //! Every netns, attachment and QEMU process is removed on success, failure or timeout.
-
-mod common;
+//!
+//! A test binary of its own, outside `it`: each case boots a VM under TCG within a
+//! timeout, so the cases run after the other tests, not next to them.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr};
@@ -19,9 +20,8 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use common::*;
-use sandbox_net::fakeguest::peer;
-use sandbox_net::scratch::ScratchNet;
+use sandbox_net_testkit::fakeguest::peer;
+use sandbox_net_testkit::prelude::*;
 use serde_json::Value;
 
 /// The boot, pings included, must be over by then.
@@ -41,7 +41,7 @@ fn assets() -> &'static Assets {
     static ASSETS: OnceLock<Assets> = OnceLock::new();
     ASSETS.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-assets");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/e2e-assets.sh");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/e2e-assets.sh");
         let started = Instant::now();
         let out = Command::new(&script)
             .arg(&dir)
@@ -66,18 +66,9 @@ fn assets() -> &'static Assets {
     })
 }
 
-/// Detaches (CLI-independent, through the library) on drop.
-struct Attached<'a> {
-    dir: &'a Path,
-    id: String,
-}
-
-impl Drop for Attached<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = sandbox_net::detach(self.dir, &self.id) {
-            eprintln!("detach {}: {e}", self.id);
-        }
-    }
+/// The `sandbox-net` binary cargo built for these tests.
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sandbox-net")
 }
 
 /// A running VMM: killed and reaped on drop; its stdout lines arrive on a channel, its
@@ -216,7 +207,7 @@ struct Case {
 fn sn(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let mut full = vec!["--state-dir", dir.to_str().expect("utf-8 state dir")];
     full.extend_from_slice(args);
-    cli(&full)
+    run_bin(bin(), &full)
 }
 
 /// The QEMU command line without the network.
@@ -269,10 +260,8 @@ fn run(case: &Case) -> String {
         ],
     );
     assert_eq!(code, 0, "attach: {err}");
-    let _attached = Attached {
-        dir,
-        id: case.id.to_string(),
-    };
+    // Detaches (CLI-independent, through the library) on drop.
+    let _attached = DetachOnDrop::new(dir, case.id);
     let attachment: Value = serde_json::from_str(&out).expect("attach JSON");
     let ep = &attachment["endpoints"][0];
     let mac = ep["mac"].as_str().expect("mac").to_string();

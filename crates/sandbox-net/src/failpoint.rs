@@ -47,7 +47,10 @@ impl FailAt {
     pub(crate) fn within(self, done: usize, n: usize) -> FailAt {
         #[cfg(feature = "failpoints")]
         return FailAt {
-            step: self.step.and_then(|f| f.checked_sub(done)).filter(|&f| f < n),
+            step: self
+                .step
+                .and_then(|f| f.checked_sub(done))
+                .filter(|&f| f < n),
         };
         #[cfg(not(feature = "failpoints"))]
         {

@@ -28,6 +28,7 @@ pub mod prelude {
         DetachOnDrop, TempDir, TempStateDir, attach, described, options, serial,
     };
     pub use crate::iproute::*;
+    pub use crate::netns::DeleteOnDrop;
     pub use crate::scratch::{ScratchNet, scratch, unique_name};
     pub use crate::snapshot::*;
 }

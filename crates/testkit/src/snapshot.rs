@@ -137,7 +137,6 @@ pub fn settle(ns: &str) {
     }
 }
 
-
 /// How long the kernel gets to finish its own asynchronous work (IPv6 local routes of a
 /// restored address, link watch) before a snapshot comparison fails.
 const SETTLE: Duration = Duration::from_secs(10);

@@ -6,30 +6,13 @@
 //! directories and state files; the tests after it cover an unsupported interface, a netns
 //! with no usable interface, and attaching twice.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{TempStateDir, cli, run, scratch, settle, snapshot};
-use sandbox_net::scratch::{ScratchNet, unique_name};
+use crate::common::{
+    DetachOnDrop, ScratchNet, TempDir, TempStateDir, cli, listing, run, scratch, settle, snapshot,
+    unique_name,
+};
 use serde_json::Value;
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(unique_name("snt-bad"));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A state directory that exists (mode 0700, as sandbox-net makes it) and starts empty.
 fn state_dir() -> TempStateDir {
@@ -42,34 +25,8 @@ fn state_dir() -> TempStateDir {
     state
 }
 
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
 fn dir_str(state: &TempStateDir) -> &str {
     state.path().to_str().expect("utf-8 state dir")
-}
-
-/// Detaches the sandbox when the test ends, whatever happened (a no-op once detached).
-struct DetachGuard<'a> {
-    dir: &'a Path,
-    id: String,
-}
-
-impl Drop for DetachGuard<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = sandbox_net::detach(self.dir, &self.id) {
-            eprintln!("cleanup: detach {} failed: {e}", self.id);
-        }
-    }
 }
 
 /// One bad invocation: `sandbox-net --state-dir DIR ARGS` (ARGS start with the command).
@@ -120,7 +77,7 @@ fn fingerprint(dir: &Path) -> Vec<String> {
         Err(_) => out.push("absent".into()),
     }
     for d in dirs {
-        for name in entries(&d) {
+        for name in listing(&d) {
             let contents = std::fs::read(d.join(&name)).unwrap_or_default();
             out.push(format!(
                 "{}/{name}: {}",
@@ -148,7 +105,7 @@ fn check(case: &Case, pod: &str, state: &TempStateDir) -> Vec<String> {
             let out = std::process::Command::new("nsenter")
                 .arg(format!("--net=/run/netns/{ns}"))
                 .arg("--")
-                .arg(common::bin())
+                .arg(crate::common::bin())
                 .args(&args)
                 .output()
                 .expect("run nsenter");
@@ -231,7 +188,7 @@ fn bad_input_corpus_exits_2_and_changes_nothing() {
     let pod = net.pod_name.clone();
     settle(&pod);
     let state = state_dir();
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("snt-bad");
     let file = tmp.0.join("not-a-netns");
     std::fs::write(&file, "").expect("create regular file");
     let file = file.to_str().expect("utf-8").to_string();
@@ -551,15 +508,13 @@ fn attaching_the_same_id_twice_is_refused_and_the_first_stays_intact() {
     let dir = dir_str(&state);
     let id = "twice";
     let pristine = snapshot(&pod);
-    let _guard = DetachGuard {
-        dir: state.path(),
-        id: id.into(),
-    };
+    // Detaches the sandbox when the test ends, whatever happened (a no-op once detached).
+    let _guard = DetachOnDrop::new(state.path(), id);
     let (code, _, err) = cli(&["--state-dir", dir, "attach", "--netns", &pod, "--id", id]);
     assert_eq!(code, 0, "first attach: {err}");
     settle(&pod);
     let attached = snapshot(&pod);
-    let files = entries(state.path());
+    let files = listing(state.path());
     assert!(files.contains(&format!("{id}.json")), "{files:?}");
 
     let (code, out, err) = cli(&["--state-dir", dir, "attach", "--netns", &pod, "--id", id]);
@@ -575,7 +530,7 @@ fn attaching_the_same_id_twice_is_refused_and_the_first_stays_intact() {
         "the second attach changed the netns (left: before it)"
     );
     assert_eq!(
-        entries(state.path()),
+        listing(state.path()),
         files,
         "the second attach changed the state dir"
     );
@@ -595,9 +550,9 @@ fn attaching_the_same_id_twice_is_refused_and_the_first_stays_intact() {
         "detach left something behind (left: before attach)"
     );
     assert!(
-        entries(state.path()).is_empty(),
+        listing(state.path()).is_empty(),
         "{:?}",
-        entries(state.path())
+        listing(state.path())
     );
 }
 
@@ -625,8 +580,8 @@ fn detaching_an_unknown_id_says_nothing_was_attached() {
     assert_eq!(json["outcome"], "not-attached", "{out}");
     assert_eq!(json["id"], "never-attached", "{out}");
     assert!(
-        entries(state.path()).is_empty(),
+        listing(state.path()).is_empty(),
         "{:?}",
-        entries(state.path())
+        listing(state.path())
     );
 }

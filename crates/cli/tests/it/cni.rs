@@ -8,25 +8,26 @@
 //! deleted on drop, and take everything the plugins made with them. The error-code tests
 //! run the binary directly: they fail before any kernel object is touched.
 
-mod common;
-
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
-use sandbox_net::netns::NetNs;
-use sandbox_net::scratch::unique_name;
+use crate::common::*;
+use sandbox_net_testkit::netns::Named;
 use serde_json::{Value, json};
 
 /// Where Debian installs the reference plugins.
 const CNI_BIN: &str = "/usr/lib/cni";
 
-/// A named netns, deleted on drop.
-struct Ns {
-    name: String,
-    ns: NetNs,
+/// A named netns (`name`, `netns`), deleted on drop.
+struct Ns(Named);
+
+impl std::ops::Deref for Ns {
+    type Target = Named;
+    fn deref(&self) -> &Named {
+        &self.0
+    }
 }
 
 impl Ns {
@@ -34,8 +35,8 @@ impl Ns {
     /// are usable at once, which keeps the tests deterministic).
     fn new(prefix: &str) -> Ns {
         let name = unique_name(prefix);
-        let ns = NetNs::create(&name).unwrap_or_else(|e| panic!("create netns {name}: {e}"));
-        let ns = Ns { name, ns };
+        let ns = Named::create(&name).unwrap_or_else(|e| panic!("create netns {name}: {e}"));
+        let ns = Ns(ns);
         for scope in ["all", "default"] {
             ns.sysctl(&format!("net/ipv6/conf/{scope}/accept_dad"), "0");
         }
@@ -49,7 +50,7 @@ impl Ns {
 
     fn sysctl(&self, key: &str, value: &str) {
         let path = format!("/proc/sys/{key}");
-        self.ns
+        self.netns
             .run(|| std::fs::write(&path, value))
             .expect("enter netns")
             .unwrap_or_else(|e| panic!("write {path} in {}: {e}", self.name));
@@ -82,14 +83,6 @@ impl Ns {
             .filter(|q| q["kind"] == "ingress" || q["kind"] == "htb")
             .map(|q| format!("{} {}", q["dev"], q["kind"]))
             .collect()
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        if let Err(e) = NetNs::delete(&self.name) {
-            eprintln!("could not delete netns {}: {e}", self.name);
-        }
     }
 }
 
@@ -365,13 +358,14 @@ fn check_dataplane(state: &TempStateDir, id: &str, pod: &Ns, host: &Ns, gateways
         .iter()
         .find(|i| i.name == ep.name)
         .expect("guest interface");
-    let identity = sandbox_net::dataplane::identity(ep, iface).expect("identity");
+    let identity = sandbox_net_testkit::dataplane::identity(ep, iface).expect("identity");
     let targets: Vec<IpAddr> = gateways
         .iter()
         .map(|g| g.parse().expect("gateway address"))
         .collect();
-    let reports = sandbox_net::dataplane::check(&pod.ns, &host.ns, ep, identity, &targets, 3)
-        .unwrap_or_else(|e| panic!("dataplane through {}: {e}", ep.tap));
+    let reports =
+        sandbox_net_testkit::dataplane::check(&pod.netns, &host.netns, ep, identity, &targets, 3)
+            .unwrap_or_else(|e| panic!("dataplane through {}: {e}", ep.tap));
     for r in &reports {
         println!("   {:<28} {} replies", r.direction, r.rtts.len());
     }

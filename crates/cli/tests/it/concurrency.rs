@@ -5,14 +5,11 @@
 //! every remaining sandbox shows no drift, every tap in every netns is accounted for by a
 //! state, and detaching everything leaves each netns as it was.
 
-mod common;
-mod reliability;
-
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use common::*;
-use reliability::{DetachOnDrop, assert_settles_to, listing, our_links, settled_snapshot};
+use crate::common::*;
+use crate::common::{DetachOnDrop, assert_settles_to, listing, our_links, settled_snapshot};
 
 const WORKERS: usize = 8;
 const CYCLES: usize = 10;
@@ -46,7 +43,7 @@ fn eight_processes_attach_and_detach_in_parallel_with_contention() {
     let _cleanup: Vec<DetachOnDrop> = ids
         .iter()
         .chain(std::iter::once(&SHARED.to_string()))
-        .map(|id| DetachOnDrop(dir.path(), id.clone()))
+        .map(|id| DetachOnDrop::new(dir.path(), id.clone()))
         .collect();
     let before: Vec<_> = nets.iter().map(|n| settled_snapshot(&n.pod_name)).collect();
     let shared_before = settled_snapshot(&shared.pod_name);

@@ -8,17 +8,14 @@
 //! attach has written its journal, when it has exited), half from the whole run and half
 //! from the journal write on, so kills land before, during and after the journalled steps.
 
-mod common;
-mod reliability;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use reliability::{DetachOnDrop, assert_settles_to, listing, settled_snapshot};
-use sandbox_net::scratch::ScratchNet;
+use crate::common::*;
+use crate::common::{DetachOnDrop, assert_settles_to, listing, settled_snapshot};
 use sandbox_net::state::{Phase, StateDir};
+use sandbox_net_testkit::scratch::ScratchNet;
 
 /// SplitMix64: a tiny deterministic PRNG (no dependency needed for test delays).
 struct Rng(u64);
@@ -128,7 +125,7 @@ fn crash_trials(veths: u8, model: &str, trials: usize, rng: &mut Rng) -> Tally {
     let dir = TempStateDir::new();
     let state_dir = dir.path().display().to_string();
     let id = format!("crash-{model}-{veths}");
-    let _cleanup = DetachOnDrop(dir.path(), id.clone());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
     let before = settled_snapshot(&net.pod_name);
     let window = calibrate(&net, dir.path(), &id, model);
     assert_settles_to(&net.pod_name, &before, "after calibration");

@@ -2,67 +2,23 @@
 //! would (same flags) and exchanges ARP/NDP and ICMP echo with the peer in both directions.
 //! It must fail when the filters are missing (negative controls).
 
-mod common;
-
 use std::net::IpAddr;
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use common::*;
-use sandbox_net::dataplane::{self, PingReport};
-use sandbox_net::scratch::ScratchNet;
-use sandbox_net::{AttachOptions, Attachment, Detached};
+use crate::common::*;
+use sandbox_net::{Attachment, Detached};
+use sandbox_net_testkit::dataplane::{self, PingReport};
+use sandbox_net_testkit::scratch::ScratchNet;
 
-const COUNT: u32 = 3;
-
-/// The tests of this file run one at a time. While another test thread spawns a child
-/// (`ip`, `tc`), the child holds copies of this process's fds from fork until exec closes
-/// the O_CLOEXEC ones, tap fds included; a single-queue tap that the fake guest just
-/// closed is then still attached, and reopening it fails with EBUSY.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Detaches the sandbox on drop (also when the test panics), unless already detached.
-struct Attached<'a> {
-    dir: &'a Path,
-    id: String,
-    armed: bool,
-}
-
-impl Attached<'_> {
-    fn detach(mut self) -> Detached {
-        self.armed = false;
-        sandbox_net::detach(self.dir, &self.id).expect("detach")
-    }
-}
-
-impl Drop for Attached<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = sandbox_net::detach(self.dir, &self.id);
-        }
-    }
-}
-
-fn attach<'a>(
+/// Attach `net`'s pod as `id` with `queues` per tap, guarded.
+fn attach(
     net: &ScratchNet,
-    dir: &'a TempStateDir,
+    dir: &TempStateDir,
     id: &str,
     queues: u32,
-) -> (Attachment, Attached<'a>) {
-    let mut opts = AttachOptions::new(net.pod_name.clone(), id);
-    opts.state_dir = dir.path().to_path_buf();
+) -> (Attachment, DetachOnDrop) {
+    let mut opts = options(&net.pod_name, dir, id);
     opts.queues = queues;
-    let a = sandbox_net::attach(&opts).expect("attach");
-    let guard = Attached {
-        dir: dir.path(),
-        id: id.to_string(),
-        armed: true,
-    };
-    (a, guard)
+    crate::common::attach(&opts)
 }
 
 /// Run the dataplane check for endpoint `i` of `a` (the scratch link of the same name),
@@ -99,38 +55,6 @@ fn peer_ips(net: &ScratchNet, i: usize) -> [IpAddr; 2] {
         IpAddr::V4(net.links[i].peer_v4),
         IpAddr::V6(net.links[i].peer_v6),
     ]
-}
-
-/// Assert that all four exchanges (guest -> peer v4/v6, peer -> guest v4/v6) got every reply.
-fn assert_all_replied(what: &str, reports: &[PingReport]) {
-    for r in reports {
-        let rtts: Vec<String> = r
-            .rtts
-            .iter()
-            .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
-            .collect();
-        println!("{what}: {:<28} rtt {}", r.direction, rtts.join(", "));
-    }
-    assert_eq!(reports.len(), 4, "{what}: {reports:?}");
-    assert_eq!(
-        reports
-            .iter()
-            .filter(|r| r.direction.starts_with("guest -> "))
-            .count(),
-        2,
-        "{what}: {reports:?}"
-    );
-    assert_eq!(
-        reports
-            .iter()
-            .filter(|r| r.direction.starts_with("peer -> "))
-            .count(),
-        2,
-        "{what}: {reports:?}"
-    );
-    for r in reports {
-        assert_eq!(r.rtts.len(), COUNT as usize, "{what}: {}", r.direction);
-    }
 }
 
 /// Packets the redirect filter on `dev`'s ingress has redirected so far.
@@ -175,7 +99,7 @@ fn dataplane_round_trip(queues: u32) {
         redirected_packets(&net.pod_name, "tap0_sn"),
     );
     let reports = check(&net, &a, 0, &peer_ips(&net, 0)).expect("dataplane check");
-    assert_all_replied(&format!("queues {queues}"), &reports);
+    assert_replied(&format!("queues {queues}"), &reports, 2, 2);
     // Both redirect filters carried the frames: every request and reply crossed them.
     let eth_moved = redirected_packets(&net.pod_name, "eth0") - eth_before;
     let tap_moved = redirected_packets(&net.pod_name, "tap0_sn") - tap_before;
@@ -192,7 +116,7 @@ fn dataplane_round_trip(queues: u32) {
     // The tap is still usable after the fake guest closed its queues (it is persistent):
     // a second VMM session works as well.
     let again = check(&net, &a, 0, &peer_ips(&net, 0)).expect("dataplane check, second session");
-    assert_all_replied(&format!("queues {queues}, again"), &again);
+    assert_replied(&format!("queues {queues}, again"), &again, 2, 2);
 
     assert!(matches!(guard.detach(), Detached::Detached { .. }));
     assert_eq!(snapshot(&net.pod_name), before);
@@ -262,7 +186,7 @@ fn dataplane_fails_without_the_eth0_to_tap_filter() {
     let (a, guard) = attach(&net, &dir, "dp-half", 1);
     // Works first, so what follows is caused by the missing filter alone.
     let reports = check(&net, &a, 0, &peer_ips(&net, 0)).expect("dataplane check");
-    assert_all_replied("before removing the filter", &reports);
+    assert_replied("before removing the filter", &reports, 2, 2);
     run(
         "tc",
         &[
@@ -325,7 +249,7 @@ fn dataplane_three_veths() {
     );
     for i in 0..3 {
         let reports = check(&net, &a, i, &peer_ips(&net, i)).expect("dataplane check");
-        assert_all_replied(&format!("eth{i}"), &reports);
+        assert_replied(&format!("eth{i}"), &reports, 2, 2);
     }
     assert!(matches!(
         guard.detach(),

@@ -2,36 +2,16 @@
 //! a netns re-created under the same name is never touched. The per-sandbox lock keeps
 //! concurrent operations on one sandbox apart. The CLI's JSON output and file modes.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Barrier;
 
-use common::*;
-use sandbox_net::scratch::ScratchNet;
+use crate::common::*;
 use sandbox_net::state::StateDir;
 use sandbox_net::{AttachOptions, Detached, Error};
+use sandbox_net_testkit::scratch::ScratchNet;
 use serde_json::Value;
-
-/// Detaches the sandbox on drop, so a failing test leaves nothing attached.
-struct DetachOnDrop<'a>(&'a Path, String);
-
-impl Drop for DetachOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = sandbox_net::detach(self.0, &self.1);
-    }
-}
-
-/// Deletes a netns by name on drop (for namespaces made with `ip netns add`).
-struct NetnsOnDrop(String);
-
-impl Drop for NetnsOnDrop {
-    fn drop(&mut self) {
-        let _ = sandbox_net::netns::NetNs::delete(&self.0);
-    }
-}
 
 fn options(net: &ScratchNet, dir: &TempStateDir, id: &str) -> AttachOptions {
     let mut opts = AttachOptions::new(net.pod_name.clone(), id);
@@ -64,7 +44,7 @@ fn detach_leaves_nothing_and_is_idempotent() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "dt-idem";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let before = snapshot(&net.pod_name);
     sandbox_net::attach(&options(&net, &dir, id)).expect("attach");
     assert!(state_file(&dir, id).exists());
@@ -120,7 +100,7 @@ fn detach_after_the_netns_was_deleted() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "dt-gone";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let pod_name = net.pod_name.clone();
     sandbox_net::attach(&options(&net, &dir, id)).expect("attach");
     // Delete both namespaces (what the container runtime does when the pod goes away).
@@ -156,13 +136,13 @@ fn netns_recreated_under_the_same_name_is_not_touched() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "dt-recreated";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let name = net.pod_name.clone();
     sandbox_net::attach(&options(&net, &dir, id)).expect("attach");
     // Delete the name and create a new netns under it. `net.pod` still holds the old netns
     // open, so the new one can't get its inode number.
     run("ip", &["netns", "del", &name]);
-    let _recreated = NetnsOnDrop(name.clone());
+    let _recreated = DeleteOnDrop(name.clone());
     run("ip", &["netns", "add", &name]);
     run(
         "ip",
@@ -196,7 +176,7 @@ fn a_held_lock_makes_the_cli_busy() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "dt-lock";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let before = snapshot(&net.pod_name);
     let attach_args = [
         "--state-dir",
@@ -275,7 +255,7 @@ fn concurrent_attaches_of_one_id_exactly_one_wins() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "dt-race";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let before = snapshot(&net.pod_name);
     let opts = options(&net, &dir, id);
     for round in 0..8 {
@@ -325,7 +305,7 @@ fn concurrent_cli_attaches_of_one_id_exactly_one_wins() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "dt-race-cli";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let before = snapshot(&net.pod_name);
     let state_dir = dir_arg(&dir);
     for round in 0..4 {
@@ -379,7 +359,7 @@ fn cli_json_attach_and_detach_and_file_modes() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "dt-cli";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let before = snapshot(&net.pod_name);
     let state_dir = dir_arg(&dir);
     assert!(!dir.path().exists(), "the CLI is to create the state dir");

@@ -3,9 +3,6 @@
 //! macvtaps handed over as they are, a tun device refused, a physical NIC bound to vfio-pci
 //! against a fake sysfs tree, and vhost-user sockets.
 
-mod common;
-mod support;
-
 use std::fs;
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -14,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use sandbox_net::endpoint::{self, Candidate, Class, EndpointKind};
 use sandbox_net::journal::{self, Entry};
 use sandbox_net::model::{self, PlanContext};
@@ -22,11 +19,10 @@ use sandbox_net::netlink::Netlink;
 use sandbox_net::netlink::addr::Address;
 use sandbox_net::netlink::link::Link;
 use sandbox_net::scan::Snapshot;
-use sandbox_net::scratch::ScratchNet;
 use sandbox_net::state::Endpoint;
 use sandbox_net::tap::{self, TapOwner};
 use sandbox_net::{Detached, Model, physical};
-use support::*;
+use sandbox_net_testkit::scratch::ScratchNet;
 
 fn ips(v4: &str, v6: &str) -> [IpAddr; 2] {
     [v4.parse().expect("v4"), v6.parse().expect("v6")]
@@ -52,7 +48,7 @@ fn endpoint_round_trip(
     let mut opts = options(pod, &dir, &id);
     opts.model = model;
     opts.queues = 2;
-    let (a, guard) = attach(&opts, &dir);
+    let (a, guard) = attach(&opts);
     assert_eq!(a.endpoints.len(), 1, "{:?}", a.endpoints);
     let ep = &a.endpoints[0];
     println!(
@@ -96,10 +92,11 @@ fn endpoint_round_trip(
         .expect("status")
         .expect("attached");
     assert!(!st.drift, "{st:?}");
-    let reports = check(&net.pod, &net.peer, ep, described(&a.guest), peer_ips).expect("dataplane");
+    let reports =
+        check_guest(&net.pod, &net.peer, ep, described(&a.guest), peer_ips).expect("dataplane");
     assert_replied(&format!("{iface} {model}"), &reports, peer_ips.len(), 2);
     assert!(matches!(guard.detach(), Detached::Detached { .. }));
-    assert_snapshot_eq(pod, &before, &format!("{iface} {model}: after detach"));
+    assert_settles_to(pod, &before, &format!("{iface} {model}: after detach"));
 }
 
 /// A pod whose interface is a macvlan, made as the CNI macvlan plugin makes it: on a
@@ -286,7 +283,7 @@ fn ipvlan_endpoint() {
     println!("ipvlan under macvtap: {e}");
     assert_eq!(e.exit_code(), 2);
     assert!(e.to_string().contains("ipv0"), "{e}");
-    assert_snapshot_eq(pod, &before, "refused ipvlan");
+    assert_settles_to(pod, &before, "refused ipvlan");
 }
 
 /// Open the endpoint's VMM side in the pod as a VMM would; returns how many queues opened,
@@ -294,7 +291,7 @@ fn ipvlan_endpoint() {
 fn vmm_opens(net: &ScratchNet, ep: &Endpoint) -> usize {
     let fds = net
         .pod
-        .run(|| sandbox_net::dataplane::open_endpoint_queues(ep))
+        .run(|| sandbox_net::vmm::open_endpoint_queues(ep))
         .expect("run in pod")
         .unwrap_or_else(|e| panic!("open {} as reported ({ep:?}): {e}", ep.tap));
     for fd in &fds {
@@ -340,7 +337,7 @@ fn existing_taps_are_handed_over_as_they_are() {
         let id = format!("taps-q{queues}");
         let mut opts = options(pod, &dir, &id);
         opts.queues = queues;
-        let (a, guard) = attach(&opts, &dir);
+        let (a, guard) = attach(&opts);
         let eps: Vec<(&str, EndpointKind, &str, u32)> = a
             .endpoints
             .iter()
@@ -360,7 +357,7 @@ fn existing_taps_are_handed_over_as_they_are() {
         assert!(a.endpoints.iter().all(|e| e.chardev.is_none()));
         // Nothing created: no tap of ours, no qdisc, no filter.
         assert!(!has_tc_objects(pod));
-        assert_snapshot_eq(pod, &before, "taps handed over");
+        assert_settles_to(pod, &before, "taps handed over");
         let st = sandbox_net::status(dir.path(), &id)
             .expect("status")
             .expect("attached");
@@ -380,7 +377,7 @@ fn existing_taps_are_handed_over_as_they_are() {
         // Detach never deletes a tap it did not create.
         let names = link_names(pod);
         assert!(names.contains(&"vmtap0".into()) && names.contains(&"vmtap1".into()));
-        assert_snapshot_eq(pod, &before, "after detach");
+        assert_settles_to(pod, &before, "after detach");
     }
 }
 
@@ -411,7 +408,7 @@ fn a_tun_device_is_refused() {
         for needle in ["interface tun0", "tun device", "layer 3", "tap"] {
             assert!(err.contains(needle), "{needle:?} in {err}");
         }
-        assert_snapshot_eq(pod, &before, "refused tun");
+        assert_settles_to(pod, &before, "refused tun");
         assert!(sandbox_net::list(dir.path()).expect("list").is_empty());
     }
 }
@@ -453,7 +450,7 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
     let dir = TempStateDir::new();
     let mut opts = options(pod, &dir, "mvt-existing");
     opts.queues = 2;
-    let (a, guard) = attach(&opts, &dir);
+    let (a, guard) = attach(&opts);
     assert_eq!(a.endpoints.len(), 1, "{:?}", a.endpoints);
     let ep = &a.endpoints[0];
     println!("{}", serde_json::to_string(ep).unwrap_or_default());
@@ -472,9 +469,9 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
     assert_eq!(ep.chardev.as_deref(), Some(sysfs.trim()));
     assert_eq!(ep.mac, link(pod, "mvt0")["address"].as_str().expect("mac"));
     assert!(!has_tc_objects(pod));
-    assert_snapshot_eq(pod, &before, "macvtap handed over");
+    assert_settles_to(pod, &before, "macvtap handed over");
     assert_eq!(vmm_opens(&net, ep), 2);
-    let reports = check(
+    let reports = check_guest(
         &net.pod,
         &net.peer,
         ep,
@@ -492,13 +489,13 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
         }
     );
     assert!(link_names(pod).contains(&"mvt0".into()));
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }
 
 // ---- physical NIC against a fake sysfs tree (the fixture of src/physical.rs's tests) ----
 
 use sandbox_net::ownership::Owner;
-use sandbox_net::physical::fake_sysfs::{ADDR, DEV, FakeSysfs as Fake};
+use sandbox_net_testkit::fake_sysfs::{ADDR, DEV, FakeSysfs as Fake};
 
 /// Play the kernel during a bind: `drivers_probe` becomes a FIFO whose buffer is full, so
 /// the bind's write to it blocks until this thread has seen the unbind from ixgbe, re-pointed
@@ -666,7 +663,7 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
     let mut nl = Netlink::open_in(&net.pod).expect("netlink");
     let alias = journal::owner_alias("phys-1");
     let kernel = fake_kernel_probe(&fake);
-    let applied = journal::apply(&mut nl, &mut entries, &alias, None);
+    let applied = journal::apply(&mut nl, &mut entries, &alias);
     let probed = kernel.join().expect("fake kernel thread");
     if let Err(e) = &applied {
         panic!("apply: {} {}: {}", e.entry.describe(), e.step, e.error);
@@ -786,14 +783,14 @@ fn vhost_user_sockets() {
         let mut opts = options(pod, &state, "vhu-1");
         opts.queues = 4;
         opts.vhost_user_dir = Some(dir.to_path_buf());
-        let (a, guard) = attach(&opts, &state);
+        let (a, guard) = attach(&opts);
         let ep = &a.endpoints[0];
         println!("{what}: {}", serde_json::to_string(ep).unwrap_or_default());
         match expect_socket {
             Some(socket) => {
                 assert_eq!(ep.vhost_user_socket.as_deref(), Some(socket), "{what}");
                 assert_eq!((ep.tap.as_str(), ep.queues), ("", 1), "{what}");
-                assert_snapshot_eq(pod, &before, what);
+                assert_settles_to(pod, &before, what);
                 let st = sandbox_net::status(state.path(), "vhu-1")
                     .expect("status")
                     .expect("attached");
@@ -806,7 +803,7 @@ fn vhost_user_sockets() {
             }
         }
         assert!(matches!(guard.detach(), Detached::Detached { .. }));
-        assert_snapshot_eq(pod, &before, &format!("{what}: after detach"));
+        assert_settles_to(pod, &before, &format!("{what}: after detach"));
     };
 
     let v4 = TempDir::new("snt-vhu");
@@ -836,5 +833,5 @@ fn vhost_user_sockets() {
     opts.vhost_user_dir = Some(empty.0.join("missing"));
     let e = sandbox_net::attach(&opts).expect_err("missing directory");
     assert_eq!(e.exit_code(), 2, "{e}");
-    assert_snapshot_eq(pod, &before, "missing vhost-user dir");
+    assert_settles_to(pod, &before, "missing vhost-user dir");
 }

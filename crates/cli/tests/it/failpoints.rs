@@ -4,11 +4,8 @@
 //! as it was; a detach stopped before each of its steps keeps the state, and the next
 //! detach returns the netns to its snapshot from before the attach.
 
-mod common;
-mod reliability;
-
-use common::*;
-use reliability::{
+use crate::common::*;
+use crate::common::{
     DetachOnDrop, assert_settles_to, assert_settles_to_by, listing, settled_snapshot,
     without_ifindexes,
 };
@@ -17,9 +14,9 @@ use sandbox_net::ops::{
     set_rate_with_failpoint,
 };
 use sandbox_net::rate::Rate;
-use sandbox_net::scratch::ScratchNet;
 use sandbox_net::state::{State, StateDir};
 use sandbox_net::{AttachOptions, Model};
+use sandbox_net_testkit::scratch::ScratchNet;
 
 /// More steps than any operation here has: a loop that reaches it has not terminated.
 const MAX_STEPS: usize = 64;
@@ -63,7 +60,7 @@ fn add_endpoint_fails_at_every_step(model: Model) {
     let net = scratch(2);
     let dir = TempStateDir::new();
     let id = format!("fp-add-{model}");
-    let _cleanup = DetachOnDrop(dir.path(), id.clone());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
     let pristine = settled_snapshot(&net.pod_name);
     attach(&net, &dir, &id, model, Some("eth0"));
     let before = settled_snapshot(&net.pod_name);
@@ -110,7 +107,7 @@ fn add_endpoint_macvtap() {
 /// A snapshot for comparisons across a rollback that re-created an IFB: without
 /// ifindexes, and without what the kernel gives a new IFB at random (its MAC, and so its
 /// IPv6 link-local address and that address's local route).
-fn across_recreation(s: common::NetnsSnapshot) -> common::NetnsSnapshot {
+fn across_recreation(s: NetnsSnapshot) -> NetnsSnapshot {
     let mut s = without_ifindexes(s);
     let ifb = |line: &str| line.contains("ifb") && line.contains("_sn");
     for line in &mut s.links {
@@ -137,7 +134,7 @@ fn set_rate_fails_at_every_step(model: Model) {
     let net = scratch(2);
     let dir = TempStateDir::new();
     let id = format!("fp-rate-{model}");
-    let _cleanup = DetachOnDrop(dir.path(), id.clone());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
     let pristine = settled_snapshot(&net.pod_name);
     attach(&net, &dir, &id, model, None);
     for (phase, rx, tx) in [
@@ -186,7 +183,7 @@ fn detach_stopped_at_every_step(model: Model) {
     let net = scratch(2);
     let dir = TempStateDir::new();
     let id = format!("fp-detach-{model}");
-    let _cleanup = DetachOnDrop(dir.path(), id.clone());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
     let pristine = settled_snapshot(&net.pod_name);
     let mut opts = AttachOptions::new(net.pod_name.clone(), &id);
     opts.state_dir = dir.path().to_path_buf();

@@ -2,14 +2,11 @@
 //! (fuzz/corpus/<target>/): what CI runs of the fuzzing, since cargo-fuzz needs a nightly
 //! compiler. Long runs: see the README, "Fuzzing".
 
-#[path = "../fuzz/checks.rs"]
-mod checks;
-
 use std::path::Path;
 
 fn each_seed(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("../../fuzz/corpus")
         .join(target);
     let mut seeds: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
@@ -26,25 +23,25 @@ fn each_seed(target: &str, check: fn(&[u8])) {
 
 #[test]
 fn state_file_seeds() {
-    each_seed("state_file", checks::state_file);
+    each_seed("state_file", crate::checks::state_file);
 }
 
 #[test]
 fn rate_seeds() {
-    each_seed("rate", checks::rate);
+    each_seed("rate", crate::checks::rate);
 }
 
 #[test]
 fn mac_seeds() {
-    each_seed("mac", checks::mac);
+    each_seed("mac", crate::checks::mac);
 }
 
 #[test]
 fn id_seeds() {
-    each_seed("id", checks::id);
+    each_seed("id", crate::checks::id);
 }
 
 #[test]
 fn netlink_answers_seeds() {
-    each_seed("netlink_answers", checks::netlink_answers);
+    each_seed("netlink_answers", crate::checks::netlink_answers);
 }

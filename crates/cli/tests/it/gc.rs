@@ -2,35 +2,16 @@
 //! or objects gone) are found and removed; a dry run changes nothing; links that are not
 //! ours (no alias, another alias, another kind) and live attachments are never touched.
 
-mod common;
-
-use std::path::Path;
-
-use common::*;
+use crate::common::*;
 use sandbox_net::state::StateDir;
 use sandbox_net::{AttachOptions, GcOptions, Model};
 use serde_json::Value;
-
-/// Detaches the sandbox on drop, so a failing test leaves nothing attached.
-struct DetachOnDrop<'a>(&'a Path, String);
-
-impl Drop for DetachOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = sandbox_net::detach(self.0, &self.1);
-    }
-}
 
 fn attach(pod: &str, dir: &TempStateDir, id: &str, model: Model) {
     let mut opts = AttachOptions::new(pod, id);
     opts.state_dir = dir.path().to_path_buf();
     opts.model = model;
     sandbox_net::attach(&opts).unwrap_or_else(|e| panic!("attach {id}: {e}"));
-}
-
-fn ip(ns: &str, args: &[&str]) {
-    let mut full = vec!["-n", ns];
-    full.extend_from_slice(args);
-    run("ip", &full);
 }
 
 fn links(ns: &str) -> Vec<String> {
@@ -40,18 +21,6 @@ fn links(ns: &str) -> Vec<String> {
         .flatten()
         .filter_map(|l| l["ifname"].as_str().map(String::from))
         .collect();
-    names.sort();
-    names
-}
-
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
     names.sort();
     names
 }
@@ -80,7 +49,7 @@ fn orphan_links_are_removed_and_foreign_ones_survive() {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let id = "gc-orphan";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     add_foreign_taps(&pod);
     let before = snapshot(&pod);
     attach(&pod, &dir, id, Model::Tcfilter);
@@ -157,7 +126,7 @@ fn a_live_attachment_is_kept_and_its_unjournalled_link_is_collected() {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let id = "gc-live";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let before = snapshot(&pod);
     attach(&pod, &dir, id, Model::Tcfilter);
     let attached = snapshot(&pod);
@@ -216,8 +185,8 @@ fn stale_states_are_removed() {
     assert_eq!(snapshot(&pod), before);
     // 3: a live one, and one with no journal at all (model none): both stay.
     let live = scratch(1);
-    let _c1 = DetachOnDrop(dir.path(), "gc-live".into());
-    let _c2 = DetachOnDrop(dir.path(), "gc-none".into());
+    let _c1 = DetachOnDrop::new(dir.path(), "gc-live");
+    let _c2 = DetachOnDrop::new(dir.path(), "gc-none");
     attach(&live.pod_name, &dir, "gc-live", Model::Tcfilter);
     let other = scratch(1);
     attach(&other.pod_name, &dir, "gc-none", Model::None);
@@ -292,7 +261,7 @@ fn an_unfinished_attach_is_reported_and_left_to_detach() {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let id = "gc-crashed";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let before = snapshot(&pod);
     attach(&pod, &dir, id, Model::Tcfilter);
     // What a process killed between its last kernel change and its final save leaves.

@@ -6,14 +6,10 @@
 //! nothing; under macvtap the description is still taken (the addresses leave eth0);
 //! hotplug reports the description read from the netns; the CLI's `attach --no-guest`.
 
-mod common;
-mod support;
-
-use common::{TempStateDir, run, scratch};
+use crate::common::*;
 use sandbox_net::Model;
-use sandbox_net::scratch::ScratchNet;
 use sandbox_net::state::StateDir;
-use support::*;
+use sandbox_net_testkit::scratch::ScratchNet;
 
 fn state_json(dir: &TempStateDir, id: &str) -> serde_json::Value {
     let path = StateDir::open(dir.path())
@@ -40,16 +36,16 @@ fn a_named_interface_takes_six_requests_and_the_guest_is_read_when_asked() {
     let before = settled_snapshot(pod);
 
     // The reference: an attach that records the description (the default).
-    let (recorded, guard) = attach(&options(pod, &dir, "god-full"), &dir);
+    let (recorded, guard) = attach(&options(pod, &dir, "god-full"));
     assert_eq!(recorded.netlink_requests, 9, "4 dumps + 5 changes");
     let recorded_guest = described(&recorded.guest).clone();
     guard.detach();
-    assert_snapshot_eq(pod, &before, "after the describing attach");
+    assert_settles_to(pod, &before, "after the describing attach");
 
     let mut opts = options(pod, &dir, "god-named");
     opts.describe_guest = false;
     opts.interfaces = Some(vec!["eth0".into()]);
-    let (a, guard) = attach(&opts, &dir);
+    let (a, guard) = attach(&opts);
     println!("requests: {}", a.netlink_requests);
     assert_eq!(a.netlink_requests, 6, "1 link request + 5 changes");
     assert_eq!(a.guest, None);
@@ -66,12 +62,13 @@ fn a_named_interface_takes_six_requests_and_the_guest_is_read_when_asked() {
         std::net::IpAddr::V4(net.links[0].peer_v4),
         std::net::IpAddr::V6(net.links[0].peer_v6),
     ];
-    let reports = check(&net.pod, &net.peer, &a.endpoints[0], &live, &peers).expect("dataplane");
+    let reports =
+        check_guest(&net.pod, &net.peer, &a.endpoints[0], &live, &peers).expect("dataplane");
     assert_replied("eth0", &reports, peers.len(), peers.len());
 
     // The CLI renders the description it reads from the netns.
     let dir_arg = dir.path().display().to_string();
-    let (code, out, err) = common::cli(&[
+    let (code, out, err) = crate::common::cli(&[
         "--state-dir",
         &dir_arg,
         "guest-config",
@@ -88,7 +85,7 @@ fn a_named_interface_takes_six_requests_and_the_guest_is_read_when_asked() {
         .expect("attached");
     assert!(!status.drift, "{status:?}");
     guard.detach();
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }
 
 #[test]
@@ -101,7 +98,7 @@ fn every_configured_interface_takes_the_link_and_address_dumps() {
     let before = settled_snapshot(pod);
     let mut opts = options(pod, &dir, "god-all");
     opts.describe_guest = false;
-    let (a, guard) = attach(&opts, &dir);
+    let (a, guard) = attach(&opts);
     assert_eq!(a.netlink_requests, 7, "2 dumps + 5 changes");
     let names: Vec<&str> = a.endpoints.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names, vec!["eth0"]);
@@ -112,7 +109,7 @@ fn every_configured_interface_takes_the_link_and_address_dumps() {
     assert_eq!(guest_names, vec!["eth0"]);
     assert!(!live.routes.is_empty(), "{live:?}");
     guard.detach();
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }
 
 #[test]
@@ -130,7 +127,7 @@ fn a_named_interface_without_addresses_is_attached_and_bad_names_change_nothing(
         let err = sandbox_net::attach(&opts).expect_err(name).to_string();
         println!("{name}: {err}");
         assert!(err.contains(name) && err.contains(why), "{err}");
-        assert_snapshot_eq(pod, &before, name);
+        assert_settles_to(pod, &before, name);
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .expect("state dir")
             .flatten()
@@ -145,7 +142,7 @@ fn a_named_interface_without_addresses_is_attached_and_bad_names_change_nothing(
     let mut opts = options(pod, &dir, "god-bare");
     opts.describe_guest = false;
     opts.interfaces = Some(vec!["eth1".into()]);
-    let (a, guard) = attach(&opts, &dir);
+    let (a, guard) = attach(&opts);
     assert_eq!(a.netlink_requests, 6);
     assert_eq!(a.endpoints[0].name, "eth1");
     let live = sandbox_net::guest_config(dir.path(), "god-bare")
@@ -154,7 +151,7 @@ fn a_named_interface_without_addresses_is_attached_and_bad_names_change_nothing(
     assert_eq!(live.interfaces.len(), 1);
     assert!(live.interfaces[0].addresses.is_empty(), "{live:?}");
     guard.detach();
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }
 
 #[test]
@@ -167,7 +164,7 @@ fn under_macvtap_the_description_is_taken_anyway() {
     let mut opts = options(pod, &dir, "god-mvt");
     opts.describe_guest = false;
     opts.model = Model::Macvtap;
-    let (a, guard) = attach(&opts, &dir);
+    let (a, guard) = attach(&opts);
     let g = described(&a.guest);
     assert_eq!(g.interfaces.len(), 1);
     assert!(!g.interfaces[0].addresses.is_empty(), "{g:?}");
@@ -176,7 +173,7 @@ fn under_macvtap_the_description_is_taken_anyway() {
         a.guest.clone()
     );
     guard.detach();
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }
 
 #[test]
@@ -187,7 +184,7 @@ fn the_cli_attaches_without_the_guest_description() {
     let dir = TempStateDir::new();
     let dir_arg = dir.path().display().to_string();
     let before = settled_snapshot(pod);
-    let (code, out, err) = common::cli(&[
+    let (code, out, err) = crate::common::cli(&[
         "--state-dir",
         &dir_arg,
         "attach",
@@ -200,19 +197,20 @@ fn the_cli_attaches_without_the_guest_description() {
         "--no-guest",
         "--json",
     ]);
-    let _guard = Attached::guard(dir.path(), "god-cli");
+    let _guard = DetachOnDrop::new(dir.path(), "god-cli");
     assert_eq!(code, 0, "{out} {err}");
     let v: serde_json::Value = serde_json::from_str(&out).expect("attach JSON");
     assert!(v.get("guest").is_none(), "{v}");
     assert_eq!(v["netlink_requests"], 6, "{v}");
     let (code, out, err) =
-        common::cli(&["--state-dir", &dir_arg, "guest-config", "--id", "god-cli"]);
+        crate::common::cli(&["--state-dir", &dir_arg, "guest-config", "--id", "god-cli"]);
     assert_eq!(code, 0, "{out} {err}");
     let g: serde_json::Value = serde_json::from_str(&out).expect("guest JSON");
     assert_eq!(g["interfaces"][0]["name"], "eth0", "{g}");
-    let (code, out, err) = common::cli(&["--state-dir", &dir_arg, "detach", "--id", "god-cli"]);
+    let (code, out, err) =
+        crate::common::cli(&["--state-dir", &dir_arg, "detach", "--id", "god-cli"]);
     assert_eq!(code, 0, "{out} {err}");
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }
 
 #[test]
@@ -225,7 +223,7 @@ fn hotplug_reports_the_description_read_from_the_netns() {
     let mut opts = options(pod, &dir, "god-hot");
     opts.describe_guest = false;
     opts.interfaces = Some(vec!["eth0".into()]);
-    let (_a, guard) = attach(&opts, &dir);
+    let (_a, guard) = attach(&opts);
     let names = |g: &sandbox_net::guest::GuestConfig| -> Vec<String> {
         g.interfaces.iter().map(|i| i.name.clone()).collect()
     };
@@ -241,5 +239,5 @@ fn hotplug_reports_the_description_read_from_the_netns() {
     assert_eq!(names(&removed.guest), vec!["eth0"]);
     assert!(removed.guest.routes.iter().all(|r| r.device != "eth1"));
     guard.detach();
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }

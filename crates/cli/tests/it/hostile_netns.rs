@@ -12,61 +12,49 @@
 //! - A FIFO, a device node or a socket given as the netns is refused at once, without
 //!   being opened.
 
-mod common;
-
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::MutexGuard;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use sandbox_net::cni::record::{RECORD_VERSION, Record, Records};
 use sandbox_net::endpoint::EndpointKind;
 use sandbox_net::journal::Entry;
 use sandbox_net::netlink::Netlink;
 use sandbox_net::netns::{NetNs, NsId};
 use sandbox_net::ops::RateChange;
-use sandbox_net::physical::fake_sysfs::{ADDR, DEV, FakeSysfs};
-use sandbox_net::scratch::{ScratchNet, unique_name};
 use sandbox_net::state::{self, Endpoint, Phase, Settings, State, StateDir};
 use sandbox_net::vmm::{self, Vmm};
 use sandbox_net::{AttachOptions, Detached, GcOptions, Model, WatchOptions};
+use sandbox_net_testkit::fake_sysfs::{ADDR, DEV, FakeSysfs};
+use sandbox_net_testkit::scratch::{ScratchNet, unique_name};
 use serde_json::Value;
 
-/// The tests that wait for the kernel to reuse a netns inode run one at a time (each
-/// creates and deletes namespaces, which would take the other's inode).
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// A netns made with `ip netns add`, deleted on drop.
-struct Named(String);
+struct Named(DeleteOnDrop);
 
 impl Named {
     fn add(name: &str) -> Named {
         run("ip", &["netns", "add", name]);
-        Named(name.to_string())
+        Named(DeleteOnDrop(name.to_string()))
+    }
+    fn name(&self) -> &str {
+        &self.0.0
     }
     fn ip(&self, args: &[&str]) {
-        let mut full = vec!["-n", self.0.as_str()];
+        let mut full = vec!["-n", self.name()];
         full.extend_from_slice(args);
         run("ip", &full);
     }
     fn tc(&self, args: &[&str]) {
-        let mut full = vec!["-n", self.0.as_str()];
+        let mut full = vec!["-n", self.name()];
         full.extend_from_slice(args);
         run("tc", &full);
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = NetNs::delete(&self.0);
     }
 }
 
@@ -77,15 +65,6 @@ fn tenant_filter<'a>(dev: &'a str, to: &'a str) -> Vec<&'a str> {
         "filter", "add", "dev", dev, "ingress", "prio", "1", "u32", "match", "u32", "0", "0",
         "action", "mirred", "egress", "redirect", "dev", to,
     ]
-}
-
-/// Detaches on drop, so a failing test leaves nothing attached.
-struct DetachOnDrop<'a>(&'a Path, &'a str);
-
-impl Drop for DetachOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = sandbox_net::detach(self.0, self.1);
-    }
 }
 
 fn ns_id(name: &str) -> NsId {
@@ -154,6 +133,8 @@ fn cli_within(args: &[&str], limit: Duration) -> (i32, String, String) {
 /// a tenant with eth0 at the old eth0's ifindex, eth1 at the old tap's, an ingress qdisc
 /// and a filter on eth0. Holds the serial lock; detaches on drop.
 struct Replaced {
+    /// First, so that it detaches before the state directory goes.
+    _detach: DetachOnDrop,
     dir: TempStateDir,
     id: &'static str,
     ns: Named,
@@ -162,12 +143,6 @@ struct Replaced {
     /// The new netns as made, before any operation on the sandbox.
     before: NetnsSnapshot,
     _serial: MutexGuard<'static, ()>,
-}
-
-impl Drop for Replaced {
-    fn drop(&mut self) {
-        let _ = sandbox_net::detach(self.dir.path(), self.id);
-    }
 }
 
 fn replaced_netns(id: &'static str) -> Replaced {
@@ -248,6 +223,7 @@ fn replaced_netns(id: &'static str) -> Replaced {
     assert_ne!(new_cookie, cookie, "a new namespace has a new cookie");
     settle(&name);
     Replaced {
+        _detach: DetachOnDrop::new(dir.path(), id),
         path: format!("/run/netns/{name}"),
         before: snapshot(&name),
         dir,
@@ -272,7 +248,7 @@ fn assert_refusal(what: &str, message: &str, r: &Replaced) {
 #[test]
 fn a_recreated_netns_with_the_old_inode_is_refused_by_the_cli_and_detach_touches_nothing() {
     let r = replaced_netns("hn-cli");
-    let (name, before) = (&r.ns.0, &r.before);
+    let (name, before) = (r.ns.name(), &r.before);
     let d = dir_arg(&r.dir);
     let base = ["--state-dir", d.as_str()];
     let with =
@@ -351,7 +327,7 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_cli_and_detach_touches
 #[test]
 fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches_nothing() {
     let r = replaced_netns("hn-lib");
-    let (name, before) = (&r.ns.0, &r.before);
+    let (name, before) = (r.ns.name(), &r.before);
     let dir = r.dir.path();
     let err = |what: &str, e: sandbox_net::Error| {
         assert_eq!(e.exit_code(), 2, "{what}: {e}");
@@ -401,7 +377,7 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
 
     // gc, also scanning the new netns for orphans: the state is stale, nothing is removed.
     let mut opts = GcOptions::new(dir);
-    opts.netns = vec![name.clone()];
+    opts.netns = vec![name.to_string()];
     let report = sandbox_net::gc(&opts).expect("gc");
     println!("{report}");
     assert!(report.links.is_empty(), "{report:?}");
@@ -420,7 +396,7 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
 #[test]
 fn a_state_without_a_cookie_still_leaves_a_foreign_device_at_the_tap_ifindex_alone() {
     let r = replaced_netns("hn-nocookie");
-    let name = &r.ns.0;
+    let name = r.ns.name();
     let mut state = load(r.dir.path(), r.id);
     state.netns_cookie = None;
     StateDir::open(r.dir.path())
@@ -456,7 +432,7 @@ fn devices_at_journalled_ifindexes_that_are_not_ours_are_left_alone_and_named() 
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let id = "hn-reuse";
-    let _cleanup = DetachOnDrop(dir.path(), id);
+    let _cleanup = DetachOnDrop::new(dir.path(), id);
     let mut opts = AttachOptions::new(pod.clone(), id);
     opts.state_dir = dir.path().to_path_buf();
     opts.interfaces = Some(vec!["eth0".into()]);
@@ -588,7 +564,7 @@ fn set_rate_does_not_change_a_limit_on_a_device_that_took_the_taps_ifindex() {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let id = "hn-rate";
-    let _cleanup = DetachOnDrop(dir.path(), id);
+    let _cleanup = DetachOnDrop::new(dir.path(), id);
     let mut opts = AttachOptions::new(pod.clone(), id);
     opts.state_dir = dir.path().to_path_buf();
     opts.rx_rate = Some("10mbit".parse().expect("rate"));
@@ -878,15 +854,7 @@ fn pending_events(fd: &OwnedFd) -> usize {
 
 #[test]
 fn a_fifo_a_device_node_or_a_socket_as_netns_is_refused_at_once_without_being_opened() {
-    let tmp = std::env::temp_dir().join(unique_name("snt-notns"));
-    std::fs::create_dir_all(&tmp).expect("temp dir");
-    struct Rm(PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _rm = Rm(tmp.clone());
+    let tmp = TempDir::new("snt-notns");
     let fifo = tmp.join("fifo");
     let device = tmp.join("null");
     let socket = tmp.join("sock");

@@ -7,52 +7,40 @@
 //! victim file's content and mtime, the netns, the planted files) and that the refusal
 //! names the object.
 
-mod common;
-mod reliability;
-
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt, symlink};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
-use reliability::{listing, settled_snapshot};
+use crate::common::*;
+use crate::common::{listing, settled_snapshot};
 use sandbox_net::cni::record::{RECORD_VERSION, Record, Records};
 use sandbox_net::journal::Entry;
 use sandbox_net::netns::NsId;
-use sandbox_net::physical::fake_sysfs::ADDR;
-use sandbox_net::scratch::unique_name;
 use sandbox_net::state::{Phase, STATE_FILE_LIMIT, STATE_VERSION, Settings, State, StateDir};
 use sandbox_net::{AttachOptions, Model};
+use sandbox_net_testkit::fake_sysfs::ADDR;
+use sandbox_net_testkit::scratch::unique_name;
 
 /// A directory under the temp dir (mode 0700, root's), removed with everything in it.
-struct Base(PathBuf);
+struct Base(TempDir);
 
 impl Base {
     fn new(tag: &str) -> Base {
-        let dir = std::env::temp_dir().join(unique_name(tag));
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .expect("create base dir");
+        let dir = TempDir::new(tag);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).expect("chmod base dir");
         Base(dir)
     }
 
     /// A directory `name` in the base with `mode`, owned by `uid`.
     fn dir(&self, name: &str, mode: u32, uid: u32) -> PathBuf {
-        let dir = self.0.join(name);
+        let dir = self.0.path().join(name);
         fs::create_dir_all(&dir).expect("mkdir");
         std::os::unix::fs::chown(&dir, Some(uid), None).expect("chown");
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode)).expect("chmod");
         dir
-    }
-}
-
-impl Drop for Base {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

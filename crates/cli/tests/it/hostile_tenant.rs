@@ -10,19 +10,14 @@
 //! iproute2 is the witness, read as bytes: names and aliases that are not UTF-8 are kept
 //! as they are (see `witness`).
 
-#[path = "../fuzz/checks.rs"]
-#[allow(dead_code)]
-mod checks;
-mod common;
-
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::*;
+use crate::common::*;
+use crate::watch_child::Watch;
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkHeader, NetlinkMessage,
     NetlinkPayload,
@@ -34,15 +29,15 @@ use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::tc::{TcHandle, TcMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use sandbox_net::netlink::answers::{self, Answer};
 use sandbox_net::netns::NetNs;
-use sandbox_net::scratch::ScratchNet;
 use sandbox_net::{AttachOptions, GcOptions, GcReport};
+use sandbox_net_testkit::scratch::ScratchNet;
 use serde_json::{Value, json};
 
 /// The tenant's bytes.
+/// How long a watch event may take.
+const WAIT: Duration = Duration::from_secs(10);
 const ALIAS: &[u8] = b"\xff";
 const NAME: &[u8] = b"\xc3\x28";
 const NAME_ALIAS: &[u8] = b"\xfe\xfd";
@@ -286,15 +281,6 @@ fn state_arg(dir: &TempStateDir) -> String {
     dir.path().display().to_string()
 }
 
-/// Detaches the sandbox on drop, so a failing test leaves nothing attached.
-struct DetachOnDrop<'a>(&'a TempStateDir, &'static str);
-
-impl Drop for DetachOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = sandbox_net::detach(self.0.path(), self.1);
-    }
-}
-
 // ---------------------------------------------------------------- the tests
 
 /// `sandbox-net attach` (every configured interface), `status`, `detach` of a sandbox
@@ -307,7 +293,7 @@ fn full_scan_attach_status_and_detach_work_in_a_hostile_netns() {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let id = "hostile-attach";
-    let _cleanup = DetachOnDrop(&dir, id);
+    let _cleanup = DetachOnDrop::new(dir.path(), id);
     let before = witness(&pod);
     println!("{before:#?}");
     // lo, eth0, the veth pair; the label; hv0's qdisc and its filter (3 lines).
@@ -375,7 +361,7 @@ fn a_configured_link_named_with_bytes_that_are_not_utf8_is_refused_by_name() {
     let before = witness(&pod);
     let dir = TempStateDir::new();
     let id = "hostile-named";
-    let _cleanup = DetachOnDrop(&dir, id);
+    let _cleanup = DetachOnDrop::new(dir.path(), id);
     let (code, out, err) = cli(&[
         "--state-dir",
         &state_arg(&dir),
@@ -483,88 +469,6 @@ fn cni_add_check_and_del_work_in_a_hostile_netns() {
     assert_eq!(witness(&pod), after, "DEL left the netns changed");
 }
 
-/// A `sandbox-net watch --json` child; stopped (SIGTERM, then SIGKILL) on drop.
-struct Watch {
-    child: Child,
-    lines: Receiver<Value>,
-    seen: Vec<Value>,
-}
-
-impl Watch {
-    fn start(dir: &TempStateDir, id: &str) -> Watch {
-        let mut child = Command::new(bin())
-            .args([
-                "--state-dir",
-                &state_arg(dir),
-                "watch",
-                "--id",
-                id,
-                "--json",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn sandbox-net watch");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-                    panic!("watch printed a line that is not JSON ({e}): {line}")
-                });
-                if tx.send(value).is_err() {
-                    break;
-                }
-            }
-        });
-        Watch {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Wait (up to 10 s) for the next event matching `pred`; earlier ones are kept.
-    fn until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(event) => {
-                    self.seen.push(event.clone());
-                    if pred(&event) {
-                        return event;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                    panic!("no {what} event; events so far: {:#?}", self.seen)
-                }
-            }
-        }
-    }
-
-    /// Stop with SIGTERM; every event it printed.
-    fn stop(mut self) -> Vec<Value> {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let _ = self.child.wait();
-        while let Ok(e) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(e);
-        }
-        std::mem::take(&mut self.seen)
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// `watch` over a pod that turns hostile under it: its scans still succeed (a veth
 /// configured afterwards is attached), and a configured link named with bytes that are not
 /// UTF-8 is one error event naming it; the watch goes on and stops cleanly.
@@ -574,15 +478,14 @@ fn watch_works_in_a_hostile_netns() {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let id = "hostile-watch";
-    let _cleanup = DetachOnDrop(&dir, id);
+    let _cleanup = DetachOnDrop::new(dir.path(), id);
     attach(&pod, &dir, id);
     let mut watch = Watch::start(&dir, id);
-    std::thread::sleep(Duration::from_millis(500));
     // The tenant turns hostile under the watch.
     make_hostile(&pod);
 
     net.add_link(1, 1500, false).expect("add eth1");
-    watch.until("endpoint-added eth1", |e| {
+    watch.until("endpoint-added eth1", WAIT, |e| {
         e["event"] == "endpoint-added" && e["endpoint"]["name"] == "eth1"
     });
     // A configured link named with bytes that are not UTF-8.
@@ -603,7 +506,7 @@ fn watch_works_in_a_hostile_netns() {
         &pod,
         &[b"addr", b"add", b"10.79.1.2/24", b"dev", b"\xc3\x29"],
     );
-    let refused = watch.until("error naming \\xc3)", |e| e["event"] == "error");
+    let (_, refused) = watch.until("error naming \\xc3)", WAIT, |e| e["event"] == "error");
     assert_eq!(refused["interface"], "\\xc3) (not UTF-8)", "{refused}");
     assert!(
         refused["message"]
@@ -613,7 +516,7 @@ fn watch_works_in_a_hostile_netns() {
     );
     // The watch goes on: eth1 going away is seen.
     ip(&pod, &[b"link", b"del", b"eth1"]);
-    watch.until("endpoint-removed eth1", |e| {
+    watch.until("endpoint-removed eth1", WAIT, |e| {
         e["event"] == "endpoint-removed" && e["endpoint"]["name"] == "eth1"
     });
     let events = watch.stop();
@@ -641,7 +544,7 @@ fn gc_collects_next_to_a_hostile_netns_and_leaves_it_alone() {
     let net = scratch(1);
     let pod = net.pod_name.clone();
     let id = "hostile-live";
-    let _cleanup = DetachOnDrop(&dir, id);
+    let _cleanup = DetachOnDrop::new(dir.path(), id);
     attach(&pod, &dir, id);
     // The tenant turns hostile once attached.
     make_hostile(&pod);
@@ -794,7 +697,7 @@ fn live_dumps_of_a_hostile_netns_decode_and_are_the_fuzz_seeds() {
     );
     let dir = TempStateDir::new();
     let id = "hostile-dumps";
-    let _cleanup = DetachOnDrop(&dir, id);
+    let _cleanup = DetachOnDrop::new(dir.path(), id);
     let mut opts = AttachOptions::new(pod.clone(), id);
     opts.state_dir = dir.path().to_path_buf();
     opts.rx_rate = Some("10mbit".parse().expect("rate"));
@@ -847,11 +750,11 @@ fn live_dumps_of_a_hostile_netns_decode_and_are_the_fuzz_seeds() {
     ];
     let write = std::env::var_os("SANDBOX_NET_WRITE_SEEDS").is_some();
     let seeds =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/netlink_answers");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/netlink_answers");
     let mut decoded = Vec::new();
     for (what, request) in dumps {
         let bytes = raw_dump(&net.pod, request);
-        checks::netlink_answers(&bytes);
+        crate::checks::netlink_answers(&bytes);
         for answer in answers::decode(&bytes) {
             match answer {
                 Ok(a) => decoded.push(a),

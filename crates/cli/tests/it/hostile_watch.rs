@@ -16,9 +16,6 @@
 //! `SNT_WATCH_BIN=/path/to/sandbox-net` runs the flood against another build (the figures
 //! of the code before this change in docs/BENCHMARKS.md were taken this way).
 
-mod common;
-mod support;
-
 use std::fs::{self, File};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -29,12 +26,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use crate::common::{TempDir, attach, described, ip, options, serial, settled_snapshot};
+use crate::watch_child::Watch;
 use nix::sys::signal::Signal;
 use sandbox_net::guest::MAX_ROUTES;
 use sandbox_net::state::{State, StateDir};
-use support::watch_child::Watch;
-use support::{TempDir, attach, described, ip, options, serial, settled_snapshot};
 
 const EVENT_WAIT: Duration = Duration::from_secs(10);
 const FLOOD: Duration = Duration::from_secs(10);
@@ -311,7 +308,7 @@ fn a_flood_of_notifications_costs_watch_bounded_rounds_writes_and_cpu() {
     let net = scratch(1);
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
-    let (_, attached) = attach(&options(&pod, &dir, "hw1"), &dir);
+    let (_, attached) = attach(&options(&pod, &dir, "hw1"));
     let routes = base_routes();
     let fits = routes + 224 <= MAX_ROUTES;
     let base: String = (0..routes)
@@ -418,7 +415,7 @@ fn a_description_over_the_cap_is_an_error_event_and_is_not_recorded() {
     let net = scratch(1);
     let (pod, peer) = (net.pod_name.clone(), net.peer_name.clone());
     let dir = TempStateDir::new();
-    let (_, attached) = attach(&options(&pod, &dir, "hwcap"), &dir);
+    let (_, attached) = attach(&options(&pod, &dir, "hwcap"));
     let recorded = described(&load(dir.path(), "hwcap").guest).clone();
     let n = MAX_ROUTES + 100;
 
@@ -512,7 +509,7 @@ fn a_description_over_the_cap_is_an_error_event_and_is_not_recorded() {
         "the description changed"
     );
     assert!(
-        !support::link_names(&pod).contains(&"tap1_sn".to_string()),
+        !link_names(&pod).contains(&"tap1_sn".to_string()),
         "no tap for eth1"
     );
     assert_eq!(watch.terminate(), Some(0));
@@ -562,7 +559,7 @@ fn another_tenants_address_does_not_get_its_vhost_user_socket() {
     let attach_with_vhu = |pod: &str, id: &str| {
         let mut opts = options(pod, &dir, id);
         opts.vhost_user_dir = Some(vhu.dir.0.clone());
-        attach(&opts, &dir)
+        attach(&opts)
     };
     let (a, guard_a) = attach_with_vhu(&pod_a, "vhu-a");
     assert_eq!(

@@ -4,17 +4,13 @@
 //! reused; an empty attachment after removing every endpoint; the CLI's `add-endpoint` and
 //! `remove-endpoint --json`; and hotplug under the macvtap model.
 
-mod common;
-mod support;
-
 use std::net::IpAddr;
 
-use common::*;
-use sandbox_net::scratch::ScratchNet;
+use crate::common::*;
 use sandbox_net::state::{State, StateDir};
 use sandbox_net::{Attachment, Detached, Model};
+use sandbox_net_testkit::scratch::ScratchNet;
 use serde_json::Value;
-use support::*;
 
 fn peer_ips(net: &ScratchNet, name: &str) -> [IpAddr; 2] {
     let l = net
@@ -77,7 +73,7 @@ fn check_endpoint(net: &ScratchNet, dir: &TempStateDir, id: &str, name: &str) {
         .iter()
         .find(|e| e.name == name)
         .unwrap_or_else(|| panic!("{name} is not attached"));
-    let reports = check(
+    let reports = check_guest(
         &net.pod,
         &net.peer,
         ep,
@@ -153,7 +149,7 @@ fn three_interfaces_then_hotplug() {
     // Two attaches of the same netns: same endpoints, same guest description, in order.
     let mut seen: Vec<Attachment> = Vec::new();
     for round in 0..2 {
-        let (a, guard) = attach(&opts, &dir);
+        let (a, guard) = attach(&opts);
         let eps: Vec<(&str, &str)> = a
             .endpoints
             .iter()
@@ -190,14 +186,14 @@ fn three_interfaces_then_hotplug() {
                 guard.detach(),
                 Detached::Detached { objects: 15, .. }
             ));
-            assert_snapshot_eq(pod, &before, "after the first detach");
+            assert_settles_to(pod, &before, "after the first detach");
         } else {
             guard.disarm();
         }
         seen.push(a);
     }
     // From here on the sandbox is detached on drop by this guard.
-    let guard = Attached::guard(dir.path(), id);
+    let guard = DetachOnDrop::new(dir.path(), id);
     for name in ["eth0", "eth1", "eth2"] {
         check_endpoint(&net, &dir, id, name);
     }
@@ -289,7 +285,7 @@ fn three_interfaces_then_hotplug() {
         sandbox_net::guest_config(dir.path(), id).expect("guest-config"),
         Some(Default::default())
     );
-    assert_snapshot_eq(pod, &before4, "empty attachment");
+    assert_settles_to(pod, &before4, "empty attachment");
     assert_eq!(
         guard.detach(),
         Detached::Detached {
@@ -298,7 +294,7 @@ fn three_interfaces_then_hotplug() {
             left_alone: vec![],
         }
     );
-    assert_snapshot_eq(pod, &before4, "after detach");
+    assert_settles_to(pod, &before4, "after detach");
 }
 
 /// Run the CLI with a state dir; (code, parsed stdout or Null, stderr).
@@ -331,7 +327,7 @@ fn hotplug_through_the_cli() {
             "attach", "--netns", pod, "--id", id, "--iface", "eth0", "--json",
         ],
     );
-    let guard = Attached::guard(dir.path(), id);
+    let guard = DetachOnDrop::new(dir.path(), id);
     assert_eq!(code, 0, "{err}");
     assert_eq!(json_names(&a["endpoints"], "name"), vec!["eth0"]);
 
@@ -422,7 +418,7 @@ fn hotplug_through_the_cli() {
         (&st["endpoints"], &st["drift"]),
         (&Value::Array(vec![]), &Value::Bool(false))
     );
-    assert_snapshot_eq(pod, &before, "empty attachment");
+    assert_settles_to(pod, &before, "empty attachment");
     guard.disarm();
     let (code, d, err) = cli_json(&dir, &["detach", "--id", id, "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -430,7 +426,7 @@ fn hotplug_through_the_cli() {
         d,
         serde_json::json!({"outcome": "detached", "id": id, "objects": 0})
     );
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }
 
 #[test]
@@ -450,7 +446,7 @@ fn hotplug_under_the_macvtap_model() {
     opts.model = Model::Macvtap;
     opts.queues = 2;
     opts.interfaces = Some(vec!["eth0".into()]);
-    let (a, guard) = attach(&opts, &dir);
+    let (a, guard) = attach(&opts);
     assert_eq!(a.endpoints[0].tap, "mvtap0_sn");
 
     let change = sandbox_net::add_endpoint(dir.path(), id, "eth1").expect("add eth1");
@@ -486,7 +482,7 @@ fn hotplug_under_the_macvtap_model() {
     check_endpoint(&net, &dir, id, "eth0");
 
     assert!(matches!(guard.detach(), Detached::Detached { .. }));
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }
 
 /// A hotplug that fails halfway (an ingress qdisc that is not ours already sits on the new
@@ -501,7 +497,7 @@ fn a_failed_hotplug_leaves_the_attachment_as_it_was() {
     let id = "hot-fail";
     let mut opts = options(pod, &dir, id);
     opts.interfaces = Some(vec!["eth0".into()]);
-    let (_, guard) = attach(&opts, &dir);
+    let (_, guard) = attach(&opts);
     ip_tc(pod, &["qdisc", "add", "dev", "eth1", "ingress"]);
     let state_before = load(&dir, id);
     let snap_before = settled_snapshot(pod);
@@ -509,7 +505,7 @@ fn a_failed_hotplug_leaves_the_attachment_as_it_was() {
     println!("{e}");
     assert!(e.to_string().contains("ingress qdisc on eth1"), "{e}");
     assert_eq!(load(&dir, id), state_before, "state and journal unchanged");
-    assert_snapshot_eq(pod, &snap_before, "after the failed hotplug");
+    assert_settles_to(pod, &snap_before, "after the failed hotplug");
     assert_status_clean(&dir, id, &["eth1", "tap1_sn"]);
     check_endpoint(&net, &dir, id, "eth0");
     assert!(matches!(

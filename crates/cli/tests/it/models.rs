@@ -4,19 +4,15 @@
 //! `status --json` and `guest-config` report per model, and whether the reference's
 //! random-ifindex workaround for macvtap is still needed.
 
-mod common;
-mod support;
-
 use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use common::*;
-use sandbox_net::fakeguest::{FakeGuest, GuestIdentity};
-use sandbox_net::scratch::ScratchNet;
+use crate::common::*;
 use sandbox_net::state::Endpoint;
 use sandbox_net::{Detached, Model, macvtap, tap};
+use sandbox_net_testkit::fakeguest::{FakeGuest, GuestIdentity};
+use sandbox_net_testkit::scratch::ScratchNet;
 use serde_json::Value;
-use support::*;
 
 fn peer_ips(net: &ScratchNet, i: usize) -> [IpAddr; 2] {
     [
@@ -83,7 +79,7 @@ fn macvtap_round_trip(queues: u32, txqueuelen_zero: bool) {
     let mut opts = options(pod, &dir, &id);
     opts.model = Model::Macvtap;
     opts.queues = queues;
-    let (a, guard) = attach(&opts, &dir);
+    let (a, guard) = attach(&opts);
     assert_eq!(a.model, Model::Macvtap);
     assert_eq!(a.endpoints.len(), 1);
     let ep = &a.endpoints[0];
@@ -169,7 +165,7 @@ fn macvtap_round_trip(queues: u32, txqueuelen_zero: bool) {
     assert!(objects.contains(&"MAC of eth0"), "{objects:?}");
 
     for session in ["first", "second"] {
-        let reports = check(
+        let reports = check_guest(
             &net.pod,
             &net.peer,
             ep,
@@ -199,7 +195,7 @@ fn macvtap_round_trip(queues: u32, txqueuelen_zero: bool) {
     assert_eq!(address_details(pod, "eth0"), original_details);
     assert_eq!(default_routes(pod), original_routes);
     assert!(!link_names(pod).contains(&"mvtap0_sn".to_string()));
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
 }
 
 #[test]
@@ -227,7 +223,7 @@ fn none_model_creates_nothing() {
     let mut opts = options(pod, &dir, "none-1");
     opts.model = Model::None;
     opts.queues = 4;
-    let (a, guard) = attach(&opts, &dir);
+    let (a, guard) = attach(&opts);
     assert_eq!(a.model, Model::None);
     let eps: Vec<(&str, &str, u32)> = a
         .endpoints
@@ -253,7 +249,7 @@ fn none_model_creates_nothing() {
         described(&a.guest).routes
     );
     // No kernel object: the netns is exactly as it was, and the journal is empty.
-    assert_snapshot_eq(pod, &before, "attached with model none");
+    assert_settles_to(pod, &before, "attached with model none");
     let st = sandbox_net::status(dir.path(), "none-1")
         .expect("status")
         .expect("attached");
@@ -271,7 +267,7 @@ fn none_model_creates_nothing() {
             left_alone: vec![],
         }
     );
-    assert_snapshot_eq(pod, &before, "after detach");
+    assert_settles_to(pod, &before, "after detach");
     assert!(
         sandbox_net::status(dir.path(), "none-1")
             .expect("status")
@@ -377,7 +373,7 @@ fn json_reports_what_the_vmm_needs_per_model() {
         ];
         args.extend_from_slice(&case.extra_args);
         let (code, a, err) = cli_json(&dir, &args);
-        let guard = Attached::guard(dir.path(), id);
+        let guard = DetachOnDrop::new(dir.path(), id);
         assert_eq!(code, 0, "{what}: {err}");
         println!("{what}: attach --json endpoints: {}", a["endpoints"]);
         assert_eq!(a["model"], case.model, "{what}");
@@ -420,12 +416,12 @@ fn json_reports_what_the_vmm_needs_per_model() {
             serde_json::from_value(a["endpoints"][0].clone()).expect("endpoint parses");
         if case.tap.is_empty() {
             // Nothing for the VMM to open in the netns: nothing was created.
-            assert_snapshot_eq(pod, &before, &what);
+            assert_settles_to(pod, &before, &what);
         } else {
             // The VMM can open what was reported, as reported.
             let fds = net
                 .pod
-                .run(|| sandbox_net::dataplane::open_endpoint_queues(&endpoint))
+                .run(|| sandbox_net::vmm::open_endpoint_queues(&endpoint))
                 .expect("run in pod")
                 .unwrap_or_else(|e| panic!("{what}: open {}: {e}", case.tap));
             assert_eq!(fds.len() as u64, case.queues, "{what}");
@@ -437,7 +433,7 @@ fn json_reports_what_the_vmm_needs_per_model() {
             matches!(guard.detach(), Detached::Detached { .. }),
             "{what}"
         );
-        assert_snapshot_eq(pod, &before, &format!("{what}: after detach"));
+        assert_settles_to(pod, &before, &format!("{what}: after detach"));
     }
 }
 
@@ -479,7 +475,7 @@ fn macvtap_ifindex_workaround_is_not_needed() {
     for (i, net) in nets.iter().enumerate() {
         let mut opts = options(&net.pod_name, &dir, &format!("mvt-twin-{i}"));
         opts.model = Model::Macvtap;
-        attached.push(attach(&opts, &dir));
+        attached.push(attach(&opts));
     }
     let indexes: Vec<u64> = nets
         .iter()
@@ -501,7 +497,7 @@ fn macvtap_ifindex_workaround_is_not_needed() {
     assert_eq!(indexes[0], indexes[1], "same ifindex in both pods");
     assert_ne!(chardevs[0], chardevs[1]);
     for (net, (a, _)) in nets.iter().zip(&attached) {
-        let reports = check(
+        let reports = check_guest(
             &net.pod,
             &net.peer,
             &a.endpoints[0],
@@ -623,7 +619,7 @@ fn macvtap_model_rolls_back_at_every_step() {
     let id = "mvt-rb";
     let mut opts = options(pod, &dir, id);
     opts.model = Model::Macvtap;
-    let (_, guard) = attach(&opts, &dir);
+    let (_, guard) = attach(&opts);
     let journal = sandbox_net::state::StateDir::open(dir.path())
         .expect("state dir")
         .load(id)
@@ -631,12 +627,12 @@ fn macvtap_model_rolls_back_at_every_step() {
         .expect("state")
         .journal;
     assert!(matches!(guard.detach(), Detached::Detached { .. }));
-    assert_snapshot_eq(pod, &before, "after a normal attach/detach");
+    assert_settles_to(pod, &before, "after a normal attach/detach");
     for step in 0..=journal.len() {
         let context = format!("macvtap, failure injected at step {step}");
         let mut opts = opts.clone();
         opts.fail_at_step = Some(step);
-        let _cleanup = Attached::guard(dir.path(), id);
+        let _cleanup = DetachOnDrop::new(dir.path(), id);
         let err = sandbox_net::attach(&opts).expect_err("injected failure");
         println!("{context}: {err}");
         assert!(err.to_string().contains("failpoint"), "{context}: {err}");
@@ -651,7 +647,7 @@ fn macvtap_model_rolls_back_at_every_step() {
             ),
         }
         assert_eq!(address_details(pod, "eth0"), details, "{context}");
-        assert_snapshot_eq(pod, &before, &context);
+        assert_settles_to(pod, &before, &context);
         assert!(
             sandbox_net::status(dir.path(), id)
                 .expect("status")
@@ -686,14 +682,14 @@ fn macvtap_name_taken_rolls_back() {
     let details = address_details(pod, "eth0");
     let mut opts = options(pod, &dir, "mvt-taken");
     opts.model = Model::Macvtap;
-    let _cleanup = Attached::guard(dir.path(), "mvt-taken");
+    let _cleanup = DetachOnDrop::new(dir.path(), "mvt-taken");
     let err = sandbox_net::attach(&opts).expect_err("mvtap0_sn exists");
     println!("{err}");
     assert!(err.to_string().contains("macvtap mvtap0_sn"), "{err}");
     assert_eq!(err.exit_code(), 1);
     assert_eq!(address_details(pod, "eth0"), details);
     assert_eq!(link(pod, "mvtap0_sn")["linkinfo"]["info_kind"], "veth");
-    assert_snapshot_eq(pod, &before, "after the failed attach");
+    assert_settles_to(pod, &before, "after the failed attach");
     assert!(sandbox_net::list(dir.path()).expect("list").is_empty());
 }
 
@@ -714,8 +710,8 @@ fn macvtap_model_restores_addresses_with_dad_on() {
     let details = address_details(pod, "eth0");
     let mut opts = options(pod, &dir, "mvt-dad");
     opts.model = Model::Macvtap;
-    let (a, guard) = attach(&opts, &dir);
-    let reports = check(
+    let (a, guard) = attach(&opts);
+    let reports = check_guest(
         &net.pod,
         &net.peer,
         &a.endpoints[0],
@@ -729,5 +725,5 @@ fn macvtap_model_restores_addresses_with_dad_on() {
     wait_for("the restored addresses to finish DAD", || {
         address_details(pod, "eth0") == details
     });
-    assert_snapshot_eq(pod, &before, "after detach, DAD done");
+    assert_settles_to(pod, &before, "after detach, DAD done");
 }

@@ -3,8 +3,8 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use sandbox_net::netns::NetNs;
-use sandbox_net::scratch::unique_name;
+use sandbox_net_testkit::netns::Named;
+use sandbox_net_testkit::scratch::unique_name;
 
 /// (device, inode) of the calling thread's netns.
 fn own_netns() -> (u64, u64) {
@@ -13,39 +13,25 @@ fn own_netns() -> (u64, u64) {
 }
 
 /// A named netns, deleted on drop (also when the test fails).
-struct Scratch(String, NetNs);
-
-impl Scratch {
-    fn new() -> Scratch {
-        let name = unique_name("snt-entry");
-        let ns = NetNs::create(&name).expect("create netns");
-        Scratch(name, ns)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Err(e) = NetNs::delete(&self.0) {
-            eprintln!("could not delete netns {}: {e}", self.0);
-        }
-    }
+fn scratch() -> Named {
+    Named::create(&unique_name("snt-entry")).expect("create netns")
 }
 
 #[test]
 fn run_enters_the_netns_and_returns_home() {
-    let scratch = Scratch::new();
-    let target = (scratch.1.id().dev, scratch.1.id().ino);
+    let scratch = scratch();
+    let target = (scratch.netns.id().dev, scratch.netns.id().ino);
     let home = own_netns();
     assert_ne!(home, target);
 
-    let inside = scratch.1.run(own_netns).expect("run");
+    let inside = scratch.netns.run(own_netns).expect("run");
     assert_eq!(inside, target, "the closure did not run in the netns");
     assert_eq!(own_netns(), home, "the thread did not come back");
 
     // Nested entry into the same netns comes back to it, then home.
     let nested = scratch
-        .1
-        .run(|| scratch.1.run(own_netns).map(|n| (n, own_netns())))
+        .netns
+        .run(|| scratch.netns.run(own_netns).map(|n| (n, own_netns())))
         .expect("outer run")
         .expect("inner run");
     assert_eq!(nested, (target, target));
@@ -54,7 +40,7 @@ fn run_enters_the_netns_and_returns_home() {
 
 #[test]
 fn other_threads_stay_where_they_are() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let home = own_netns();
     let (tx, rx) = std::sync::mpsc::channel();
     let (back_tx, back_rx) = std::sync::mpsc::channel::<()>();
@@ -65,7 +51,7 @@ fn other_threads_stay_where_they_are() {
             tx.send(own_netns()).expect("send");
         });
         scratch
-            .1
+            .netns
             .run(|| {
                 back_tx.send(()).expect("signal");
                 let other = rx.recv().expect("receive");
@@ -78,10 +64,10 @@ fn other_threads_stay_where_they_are() {
 
 #[test]
 fn a_panic_inside_still_returns_home() {
-    let scratch = Scratch::new();
+    let scratch = scratch();
     let home = own_netns();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        scratch.1.run(|| panic!("boom inside the netns"))
+        scratch.netns.run(|| panic!("boom inside the netns"))
     }));
     assert!(outcome.is_err(), "the panic was not propagated");
     assert_eq!(

@@ -2,11 +2,8 @@
 //! it): attach fails with a message that says so, rolls back, and leaves their qdisc and
 //! filter exactly as they were. (EBUSY retries are unit-tested in `netlink::tc`.)
 
-mod common;
-mod reliability;
-
-use common::*;
-use reliability::{DetachOnDrop, assert_settles_to, listing, our_links, settled_snapshot};
+use crate::common::*;
+use crate::common::{DetachOnDrop, assert_settles_to, listing, our_links, settled_snapshot};
 
 fn tc(ns: &str, args: &[&str]) {
     let mut full = vec!["-n", ns];
@@ -19,7 +16,7 @@ fn existing_qdisc_is_refused_and_kept(kind: &str, parent: &str) {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let id = format!("qd-{kind}");
-    let _cleanup = DetachOnDrop(dir.path(), id.clone());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
     tc(&pod, &["qdisc", "add", "dev", "eth0", kind]);
     // A filter of theirs, which a rollback must not take away.
     tc(

@@ -1,19 +1,17 @@
 //! Rate limiting (issue #4): read-back of HTB rates, accuracy with real traffic through the
 //! tap, live changes, several endpoints and sandboxes, and bad rates.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
-use sandbox_net::fakeguest::packet;
+use crate::common::*;
 use sandbox_net::ops::RateChange;
 use sandbox_net::rate::Rate;
-use sandbox_net::scratch::ScratchNet;
-use sandbox_net::{AttachOptions, Attachment, Model, dataplane};
+use sandbox_net::{AttachOptions, Attachment, Model};
+use sandbox_net_testkit::fakeguest::packet;
+use sandbox_net_testkit::scratch::ScratchNet;
 
 const WARMUP: Duration = Duration::from_millis(700);
 const WINDOW: Duration = Duration::from_secs(3);
@@ -45,7 +43,7 @@ fn attach(
 fn open_vmm_side(net: &ScratchNet, a: &Attachment) -> Vec<OwnedFd> {
     let ep = &a.endpoints[0];
     net.pod
-        .run(|| dataplane::open_endpoint_queues(ep))
+        .run(|| sandbox_net::vmm::open_endpoint_queues(ep))
         .expect("enter pod")
         .expect("open queues")
 }

@@ -2,29 +2,13 @@
 //! netlink read-back both show exactly the expected tap, qdiscs and filters; status notices
 //! a filter removed by hand; and the CLI prints the attachment and the guest description.
 
-mod common;
-
-use std::path::Path;
-
-use common::{TempStateDir, cli, ip_json, run, scratch, settle, snapshot, tc_json};
+use crate::common::{
+    DetachOnDrop, TempStateDir, cli, ip_json, run, scratch, settle, snapshot, tc_json,
+};
 use sandbox_net::netlink::{Netlink, link, tc};
-use sandbox_net::scratch::ScratchNet;
 use sandbox_net::{AttachOptions, Detached};
+use sandbox_net_testkit::scratch::ScratchNet;
 use serde_json::Value;
-
-/// Detaches the sandbox when the test ends, whatever happened (a no-op once detached).
-struct DetachGuard<'a> {
-    dir: &'a Path,
-    id: String,
-}
-
-impl Drop for DetachGuard<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = sandbox_net::detach(self.dir, &self.id) {
-            eprintln!("cleanup: detach {} failed: {e}", self.id);
-        }
-    }
-}
 
 /// A pod with one veth `eth0` of the given MTU, with default routes.
 fn pod(mtu: u32) -> ScratchNet {
@@ -107,10 +91,8 @@ fn attach_and_read_back(queues: u32, mtu: u32) {
     let mut opts = AttachOptions::new(ns.clone(), id.clone());
     opts.queues = queues;
     opts.state_dir = state.path().to_path_buf();
-    let _guard = DetachGuard {
-        dir: state.path(),
-        id: id.clone(),
-    };
+    // Detaches the sandbox when the test ends, whatever happened (a no-op once detached).
+    let _guard = DetachOnDrop::new(state.path(), id.clone());
     let attachment = sandbox_net::attach(&opts).expect("attach");
     assert_eq!(attachment.endpoints.len(), 1);
     let ep = &attachment.endpoints[0];
@@ -323,10 +305,7 @@ fn cli_attach_json_and_guest_config_agree_with_iproute2() {
     let dir = dir_str(&state);
     let id = "rb-cli";
     let before = snapshot(&ns);
-    let _guard = DetachGuard {
-        dir: state.path(),
-        id: id.into(),
-    };
+    let _guard = DetachOnDrop::new(state.path(), id);
 
     let (code, out, err) = cli(&[
         "--state-dir",

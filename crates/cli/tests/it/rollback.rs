@@ -2,24 +2,11 @@
 //! (links, addresses, routes, qdiscs, filters) and that no state file remains. Also real
 //! (not injected) failures: a tap name or an ingress qdisc that is already taken.
 
-mod common;
-
-use std::path::Path;
-
-use common::*;
+use crate::common::*;
 use sandbox_net::journal::Entry;
-use sandbox_net::scratch::ScratchNet;
 use sandbox_net::state::StateDir;
 use sandbox_net::{AttachOptions, Detached};
-
-/// Detaches the sandbox on drop, so a failing test leaves nothing attached.
-struct DetachOnDrop<'a>(&'a Path, String);
-
-impl Drop for DetachOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = sandbox_net::detach(self.0, &self.1);
-    }
-}
+use sandbox_net_testkit::scratch::ScratchNet;
 
 fn options(net: &ScratchNet, dir: &TempStateDir, id: &str) -> AttachOptions {
     let mut opts = AttachOptions::new(net.pod_name.clone(), id);
@@ -87,7 +74,7 @@ fn fail_at_every_step(veths: u8) {
     let net = scratch(veths);
     let dir = TempStateDir::new();
     let id = format!("rb-steps-{veths}");
-    let _cleanup = DetachOnDrop(dir.path(), id.clone());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
     let before = snapshot(&net.pod_name);
     // The journal of a successful attach: its length is the number of failpoints.
     let journal = attach_detach_works(&net, &dir, &id, "first attach");
@@ -142,7 +129,7 @@ fn failure_at_every_step_multi_queue() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "rb-mq";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let before = snapshot(&net.pod_name);
     for step in 0..=5 {
         let mut opts = options(&net, &dir, id);
@@ -176,7 +163,7 @@ fn tap_name_taken_fails_and_leaves_the_existing_tap() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "rb-taptaken";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     run(
         "ip",
         &[
@@ -216,7 +203,7 @@ fn second_tap_name_taken_rolls_back_the_first_endpoint() {
     let net = scratch(2);
     let dir = TempStateDir::new();
     let id = "rb-tap1taken";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     run(
         "ip",
         &[
@@ -251,7 +238,7 @@ fn existing_ingress_qdisc_fails_and_is_kept() {
     let net = scratch(1);
     let dir = TempStateDir::new();
     let id = "rb-qdisc";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     run(
         "tc",
         &[

@@ -2,18 +2,16 @@
 //! interfaces, IPv4 and IPv6, with exactly four netlink dumps; and the guest description
 //! built from it keeps the routes and neighbours the guest needs and nothing else.
 
-mod common;
-
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
-use common::{ip_json, run, scratch};
+use crate::common::{ip, ip_json, scratch};
 use sandbox_net::guest::{self, format_mac};
 use sandbox_net::netlink::Netlink;
 use sandbox_net::netlink::neigh::nud;
 use sandbox_net::netlink::route::TABLE_MAIN;
 use sandbox_net::scan::{self, Snapshot};
-use sandbox_net::scratch::ScratchNet;
+use sandbox_net_testkit::scratch::ScratchNet;
 use serde_json::Value;
 
 /// Wait (up to 10 s, then go on regardless) until the kernel has finished configuring the
@@ -431,12 +429,6 @@ fn scan_and_compare(net: &ScratchNet) -> Snapshot {
     panic!(
         "the netns never held still for a scan (or every scan took more than 4 requests): {tries:#?}"
     );
-}
-
-fn ip(ns: &str, args: &[&str]) {
-    let mut full = vec!["-n", ns];
-    full.extend_from_slice(args);
-    run("ip", &full);
 }
 
 /// A pod with `n` veths, plus on eth0 a route with an MTU metric (v4 and v6) and permanent

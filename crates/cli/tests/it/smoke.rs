@@ -1,6 +1,4 @@
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn attach_and_detach_round_trip_leaves_the_netns_as_it_was() {

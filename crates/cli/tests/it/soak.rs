@@ -6,13 +6,10 @@
 //! CI runs 200 cycles; `cargo test --test soak -- --ignored` runs the 1000-cycle version
 //! (a netdev delete costs the kernel 15-20 ms, so 1000 cycles take minutes).
 
-mod common;
-mod reliability;
-
 use std::time::Instant;
 
-use common::*;
-use reliability::{DetachOnDrop, assert_settles_to, listing, settled_snapshot};
+use crate::common::*;
+use crate::common::{DetachOnDrop, assert_settles_to, listing, settled_snapshot};
 use sandbox_net::netlink::{Netlink, link, tc};
 use sandbox_net::{AttachOptions, Detached, Model};
 
@@ -57,7 +54,7 @@ fn soak(cycles: usize) {
     let net = scratch(2);
     let dir = TempStateDir::new();
     let id = "soak";
-    let _cleanup = DetachOnDrop(dir.path(), id.to_string());
+    let _cleanup = DetachOnDrop::new(dir.path(), id.to_string());
     let before = settled_snapshot(&net.pod_name);
     let mut nl = Netlink::open_in(&net.pod).expect("netlink socket in the pod");
     let pristine = counts(&mut nl);

@@ -4,39 +4,14 @@
 //! detaches without touching the devices; a VFIO entry binds and restores a PCI device
 //! of a fake sysfs tree; malformed files are refused naming the field, changing nothing.
 
-mod common;
-mod support;
-
 use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use common::*;
-use sandbox_net::scratch::{ScratchNet, unique_name};
+use crate::common::*;
 use sandbox_net::state::StateDir;
 use sandbox_net::{StaticOptions, attach_static};
 use serde_json::{Value, json};
-use support::{Attached, described, ip, serial};
-
-/// A temp directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(unique_name(prefix));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A scratch netns with a host-style tap `tap-vm0` (MTU 1400) and a vhost-user socket.
 struct Host {
@@ -129,7 +104,7 @@ fn a_host_tap_and_a_vhost_user_socket_attach_render_and_detach() {
         ],
     );
     assert_eq!(code, 0, "attach --config: {err}");
-    let guard = Attached::guard(dir.path(), "st1");
+    let guard = DetachOnDrop::new(dir.path(), "st1");
     let a = json_of(&out);
     println!("attach --config: {a}");
     assert_eq!(a["netns"], "");
@@ -455,7 +430,7 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
         .run(|| attach_static(&opts))
         .expect("enter netns")
         .expect("static attach of a vfio device");
-    let guard = Attached::guard(dir.path(), "sv1");
+    let guard = DetachOnDrop::new(dir.path(), "sv1");
     let ep = &a.endpoints[0];
     assert_eq!(ep.kind.as_str(), "physical");
     assert_eq!(ep.pci_address.as_deref(), Some(ADDR));

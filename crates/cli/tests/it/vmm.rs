@@ -4,29 +4,15 @@
 //! carry the attachment, and what can't be done exits 2 with the reason. The booting
 //! guest is in tests/e2e_qemu.rs.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
-use sandbox_net::scratch::ScratchNet;
+use crate::common::*;
+use sandbox_net_testkit::scratch::ScratchNet;
 use serde_json::Value;
 
 const QEMU: &str = "qemu-system-x86_64";
-
-/// Detaches on drop.
-struct Attached<'a> {
-    dir: &'a Path,
-    id: String,
-}
-
-impl Drop for Attached<'_> {
-    fn drop(&mut self) {
-        let _ = sandbox_net::detach(self.dir, &self.id);
-    }
-}
 
 /// Kills and reaps a child on drop.
 struct KillOnDrop(Child);
@@ -44,15 +30,13 @@ fn sn(dir: &Path, args: &[&str]) -> (i32, String, String) {
     cli(&full)
 }
 
-fn attach<'a>(net: &ScratchNet, dir: &'a TempStateDir, id: &str, extra: &[&str]) -> Attached<'a> {
+/// `sandbox-net attach` of `net`'s pod as `id`, with `extra` arguments; detached on drop.
+fn attach(net: &ScratchNet, dir: &TempStateDir, id: &str, extra: &[&str]) -> DetachOnDrop {
     let mut args = vec!["attach", "--netns", &net.pod_name, "--id", id];
     args.extend_from_slice(extra);
     let (code, _, err) = sn(dir.path(), &args);
     assert_eq!(code, 0, "attach {extra:?}: {err}");
-    Attached {
-        dir: dir.path(),
-        id: id.to_string(),
-    }
+    DetachOnDrop::new(dir.path(), id)
 }
 
 /// Start QEMU paused (`-S`) with `net_args`, inside `netns` when given; it must still run

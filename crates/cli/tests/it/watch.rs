@@ -5,19 +5,16 @@
 //! one burst are all attached, none lost; SIGTERM and the netns's deletion stop it with
 //! exit 0. Event-to-attached latency is printed (not asserted).
 
-mod common;
-mod support;
-
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
+use crate::common::{assert_replied, check_guest, described, ip, options, serial};
+use crate::watch_child::Watch;
 use nix::sys::signal::Signal;
-use sandbox_net::netns::NetNs;
 use sandbox_net::state::{State, StateDir};
+use sandbox_net_testkit::netns;
 use serde_json::Value;
-use support::watch_child::Watch;
-use support::{assert_replied, check, described, ip, options, serial};
 
 /// How long a test waits for an event: generous, the test asserts only that it comes.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
@@ -54,7 +51,7 @@ fn a_new_interface_is_attached_carries_traffic_and_is_detached_when_deleted() {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let opts = options(&pod, &dir, "w1");
-    let (_, attached) = support::attach(&opts, &dir);
+    let (_, attached) = crate::common::attach(&opts);
     let before = snapshot(&pod);
     let mut watch = Watch::start(&dir, "w1");
 
@@ -88,7 +85,7 @@ fn a_new_interface_is_attached_carries_traffic_and_is_detached_when_deleted() {
         .find(|e| e.name == "eth1")
         .expect("eth1 recorded");
     let peers = [IpAddr::V4(link.peer_v4), IpAddr::V6(link.peer_v6)];
-    let reports = check(&net.pod, &net.peer, ep, described(&state.guest), &peers)
+    let reports = check_guest(&net.pod, &net.peer, ep, described(&state.guest), &peers)
         .unwrap_or_else(|e| panic!("dataplane through {tap}: {e}"));
     assert_replied("eth1 (attached by watch)", &reports, 2, 2);
 
@@ -197,7 +194,7 @@ fn fifty_interfaces_in_a_burst_are_all_attached() {
     let (pod, peer) = (net.pod_name.clone(), net.peer_name.clone());
     let dir = TempStateDir::new();
     let opts = options(&pod, &dir, "w50");
-    let (_, attached) = support::attach(&opts, &dir);
+    let (_, attached) = crate::common::attach(&opts);
     let mut watch = Watch::start(&dir, "w50");
 
     let mut pod_batch = String::new();
@@ -300,10 +297,10 @@ fn the_netns_deletion_stops_watch() {
     let pod = net.pod_name.clone();
     let dir = TempStateDir::new();
     let opts = options(&pod, &dir, "wgone");
-    let (_, attached) = support::attach(&opts, &dir);
+    let (_, attached) = crate::common::attach(&opts);
     let mut watch = Watch::start(&dir, "wgone");
     let t0 = Instant::now();
-    NetNs::delete(&pod).expect("delete the pod netns");
+    netns::delete(&pod).expect("delete the pod netns");
     let status = watch
         .wait_exit(Duration::from_secs(10))
         .expect("watch exits when the netns goes");
@@ -352,7 +349,7 @@ fn a_macvtap_taking_over_addresses_does_not_make_watch_react_to_itself() {
     let dir = TempStateDir::new();
     let mut opts = options(&pod, &dir, "wmv");
     opts.model = sandbox_net::Model::Macvtap;
-    let (_, attached) = support::attach(&opts, &dir);
+    let (_, attached) = crate::common::attach(&opts);
     let mut watch = Watch::start(&dir, "wmv");
     // Made with plain `ip` (no waiting for the link to settle: the macvtap takes eth1 over
     // as soon as it has an address).

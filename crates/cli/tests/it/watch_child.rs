@@ -115,6 +115,13 @@ impl Watch {
             .and_then(|s| s.code())
     }
 
+    /// Stop it (SIGTERM) and wait for it to exit; every event it printed.
+    pub fn stop(mut self) -> Vec<Value> {
+        self.terminate();
+        self.rest();
+        self.seen.drain(..).map(|(_, e)| e).collect()
+    }
+
     /// The events left on stdout after the process exited.
     pub fn rest(&mut self) -> Vec<Value> {
         let mut out = Vec::new();

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use super::attach::{Attachment, apply_and_save, undo_logged};
 use super::status::ObjectStatus;
-use crate::failpoint::FailAt;
 use crate::endpoint::EndpointKind;
+use crate::failpoint::FailAt;
 use crate::guest::{GuestConfig, GuestInterface};
 use crate::journal::{self, Entry};
 use crate::model::Model;
