@@ -94,7 +94,7 @@ pub fn create(name: &str) -> Result<NetNs> {
     let object = format!("netns {name}");
     share_run_dir(&object)?;
     OpenOptions::new()
-        .read(true)
+        .write(true)
         .create_new(true)
         .mode(0o000)
         .open(&path)
