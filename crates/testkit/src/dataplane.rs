@@ -40,8 +40,27 @@ pub fn identity(endpoint: &Endpoint, iface: &GuestInterface) -> Result<GuestIden
     Ok(GuestIdentity { mac, ipv4, ipv6 })
 }
 
+/// How long [`while_busy`] retries.
+const BUSY_FOR: Duration = Duration::from_secs(2);
+
+/// Run `open` (an open of a tap's queues) again while it fails with EBUSY, for up to 2 s.
+/// A test process spawns children from many threads, and a child holds copies of the
+/// parent's fds from fork until exec closes them: a single-queue tap whose fd this process
+/// has just closed can stay attached to such a copy for that long.
+pub fn while_busy<T>(mut open: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let deadline = Instant::now() + BUSY_FOR;
+    loop {
+        match open() {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Open the endpoint's tap in `pod` as a VMM would (all its queues, same flags:
-/// [`open_endpoint_queues`]), then:
+/// [`open_endpoint_queues`], [`while_busy`]), then:
 /// the guest pings every `peer_ips` address `count` times, and the `peer` netns pings
 /// every guest address while the guest answers. Fails if any exchange gets no reply, or if
 /// the peer got replies the fake guest did not send (the pod netns answered itself).
@@ -55,7 +74,7 @@ pub fn check(
 ) -> Result<Vec<PingReport>> {
     let tap_label = format!("tap {} in netns {}", endpoint.tap, pod.display());
     let fds = pod
-        .run(|| open_endpoint_queues(endpoint))?
+        .run(|| while_busy(|| open_endpoint_queues(endpoint)))?
         .map_err(|e| Error::kernel(&tap_label, "open the VMM side (all queues)", e))?;
     let mut guest = FakeGuest::new(fds, id);
     let timeout = Duration::from_secs(1);

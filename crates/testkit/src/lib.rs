@@ -23,7 +23,7 @@ pub mod snapshot;
 
 /// What most tests use, for one glob import.
 pub mod prelude {
-    pub use crate::dataplane::{COUNT, assert_replied, check_guest};
+    pub use crate::dataplane::{COUNT, assert_replied, check_guest, while_busy};
     pub use crate::guard::{
         DetachOnDrop, TempDir, TempStateDir, attach, described, options, serial,
     };

@@ -291,7 +291,7 @@ fn ipvlan_endpoint() {
 fn vmm_opens(net: &ScratchNet, ep: &Endpoint) -> usize {
     let fds = net
         .pod
-        .run(|| sandbox_net::vmm::open_endpoint_queues(ep))
+        .run(|| while_busy(|| sandbox_net::vmm::open_endpoint_queues(ep)))
         .expect("run in pod")
         .unwrap_or_else(|e| panic!("open {} as reported ({ep:?}): {e}", ep.tap));
     for fd in &fds {

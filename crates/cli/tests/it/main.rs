@@ -36,7 +36,6 @@ mod readback;
 mod rollback;
 mod scan;
 mod smoke;
-mod soak;
 mod static_config;
 mod vmm;
 mod watch;

@@ -421,7 +421,7 @@ fn json_reports_what_the_vmm_needs_per_model() {
             // The VMM can open what was reported, as reported.
             let fds = net
                 .pod
-                .run(|| sandbox_net::vmm::open_endpoint_queues(&endpoint))
+                .run(|| while_busy(|| sandbox_net::vmm::open_endpoint_queues(&endpoint)))
                 .expect("run in pod")
                 .unwrap_or_else(|e| panic!("{what}: open {}: {e}", case.tap));
             assert_eq!(fds.len() as u64, case.queues, "{what}");

@@ -43,7 +43,7 @@ fn attach(
 fn open_vmm_side(net: &ScratchNet, a: &Attachment) -> Vec<OwnedFd> {
     let ep = &a.endpoints[0];
     net.pod
-        .run(|| sandbox_net::vmm::open_endpoint_queues(ep))
+        .run(|| while_busy(|| sandbox_net::vmm::open_endpoint_queues(ep)))
         .expect("enter pod")
         .expect("open queues")
 }

@@ -5,13 +5,15 @@
 //!
 //! CI runs 200 cycles; `cargo test --test soak -- --ignored` runs the 1000-cycle version
 //! (a netdev delete costs the kernel 15-20 ms, so 1000 cycles take minutes).
+//!
+//! A test binary of its own, outside `it`: it counts the fds and the memory of its own
+//! process, which other tests running next to it would change.
 
 use std::time::Instant;
 
-use crate::common::*;
-use crate::common::{DetachOnDrop, assert_settles_to, listing, settled_snapshot};
 use sandbox_net::netlink::{Netlink, link, tc};
 use sandbox_net::{AttachOptions, Detached, Model};
+use sandbox_net_testkit::prelude::*;
 
 /// Cycles before the baseline is taken (allocator arenas, lazily opened files).
 const WARMUP: usize = 20;
