@@ -21,26 +21,25 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Run `ip -n NS -j ARGS...` and parse its JSON.
-pub fn ip_json(ns: &str, args: &[&str]) -> Value {
+/// Run `TOOL -n NS -j ARGS...` and parse its JSON (nothing printed: an empty array).
+fn json(tool: &str, ns: &str, args: &[&str]) -> Value {
     let mut full = vec!["-n", ns, "-j"];
     full.extend_from_slice(args);
-    let text = run("ip", &full);
+    let text = run(tool, &full);
     if text.trim().is_empty() {
         return Value::Array(vec![]);
     }
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip {full:?}: bad JSON {e}: {text}"))
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{tool} {full:?}: bad JSON {e}: {text}"))
+}
+
+/// Run `ip -n NS -j ARGS...` and parse its JSON.
+pub fn ip_json(ns: &str, args: &[&str]) -> Value {
+    json("ip", ns, args)
 }
 
 /// Run `tc -n NS -j ARGS...` and parse its JSON.
 pub fn tc_json(ns: &str, args: &[&str]) -> Value {
-    let mut full = vec!["-n", ns, "-j"];
-    full.extend_from_slice(args);
-    let text = run("tc", &full);
-    if text.trim().is_empty() {
-        return Value::Array(vec![]);
-    }
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("tc {full:?}: bad JSON {e}: {text}"))
+    json("tc", ns, args)
 }
 
 /// Run `ip -n NS ARGS...` (never without -n); panic with stderr on failure.

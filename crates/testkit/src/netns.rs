@@ -144,33 +144,29 @@ pub fn delete(name: &str) -> Result<()> {
     }
 }
 
-/// A named namespace, deleted on drop (also when a test fails).
+/// A named namespace made by [`create`], deleted on drop (also when a test fails).
 #[derive(Debug)]
 pub struct Named {
-    pub name: String,
     pub netns: NetNs,
+    deleted_on_drop: DeleteOnDrop,
 }
 
 impl Named {
     /// [`create`] `name`.
     pub fn create(name: &str) -> Result<Named> {
         Ok(Named {
-            name: name.to_string(),
             netns: create(name)?,
+            deleted_on_drop: DeleteOnDrop(name.to_string()),
         })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.deleted_on_drop.0
     }
 
     /// `/run/netns/NAME`.
     pub fn path(&self) -> &Path {
         self.netns.path()
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        if let Err(e) = delete(&self.name) {
-            eprintln!("cleanup: could not delete netns {}: {e}", self.name);
-        }
     }
 }
 

@@ -45,7 +45,7 @@ impl Ns {
     }
 
     fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
+        format!("/run/netns/{}", self.name())
     }
 
     fn sysctl(&self, key: &str, value: &str) {
@@ -53,18 +53,18 @@ impl Ns {
         self.netns
             .run(|| std::fs::write(&path, value))
             .expect("enter netns")
-            .unwrap_or_else(|e| panic!("write {path} in {}: {e}", self.name));
+            .unwrap_or_else(|e| panic!("write {path} in {}: {e}", self.name()));
     }
 
     fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["-n", &self.name];
+        let mut full = vec!["-n", self.name()];
         full.extend_from_slice(args);
         run("ip", &full)
     }
 
     /// `ip -d -j link show`, one JSON object per link.
     fn links(&self) -> Vec<Value> {
-        ip_json(&self.name, &["-d", "link", "show"])
+        ip_json(self.name(), &["-d", "link", "show"])
             .as_array()
             .cloned()
             .unwrap_or_default()
@@ -76,7 +76,7 @@ impl Ns {
 
     /// The ingress and HTB qdiscs (what sandbox-net adds), as "DEV KIND".
     fn our_qdiscs(&self) -> Vec<String> {
-        tc_json(&self.name, &["qdisc", "show"])
+        tc_json(self.name(), &["qdisc", "show"])
             .as_array()
             .into_iter()
             .flatten()
@@ -110,7 +110,7 @@ fn exec(host: Option<&Ns>, program: &str, env: &[(&str, &str)], stdin: &[u8]) ->
     let mut cmd = match host {
         Some(h) => {
             let mut c = Command::new("ip");
-            c.args(["netns", "exec", &h.name, program]);
+            c.args(["netns", "exec", h.name(), program]);
             c
         }
         None => Command::new(program),
@@ -512,7 +512,7 @@ fn ptp_chain_with_tap_name_and_owner() {
         .expect("ptp gives a gateway")
         .to_string();
     let id = sandbox_net::cni::sandbox_id("ctr-ptp", "eth0");
-    let htb: Vec<String> = tc_json(&pod.name, &["qdisc", "show"])
+    let htb: Vec<String> = tc_json(pod.name(), &["qdisc", "show"])
         .as_array()
         .into_iter()
         .flatten()
@@ -769,7 +769,7 @@ fn check_reports_drift() {
 
     run(
         "tc",
-        &["-n", &pod.name, "filter", "del", "dev", "eth0", "ingress"],
+        &["-n", pod.name(), "filter", "del", "dev", "eth0", "ingress"],
     );
     let out = chain.invoke(&host, &rt, "CHECK", &ours(&result));
     println!("CHECK after a filter was deleted: {}", out.stdout.trim());
