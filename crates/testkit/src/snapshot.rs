@@ -10,6 +10,10 @@ use serde_json::Value;
 
 use crate::iproute::{ip_json, tc_json};
 
+/// How long the kernel gets to finish its own asynchronous work (IPv6 local routes of a
+/// restored address, link watch) before a snapshot comparison fails.
+const SETTLE: Duration = Duration::from_secs(10);
+
 /// Everything about a netns that an attach could change, as iproute2 reports it, with
 /// counters and timers removed so two snapshots compare equal when nothing changed.
 #[derive(Debug, PartialEq)]
@@ -109,7 +113,7 @@ pub fn snapshot(ns: &str) -> NetnsSnapshot {
 /// that is up past its initial operstate UNKNOWN (the kernel's link watch sets it, up to a
 /// second or so after the tap's carrier went off, later under load).
 pub fn settle(ns: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + SETTLE;
     loop {
         let links = ip_json(ns, &["addr", "show"]);
         let addresses_settled = links.as_array().into_iter().flatten().all(|l| {
@@ -136,10 +140,6 @@ pub fn settle(ns: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
-
-/// How long the kernel gets to finish its own asynchronous work (IPv6 local routes of a
-/// restored address, link watch) before a snapshot comparison fails.
-const SETTLE: Duration = Duration::from_secs(10);
 
 /// A snapshot taken once two in a row agree (the kernel has finished configuring the
 /// netns by itself), or after 10 s regardless.
