@@ -4,7 +4,7 @@
 #   sudo ./scripts/bench.sh [--full | --smoke] [--rounds N]
 #
 # Installs what the peers need (Debian packages from ../shared/baselines/README.md), builds
-# sandbox-net (release), its benchmark runner (examples/bench.rs) and the peers from
+# sandbox-net (release), its benchmark runner (crates/cli/examples/bench.rs) and the peers from
 # ../shared/baselines into target/bench/, then runs everything on identically prepared
 # network namespaces, interleaved so machine drift hits every tool alike, and writes
 # target/bench/report.json (and prints a table; a copy goes to target/bench/report.txt).
