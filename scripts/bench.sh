@@ -4,11 +4,11 @@
 #   sudo ./scripts/bench.sh [--full | --smoke] [--rounds N]
 #
 # Installs what the peers need (Debian packages from ../shared/baselines/README.md), builds
-# sandbox-net (release), its benchmark runner (examples/bench.rs) and the peers from
+# sandbox-net (release), its benchmark runner (crates/cli/examples/bench.rs) and the peers from
 # ../shared/baselines into target/bench/, then runs everything on identically prepared
 # network namespaces, interleaved so machine drift hits every tool alike, and writes
 # target/bench/report.json (and prints a table; a copy goes to target/bench/report.txt).
-# Then the datapath section (examples/datapath/): packets per second, loss and CPU per
+# Then the datapath section (crates/cli/examples/datapath/): packets per second, loss and CPU per
 # packet through each model against the bare veth, merged into the same report.json
 # (`datapath`, `datapath_queue_len`) and printed next to the setup ratios.
 # --full (default) takes about 15 minutes on 2 cores; --smoke runs every section with a

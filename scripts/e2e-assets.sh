@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the guest for the end-to-end test (tests/e2e_qemu.rs): a Debian cloud kernel and a
-# busybox initramfs whose /init (tests/e2e/init) loads the virtio-net modules, configures
+# Build the guest for the end-to-end test (crates/cli/tests/e2e_qemu.rs): a Debian cloud kernel and a
+# busybox initramfs whose /init (crates/cli/tests/e2e/init) loads the virtio-net modules, configures
 # the NIC from the kernel `ip=` parameter, pings the peer and answers its pings.
 #
 # Usage: scripts/e2e-assets.sh OUT_DIR
@@ -101,7 +101,7 @@ stage="$out/initramfs.d"
 rm -rf "$stage"
 mkdir -p "$stage"/{bin,dev,etc,lib/modules,proc,sys,tmp}
 cp /bin/busybox "$stage/bin/busybox"
-cp "$here/tests/e2e/init" "$stage/init"
+cp "$here/crates/cli/tests/e2e/init" "$stage/init"
 chmod 0755 "$stage/init"
 : > "$stage/etc/modules.order"
 for name in "${order[@]}"; do

@@ -11,10 +11,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # Debian packages: iproute2 (ip, tc) to cross-check what sandbox-net built, and
-# containernetworking-plugins (the reference CNI plugins tests/cni.rs chains with), and
-# qemu-system-x86, busybox-static and cpio for the guest VM of tests/e2e_qemu.rs.
+# containernetworking-plugins (the reference CNI plugins crates/cli/tests/it/cni.rs chains
+# with), and qemu-system-x86, busybox-static and cpio for the guest VM of
+# crates/cli/tests/e2e_qemu.rs.
 need=()
-for pkg in iproute2 containernetworking-plugins qemu-system-x86 busybox-static cpio; do
+for pkg in iproute2 containernetworking-plugins qemu-system-x86 busybox-static cpio iptables; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then
@@ -32,13 +33,13 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
-echo "== cargo test"
-cargo test -- --test-threads "${TEST_THREADS:-4}"
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test --workspace"
+cargo test --workspace -- --test-threads "${TEST_THREADS:-4}"
 echo "== demo"
 demo_state=$(mktemp -d)
-cargo run --release --quiet -- --state-dir "$demo_state" demo | tail -n 14
+cargo run --release --quiet --bin sandbox-net -- --state-dir "$demo_state" demo | tail -n 14
 rmdir "$demo_state"
 echo "== benchmark smoke run (scripts/bench.sh --smoke: every section, few iterations; timings are not checked)"
 ./scripts/bench.sh --smoke

@@ -1,0 +1,25 @@
+//! `sandbox-net detach`: undo everything an attach created.
+
+use std::path::Path;
+
+use sandbox_net::Error;
+
+use crate::output::print_json;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
+    let outcome = sandbox_net::detach(state_dir, &args.id)?;
+    if args.json {
+        print_json(&outcome)
+    } else {
+        println!("{outcome}");
+        Ok(())
+    }
+}

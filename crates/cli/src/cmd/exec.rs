@@ -1,0 +1,43 @@
+//! `sandbox-net exec`: open every queue inside the sandbox netns, place the fds, and
+//! replace this process with the VMM (QEMU) in the caller's netns.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use sandbox_net::vmm::{self, Vmm};
+use sandbox_net::{Error, guest_formats};
+
+use super::vmm_args::VmmName;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long)]
+    id: String,
+    #[arg(long, value_enum)]
+    vmm: VmmName,
+    /// Do not use vhost-net.
+    #[arg(long)]
+    no_vhost: bool,
+    /// The VMM command line.
+    #[arg(last = true, required = true, value_name = "VMM-COMMAND")]
+    command: Vec<OsString>,
+}
+
+/// Returns only on failure.
+pub fn run(state_dir: &Path, args: Args) -> Error {
+    let Some((program, vmm_args)) = args.command.split_first() else {
+        return Error::invalid("VMM command", "missing (give it after --)");
+    };
+    let state = match guest_formats::load_attached(state_dir, &args.id) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let plan = match vmm::prepare_exec(&state, Vmm::from(args.vmm), !args.no_vhost) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    for w in &plan.warnings {
+        eprintln!("sandbox-net: warning: {w}");
+    }
+    plan.exec(program, vmm_args)
+}

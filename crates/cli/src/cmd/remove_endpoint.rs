@@ -1,0 +1,27 @@
+//! `sandbox-net remove-endpoint`: detach one interface of an attached sandbox.
+
+use std::path::Path;
+
+use sandbox_net::Error;
+
+use crate::output::print_json;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[arg(long)]
+    id: String,
+    #[arg(long, value_name = "NAME")]
+    iface: String,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
+    let change = sandbox_net::remove_endpoint(state_dir, &args.id, &args.iface)?;
+    if args.json {
+        print_json(&change)
+    } else {
+        println!("sandbox {}: removed {}", args.id, change.endpoint.name);
+        Ok(())
+    }
+}

@@ -1,0 +1,67 @@
+//! The `sandbox-net` command line: parse, set up logging, run one subcommand (`cmd/`), or
+//! act as a CNI plugin when a container runtime calls the binary (`cni.rs`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sandbox_net::physical::{DEFAULT_SYSFS_ROOT, SYSFS_ROOT_ENV};
+use sandbox_net::state::{DEFAULT_STATE_DIR, STATE_DIR_ENV};
+
+mod cmd;
+mod cni;
+mod demo;
+mod output;
+mod signals;
+
+/// Connect a container's network namespace to a virtual machine.
+///
+/// sandbox-net scans a network namespace (usually one a CNI plugin has just configured),
+/// creates for every configured interface a tap joined to it by tc redirect filters,
+/// records every kernel object in an undo journal under --state-dir, and prints what the
+/// VMM (tap names, MACs, queues) and the guest (addresses, routes, neighbours) need.
+///
+/// Exit codes: 0 ok, 1 the operation failed, 2 bad usage or bad input.
+#[derive(Parser, Debug)]
+#[command(name = "sandbox-net", version, long_about)]
+struct Cli {
+    /// Directory holding one state file per sandbox.
+    #[arg(long, global = true, env = STATE_DIR_ENV, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+
+    /// The sysfs tree PCI devices are found and rebound to vfio-pci under, for every
+    /// command (detach and gc too): a state file never chooses it.
+    #[arg(long, global = true, value_name = "DIR", env = SYSFS_ROOT_ENV, default_value = DEFAULT_SYSFS_ROOT, hide = true)]
+    sysfs_root: PathBuf,
+
+    #[command(subcommand)]
+    command: cmd::Command,
+}
+
+/// Logs go to stderr (stdout is the command's output), at `warn` unless SANDBOX_NET_LOG
+/// says otherwise (an `EnvFilter`: `info`, `sandbox_net=debug`...).
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SANDBOX_NET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    if cni::called() {
+        return cni::run();
+    }
+    let cli = Cli::parse();
+    sandbox_net::physical::set_sysfs_root(cli.sysfs_root);
+    match cmd::run(cli.command, &cli.state_dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sandbox-net: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

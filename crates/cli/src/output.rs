@@ -1,0 +1,66 @@
+//! What the subcommands print: JSON (`--json`), and the human-readable lines shared by
+//! several of them. Notes and warnings go to stderr, so that stdout stays what was asked
+//! for.
+
+use sandbox_net::rate::Rate;
+use sandbox_net::state::Endpoint;
+use sandbox_net::{Attachment, Error};
+
+/// A value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::invalid("output", format!("cannot encode JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// An attachment as JSON, or a header line and one line per endpoint.
+pub fn print_attachment(a: &Attachment, json: bool, header: &str) -> Result<(), Error> {
+    if json {
+        return print_json(a);
+    }
+    println!("{header}");
+    for ep in &a.endpoints {
+        println!("  {}", describe_endpoint(ep));
+    }
+    Ok(())
+}
+
+/// A rate in bits per second as iproute2 writes it, or "none".
+pub fn show_rate(bits_per_sec: Option<u64>) -> String {
+    bits_per_sec
+        .and_then(Rate::from_bits_per_sec)
+        .map_or("none".to_string(), |r| r.to_string())
+}
+
+/// One line per endpoint: what the VMM gets for it.
+pub fn describe_endpoint(ep: &Endpoint) -> String {
+    let vmm = if let Some(socket) = &ep.vhost_user_socket {
+        format!("vhost-user socket {}", socket.display())
+    } else if let Some(group) = &ep.vfio_group {
+        format!(
+            "VFIO group {} (PCI {})",
+            group.display(),
+            ep.pci_address.as_deref().unwrap_or("?")
+        )
+    } else if let Some(dev) = &ep.chardev {
+        format!("macvtap {} (char device {dev})", ep.tap)
+    } else if ep.tap.is_empty() {
+        "nothing (model none)".to_string()
+    } else {
+        format!("tap {}", ep.tap)
+    };
+    format!(
+        "{} ({}) -> {vmm}  mac {}  mtu {}  queues {}",
+        ep.name,
+        ep.kind.as_str(),
+        ep.mac,
+        ep.mtu,
+        ep.queues
+    )
+}
+
+/// A note on stderr (what a rendering could not carry, a default taken).
+pub fn note(text: &str) {
+    eprintln!("sandbox-net: note: {text}");
+}

@@ -1,0 +1,266 @@
+//! Network namespaces: resolve a `--netns` argument, check that it is a network namespace
+//! we may touch, and run code inside it (the calling thread enters it and comes back).
+//! sandbox-net never creates or deletes a named namespace (the runtime does); the test
+//! kit does, for the demo and the tests.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::sched::{CloneFlags, setns};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Where `ip netns` keeps named namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+/// `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)`.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+/// `SO_NETNS_COOKIE` (Linux 5.14): the cookie of the netns a socket belongs to.
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the network namespace `socket` belongs to (`SO_NETNS_COOKIE`): a 64-bit
+/// number the kernel gives each netns and never gives another within a boot, where the
+/// device and inode of its nsfs file are reused as soon as it is freed.
+pub fn cookie_of(socket: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, a u64 that lives for the
+    // call, and sets `len`; the fd is borrowed, so it stays open.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if len as usize != std::mem::size_of::<u64>() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("SO_NETNS_COOKIE answered {len} bytes, not 8"),
+        ));
+    }
+    Ok(cookie)
+}
+
+/// The identity of a namespace: the device and inode of its nsfs file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// An open network namespace.
+#[derive(Debug)]
+pub struct NetNs {
+    label: String,
+    path: PathBuf,
+    file: File,
+    id: NsId,
+}
+
+/// Puts the calling thread back into the netns it came from when dropped (also while a
+/// panic unwinds). A thread that cannot get back would go on working in a foreign netns,
+/// so a failure aborts the process instead.
+struct ReturnHome(File);
+
+impl Drop for ReturnHome {
+    fn drop(&mut self) {
+        if let Err(e) = setns(self.0.as_fd(), CloneFlags::CLONE_NEWNET) {
+            tracing::error!(error = %e, "cannot return to the calling thread's netns; aborting");
+            eprintln!("sandbox-net: cannot return to the calling thread's netns ({e}); aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// Turn a `--netns` argument into a path: a bare name means `/run/netns/NAME`.
+pub fn resolve(spec: &str) -> Result<PathBuf> {
+    if spec.is_empty() {
+        return Err(bad(spec, "empty netns argument"));
+    }
+    if spec.contains('/') {
+        return Ok(PathBuf::from(spec));
+    }
+    if spec == "." || spec == ".." || spec.len() > 255 {
+        return Err(bad(spec, "not a valid netns name"));
+    }
+    Ok(Path::new(NETNS_RUN_DIR).join(spec))
+}
+
+fn bad(netns: &str, reason: impl Into<String>) -> Error {
+    Error::BadNetns {
+        netns: netns.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn id_of(meta: &std::fs::Metadata) -> NsId {
+    NsId {
+        dev: meta.dev(),
+        ino: meta.ino(),
+    }
+}
+
+impl AsFd for NetNs {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// PID 1's netns, looked up once per process (PID 1 stays in its netns); None when it
+/// can't be read (as where PID 1 is a supervisor that hides it).
+fn host_netns() -> Option<NsId> {
+    static HOST: std::sync::OnceLock<Option<NsId>> = std::sync::OnceLock::new();
+    *HOST.get_or_init(|| match std::fs::metadata("/proc/1/ns/net") {
+        Ok(host) => Some(id_of(&host)),
+        Err(e) => {
+            tracing::debug!(error = %e, "PID 1's netns is unreadable; only the caller's netns is guarded");
+            None
+        }
+    })
+}
+
+impl NetNs {
+    /// Open and validate the namespace named by `spec` (a name or a path). Refuses anything
+    /// that is not a network namespace, and — unless `allow_host` — the caller's own netns and
+    /// the host's (PID 1's, when it can be read).
+    pub fn open(spec: &str, allow_host: bool) -> Result<NetNs> {
+        let path = resolve(spec)?;
+        let ns = NetNs::open_path(spec, &path)?;
+        if !allow_host {
+            ns.refuse_host()?;
+        }
+        Ok(ns)
+    }
+
+    /// Open a namespace file and check that it is a network namespace; no host check.
+    ///
+    /// The path is opened with `O_PATH` (following symlinks: `/proc/PID/ns/net` is a magic
+    /// link), which opens nothing: a FIFO does not block, a device's driver is not called.
+    /// Only once `fstatfs` says the file is on nsfs is it reopened for reading, through
+    /// `/proc/self/fd`, and asked its type (`NS_GET_NSTYPE`, which needs a real open).
+    pub fn open_path(label: &str, path: &Path) -> Result<NetNs> {
+        let located = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| {
+                let reason = if e.kind() == io::ErrorKind::NotFound {
+                    format!("{} does not exist", path.display())
+                } else {
+                    format!("cannot open {}: {e}", path.display())
+                };
+                bad(label, reason)
+            })?;
+        let fs = nix::sys::statfs::fstatfs(&located)
+            .map_err(|e| bad(label, format!("statfs {}: {e}", path.display())))?;
+        if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+            return Err(bad(
+                label,
+                format!("{} is not a namespace file (not on nsfs)", path.display()),
+            ));
+        }
+        let by_fd = format!("/proc/self/fd/{}", located.as_raw_fd());
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&by_fd)
+            .map_err(|e| bad(label, format!("cannot open {}: {e}", path.display())))?;
+        // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which is open.
+        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+        if kind != libc::CLONE_NEWNET {
+            return Err(bad(
+                label,
+                format!(
+                    "{} is a namespace, but not a network namespace",
+                    path.display()
+                ),
+            ));
+        }
+        let meta = file
+            .metadata()
+            .map_err(|e| bad(label, format!("stat {}: {e}", path.display())))?;
+        Ok(NetNs {
+            label: label.to_string(),
+            path: path.to_path_buf(),
+            file,
+            id: id_of(&meta),
+        })
+    }
+
+    fn refuse_host(&self) -> Result<()> {
+        let own = std::fs::metadata("/proc/thread-self/ns/net").map_err(|e| {
+            bad(
+                &self.label,
+                format!("cannot identify the caller's netns: {e}"),
+            )
+        })?;
+        if id_of(&own) == self.id {
+            return Err(bad(
+                &self.label,
+                "this is the caller's own network namespace; refusing (use --allow-host-netns to override)",
+            ));
+        }
+        if host_netns() == Some(self.id) {
+            return Err(bad(
+                &self.label,
+                "this is the host network namespace (that of PID 1); refusing (use --allow-host-netns to override)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the user called this namespace.
+    pub fn display(&self) -> &str {
+        &self.label
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn id(&self) -> NsId {
+        self.id
+    }
+
+    /// Run `f` inside this namespace, on the calling thread: the thread enters the netns
+    /// (`setns`), runs `f`, and returns to the netns it was in, also when `f` panics.
+    /// Sockets and tap fds created by `f` stay bound to this namespace and can be used from
+    /// anywhere afterwards. Only the calling thread moves, for the duration of `f`; other
+    /// threads of the process are not affected. (This replaced a thread spawned per call,
+    /// which cost ~170 µs per operation against ~3 µs for the two `setns` calls.)
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let object = || format!("netns {}", self.label);
+        let home = File::open("/proc/thread-self/ns/net")
+            .map_err(|e| Error::kernel(object(), "open the calling thread's own netns", e))?;
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::kernel(object(), "enter (setns)", e.into()))?;
+        let _return_home = ReturnHome(home);
+        Ok(f())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_under_run_netns() {
+        assert_eq!(resolve("pod1").ok(), Some(PathBuf::from("/run/netns/pod1")));
+        assert_eq!(
+            resolve("/proc/42/ns/net").ok(),
+            Some(PathBuf::from("/proc/42/ns/net"))
+        );
+        assert!(resolve("").is_err());
+        assert!(resolve("..").is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! Hotplug: attach or detach one interface of an existing attachment, under the
+//! attachment's model and settings, updating its journal and state.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::attach::{apply_and_save, plan, undo_logged};
+use super::reopen::{Reopened, reopen_netns};
+use crate::endpoint;
+use crate::failpoint::FailAt;
+use crate::guest::{self, GuestConfig};
+use crate::journal;
+use crate::netlink::Netlink;
+use crate::netns::NetNs;
+use crate::ownership::Owner;
+use crate::scan::{self, Snapshot};
+use crate::state::{self, Endpoint, Lock, Phase, State, StateDir};
+use crate::watch::diff;
+use crate::{Error, Result, tap};
+
+/// The endpoint added or removed, and the guest description after the change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointChange {
+    pub id: String,
+    pub endpoint: Endpoint,
+    pub guest: GuestConfig,
+}
+
+/// The sandbox's store, held lock, state, netns, and a socket in the netns.
+type Opened = (StateDir, Lock, State, NetNs, Netlink);
+
+/// Lock the sandbox and load its state, which must be fully attached, and its netns, which
+/// must be the one attached.
+fn open_attached(state_dir: &Path, id: &str, iface: &str) -> Result<Opened> {
+    state::validate_id(id)?;
+    tap::validate_ifname(iface)
+        .map_err(|r| Error::invalid(format!("interface name {iface:?}"), r))?;
+    let store = StateDir::open(state_dir)?;
+    let lock = store.lock(id)?;
+    let state = store
+        .load(id)?
+        .ok_or_else(|| Error::invalid(format!("sandbox {id}"), "not attached"))?;
+    if state.phase != Phase::Attached {
+        return Err(Error::invalid(
+            format!("sandbox {id}"),
+            "its attach never finished (crashed?); detach it first",
+        ));
+    }
+    super::static_attach::refuse_static(&state, "hot-plug interfaces from")?;
+    match reopen_netns(&state)? {
+        Reopened::Same { netns, nl } => Ok((store, lock, state, netns, nl)),
+        Reopened::Lost(lost) => Err(lost.refusal(id, "hot-plug interfaces")),
+    }
+}
+
+/// Attach one more interface of the sandbox's netns.
+pub fn add_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
+    add_endpoint_at(state_dir, id, iface, FailAt::NEVER)
+}
+
+/// [`add_endpoint`] with a test hook: fail before step N of the new journal entries (N =
+/// their number: before the state is saved). Exists only with the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+pub fn add_endpoint_with_failpoint(
+    state_dir: &Path,
+    id: &str,
+    iface: &str,
+    fail_at: Option<usize>,
+) -> Result<EndpointChange> {
+    add_endpoint_at(state_dir, id, iface, FailAt::before(fail_at))
+}
+
+fn add_endpoint_at(
+    state_dir: &Path,
+    id: &str,
+    iface: &str,
+    fail_at: FailAt,
+) -> Result<EndpointChange> {
+    let (store, _lock, state, netns, mut nl) = open_attached(state_dir, id, iface)?;
+    if state.endpoints.iter().any(|e| e.name == iface) {
+        return Err(Error::invalid(
+            format!("interface {iface} of sandbox {id}"),
+            "is already attached",
+        ));
+    }
+    netns.run(|| add_inside(&store, state, &netns, &mut nl, iface, fail_at))?
+}
+
+fn add_inside(
+    store: &StateDir,
+    mut state: State,
+    netns: &NetNs,
+    nl: &mut Netlink,
+    iface: &str,
+    fail_at: FailAt,
+) -> Result<EndpointChange> {
+    let snapshot = super::scan_in(nl, netns)?;
+    let only = [iface.to_string()];
+    let candidates =
+        endpoint::candidates(&snapshot, Some(&only)).map_err(|r| Error::Unsupported {
+            iface: r.iface,
+            netns: netns.display().to_string(),
+            reason: r.reason,
+        })?;
+    let (mut endpoints, entries) = plan(
+        netns,
+        state.model,
+        &state.settings,
+        &snapshot,
+        &candidates,
+        &state.endpoints,
+        &[],
+    )?;
+    let endpoint = endpoints
+        .pop()
+        .ok_or_else(|| Error::invalid(format!("interface {iface}"), "was not planned"))?;
+    let before = state.clone();
+    // The other endpoints' part of the guest description stays as it was recorded (under
+    // macvtap their addresses are no longer in the netns); the new one is added.
+    if let Some(recorded) = &mut state.guest {
+        let added = guest::describe(&snapshot, &[endpoint.ifindex]);
+        recorded.interfaces.extend(added.interfaces);
+        recorded.routes.extend(added.routes);
+        recorded.neighbors.extend(added.neighbors);
+        // Nothing is recorded cut to fit: an endpoint whose description doesn't fit is
+        // not attached.
+        if let Some(reason) = guest::over_cap(recorded) {
+            return Err(Error::Unsupported {
+                iface: iface.to_string(),
+                netns: netns.display().to_string(),
+                reason: format!("with it, {reason}; not attached"),
+            });
+        }
+    }
+    state.endpoints.push(endpoint.clone());
+    let start = state.journal.len();
+    state.journal.extend(entries);
+    crate::model::l3::finish_plan(store, &mut state, start)?;
+    state.phase = Phase::Attaching;
+    store.save(&state)?;
+    let refused = crate::vhost_user::refuse_held(
+        store,
+        &state,
+        std::slice::from_ref(&endpoint),
+        netns.display(),
+    );
+    if let Err(error) = refused {
+        store.save(&before)?;
+        return Err(error);
+    }
+    match apply_and_save(nl, store, &mut state, start, fail_at) {
+        Ok(()) => {
+            let endpoint = state
+                .endpoints
+                .iter()
+                .find(|e| e.name == iface)
+                .cloned()
+                .unwrap_or(endpoint);
+            let guest = match state.guest {
+                Some(recorded) => recorded,
+                None => diff::guest_now(&state, &snapshot),
+            };
+            Ok(EndpointChange {
+                id: state.id.clone(),
+                endpoint,
+                guest,
+            })
+        }
+        Err((applied, error)) => {
+            if undo_logged(nl, &state, start, applied) {
+                store.save(&before)?;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Detach one interface of the sandbox, leaving the others attached. Removing the last
+/// one leaves an empty attachment.
+pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
+    let (store, _lock, mut state, netns, mut nl) = open_attached(state_dir, id, iface)?;
+    let position = state
+        .endpoints
+        .iter()
+        .position(|e| e.name == iface)
+        .ok_or_else(|| {
+            Error::invalid(
+                format!("interface {iface} of sandbox {id}"),
+                "is not attached",
+            )
+        })?;
+    let endpoint = state.endpoints.remove(position);
+    let (owned, kept): (Vec<_>, Vec<_>) = state
+        .journal
+        .drain(..)
+        .partition(|e| endpoint.owns(e.device()));
+    let recorded = state.guest.is_some();
+    // Without a recorded guest description, the one reported is read after the removal.
+    let owner = Owner {
+        alias: journal::owner_alias(id),
+        endpoints: std::slice::from_ref(&endpoint),
+    };
+    let after = netns.run(|| -> Result<Option<Snapshot>> {
+        let ns_label = format!("netns {}", netns.display());
+        journal::undo(&mut nl, &owned, &owner).map_err(|e| {
+            Error::kernel(
+                format!("sandbox {id}: {}", e.entry.describe()),
+                "remove",
+                e.error,
+            )
+        })?;
+        if recorded {
+            return Ok(None);
+        }
+        let snapshot =
+            scan::scan(&mut nl).map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
+        Ok(Some(snapshot))
+    })??;
+    state.journal = kept;
+    if let Some(recorded) = &mut state.guest {
+        recorded.interfaces.retain(|i| i.name != iface);
+        recorded.routes.retain(|r| r.device != iface);
+        recorded.neighbors.retain(|n| n.device != iface);
+    }
+    store.save(&state)?;
+    let guest = match after {
+        Some(snapshot) => diff::guest_now(&state, &snapshot),
+        None => state.guest.clone().unwrap_or_default(),
+    };
+    Ok(EndpointChange {
+        id: state.id.clone(),
+        endpoint,
+        guest,
+    })
+}

@@ -1,0 +1,342 @@
+//! set-rate: change, add or remove the rate limits of a live attachment.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::reopen::{Reopened, reopen_netns};
+use crate::failpoint::FailAt;
+use crate::journal::{self, Direction, Entry};
+use crate::model::{PlanContext, rate_entries};
+use crate::netlink::{Netlink, htb};
+use crate::ownership::{self, Owner, Verdict};
+use crate::rate::Rate;
+use crate::state::{self, Phase, State, StateDir};
+use crate::{Error, Result, tap};
+
+/// What to do with one direction's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateChange {
+    Set(Rate),
+    Remove,
+}
+
+/// One limit after set-rate, read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LimitStatus {
+    pub endpoint: String,
+    pub direction: Direction,
+    pub device: String,
+    /// The rate asked for, in bits per second (None: no limit).
+    pub rate_bps: Option<u64>,
+    /// The rate the kernel reports, in bits per second.
+    pub kernel_bps: Option<u64>,
+}
+
+/// The IFB that shapes traffic toward the guest of the endpoint with ifindex `index`.
+pub fn ifb_name(index: u32) -> String {
+    format!("ifb{index}_sn")
+}
+
+fn is_limit(e: &Entry, direction: Direction) -> bool {
+    matches!(e, Entry::RateLimit { direction: d, .. } if *d == direction)
+}
+
+/// Change the limits of the sandbox's endpoints (all of them, or `iface` only). All or
+/// nothing: on a failure, the changes already made are undone.
+pub fn set_rate(
+    state_dir: &Path,
+    id: &str,
+    iface: Option<&str>,
+    rx: Option<RateChange>,
+    tx: Option<RateChange>,
+) -> Result<Vec<LimitStatus>> {
+    set_rate_at(state_dir, id, iface, rx, tx, FailAt::NEVER)
+}
+
+/// Counts the kernel changes of one set-rate, for the failpoint test hook.
+struct Steps {
+    fail_at: FailAt,
+    done: usize,
+}
+
+impl Steps {
+    /// Before one change: an injected failure when it is the one to fail at (only with the
+    /// `failpoints` feature).
+    fn check(&mut self, object: &str, step: &str) -> Result<()> {
+        self.fail_at.check(self.done, object, step)?;
+        self.done += 1;
+        Ok(())
+    }
+
+    /// Before `n` journal entries are applied: the failpoint among them, relative to them.
+    fn within(&mut self, n: usize) -> FailAt {
+        let at = self.fail_at.within(self.done, n);
+        self.done += n;
+        at
+    }
+}
+
+/// [`set_rate`] with a test hook: fail before its step N, counting every journal entry it
+/// applies and every limit it changes or removes (N = their number: before the state is
+/// saved). Exists only with the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+pub fn set_rate_with_failpoint(
+    state_dir: &Path,
+    id: &str,
+    iface: Option<&str>,
+    rx: Option<RateChange>,
+    tx: Option<RateChange>,
+    fail_at: Option<usize>,
+) -> Result<Vec<LimitStatus>> {
+    set_rate_at(state_dir, id, iface, rx, tx, FailAt::before(fail_at))
+}
+
+fn set_rate_at(
+    state_dir: &Path,
+    id: &str,
+    iface: Option<&str>,
+    rx: Option<RateChange>,
+    tx: Option<RateChange>,
+    fail_at: FailAt,
+) -> Result<Vec<LimitStatus>> {
+    state::validate_id(id)?;
+    if rx.is_none() && tx.is_none() {
+        return Err(Error::invalid("set-rate", "give --rx and/or --tx"));
+    }
+    let store = StateDir::open(state_dir)?;
+    let _lock = store.lock(id)?;
+    let mut state = store
+        .load(id)?
+        .ok_or_else(|| Error::invalid(format!("sandbox {id}"), "not attached"))?;
+    if state.phase != Phase::Attached {
+        return Err(Error::invalid(
+            format!("sandbox {id}"),
+            "its attach never finished; detach it first",
+        ));
+    }
+    if let Some(name) = iface
+        && !state.endpoints.iter().any(|e| e.name == name)
+    {
+        return Err(Error::invalid(
+            format!("interface {name} of sandbox {id}"),
+            "is not attached",
+        ));
+    }
+    super::static_attach::refuse_static(&state, "rate limit in")?;
+    let (netns, mut nl) = match reopen_netns(&state)? {
+        Reopened::Same { netns, nl } => (netns, nl),
+        Reopened::Lost(lost) => return Err(lost.refusal(id, "change its rate limits")),
+    };
+    let result = netns.run(|| -> Result<Vec<LimitStatus>> {
+        let before = state.clone();
+        let mut steps = Steps { fail_at, done: 0 };
+        let mut change_all = || -> Result<()> {
+            for (direction, change) in [(Direction::Rx, rx), (Direction::Tx, tx)] {
+                let Some(change) = change else { continue };
+                for n in 0..state.endpoints.len() {
+                    if iface.is_some_and(|name| state.endpoints[n].name != name) {
+                        continue;
+                    }
+                    change_one(&mut nl, &mut state, n, direction, change, &mut steps)?;
+                }
+                if iface.is_none() {
+                    let rate = match change {
+                        RateChange::Set(r) => Some(r),
+                        RateChange::Remove => None,
+                    };
+                    match direction {
+                        Direction::Rx => state.settings.rx_rate = rate,
+                        Direction::Tx => state.settings.tx_rate = rate,
+                    }
+                }
+            }
+            steps.check(&format!("sandbox {id}"), "save the state")?;
+            store.save(&state)
+        };
+        if let Err(e) = change_all() {
+            tracing::info!(id, error = %e, "set-rate failed; putting the limits back");
+            super::rollback::restore(&mut nl, &store, &before, &state);
+            return Err(e);
+        }
+        read_limits(&mut nl, &state)
+    })??;
+    Ok(result)
+}
+
+/// Apply one change to endpoint `n`.
+fn change_one(
+    nl: &mut Netlink,
+    state: &mut State,
+    n: usize,
+    direction: Direction,
+    change: RateChange,
+    steps: &mut Steps,
+) -> Result<()> {
+    let endpoint = state.endpoints[n].clone();
+    let object = format!(
+        "sandbox {}: {} {} limit",
+        state.id,
+        endpoint.name,
+        direction.as_str()
+    );
+    let existing = state
+        .journal
+        .iter()
+        .position(|e| endpoint.owns(e.device()) && is_limit(e, direction));
+    match (change, existing) {
+        (RateChange::Set(rate), Some(i)) => {
+            let index = proven_ours(nl, &state.journal[i], state, &object)?;
+            steps.check(&object, &format!("change the HTB rate to {rate}"))?;
+            htb::change_limit(nl, index, rate)
+                .map_err(|e| Error::kernel(&object, "change HTB rate", e.into_io()))?;
+            if let Entry::RateLimit { rate: old, .. } = &mut state.journal[i] {
+                *old = rate;
+            }
+        }
+        (RateChange::Set(rate), None) => {
+            let plumbed = state
+                .journal
+                .iter()
+                .any(|e| e.creates_device() && e.device() == endpoint.tap);
+            if !plumbed {
+                return Err(Error::invalid(
+                    &object,
+                    "this endpoint is handed over as it is; it can't be rate limited",
+                ));
+            }
+            let macvtap = state.model == crate::model::Model::Macvtap;
+            let ifb = ifb_name(endpoint.ifindex);
+            let snapshot = crate::scan::Snapshot::default();
+            let settings = state.settings.clone();
+            let sysfs_root = crate::physical::sysfs_root();
+            let ctx = PlanContext {
+                model: state.model,
+                snapshot: &snapshot,
+                queues: settings.queues,
+                tap_queue_len: settings.tap_queue_len,
+                tap_owner: settings.tap_owner,
+                sysfs_root: &sysfs_root,
+                net_sysfs_root: &sysfs_root,
+                vhost_user_dir: None,
+                rx_rate: (direction == Direction::Rx).then_some(rate),
+                tx_rate: (direction == Direction::Tx).then_some(rate),
+            };
+            let mut entries = rate_entries(
+                &ctx,
+                &endpoint.name,
+                &endpoint.tap,
+                macvtap.then_some(ifb.as_str()),
+            );
+            let alias = journal::owner_alias(&state.id);
+            let fail_at = steps.within(entries.len());
+            if let Err(e) = journal::apply_at(nl, &mut entries, &alias, fail_at) {
+                if let Err(u) = journal::undo(nl, &entries[..e.applied], &Owner::of(state)) {
+                    tracing::error!(object = %u.entry.describe(), error = %u.error, "could not roll back a new rate limit");
+                }
+                return Err(Error::kernel(
+                    format!("{object}: {}", e.entry.describe()),
+                    e.step,
+                    e.error,
+                ));
+            }
+            if macvtap && direction == Direction::Rx {
+                state.endpoints[n].ifb = Some(ifb);
+            }
+            state.journal.extend(entries);
+        }
+        (RateChange::Remove, Some(i)) => {
+            let ifb = endpoint.ifb.clone();
+            let chain: Vec<usize> = (0..state.journal.len())
+                .filter(|&j| {
+                    let e = &state.journal[j];
+                    j == i
+                        || (direction == Direction::Rx
+                            && ifb.as_deref().is_some_and(|ifb| {
+                                e.device() == ifb
+                                    || matches!(e, Entry::RedirectFilter { target, .. } if target == ifb)
+                                    || matches!(e, Entry::IngressQdisc { device, .. } if *device == endpoint.tap)
+                            }))
+                })
+                .collect();
+            let removed: Vec<Entry> = chain.iter().map(|&j| state.journal[j].clone()).collect();
+            steps.check(&object, "remove the limit")?;
+            journal::undo(nl, &removed, &Owner::of(state)).map_err(|e| {
+                Error::kernel(&object, format!("remove {}", e.entry.describe()), e.error)
+            })?;
+            let mut j = 0;
+            state.journal.retain(|_| {
+                let keep = !chain.contains(&j);
+                j += 1;
+                keep
+            });
+            if direction == Direction::Rx {
+                state.endpoints[n].ifb = None;
+            }
+        }
+        (RateChange::Remove, None) => {}
+    }
+    Ok(())
+}
+
+/// The ifindex of the device a limit lives on, proven ours (see [`crate::ownership`]):
+/// a limit is changed in place only on the device it was put on.
+fn proven_ours(nl: &mut Netlink, entry: &Entry, state: &State, object: &str) -> Result<u32> {
+    let links = crate::netlink::link::dump(nl)
+        .map_err(|e| Error::kernel(object, "dump links", e.into_io()))?;
+    match ownership::verdict(entry, &state.journal, &links, &Owner::of(state)) {
+        Verdict::Ours(index) => Ok(index),
+        Verdict::Gone => Err(Error::kernel(
+            object,
+            format!("find {}", entry.device()),
+            std::io::Error::from_raw_os_error(libc::ENODEV),
+        )),
+        Verdict::NotOurs(reason) => Err(Error::invalid(
+            object,
+            format!("{reason}; refusing to change a limit on it"),
+        )),
+    }
+}
+
+/// Every endpoint's limits as the kernel reports them.
+pub fn read_limits(nl: &mut Netlink, state: &State) -> Result<Vec<LimitStatus>> {
+    let mut out = Vec::new();
+    for endpoint in &state.endpoints {
+        for direction in [Direction::Rx, Direction::Tx] {
+            let entry = state
+                .journal
+                .iter()
+                .find(|e| endpoint.owns(e.device()) && is_limit(e, direction));
+            let (device, rate, kernel) = match entry {
+                Some(Entry::RateLimit {
+                    device,
+                    ifindex,
+                    rate,
+                    ..
+                }) => {
+                    let index = ifindex.or_else(|| tap::ifindex(device).ok());
+                    let kernel = match index {
+                        Some(i) => htb::read_limit(nl, i).map_err(|e| {
+                            Error::kernel(format!("device {device}"), "read HTB class", e.into_io())
+                        })?,
+                        None => None,
+                    };
+                    (
+                        device.clone(),
+                        Some(rate.bits_per_sec()),
+                        kernel.map(|b| b * 8),
+                    )
+                }
+                _ => (String::new(), None, None),
+            };
+            out.push(LimitStatus {
+                endpoint: endpoint.name.clone(),
+                direction,
+                device,
+                rate_bps: rate,
+                kernel_bps: kernel,
+            });
+        }
+    }
+    Ok(out)
+}

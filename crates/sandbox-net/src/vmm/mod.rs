@@ -1,0 +1,339 @@
+//! What a VMM needs to use an attachment: the command-line arguments (QEMU, Cloud
+//! Hypervisor) or API objects (Firecracker) for every endpoint, rendered from the state,
+//! and `exec`, which opens the queues itself and hands them to QEMU as inherited fds.
+//!
+//! Two ways to give a VMM a tap:
+//! - **by name**: the VMM opens the persistent tap itself through `/dev/net/tun`, which
+//!   finds devices in the netns of the calling thread, so the VMM must run inside the
+//!   sandbox netns (`ip netns exec`, `nsenter --net=`, Firecracker's jailer `--netns`);
+//! - **by fd**: `sandbox-net exec` opens every queue inside the netns and passes the fds,
+//!   so the VMM runs in the caller's netns. A macvtap can only be given this way.
+
+mod cloud_hypervisor;
+pub mod exec;
+mod fdmap;
+mod firecracker;
+mod qemu;
+mod queues;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Serialize;
+
+pub use exec::{ExecPlan, prepare_exec};
+pub use firecracker::FirecrackerInterface;
+pub use queues::open_endpoint_queues;
+
+use crate::state::{Endpoint, State};
+use crate::{Error, Result};
+
+/// The device that gives the kernel's vhost-net to QEMU.
+pub const VHOST_NET: &str = "/dev/vhost-net";
+/// The first fd number `exec` places queue fds at (after stdin, stdout and stderr).
+pub const FIRST_FD: i32 = 3;
+
+/// The VMMs sandbox-net renders for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Vmm {
+    Qemu,
+    CloudHypervisor,
+    Firecracker,
+}
+
+impl Vmm {
+    pub const NAMES: &'static [&'static str] = &["qemu", "cloud-hypervisor", "firecracker"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vmm::Qemu => "qemu",
+            Vmm::CloudHypervisor => "cloud-hypervisor",
+            Vmm::Firecracker => "firecracker",
+        }
+    }
+}
+
+impl fmt::Display for Vmm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Vmm {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Vmm> {
+        match s {
+            "qemu" => Ok(Vmm::Qemu),
+            "cloud-hypervisor" => Ok(Vmm::CloudHypervisor),
+            "firecracker" => Ok(Vmm::Firecracker),
+            other => Err(Error::invalid(
+                format!("VMM {other:?}"),
+                format!("unknown VMM (known: {})", Vmm::NAMES.join(", ")),
+            )),
+        }
+    }
+}
+
+/// What an endpoint gives the VMM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend<'a> {
+    /// A persistent tap, opened by name (or by fd through `exec`).
+    Tap { name: &'a str, queues: u32 },
+    /// A macvtap: its queues are opened through its character device, so only as fds.
+    Macvtap { name: &'a str, queues: u32 },
+    /// A vhost-user socket the VMM connects to.
+    VhostUser { socket: &'a Path, queues: u32 },
+    /// A physical NIC bound to vfio-pci.
+    Vfio {
+        pci_address: &'a str,
+        group: &'a Path,
+    },
+    /// Nothing (model none): the interface is only described to the guest.
+    Nothing,
+}
+
+impl<'a> Backend<'a> {
+    pub fn of(ep: &'a Endpoint) -> Backend<'a> {
+        let queues = ep.queues.max(1);
+        if let Some(socket) = &ep.vhost_user_socket {
+            Backend::VhostUser { socket, queues }
+        } else if let Some(group) = &ep.vfio_group {
+            Backend::Vfio {
+                pci_address: ep.pci_address.as_deref().unwrap_or_default(),
+                group,
+            }
+        } else if ep.chardev.is_some() {
+            Backend::Macvtap {
+                name: &ep.tap,
+                queues,
+            }
+        } else if ep.tap.is_empty() {
+            Backend::Nothing
+        } else {
+            Backend::Tap {
+                name: &ep.tap,
+                queues,
+            }
+        }
+    }
+
+    /// The queue count when the VMM gets queue fds from `exec`.
+    pub fn fd_queues(self) -> Option<u32> {
+        match self {
+            Backend::Tap { queues, .. } | Backend::Macvtap { queues, .. } => Some(queues),
+            _ => None,
+        }
+    }
+}
+
+/// The fds `exec` gives one endpoint, as numbers in the VMM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointFds {
+    /// The endpoint (interface name in the netns).
+    pub endpoint: String,
+    /// One fd per queue of the tap or macvtap.
+    pub queue_fds: Vec<i32>,
+    /// One `/dev/vhost-net` fd per queue (empty without vhost).
+    pub vhost_fds: Vec<i32>,
+}
+
+/// Where each endpoint's fds land in the VMM: endpoints in order, each one's queue fds then
+/// its vhost fds, from [`FIRST_FD`] up.
+pub fn fd_layout(endpoints: &[Endpoint], vhost: bool) -> Vec<Option<EndpointFds>> {
+    let mut next = FIRST_FD;
+    let mut take = |n: u32| -> Vec<i32> {
+        let fds: Vec<i32> = (0..n as i32).map(|i| next + i).collect();
+        next += n as i32;
+        fds
+    };
+    endpoints
+        .iter()
+        .map(|ep| {
+            Backend::of(ep).fd_queues().map(|queues| EndpointFds {
+                endpoint: ep.name.clone(),
+                queue_fds: take(queues),
+                vhost_fds: if vhost { take(queues) } else { Vec::new() },
+            })
+        })
+        .collect()
+}
+
+/// How to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// QEMU: use vhost-net (`vhost=on`).
+    pub vhost: bool,
+    /// QEMU: render every tap in the fd form `exec` uses, even when it could be opened by
+    /// name.
+    pub fds: bool,
+}
+
+/// Everything a VMM needs for an attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VmmArgs {
+    pub id: String,
+    pub vmm: Vmm,
+    /// The sandbox netns.
+    pub netns: PathBuf,
+    /// The VMM opens taps by name, so it must run inside `netns`.
+    pub run_in_netns: bool,
+    /// The arguments use fds that only `sandbox-net exec` provides.
+    pub needs_exec: bool,
+    /// QEMU: whether the arguments use vhost-net.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vhost: Option<bool>,
+    /// Command-line arguments, one element per argument (QEMU, Cloud Hypervisor).
+    pub args: Vec<String>,
+    /// Firecracker: the `network-interfaces` entries (config file) or bodies of
+    /// `PUT /network-interfaces/{iface_id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_interfaces: Option<Vec<FirecrackerInterface>>,
+    /// The fd numbers the arguments refer to (fd form only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fds: Vec<EndpointFds>,
+    /// What the user must know to use the arguments, one sentence each.
+    pub notes: Vec<String>,
+}
+
+/// Whether this machine has vhost-net.
+pub fn vhost_net_available() -> bool {
+    Path::new(VHOST_NET).exists()
+}
+
+/// An exit-2 error about one endpoint that `vmm` can't use.
+pub(crate) fn unsupported(vmm: Vmm, ep: &Endpoint, reason: impl Into<String>) -> Error {
+    Error::invalid(format!("endpoint {} for {vmm}", ep.name), reason.into())
+}
+
+/// Render what `vmm` needs for every endpoint of an attached sandbox.
+pub fn vmm_args(state: &State, vmm: Vmm, opts: RenderOptions) -> Result<VmmArgs> {
+    let mut out = VmmArgs {
+        id: state.id.clone(),
+        vmm,
+        netns: state.netns_path.clone(),
+        run_in_netns: false,
+        needs_exec: false,
+        vhost: None,
+        args: Vec::new(),
+        network_interfaces: None,
+        fds: Vec::new(),
+        notes: Vec::new(),
+    };
+    match vmm {
+        Vmm::Qemu => qemu::render(state, opts, &mut out)?,
+        Vmm::CloudHypervisor => cloud_hypervisor::render(state, &mut out)?,
+        Vmm::Firecracker => firecracker::render(state, &mut out)?,
+    }
+    for ep in &state.endpoints {
+        if Backend::of(ep) == Backend::Nothing {
+            out.notes.push(format!(
+                "endpoint {}: model none, nothing to hand to the VMM",
+                ep.name
+            ));
+        }
+    }
+    if out.run_in_netns && state.is_static() {
+        out.notes.push(format!(
+            "{vmm} opens the tap(s) by name: run it in the network namespace where the taps \
+             are (the one `attach --config` ran in)"
+        ));
+    } else if out.run_in_netns {
+        out.notes.push(format!(
+            "{vmm} opens the tap(s) by name: run it inside the sandbox netns, e.g. \
+             `ip netns exec {} ...` or `nsenter --net={} ...`",
+            netns_label(&state.netns_path),
+            state.netns_path.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// `NAME` for `/run/netns/NAME`, else the path.
+fn netns_label(path: &Path) -> String {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if dir == Path::new(crate::netns::NETNS_RUN_DIR) => {
+            name.to_string_lossy().into_owned()
+        }
+        _ => path.display().to_string(),
+    }
+}
+
+/// Quote one argument for a POSIX shell, only when it needs it.
+pub fn shell_quote(arg: &str) -> String {
+    let safe = !arg.is_empty()
+        && arg.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '-' | '_' | '.' | '/' | ',' | '=' | ':' | '@' | '+' | '%')
+        });
+    if safe {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A tap endpoint (built through serde so that new optional fields need no change).
+    pub fn endpoint(name: &str, tap: &str, queues: u32) -> Endpoint {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "kind": "veth", "ifindex": 2, "tap": tap,
+            "mac": "02:77:00:00:00:02", "mtu": 1500, "queues": queues
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn vmm_names_round_trip() {
+        for name in Vmm::NAMES {
+            assert_eq!(name.parse::<Vmm>().unwrap().as_str(), *name);
+        }
+        assert!("kvmtool".parse::<Vmm>().is_err());
+    }
+
+    #[test]
+    fn layout_gives_consecutive_fds_per_endpoint() {
+        let mut none = endpoint("eth2", "", 1);
+        none.tap.clear();
+        let eps = [
+            endpoint("eth0", "tap0_sn", 2),
+            none,
+            endpoint("eth1", "tap1_sn", 1),
+        ];
+        let l = fd_layout(&eps, true);
+        let a = l[0].as_ref().unwrap();
+        assert_eq!(
+            (a.queue_fds.as_slice(), a.vhost_fds.as_slice()),
+            (&[3, 4][..], &[5, 6][..])
+        );
+        assert!(l[1].is_none());
+        let b = l[2].as_ref().unwrap();
+        assert_eq!(
+            (b.queue_fds.as_slice(), b.vhost_fds.as_slice()),
+            (&[7][..], &[8][..])
+        );
+        let l = fd_layout(&eps, false);
+        assert_eq!(l[2].as_ref().unwrap().queue_fds, vec![5]);
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(
+            shell_quote("tap,id=sn0,ifname=tap0_sn"),
+            "tap,id=sn0,ifname=tap0_sn"
+        );
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn netns_labels() {
+        assert_eq!(netns_label(Path::new("/run/netns/pod1")), "pod1");
+        assert_eq!(netns_label(Path::new("/proc/42/ns/net")), "/proc/42/ns/net");
+    }
+}
