@@ -24,6 +24,45 @@ pub struct Addresses {
     pub dst_ip: Ipv4Addr,
 }
 
+/// The pod's `eth0` and the peer's `peth0`: their MACs and IPv4 addresses.
+#[derive(Debug, Clone, Copy)]
+pub struct Ends {
+    pub pod_mac: [u8; 6],
+    pub peer_mac: [u8; 6],
+    pub pod_ip: Ipv4Addr,
+    pub peer_ip: Ipv4Addr,
+}
+
+/// The addresses of the frames (into the guest, out of it) between the peer and a guest
+/// with the pod's address and `guest_mac`. Bridged (tcfilter, macvtap, or no tap at all)
+/// each frame carries the far end's MAC. Routed (l3, `routed_tap_mac` the tap's MAC) each
+/// side sends to its gateway's MAC: the peer to the pod's `eth0` (its neighbour for the
+/// pod's address), the guest to the tap (what the tap's proxy ARP answers for the peer's
+/// address).
+pub fn frame_addresses(
+    e: &Ends,
+    guest_mac: [u8; 6],
+    routed_tap_mac: Option<[u8; 6]>,
+) -> (Addresses, Addresses) {
+    let (peer_sends_to, guest_sends_to) = match routed_tap_mac {
+        Some(tap_mac) => (e.pod_mac, tap_mac),
+        None => (guest_mac, e.peer_mac),
+    };
+    let to_guest = Addresses {
+        src_mac: e.peer_mac,
+        dst_mac: peer_sends_to,
+        src_ip: e.peer_ip,
+        dst_ip: e.pod_ip,
+    };
+    let from_guest = Addresses {
+        src_mac: guest_mac,
+        dst_mac: guest_sends_to,
+        src_ip: e.pod_ip,
+        dst_ip: e.peer_ip,
+    };
+    (to_guest, from_guest)
+}
+
 /// One IPv4/UDP frame per flow, `wire` bytes long (60 at least), UDP checksum 0.
 pub fn build_frames(a: &Addresses, wire: usize) -> R<Vec<Vec<u8>>> {
     if !(60..=1514).contains(&wire) {
@@ -97,6 +136,31 @@ mod tests {
         }
         assert!(build_frames(&addresses(), 59).is_err());
         assert!(build_frames(&addresses(), 1515).is_err());
+    }
+
+    #[test]
+    fn bridged_frames_carry_the_far_ends_mac_routed_ones_the_gateways() {
+        let ends = Ends {
+            pod_mac: [2, 0, 0, 0, 0, 2],
+            peer_mac: [2, 0, 0, 0, 0, 1],
+            pod_ip: Ipv4Addr::new(10, 77, 0, 2),
+            peer_ip: Ipv4Addr::new(10, 77, 0, 1),
+        };
+        let guest = [2, 0, 0, 0, 0, 9];
+        let tap = [2, 0, 0, 0, 0, 7];
+        let (to, from) = frame_addresses(&ends, guest, None);
+        assert_eq!((to.src_mac, to.dst_mac), (ends.peer_mac, guest));
+        assert_eq!((from.src_mac, from.dst_mac), (guest, ends.peer_mac));
+        let (to, from) = frame_addresses(&ends, guest, Some(tap));
+        assert_eq!((to.src_mac, to.dst_mac), (ends.peer_mac, ends.pod_mac));
+        assert_eq!((from.src_mac, from.dst_mac), (guest, tap));
+        for (to, from) in [
+            frame_addresses(&ends, guest, None),
+            frame_addresses(&ends, guest, Some(tap)),
+        ] {
+            assert_eq!((to.src_ip, to.dst_ip), (ends.peer_ip, ends.pod_ip));
+            assert_eq!((from.src_ip, from.dst_ip), (ends.pod_ip, ends.peer_ip));
+        }
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //! what arrives at peth0 behind a drop program (tcx ingress, `TC_ACT_SHOT`), or receives
 //! with a UDP socket (`recvmmsg`). The generator runs pinned to one CPU, the consumer(s) to
 //! another. Frames are IPv4/UDP (checksum 0) over 64 flows (source ports), so a multi-queue
-//! tap spreads them over its queues by flow hash.
+//! tap spreads them over its queues by flow hash. Under l3 the pod's IP stack routes them:
+//! each side addresses its frames to its gateway's MAC (the peer to the pod's `eth0`, the
+//! guest to the tap), and the pod's neighbour entries for both ends are made permanent
+//! (the bench's ends answer no ARP).
 //!
 //! A trial: consumers start, the generator starts, a warm-up, then W windows of T seconds,
 //! each sampled (packets delivered and offered, CPU time of our threads and of the
@@ -218,6 +221,7 @@ fn run(a: &RunArgs) -> R<()> {
         "guest": "queues opened through the library (vmm::open_endpoint_queues, non-blocking, vnet header), TUNSETVNETHDRSZ 12, no offloads, one read()/write() per frame per queue thread",
         "peer": "AF_PACKET + PACKET_QDISC_BYPASS sendmmsg x64 on the peer veth, 64 MiB send buffer (unpaced: a macvtap keeps sent frames charged to the sender until the guest reads them); consumer drop = tcx ingress TC_ACT_SHOT after rx_packets; udp_socket = recvmmsg x64, 8 MiB rcvbuf",
         "reference": "no tap: to_guest frames counted and dropped at the pod's eth0; from_guest sent by AF_PACKET on the pod's eth0",
+        "l3": "routed by the pod's IP stack: the peer sends to the pod eth0's MAC, the guest to the tap's MAC; the pod's neighbour entries for the guest (on the tap) and the peer (on eth0) are permanent, as answered ARP would make them",
     });
     if let Some(d) = a.report.parent() {
         fs::create_dir_all(d)?;

@@ -13,13 +13,15 @@ pub enum Join {
     Model(Model),
 }
 
-/// The joins measured, in table order. A new model is measured by adding it here (the l3
-/// model: `Join::Model(Model::L3)`); the trial code only needs its endpoint to be a tap or
-/// a macvtap whose queues `vmm::open_endpoint_queues` opens.
+/// The joins measured, in table order. A new model is measured by adding it here; the
+/// trial code only needs its endpoint to be a tap or a macvtap whose queues
+/// `vmm::open_endpoint_queues` opens, and the frames' addresses for a routed model
+/// ([`Join::routed`]).
 pub const JOINS: &[Join] = &[
     Join::Reference,
     Join::Model(Model::Tcfilter),
     Join::Model(Model::Macvtap),
+    Join::Model(Model::L3),
 ];
 
 impl Join {
@@ -28,6 +30,12 @@ impl Join {
             Join::Reference => "reference",
             Join::Model(m) => m.as_str(),
         }
+    }
+
+    /// Whether the pod's IP stack routes the frames (l3): each side addresses its frames to
+    /// its gateway's MAC, not to the far end's.
+    pub fn routed(self) -> bool {
+        self == Join::Model(Model::L3)
     }
 }
 

@@ -13,10 +13,11 @@ use sandbox_net::netlink::Netlink;
 use sandbox_net::state::Endpoint;
 use sandbox_net::vmm::open_endpoint_queues;
 use sandbox_net::{AttachOptions, tap};
+use sandbox_net_testkit::iproute::try_ip;
 use sandbox_net_testkit::scratch::ScratchNet;
 
 use crate::counters::{LinkStats, link_stats, parse_proc_stat, task_cpu_ns};
-use crate::frames::{Addresses, UDP_DST_PORT, build_frames};
+use crate::frames::{Addresses, Ends, UDP_DST_PORT, build_frames, frame_addresses};
 use crate::kernel::{packet_sender, set_int_option, set_vnet_hdr_len, tcx_drop, tcx_error};
 use crate::spec::{Consumer, Direction, Join, Plan, Spec, wire_bytes};
 use crate::workers::{
@@ -216,11 +217,68 @@ impl Env {
             .into_iter()
             .next()
             .ok_or("the attach returned no endpoint")?;
-        Ok(Some(Attached {
+        let attached = Attached {
             state_dir: self.state_dir.clone(),
             id,
             endpoint,
-        }))
+        };
+        if spec.join.routed() {
+            self.routed_neighbours(&attached.endpoint)?;
+        }
+        Ok(Some(attached))
+    }
+
+    /// The addresses of the frames into the guest and out of it ([`frame_addresses`]): the
+    /// guest has the pod's address and the endpoint's recorded MAC; a routed join's guest
+    /// sends to the tap's MAC.
+    pub fn addresses(&self, join: Join, ep: Option<&Endpoint>) -> R<(Addresses, Addresses)> {
+        let guest_mac = ep.map_or(Ok(self.eth0_mac), |e| mac_of(&e.mac))?;
+        let tap_mac = match ep {
+            Some(ep) if join.routed() => Some(mac_of(
+                ep.tap_mac
+                    .as_deref()
+                    .ok_or("the l3 endpoint has no tap MAC")?,
+            )?),
+            _ => None,
+        };
+        let ends = Ends {
+            pod_mac: self.eth0_mac,
+            peer_mac: self.peth0_mac,
+            pod_ip: self.pod_ip,
+            peer_ip: self.peer_ip,
+        };
+        Ok(frame_addresses(&ends, guest_mac, tap_mac))
+    }
+
+    /// Routed (l3): the pod's neighbour entries for both ends, which real ends make by
+    /// answering the pod's ARP: the guest's address on the tap, and the peer's on `eth0`.
+    /// The bench's readers answer nothing, and the peer's drop program drops ARP too (an
+    /// entry nobody confirms fails under the flood, and the pod then drops what it
+    /// forwards), so both are made permanent. The guest's goes with the tap on detach; the
+    /// peer's stays with the pod, as a resolved gateway would.
+    fn routed_neighbours(&self, ep: &Endpoint) -> R<()> {
+        let peth0_mac: Vec<String> = self.peth0_mac.iter().map(|b| format!("{b:02x}")).collect();
+        let (pod_ip, peer_ip) = (self.pod_ip.to_string(), self.peer_ip.to_string());
+        let entries = [
+            (pod_ip.as_str(), ep.mac.as_str(), ep.tap.as_str()),
+            (peer_ip.as_str(), &peth0_mac.join(":"), "eth0"),
+        ];
+        for (ip, mac, dev) in entries {
+            let args = [
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ];
+            try_ip(&self.net.pod_name, &args)
+                .map_err(|e| format!("the neighbour entry of {ip} on {dev}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// The guest's queues, opened as a VMM opens them, with the VMM's header size.
@@ -315,18 +373,7 @@ impl Env {
         };
 
         // Then the generator.
-        let to_guest = Addresses {
-            src_mac: self.peth0_mac,
-            dst_mac: ep.as_ref().map_or(Ok(self.eth0_mac), |e| mac_of(&e.mac))?,
-            src_ip: self.peer_ip,
-            dst_ip: self.pod_ip,
-        };
-        let from_guest = Addresses {
-            src_mac: ep.as_ref().map_or(Ok(self.eth0_mac), |e| mac_of(&e.mac))?,
-            dst_mac: self.peth0_mac,
-            src_ip: self.pod_ip,
-            dst_ip: self.peer_ip,
-        };
+        let (to_guest, from_guest) = self.addresses(spec.join, ep.as_ref())?;
         let drops_before = self.drops(tap_index)?;
         let before = self.read_delivered(&delivered_from, &receivers)?;
         let mut senders = Vec::new();
