@@ -106,6 +106,10 @@ struct RunArgs {
     /// in flight (see `UNPACED_SNDBUF`). For comparison only.
     #[arg(long)]
     paced: bool,
+    /// Measure only these joins (comma-separated: reference, tcfilter, macvtap, l3); the
+    /// reference is always measured.
+    #[arg(long, value_parser = spec::Join::parse_list)]
+    joins: Option<Vec<spec::Join>>,
     /// Run only the main rows (`main`) or only the queue length rows (`queue-len`).
     #[arg(long, value_parser = ["all", "main", "queue-len"], default_value = "all")]
     section: String,
@@ -123,6 +127,9 @@ fn run(a: &RunArgs) -> R<()> {
         plan.windows = w.max(1);
     }
     plan.paced = a.paced;
+    if let Some(joins) = &a.joins {
+        plan.joins = joins.clone();
+    }
     if let Some(s) = a.window_secs {
         plan.window = Duration::from_secs_f64(s.max(0.01));
     }
@@ -207,6 +214,7 @@ fn run(a: &RunArgs) -> R<()> {
     report["datapath_queue_len"] = json!(sweep);
     report["datapath_method"] = json!({
         "mode": if a.smoke { "smoke" } else { "full" },
+        "joins": plan.joins.iter().map(|j| j.name()).collect::<Vec<&str>>(),
         "reps": plan.reps, "windows_per_trial": plan.windows,
         "window_s": plan.window.as_secs_f64(), "warmup_s": plan.warmup.as_secs_f64(),
         "sender_cpu": scpu, "receiver_cpu": rcpu, "flows": FLOWS,

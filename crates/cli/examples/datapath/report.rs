@@ -285,7 +285,7 @@ pub fn markdown(report: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{Consumer, Direction, JOINS, Plan};
+    use crate::spec::{Consumer, Direction, JOINS, Join, Plan};
 
     #[test]
     fn every_model_row_kind_is_planned_and_compared_with_the_reference() {
@@ -303,6 +303,15 @@ mod tests {
         }
         assert!(specs.iter().any(|s| s.queues == 2));
         assert!(!plan.queue_len_specs().is_empty());
+        assert_eq!(
+            Join::parse_list("l3").unwrap(),
+            vec![Join::Reference, Join::Model(sandbox_net::Model::L3)]
+        );
+        assert_eq!(
+            Join::parse_list("macvtap,reference,tcfilter").unwrap(),
+            JOINS[..3]
+        );
+        assert!(Join::parse_list("bridge").is_err());
         let mk = |model: &str, consumer: &str, pps: f64| json!({"model": model, "direction": "to_guest", "frame_bytes": 64, "consumer": consumer, "pps": pps});
         let reference = vec![mk("reference", "drop", 800_000.0)];
         let mut rows = vec![

@@ -32,6 +32,28 @@ impl Join {
         }
     }
 
+    /// The joins named in `list` (comma-separated: `reference` and model names), in
+    /// [`JOINS`] order, the reference always among them (every ratio divides by it).
+    pub fn parse_list(list: &str) -> Result<Vec<Join>, String> {
+        let mut named = vec![Join::Reference];
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let join = JOINS
+                .iter()
+                .copied()
+                .find(|j| j.name() == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = JOINS.iter().map(|j| j.name()).collect();
+                    format!("unknown join {name:?} (known: {})", known.join(", "))
+                })?;
+            named.push(join);
+        }
+        Ok(JOINS
+            .iter()
+            .copied()
+            .filter(|j| named.contains(j))
+            .collect())
+    }
+
     /// Whether the pod's IP stack routes the frames (l3): each side addresses its frames to
     /// its gateway's MAC, not to the far end's.
     pub fn routed(self) -> bool {
@@ -123,6 +145,8 @@ pub struct Plan {
     pub drain_idle: Duration,
     pub sizes: Vec<u32>,
     pub queue_lens: Vec<u32>,
+    /// The joins measured (every one of [`JOINS`] unless `--joins` picks some).
+    pub joins: Vec<Join>,
 }
 
 impl Plan {
@@ -137,6 +161,7 @@ impl Plan {
             drain_idle: Duration::from_millis(30),
             sizes: vec![64, 1500],
             queue_lens: vec![500, 8000],
+            joins: JOINS.to_vec(),
         }
     }
 
@@ -151,6 +176,7 @@ impl Plan {
             drain_idle: Duration::from_millis(200),
             sizes: vec![64, 1500],
             queue_lens: vec![500, 1000, 2000, 4000, 8000],
+            joins: JOINS.to_vec(),
         }
     }
 
@@ -159,7 +185,7 @@ impl Plan {
     pub fn main_specs(&self) -> Vec<Spec> {
         let mut specs = Vec::new();
         let qlen = |join: Join| matches!(join, Join::Model(_)).then_some(tap::DEFAULT_QUEUE_LEN);
-        for &join in JOINS {
+        for &join in &self.joins {
             for direction in [Direction::ToGuest, Direction::FromGuest] {
                 for &frame_bytes in &self.sizes {
                     specs.push(Spec {
@@ -199,7 +225,7 @@ impl Plan {
     /// Loss against the tap's queue length: into the guest at 64 bytes, every model.
     pub fn queue_len_specs(&self) -> Vec<Spec> {
         let mut specs = Vec::new();
-        for &join in JOINS {
+        for &join in &self.joins {
             if join == Join::Reference {
                 continue;
             }
