@@ -7,8 +7,10 @@
 //! the feature bits and that frames larger than the MTU crossed the tap). Cases:
 //! tcfilter with one queue (QEMU opens the tap by name, inside the pod netns, with the
 //! arguments `vmm-args` printed), tcfilter with two queues through `sandbox-net exec`
-//! (fd passing; QEMU in the caller's netns), macvtap through `exec`, and a negative
-//! control whose filters are deleted before the boot: its guest must not reach the peer.
+//! (fd passing; QEMU in the caller's netns), macvtap through `exec`, l3 by name (the pod's
+//! IP stack routes the guest's traffic; the guest also takes its IPv6 address and routes
+//! from `guest-config` and pings and is pinged over IPv6), and a negative control whose
+//! filters are deleted before the boot: its guest must not reach the peer.
 //!
 //! Needs root, qemu-system-x86, busybox-static and cpio (scripts/test.sh installs them).
 //! Every netns, attachment and QEMU process is removed on success, failure or timeout.
@@ -17,7 +19,7 @@
 //! timeout, so the cases run after the other tests, not next to them.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -219,6 +221,8 @@ struct Case {
     launch: Launch,
     /// Delete the redirect filters before the boot (negative control).
     remove_filters: bool,
+    /// Also configure IPv6 in the guest (from `guest-config`) and ping both ways over it.
+    ipv6: bool,
 }
 
 fn sn(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -230,7 +234,7 @@ fn sn(dir: &Path, args: &[&str]) -> (i32, String, String) {
 /// The QEMU command line without the network. With `tcp`, the guest moves TCP_BYTES each
 /// way after the pings. The virtio-net offloads are QEMU's defaults; they are set here
 /// explicitly so a changed default can't turn them off unnoticed.
-fn qemu_base(kernel_ip: &str, peer: Ipv4Addr, smp: u32, tcp: bool) -> Vec<String> {
+fn qemu_base(kernel_ip: &str, peer: Ipv4Addr, smp: u32, tcp: bool, ipv6: &str) -> Vec<String> {
     let a = assets();
     let tcp_args = if tcp {
         format!(" sn_tcp_bytes={TCP_BYTES} sn_tcp_up={TCP_UP_PORT} sn_tcp_down={TCP_DOWN_PORT}")
@@ -251,7 +255,9 @@ fn qemu_base(kernel_ip: &str, peer: Ipv4Addr, smp: u32, tcp: bool) -> Vec<String
         "-initrd",
         a.initramfs.to_str().expect("utf-8 path"),
         "-append",
-        &format!("console=ttyS0 quiet panic=-1 {kernel_ip} sn_peer={peer}{tcp_args}"),
+        &format!(
+            "console=ttyS0 quiet panic=-1 no_timer_check {kernel_ip} sn_peer={peer}{tcp_args}{ipv6}"
+        ),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -269,6 +275,41 @@ fn qemu_base(kernel_ip: &str, peer: Ipv4Addr, smp: u32, tcp: bool) -> Vec<String
         args.extend(["-global".into(), format!("virtio-net-pci.{prop}=on")]);
     }
     args
+}
+
+/// The guest's IPv6 configuration as init arguments (`sn_ip6=ADDR/LEN`,
+/// `sn_route6=DST,GATEWAY`, `sn_peer6=PEER`), from the `guest-config` JSON of interface
+/// `dev`: its global IPv6 addresses and the IPv6 routes through it.
+fn ipv6_args(guest: &Value, dev: &str, peer: Ipv6Addr) -> String {
+    let iface = guest["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["name"] == dev)
+        .unwrap_or_else(|| panic!("no interface {dev} in {guest}"));
+    let mut args = String::new();
+    for a in iface["addresses"].as_array().into_iter().flatten() {
+        if a["family"] == "inet6" {
+            args += &format!(
+                " sn_ip6={}/{}",
+                a["address"].as_str().expect("address"),
+                a["prefix_len"]
+            );
+        }
+    }
+    for r in guest["routes"].as_array().into_iter().flatten() {
+        if r["family"] == "inet6" && r["device"] == dev {
+            let gw = r["gateway"]
+                .as_str()
+                .unwrap_or_else(|| panic!("IPv6 route without a gateway: {r}"));
+            args += &format!(" sn_route6={},{gw}", r["dst"].as_str().expect("dst"));
+        }
+    }
+    assert!(
+        args.contains("sn_ip6=") && args.contains("sn_route6="),
+        "no IPv6 in {guest}"
+    );
+    args + &format!(" sn_peer6={peer}")
 }
 
 /// The sha256 of `data`, as `sha256sum` prints it.
@@ -505,8 +546,26 @@ fn run(case: &Case) -> String {
         }
     }
 
+    let ipv6 = if case.ipv6 {
+        let (code, out, err) = sn(dir, &["guest-config", "--id", case.id]);
+        assert_eq!(code, 0, "guest-config: {err}");
+        let guest: Value = serde_json::from_str(&out).expect("guest-config JSON");
+        let args = ipv6_args(&guest, &link.name, link.peer_v6);
+        if case.model == "l3" {
+            // Behind l3 the guest has each address as a /128 and routes via the tap.
+            let gw = sandbox_net::model::l3::GATEWAY_V6;
+            assert!(
+                args.contains(&format!(" sn_ip6={}/128", link.pod_v6)),
+                "{args}"
+            );
+            assert!(args.contains(&format!("sn_route6=default,{gw}")), "{args}");
+        }
+        args
+    } else {
+        String::new()
+    };
     let tcp = !case.remove_filters;
-    let base = qemu_base(&kernel_ip, link.peer_v4, case.queues.min(2), tcp);
+    let base = qemu_base(&kernel_ip, link.peer_v4, case.queues.min(2), tcp, &ipv6);
     // The peer listens for the guest's upload before the guest boots.
     let up = tcp.then(|| {
         let listener = net
@@ -611,6 +670,7 @@ fn run(case: &Case) -> String {
         .parse()
         .unwrap_or(0);
     assert!(n >= 3, "[{}] the guest answered {n} echo requests", case.id);
+    let rtts6 = case.ipv6.then(|| ping6_both_ways(case, &mut vm, &net));
     if let Some(up) = up {
         let vmm_dev = ep["tap"].as_str().expect("tap");
         tcp_both_ways(case, &mut vm, &net, up, vmm_dev);
@@ -629,12 +689,44 @@ fn run(case: &Case) -> String {
         );
     }
     eprintln!(
-        "[{}] ok in {:.1} s: guest -> peer ok, peer -> guest rtts {:?}",
+        "[{}] ok in {:.1} s: guest -> peer ok, peer -> guest rtts {:?}, over IPv6 {:?}",
         case.id,
         started.elapsed().as_secs_f64(),
-        rtts
+        rtts,
+        rtts6
     );
     vm.transcript()
+}
+
+/// The guest pings the peer's IPv6 address, then the peer pings the guest's 3 times; the
+/// guest counts the echo requests it answered. Returns the peer's round-trip times.
+fn ping6_both_ways(case: &Case, vm: &mut Vm, net: &ScratchNet) -> Vec<Duration> {
+    let id = case.id;
+    let link = &net.links[0];
+    let ping = vm
+        .wait_marker("ping6 ", &[])
+        .unwrap_or_else(|| panic!("[{id}] no ping6 marker:\n{}", vm.transcript()));
+    assert!(
+        ping.starts_with("ping6 ok"),
+        "[{id}] the guest could not ping the peer over IPv6: {ping:?}\n{}",
+        vm.transcript()
+    );
+    let rtts = net
+        .peer
+        .run(|| peer::ping_from_current_netns(IpAddr::V6(link.pod_v6), 3, Duration::from_secs(3)))
+        .expect("enter the peer netns")
+        .unwrap_or_else(|e| panic!("[{id}] peer -> guest over IPv6: {e}\n{}", vm.transcript()));
+    assert_eq!(rtts.len(), 3, "[{id}] peer -> guest IPv6 replies");
+    let answered = vm
+        .wait_marker("echo6 requests answered ", &[])
+        .unwrap_or_else(|| panic!("[{id}] no echo6 marker:\n{}", vm.transcript()));
+    let n: u32 = answered
+        .trim_start_matches("echo6 requests answered ")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(n >= 3, "[{id}] the guest answered {n} IPv6 echo requests");
+    rtts
 }
 
 fn run_cmd(cmd: &str, args: &[&str]) {
@@ -657,6 +749,7 @@ fn tcfilter_one_queue_qemu_opens_the_tap_by_name() {
         queues: 1,
         launch: Launch::ByName,
         remove_filters: false,
+        ipv6: false,
     });
 }
 
@@ -668,6 +761,7 @@ fn tcfilter_two_queues_through_exec_fd_passing() {
         queues: 2,
         launch: Launch::Exec,
         remove_filters: false,
+        ipv6: false,
     });
 }
 
@@ -679,6 +773,19 @@ fn macvtap_through_exec() {
         queues: 1,
         launch: Launch::Exec,
         remove_filters: false,
+        ipv6: false,
+    });
+}
+
+#[test]
+fn l3_qemu_opens_the_tap_by_name_dual_stack() {
+    run(&Case {
+        id: "e2e-l3",
+        model: "l3",
+        queues: 1,
+        launch: Launch::ByName,
+        remove_filters: false,
+        ipv6: true,
     });
 }
 
@@ -690,6 +797,7 @@ fn negative_control_without_filters_the_guest_is_cut_off() {
         queues: 1,
         launch: Launch::ByName,
         remove_filters: true,
+        ipv6: false,
     });
     assert!(!console.contains("SANDBOX-NET-E2E: ping ok"), "{console}");
 }
