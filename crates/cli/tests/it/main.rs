@@ -30,6 +30,7 @@ mod hotplug;
 mod models;
 mod named_netns;
 mod netns_entry;
+mod old_state;
 mod qdisc_conflict;
 mod ratelimit;
 mod readback;

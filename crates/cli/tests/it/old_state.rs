@@ -1,0 +1,411 @@
+//! State files written by the release before the typed endpoints (`fixtures/state-0.1.0`,
+//! see its README): this build reads every one of them, writes the same bytes back, and
+//! detaches each against a real netns. The netns is rebuilt as the fixture's topology was
+//! (`topology.sh`), the fixture's journal is re-applied there (its objects are made again,
+//! at new ifindexes), the file is given the new netns's identity and ifindexes (nothing
+//! else of it changes; JSON objects do not order their keys, and the file is re-encoded
+//! with them sorted) and `sandbox-net detach` must then leave the netns exactly as it was
+//! before the journal was applied.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+use sandbox_net::journal::{self, Entry};
+use sandbox_net::netlink::Netlink;
+use sandbox_net::state::{StateDir, parse_state};
+use serde_json::Value;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures/state-0.1.0");
+const NETNS_FIXTURES: [&str; 4] = ["fx-tcfilter", "fx-macvtap", "fx-handover", "fx-none"];
+
+fn fixture(id: &str) -> String {
+    let path = Path::new(FIXTURES).join(format!("{id}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+#[test]
+fn every_old_state_loads_and_is_written_back_byte_for_byte() {
+    for id in NETNS_FIXTURES.iter().chain(&["fx-static"]) {
+        let text = fixture(id);
+        let state = parse_state(Path::new(id), &text).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(state.id, *id);
+        let again = serde_json::to_string_pretty(&state).expect("encode");
+        assert_eq!(again, text, "{id}: written back differently");
+    }
+}
+
+/// The commands (`ip -n POD|PEER ...`) that build a fixture's pod as `topology.sh` does.
+fn build(net: &ScratchNet, id: &str) {
+    let (pod, peer) = (net.pod_name.as_str(), net.peer_name.as_str());
+    let veth = |n: u8, default_route: bool| {
+        let (eth, peth) = (format!("eth{n}"), format!("peth{n}"));
+        ip(
+            pod,
+            &[
+                "link", "add", &eth, "type", "veth", "peer", "name", &peth, "netns", peer,
+            ],
+        );
+        ip(
+            pod,
+            &[
+                "link",
+                "set",
+                &eth,
+                "address",
+                &format!("02:77:00:00:0{n}:02"),
+            ],
+        );
+        ip(
+            peer,
+            &[
+                "link",
+                "set",
+                &peth,
+                "address",
+                &format!("02:77:00:00:0{n}:01"),
+            ],
+        );
+        ip(pod, &["link", "set", &eth, "up"]);
+        ip(peer, &["link", "set", &peth, "up"]);
+        wait_lower_up(pod, &eth);
+        ip(
+            pod,
+            &["addr", "add", &format!("10.77.{n}.2/24"), "dev", &eth],
+        );
+        ip(
+            pod,
+            &["addr", "add", &format!("fd77:{n}::2/64"), "dev", &eth],
+        );
+        ip(
+            peer,
+            &["addr", "add", &format!("10.77.{n}.1/24"), "dev", &peth],
+        );
+        ip(
+            peer,
+            &["addr", "add", &format!("fd77:{n}::1/64"), "dev", &peth],
+        );
+        if default_route {
+            ip(
+                pod,
+                &[
+                    "route",
+                    "add",
+                    "default",
+                    "via",
+                    &format!("10.77.{n}.1"),
+                    "dev",
+                    &eth,
+                ],
+            );
+            let gw = format!("fd77:{n}::1");
+            ip(
+                pod,
+                &["-6", "route", "add", "default", "via", &gw, "dev", &eth],
+            );
+        }
+    };
+    veth(0, true);
+    match id {
+        "fx-tcfilter" => {
+            veth(1, false);
+            ip(
+                pod,
+                &[
+                    "neigh",
+                    "add",
+                    "10.77.0.50",
+                    "lladdr",
+                    "02:77:00:00:00:50",
+                    "dev",
+                    "eth0",
+                    "nud",
+                    "permanent",
+                ],
+            );
+        }
+        "fx-macvtap" => ip(
+            pod,
+            &[
+                "route",
+                "add",
+                "10.76.0.0/16",
+                "via",
+                "10.77.0.1",
+                "dev",
+                "eth0",
+                "mtu",
+                "1400",
+            ],
+        ),
+        "fx-handover" => {
+            ip(
+                pod,
+                &[
+                    "tuntap",
+                    "add",
+                    "dev",
+                    "vmtap0",
+                    "mode",
+                    "tap",
+                    "multi_queue",
+                ],
+            );
+            ip(
+                pod,
+                &[
+                    "link",
+                    "set",
+                    "vmtap0",
+                    "address",
+                    "02:77:00:01:00:02",
+                    "up",
+                ],
+            );
+            ip(pod, &["addr", "add", "10.77.13.2/24", "dev", "vmtap0"]);
+            ip(
+                pod,
+                &[
+                    "link", "add", "link", "eth0", "name", "mvt9", "type", "macvtap", "mode",
+                    "bridge",
+                ],
+            );
+            ip(
+                pod,
+                &["link", "set", "mvt9", "address", "02:77:00:02:00:02", "up"],
+            );
+            ip(pod, &["addr", "add", "10.77.23.2/24", "dev", "mvt9"]);
+        }
+        _ => {}
+    }
+    settle(pod);
+}
+
+/// The ifindex of every link of `ns`, by name.
+fn ifindexes(ns: &str) -> Vec<(String, u64)> {
+    ip_json(ns, &["link", "show"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| Some((l["ifname"].as_str()?.to_string(), l["ifindex"].as_u64()?)))
+        .collect()
+}
+
+/// Put `state` (an old state file, as JSON) in the netns `net`: make its journal's objects
+/// again there (as the attach that wrote it had made them) and give the file the netns's
+/// identity and the ifindexes of now. Nothing else of the file changes.
+fn replant(net: &ScratchNet, state: &mut Value) {
+    let netns = &net.pod;
+    state["netns"] = Value::from(net.pod_name.as_str());
+    state["netns_path"] = Value::from(netns.path().to_string_lossy().into_owned());
+    state["netns_id"] = serde_json::json!({"dev": netns.id().dev, "ino": netns.id().ino});
+    let nl = Netlink::open_in(netns).expect("netlink socket in the pod");
+    state["netns_cookie"] = Value::from(nl.netns_cookie().expect("netns cookie"));
+    let before = ifindexes(&net.pod_name);
+    let index_of = |names: &[(String, u64)], name: &str| {
+        names
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, i)| *i)
+            .unwrap_or_else(|| panic!("no link {name} in the pod"))
+    };
+    for ep in state["endpoints"].as_array_mut().into_iter().flatten() {
+        let name = ep["name"].as_str().expect("name").to_string();
+        ep["ifindex"] = Value::from(index_of(&before, &name));
+    }
+    // The journal as the attach planned it: objects on the endpoints at their ifindexes
+    // now, the devices it made to be made again (found by name).
+    let made: Vec<String> = state["journal"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| matches!(e["object"].as_str(), Some("tap" | "macvtap" | "ifb")))
+        .filter_map(|e| e["name"].as_str().map(String::from))
+        .collect();
+    for entry in state["journal"].as_array_mut().into_iter().flatten() {
+        let device = entry["device"]
+            .as_str()
+            .or(entry["name"].as_str())
+            .map(String::from);
+        let Some(device) = device else { continue };
+        if entry["object"] == "vfio-bind" {
+            continue;
+        }
+        entry["ifindex"] = if made.contains(&device) {
+            Value::Null
+        } else {
+            Value::from(index_of(&before, &device))
+        };
+        if let Some(parent) = entry.get_mut("parent") {
+            let eth0 = index_of(&before, "eth0");
+            assert_eq!(parent.as_u64(), Some(2), "the fixture's macvtap is on eth0");
+            *parent = Value::from(eth0);
+        }
+        if let Some(address) = entry.get_mut("address") {
+            address["ifindex"] = Value::from(index_of(&before, &device));
+        }
+        if let Some(route) = entry.get_mut("route") {
+            route["oif"] = Value::from(index_of(&before, &device));
+        }
+    }
+    let mut entries: Vec<Entry> =
+        serde_json::from_value(state["journal"].clone()).expect("the fixture's journal");
+    let id = state["id"].as_str().expect("id").to_string();
+    netns
+        .run(|| {
+            let mut nl = Netlink::open_here().expect("netlink socket");
+            journal::apply(&mut nl, &mut entries, &journal::owner_alias(&id)).unwrap_or_else(|e| {
+                panic!(
+                    "{id}: re-apply {}: {}: {}",
+                    e.entry.describe(),
+                    e.step,
+                    e.error
+                )
+            });
+        })
+        .expect("enter the pod");
+    for (value, entry) in state["journal"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .zip(&entries)
+    {
+        if value["object"] != "vfio-bind" {
+            value["ifindex"] = entry.ifindex().map_or(Value::Null, Value::from);
+        }
+    }
+}
+
+/// Write `text` as sandbox `id`'s state file, as a save does (mode 0600).
+fn plant(dir: &Path, id: &str, text: &str) -> PathBuf {
+    StateDir::open(dir).expect("state dir");
+    let path = dir.join(format!("{id}.json"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .expect("create the state file");
+    f.write_all(text.as_bytes()).expect("write the state file");
+    path
+}
+
+#[test]
+fn every_old_netns_state_detaches_cleanly() {
+    for id in NETNS_FIXTURES {
+        let net = ScratchNet::new("snfx").expect("scratch netns");
+        build(&net, id);
+        let before = settled_snapshot(&net.pod_name);
+        let mut state: Value = serde_json::from_str(&fixture(id)).expect("fixture JSON");
+        replant(&net, &mut state);
+        let journalled = state["journal"].as_array().map_or(0, Vec::len);
+        if journalled > 0 {
+            assert_ne!(
+                snapshot(&net.pod_name),
+                before,
+                "{id}: the re-applied journal changed nothing"
+            );
+        }
+        let dir = TempStateDir::new();
+        let text = serde_json::to_string_pretty(&state).expect("encode");
+        plant(dir.path(), id, &text);
+        let guard = DetachOnDrop::new(dir.path(), id);
+        let state_dir = dir.path().to_string_lossy().into_owned();
+        let (code, out, err) = cli(&["--state-dir", &state_dir, "detach", "--id", id, "--json"]);
+        assert_eq!(code, 0, "{id}: detach: {err}");
+        guard.disarm();
+        let outcome: Value = serde_json::from_str(&out).expect("detach JSON");
+        assert_eq!(
+            outcome,
+            serde_json::json!({"outcome": "detached", "id": id, "objects": journalled}),
+            "{id}"
+        );
+        assert_settles_to(&net.pod_name, &before, id);
+        assert_eq!(
+            listing(dir.path()),
+            Vec::<String>::new(),
+            "{id}: state left"
+        );
+    }
+}
+
+const PCI: &str = "0000:03:00.1";
+const PCI_DEV: &str = "devices/pci0000:00/0000:03:00.1";
+
+/// A fake sysfs with the fixture's PCI NIC bound to vfio-pci, in IOMMU group 17.
+fn bound_sysfs() -> TempDir {
+    let t = TempDir::new("snfx-sysfs");
+    let file = |rel: &str, body: &str| {
+        let p = t.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    };
+    let link = |rel: &str, target: &str| {
+        let p = t.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::os::unix::fs::symlink(target, p).expect("symlink");
+    };
+    file(&format!("{PCI_DEV}/driver_override"), "(null)\n");
+    link(
+        &format!("{PCI_DEV}/driver"),
+        "../../../bus/pci/drivers/vfio-pci",
+    );
+    link(
+        &format!("{PCI_DEV}/iommu_group"),
+        "../../../kernel/iommu_groups/17",
+    );
+    link(
+        &format!("bus/pci/devices/{PCI}"),
+        &format!("../../../{PCI_DEV}"),
+    );
+    for d in ["ixgbe", "vfio-pci"] {
+        file(&format!("bus/pci/drivers/{d}/bind"), "");
+        file(&format!("bus/pci/drivers/{d}/unbind"), "");
+    }
+    file("bus/pci/drivers_probe", "");
+    t
+}
+
+#[test]
+fn an_old_static_state_detaches_restoring_its_pci_device_only() {
+    // The host of the static attachment: a scratch netns with its tap (the host's own
+    // netns is never touched); the CLI runs in there, as the attach did.
+    let net = ScratchNet::new("snfx").expect("scratch netns");
+    ip(
+        &net.pod_name,
+        &["tuntap", "add", "dev", "tap-vm0", "mode", "tap"],
+    );
+    ip(&net.pod_name, &["link", "set", "tap-vm0", "mtu", "1400"]);
+    let before = settled_snapshot(&net.pod_name);
+    let sysfs = bound_sysfs();
+    let root = sysfs.path().to_string_lossy().into_owned();
+    let mut state: Value = serde_json::from_str(&fixture("fx-static")).expect("fixture JSON");
+    state["settings"]["sysfs_root"] = Value::from(root.as_str());
+    state["journal"][0]["sysfs_root"] = Value::from(root.as_str());
+    let dir = TempStateDir::new();
+    plant(
+        dir.path(),
+        "fx-static",
+        &serde_json::to_string_pretty(&state).expect("encode"),
+    );
+    let state_dir = dir.path().to_string_lossy().into_owned();
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.pod_name, bin()])
+        .args(["--state-dir", &state_dir, "--sysfs-root", &root])
+        .args(["detach", "--id", "fx-static", "--json"])
+        .output()
+        .expect("run sandbox-net in the netns");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "detach: {err}");
+    let outcome: Value = serde_json::from_slice(&out.stdout).expect("detach JSON");
+    assert_eq!(
+        outcome,
+        serde_json::json!({"outcome": "detached", "id": "fx-static", "objects": 1})
+    );
+    let over = std::fs::read_to_string(sysfs.join(&format!("{PCI_DEV}/driver_override")))
+        .expect("driver_override");
+    assert_eq!(over, "\n", "detach cleared driver_override");
+    assert_settles_to(&net.pod_name, &before, "the tap is left as it was");
+    assert_eq!(listing(dir.path()), Vec::<String>::new(), "state left");
+}
