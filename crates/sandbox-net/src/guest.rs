@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::is_link_local_v6;
+use crate::mac::{self, MacAddr};
 use crate::netlink::neigh::nud;
 use crate::netlink::route::{PROTO_KERNEL, TABLE_MAIN};
 use crate::scan::Snapshot;
@@ -25,7 +26,9 @@ pub struct GuestConfig {
 pub struct GuestInterface {
     /// The interface's name in the netns; the guest NIC should get the same name.
     pub name: String,
-    pub mac: String,
+    /// None (written "") when the interface has no MAC.
+    #[serde(with = "mac::or_empty")]
+    pub mac: Option<MacAddr>,
     pub mtu: u32,
     pub addresses: Vec<GuestAddress>,
     pub noarp: bool,
@@ -59,7 +62,7 @@ pub struct GuestRoute {
 pub struct GuestNeighbor {
     pub family: String,
     pub ip: IpAddr,
-    pub mac: String,
+    pub mac: MacAddr,
     pub device: String,
     /// "permanent" or "reachable".
     pub state: String,
@@ -93,28 +96,6 @@ pub fn over_cap(config: &GuestConfig) -> Option<String> {
     })
 }
 
-pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parse "aa:bb:cc:dd:ee:ff": exactly six pairs of hex digits.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        let part = parts.next()?;
-        // from_str_radix alone would also take a sign ("+f"); found by fuzzing.
-        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
 fn family(addr: &IpAddr) -> &'static str {
     if addr.is_ipv4() { "inet" } else { "inet6" }
 }
@@ -139,7 +120,7 @@ pub fn describe(snapshot: &Snapshot, ifindexes: &[u32]) -> GuestConfig {
         };
         config.interfaces.push(GuestInterface {
             name: link.name.clone(),
-            mac: link.mac.as_deref().map(format_mac).unwrap_or_default(),
+            mac: link.mac.as_deref().and_then(MacAddr::from_slice),
             mtu: link.mtu,
             addresses: snapshot
                 .addresses_of(index)
@@ -189,7 +170,7 @@ pub fn describe(snapshot: &Snapshot, ifindexes: &[u32]) -> GuestConfig {
         if !ifindexes.contains(&n.ifindex) {
             continue;
         }
-        let Some(lladdr) = n.lladdr.as_deref().filter(|l| l.len() == 6) else {
+        let Some(lladdr) = n.lladdr.as_deref().and_then(MacAddr::from_slice) else {
             continue;
         };
         let state = if n.state & nud::PERMANENT != 0 {
@@ -202,7 +183,7 @@ pub fn describe(snapshot: &Snapshot, ifindexes: &[u32]) -> GuestConfig {
         config.neighbors.push(GuestNeighbor {
             family: family(&n.ip).into(),
             ip: n.ip,
-            mac: format_mac(lladdr),
+            mac: lladdr,
             device: name_of(n.ifindex).unwrap_or_default(),
             state: state.into(),
         });
@@ -317,27 +298,11 @@ mod tests {
     }
 
     #[test]
-    fn macs_parse_and_format() {
-        assert_eq!(parse_mac("02:77:00:00:00:0a"), Some([2, 0x77, 0, 0, 0, 10]));
-        assert_eq!(format_mac(&[2, 0x77, 0, 0, 0, 10]), "02:77:00:00:00:0a");
-        for bad in [
-            "02:77:00:00:00",
-            "02:77:00:00:00:00:01",
-            "zz:77:00:00:00:00",
-            "2:77:0:0:0:a",
-            "ff:ff:ff:ff:ff:+f",
-            "-1:00:00:00:00:00",
-        ] {
-            assert_eq!(parse_mac(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn interfaces_carry_mac_mtu_addresses_and_noarp() {
         let g = describe(&snapshot(), &[2]);
         assert_eq!(g.interfaces.len(), 1);
         let i = &g.interfaces[0];
-        assert_eq!(i.mac, "02:42:ac:11:00:02");
+        assert_eq!(i.mac, Some(MacAddr::new([0x02, 0x42, 0xac, 0x11, 0, 2])));
         assert_eq!(i.mtu, 1450);
         assert!(i.noarp);
         let addrs: Vec<_> = i

@@ -10,13 +10,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod ownership;
+
 use crate::failpoint::FailAt;
+use crate::mac::MacAddr;
+use crate::names::owner_group;
 use crate::netlink::addr::{self, Address};
 use crate::netlink::route::{self, Route};
 use crate::netlink::{Netlink, NlError, htb, link, tc};
-use crate::ownership::{self, LeftAlone, Owner, Verdict};
 use crate::rate::Rate;
 use crate::{physical, tap};
+use ownership::{LeftAlone, Owner, Verdict};
 
 /// Which traffic a rate limit applies to, seen from the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,29 +41,6 @@ impl Direction {
     }
 }
 
-/// The prefix of the alias that marks a link as ours.
-pub const OWNER_ALIAS_PREFIX: &str = "sandbox-net:";
-
-/// The alias sandbox-net gives the links it creates: it marks them as ours.
-pub fn owner_alias(id: &str) -> String {
-    format!("{OWNER_ALIAS_PREFIX}{id}")
-}
-
-/// The link group of the devices a sandbox creates (derived from its owner alias): a
-/// detach deletes them all in one request. Never 0, the kernel's default group.
-pub fn owner_group(alias: &str) -> u32 {
-    // FNV-1a, 32 bits.
-    let hash = alias.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    hash | 0x4000_0000
-}
-
-/// The sandbox id an alias names, when the alias marks the link as ours (unvalidated).
-pub fn owner_of(alias: &str) -> Option<&str> {
-    alias.strip_prefix(OWNER_ALIAS_PREFIX)
-}
-
 /// One kernel object created by sandbox-net. `ifindex` is filled in once known; an entry
 /// without one is resolved by name inside the netns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,7 +57,7 @@ pub enum Entry {
         /// The MAC it is given (chosen when planned, so nothing has to read it back); None
         /// in states written before it was recorded: the kernel's random one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        mac: Option<String>,
+        mac: Option<MacAddr>,
     },
     /// An ingress qdisc on a device.
     IngressQdisc {
@@ -94,7 +75,7 @@ pub enum Entry {
         name: String,
         ifindex: Option<u32>,
         parent: u32,
-        mac: String,
+        mac: MacAddr,
         mtu: u32,
         tx_queue_len: Option<u32>,
     },
@@ -102,8 +83,8 @@ pub enum Entry {
     LinkMac {
         device: String,
         ifindex: Option<u32>,
-        original: String,
-        replacement: String,
+        original: MacAddr,
+        replacement: MacAddr,
     },
     /// An address removed from `device` (restored exactly on undo).
     RemovedAddress {
@@ -251,15 +232,6 @@ fn nl_io(e: NlError) -> io::Error {
     e.into_io()
 }
 
-fn mac_bytes(text: &str) -> Result<[u8; 6], (&'static str, io::Error)> {
-    crate::guest::parse_mac(text).ok_or_else(|| {
-        (
-            "parse MAC",
-            io::Error::new(io::ErrorKind::InvalidData, format!("{text:?} is not a MAC")),
-        )
-    })
-}
-
 type StepError = (&'static str, io::Error);
 
 /// An ingress qdisc add refused because the device has one (ingress or clsact, which
@@ -309,13 +281,13 @@ fn apply_one(
             owner,
             mac,
         } => {
-            let mac = mac.as_deref().map(mac_bytes).transpose()?;
             tap::create_persistent(name, *queues, *owner).map_err(|e| ("create tap", e))?;
             *made = true;
             let index =
                 tap::ifindex_via(nl.as_fd(), name).map_err(|e| ("look up tap ifindex", e))?;
             let owner = Some((alias, owner_group(alias)));
-            link::set_mtu_up(nl, index, *mtu, mac.as_ref().map(|m| &m[..]), owner)
+            let mac = mac.as_ref().map(|m| &m.as_bytes()[..]);
+            link::set_mtu_up(nl, index, *mtu, mac, owner)
                 .map_err(|e| ("set tap mac, mtu and up", nl_io(e)))?;
             *ifindex = Some(index);
         }
@@ -341,11 +313,10 @@ fn apply_one(
             mtu,
             tx_queue_len,
         } => {
-            let mac = mac_bytes(mac)?;
             let new = link::NewMacvtap {
                 name,
                 parent: *parent,
-                mac: &mac,
+                mac: mac.as_bytes(),
                 mtu: *mtu,
                 tx_queue_len: *tx_queue_len,
             };
@@ -380,8 +351,7 @@ fn apply_one(
             ..
         } => {
             let index = resolved(ifindex, device)?;
-            link::set_mac(nl, index, &mac_bytes(replacement)?)
-                .map_err(|e| ("set MAC", nl_io(e)))?;
+            link::set_mac(nl, index, replacement.as_bytes()).map_err(|e| ("set MAC", nl_io(e)))?;
         }
         Entry::RemovedAddress {
             device,
@@ -527,15 +497,7 @@ fn undo_one(nl: &mut Netlink, entry: &Entry, index: u32) -> io::Result<()> {
         Entry::IngressQdisc { .. } => tc::del_ingress(nl, index),
         Entry::Tap { .. } | Entry::Macvtap { .. } | Entry::Ifb { .. } => link::delete(nl, index),
         Entry::RateLimit { .. } => htb::del_limit(nl, index),
-        Entry::LinkMac { original, .. } => match crate::guest::parse_mac(original) {
-            Some(mac) => link::set_mac(nl, index, &mac),
-            None => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("journalled MAC {original:?} is not a MAC"),
-                ));
-            }
-        },
+        Entry::LinkMac { original, .. } => link::set_mac(nl, index, original.as_bytes()),
         Entry::RemovedAddress { address, .. } => addr::restore(nl, index, address),
         Entry::RemovedRoute { route, .. } => route::restore(nl, route, index),
         Entry::VfioBind { .. } => return undo_vfio(entry),
@@ -644,7 +606,7 @@ fn in_force_among(
                 })
             }
             (Entry::LinkMac { replacement, .. }, Some(l)) => {
-                l.mac.as_deref().map(crate::guest::format_mac).as_deref() == Some(replacement)
+                l.mac.as_deref().and_then(MacAddr::from_slice) == Some(*replacement)
             }
             (Entry::RemovedAddress { address, .. }, Some(l)) => !addresses
                 .iter()

@@ -23,7 +23,8 @@ use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::geteuid;
 
-use crate::state::{Endpoint, State, StateDir};
+use crate::endpoint::Endpoint;
+use crate::state::{State, StateDir};
 use crate::{Error, Result};
 
 /// The socket's name in its address's directory.
@@ -116,8 +117,8 @@ fn holder<'a>(socket: &Path, state: &'a State, except: Option<&str>) -> Option<(
         .iter()
         .filter(|e| Some(e.name.as_str()) != except)
         .find(|e| {
-            e.vhost_user_socket
-                .as_deref()
+            e.backend
+                .vhost_user_socket()
                 .is_some_and(|s| same_socket(s, socket))
         })
         .map(|e| (state.id.as_str(), e.name.as_str()))
@@ -130,7 +131,7 @@ fn holder<'a>(socket: &Path, state: &'a State, except: Option<&str>) -> Option<(
 pub fn refuse_held(store: &StateDir, state: &State, new: &[Endpoint], netns: &str) -> Result<()> {
     let wanted: Vec<(&str, &Path)> = new
         .iter()
-        .filter_map(|e| Some((e.name.as_str(), e.vhost_user_socket.as_deref()?)))
+        .filter_map(|e| Some((e.name.as_str(), e.backend.vhost_user_socket()?)))
         .collect();
     if wanted.is_empty() {
         return Ok(());

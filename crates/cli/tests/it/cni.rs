@@ -365,7 +365,9 @@ fn check_dataplane(state: &TempStateDir, id: &str, pod: &Ns, host: &Ns, gateways
         .collect();
     let reports =
         sandbox_net_testkit::dataplane::check(&pod.netns, &host.netns, ep, identity, &targets, 3)
-            .unwrap_or_else(|e| panic!("dataplane through {}: {e}", ep.tap));
+            .unwrap_or_else(|e| {
+                panic!("dataplane through {}: {e}", ep.device().unwrap_or_default())
+            });
     for r in &reports {
         println!("   {:<28} {} replies", r.direction, r.rtts.len());
     }

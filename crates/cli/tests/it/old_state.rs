@@ -255,14 +255,15 @@ fn replant(net: &ScratchNet, state: &mut Value) {
     netns
         .run(|| {
             let mut nl = Netlink::open_here().expect("netlink socket");
-            journal::apply(&mut nl, &mut entries, &journal::owner_alias(&id)).unwrap_or_else(|e| {
-                panic!(
-                    "{id}: re-apply {}: {}: {}",
-                    e.entry.describe(),
-                    e.step,
-                    e.error
-                )
-            });
+            journal::apply(&mut nl, &mut entries, &sandbox_net::names::owner_alias(&id))
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{id}: re-apply {}: {}: {}",
+                        e.entry.describe(),
+                        e.step,
+                        e.error
+                    )
+                });
         })
         .expect("enter the pod");
     for (value, entry) in state["journal"]

@@ -433,8 +433,13 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
     let guard = DetachOnDrop::new(dir.path(), "sv1");
     let ep = &a.endpoints[0];
     assert_eq!(ep.kind.as_str(), "physical");
-    assert_eq!(ep.pci_address.as_deref(), Some(ADDR));
-    assert_eq!(ep.vfio_group.as_deref(), Some(Path::new("/dev/vfio/17")));
+    assert_eq!(
+        ep.backend,
+        sandbox_net::Backend::Vfio {
+            pci_address: ADDR.into(),
+            group: "/dev/vfio/17".into()
+        }
+    );
     assert_eq!(
         described(&a.guest).routes[0].gateway,
         Some("10.5.0.1".parse().expect("ip"))

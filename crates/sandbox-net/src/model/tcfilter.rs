@@ -2,12 +2,19 @@
 //! u32 filter on each side redirecting every frame to the other's egress.
 
 use crate::journal::Entry;
+use crate::mac::MacAddr;
 use crate::netlink::link::Link;
 use crate::tap::TapOwner;
 
 /// The journal (in creation order) that joins `link` to a new tap named `tap` with MAC
 /// `tap_mac`.
-pub fn entries(link: &Link, tap: &str, tap_mac: &str, queues: u32, owner: TapOwner) -> Vec<Entry> {
+pub fn entries(
+    link: &Link,
+    tap: &str,
+    tap_mac: MacAddr,
+    queues: u32,
+    owner: TapOwner,
+) -> Vec<Entry> {
     vec![
         Entry::Tap {
             name: tap.to_string(),
@@ -15,7 +22,7 @@ pub fn entries(link: &Link, tap: &str, tap_mac: &str, queues: u32, owner: TapOwn
             queues,
             mtu: link.mtu,
             owner,
-            mac: Some(tap_mac.to_string()),
+            mac: Some(tap_mac),
         },
         Entry::IngressQdisc {
             device: tap.to_string(),
@@ -60,7 +67,7 @@ mod tests {
         let journal = entries(
             &link,
             "tap0_sn",
-            "02:00:00:00:00:01",
+            MacAddr::new([2, 0, 0, 0, 0, 1]),
             4,
             TapOwner::default(),
         );

@@ -401,11 +401,11 @@ mod tests {
         assert_eq!(link.alias.as_deref(), Some("\\xff (not UTF-8)"));
         assert_eq!(link.kind.as_deref(), Some("tun"));
         // An alias that is ours but for one byte is not ours.
-        let mut alias = crate::journal::owner_alias("a").into_bytes();
+        let mut alias = crate::names::owner_alias("a").into_bytes();
         alias.push(0xff);
         let link = parse_link_payload(&link_bytes(5, b"tap0_sn", &alias)).expect("parse");
         assert_eq!(link.name, "tap0_sn");
-        let id = link.alias.as_deref().and_then(crate::journal::owner_of);
+        let id = link.alias.as_deref().and_then(crate::names::owner_of);
         assert!(id.is_some_and(|id| crate::state::validate_id(id).is_err()));
     }
 }

@@ -4,17 +4,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::endpoint::{self, Candidate, EndpointKind};
+use crate::endpoint::{self, Backend, Candidate, Endpoint, EndpointKind};
 use crate::failpoint::FailAt;
 use crate::guest::{self, GuestConfig};
 use crate::journal::{self, Entry};
 use crate::model::{self, Model, PlanContext};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
-use crate::ownership::Owner;
 use crate::rate::Rate;
 use crate::scan::{self, Snapshot};
-use crate::state::{self, Endpoint, Phase, Settings, State, StateDir};
+use crate::state::{self, Phase, Settings, State, StateDir};
 use crate::tap::{self, TapOwner};
 use crate::{Error, Result, macvtap, physical};
 
@@ -359,7 +358,7 @@ pub(super) fn apply_and_save(
     start: usize,
     fail_at: FailAt,
 ) -> std::result::Result<(), (usize, Error)> {
-    let alias = journal::owner_alias(&state.id);
+    let alias = crate::names::owner_alias(&state.id);
     let id = state.id.clone();
     let new = &mut state.journal[start..];
     let total = new.len();
@@ -386,8 +385,13 @@ pub(super) fn apply_and_save(
                     Error::kernel(format!("macvtap {name}"), "read its character device", e),
                 )
             })?;
-            if let Some(ep) = state.endpoints.iter_mut().find(|ep| &ep.tap == name) {
-                ep.chardev = Some(format!("{major}:{minor}"));
+            let backend = state
+                .endpoints
+                .iter_mut()
+                .map(|ep| &mut ep.backend)
+                .find(|b| b.device() == Some(name.as_str()));
+            if let Some(Backend::Macvtap { chardev, .. }) = backend {
+                *chardev = Some(format!("{major}:{minor}"));
             }
         }
     }
@@ -402,7 +406,7 @@ pub(super) fn apply_and_save(
 /// object could not be removed, in which case the state must be kept for detach.
 pub(super) fn undo_logged(nl: &mut Netlink, state: &State, start: usize, applied: usize) -> bool {
     let entries = &state.journal[start..start + applied];
-    match journal::undo(nl, entries, &Owner::of(state)) {
+    match journal::undo(nl, entries, &state.owner()) {
         Ok(_) => true,
         Err(e) => {
             tracing::error!(id = %state.id, object = %e.entry.describe(), error = %e.error,

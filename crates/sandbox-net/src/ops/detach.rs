@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::reopen::{Reopened, reopen_netns};
 use crate::failpoint::FailAt;
 use crate::journal;
-use crate::ownership::{LeftAlone, Owner};
+use crate::journal::ownership::LeftAlone;
 use crate::state::{self, StateDir};
 use crate::{Error, Result};
 
@@ -134,7 +134,7 @@ fn detach_at(state_dir: &std::path::Path, id: &str, fail_at: FailAt) -> Result<D
         }
     };
     let undone = netns.run(|| {
-        journal::undo_at(&mut nl, &state.journal, &Owner::of(&state), fail_at)
+        journal::undo_at(&mut nl, &state.journal, &state.owner(), fail_at)
             .map_err(|e| undo_error(id, e))
     })??;
     store.remove(id)?;

@@ -2,7 +2,7 @@
 //!
 //! Two kinds of leftovers:
 //! - **orphan links**: links whose alias marks them as ours (`sandbox-net:<id>`, see
-//!   [`journal::owner_alias`]) and of a kind we create (tap, macvtap, ifb), that no state of
+//!   [`crate::names::owner_alias`]) and of a kind we create (tap, macvtap, ifb), that no state of
 //!   the state directory journals in that netns. They are looked for in the namespaces
 //!   given and in the netns of every state file. Removing one also removes our redirect
 //!   filters that point at it from other devices (so their traffic is not black-holed),
@@ -22,10 +22,10 @@ use serde::Serialize;
 
 use super::reopen::{Reopened, reopen_netns};
 use crate::journal;
+use crate::journal::ownership::OUR_KINDS;
 use crate::netlink::link::{self, Link};
 use crate::netlink::{Netlink, NlError, tc};
 use crate::netns::{NetNs, NsId};
-use crate::ownership::{OUR_KINDS, Owner};
 use crate::state::{self, Lock, State, StateDir};
 use crate::{Error, Result};
 
@@ -327,7 +327,7 @@ fn all_gone(netns: &NetNs, nl: &mut Netlink, state: &State) -> Result<bool> {
         return Ok(false);
     }
     let label = format!("netns {}", netns.display());
-    let checked = journal::check(nl, &state.journal, &Owner::of(state))
+    let checked = journal::check(nl, &state.journal, &state.owner())
         .map_err(|(step, e)| Error::kernel(&label, step, e.into_io()))?;
     Ok(checked.iter().all(|c| !c.present))
 }
@@ -370,7 +370,7 @@ fn collect_links(store: Option<&StateDir>, netns: &NetNs, dry_run: bool) -> Resu
         link::dump(&mut nl).map_err(|e| Error::kernel(&label, "dump links", e.into_io()))?;
     let mut found = Found::default();
     for l in &links {
-        let Some(id) = l.alias.as_deref().and_then(journal::owner_of) else {
+        let Some(id) = l.alias.as_deref().and_then(crate::names::owner_of) else {
             continue;
         };
         let kind = l.kind.clone().unwrap_or_default();

@@ -7,15 +7,15 @@ use serde::Serialize;
 
 use super::attach::{apply_and_save, plan, undo_logged};
 use super::reopen::{Reopened, reopen_netns};
-use crate::endpoint;
+use crate::endpoint::{self, Endpoint};
 use crate::failpoint::FailAt;
 use crate::guest::{self, GuestConfig};
 use crate::journal;
+use crate::journal::ownership::Owner;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
-use crate::ownership::Owner;
 use crate::scan::{self, Snapshot};
-use crate::state::{self, Endpoint, Lock, Phase, State, StateDir};
+use crate::state::{self, Lock, Phase, State, StateDir};
 use crate::watch::diff;
 use crate::{Error, Result, tap};
 
@@ -197,7 +197,7 @@ pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<Endpoi
     let recorded = state.guest.is_some();
     // Without a recorded guest description, the one reported is read after the removal.
     let owner = Owner {
-        alias: journal::owner_alias(id),
+        alias: crate::names::owner_alias(id),
         endpoints: std::slice::from_ref(&endpoint),
     };
     let after = netns.run(|| -> Result<Option<Snapshot>> {

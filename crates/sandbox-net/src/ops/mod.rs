@@ -21,7 +21,7 @@ pub use hotplug::add_endpoint_with_failpoint;
 pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
 #[cfg(feature = "failpoints")]
 pub use ratelimit::set_rate_with_failpoint;
-pub use ratelimit::{LimitStatus, RateChange, ifb_name, set_rate};
+pub use ratelimit::{LimitStatus, RateChange, set_rate};
 pub use reopen::{Lost, Reopened, prove_recorded, refuse_replaced, reopen_netns};
 pub use static_attach::{StaticOptions, attach_static};
 pub use status::{ObjectStatus, Status, list, status};

@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use super::reopen::{Reopened, reopen_netns};
 use crate::failpoint::FailAt;
+use crate::journal::ownership::{self, Verdict};
 use crate::journal::{self, Direction, Entry};
 use crate::model::{PlanContext, rate_entries};
 use crate::netlink::{Netlink, htb};
-use crate::ownership::{self, Owner, Verdict};
 use crate::rate::Rate;
 use crate::state::{self, Phase, State, StateDir};
 use crate::{Error, Result, tap};
@@ -31,11 +31,6 @@ pub struct LimitStatus {
     pub rate_bps: Option<u64>,
     /// The rate the kernel reports, in bits per second.
     pub kernel_bps: Option<u64>,
-}
-
-/// The IFB that shapes traffic toward the guest of the endpoint with ifindex `index`.
-pub fn ifb_name(index: u32) -> String {
-    format!("ifb{index}_sn")
 }
 
 fn is_limit(e: &Entry, direction: Direction) -> bool {
@@ -198,7 +193,7 @@ fn change_one(
             let plumbed = state
                 .journal
                 .iter()
-                .any(|e| e.creates_device() && e.device() == endpoint.tap);
+                .any(|e| e.creates_device() && endpoint.device() == Some(e.device()));
             if !plumbed {
                 return Err(Error::invalid(
                     &object,
@@ -206,7 +201,8 @@ fn change_one(
                 ));
             }
             let macvtap = state.model == crate::model::Model::Macvtap;
-            let ifb = ifb_name(endpoint.ifindex);
+            let ifb = crate::names::ifb(endpoint.ifindex);
+            let device = endpoint.device().unwrap_or_default();
             let snapshot = crate::scan::Snapshot::default();
             let settings = state.settings.clone();
             let sysfs_root = crate::physical::sysfs_root();
@@ -224,13 +220,13 @@ fn change_one(
             let mut entries = rate_entries(
                 &ctx,
                 &endpoint.name,
-                &endpoint.tap,
+                device,
                 macvtap.then_some(ifb.as_str()),
             );
-            let alias = journal::owner_alias(&state.id);
+            let alias = crate::names::owner_alias(&state.id);
             let fail_at = steps.within(entries.len());
             if let Err(e) = journal::apply_at(nl, &mut entries, &alias, fail_at) {
-                if let Err(u) = journal::undo(nl, &entries[..e.applied], &Owner::of(state)) {
+                if let Err(u) = journal::undo(nl, &entries[..e.applied], &state.owner()) {
                     tracing::error!(object = %u.entry.describe(), error = %u.error, "could not roll back a new rate limit");
                 }
                 return Err(Error::kernel(
@@ -254,13 +250,13 @@ fn change_one(
                             && ifb.as_deref().is_some_and(|ifb| {
                                 e.device() == ifb
                                     || matches!(e, Entry::RedirectFilter { target, .. } if target == ifb)
-                                    || matches!(e, Entry::IngressQdisc { device, .. } if *device == endpoint.tap)
+                                    || matches!(e, Entry::IngressQdisc { device, .. } if endpoint.device() == Some(device.as_str()))
                             }))
                 })
                 .collect();
             let removed: Vec<Entry> = chain.iter().map(|&j| state.journal[j].clone()).collect();
             steps.check(&object, "remove the limit")?;
-            journal::undo(nl, &removed, &Owner::of(state)).map_err(|e| {
+            journal::undo(nl, &removed, &state.owner()).map_err(|e| {
                 Error::kernel(&object, format!("remove {}", e.entry.describe()), e.error)
             })?;
             let mut j = 0;
@@ -278,12 +274,12 @@ fn change_one(
     Ok(())
 }
 
-/// The ifindex of the device a limit lives on, proven ours (see [`crate::ownership`]):
+/// The ifindex of the device a limit lives on, proven ours (see [`ownership`]):
 /// a limit is changed in place only on the device it was put on.
 fn proven_ours(nl: &mut Netlink, entry: &Entry, state: &State, object: &str) -> Result<u32> {
     let links = crate::netlink::link::dump(nl)
         .map_err(|e| Error::kernel(object, "dump links", e.into_io()))?;
-    match ownership::verdict(entry, &state.journal, &links, &Owner::of(state)) {
+    match ownership::verdict(entry, &state.journal, &links, &state.owner()) {
         Verdict::Ours(index) => Ok(index),
         Verdict::Gone => Err(Error::kernel(
             object,

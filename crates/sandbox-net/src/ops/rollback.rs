@@ -3,7 +3,6 @@
 
 use crate::journal::{self, Entry};
 use crate::netlink::Netlink;
-use crate::ownership::Owner;
 use crate::state::{State, StateDir};
 
 /// Forget the ifindex of an entry, so it is resolved by name again.
@@ -28,14 +27,14 @@ fn clear_ifindex(entry: &mut Entry) {
 /// saved again with them. Runs inside the netns; what can't be restored is logged (the
 /// caller reports the original failure).
 pub(super) fn restore(nl: &mut Netlink, store: &StateDir, before: &State, now: &State) {
-    let alias = journal::owner_alias(&before.id);
+    let alias = crate::names::owner_alias(&before.id);
     let added: Vec<Entry> = now
         .journal
         .iter()
         .filter(|e| !before.journal.contains(e))
         .cloned()
         .collect();
-    if let Err(e) = journal::undo(nl, &added, &Owner::of(now)) {
+    if let Err(e) = journal::undo(nl, &added, &now.owner()) {
         tracing::error!(id = %before.id, object = %e.entry.describe(), error = %e.error,
             "rollback: could not remove a new object");
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::attach::{Attachment, apply_and_save, undo_logged};
 use super::status::ObjectStatus;
-use crate::endpoint::EndpointKind;
+use crate::endpoint::{self, Endpoint, EndpointKind};
 use crate::failpoint::FailAt;
 use crate::guest::{GuestConfig, GuestInterface};
 use crate::journal::{self, Entry};
@@ -21,8 +21,7 @@ use crate::model::Model;
 use crate::netlink::Netlink;
 use crate::netlink::link::{self, Link};
 use crate::netns::NsId;
-use crate::ownership::Owner;
-use crate::state::{self, Endpoint, Phase, Settings, State, StateDir};
+use crate::state::{self, Phase, Settings, State, StateDir};
 use crate::static_config::{self, Backend, Device, StaticConfig};
 use crate::{Error, Result, physical, tap};
 
@@ -149,22 +148,20 @@ fn resolve(
             name: d.name.clone(),
             kind: EndpointKind::Tap,
             ifindex: 0,
-            tap: String::new(),
-            mac: d.mac.clone().unwrap_or_default(),
-            tap_mac: None,
+            mac: d.mac,
             mtu: d.mtu.unwrap_or(DEFAULT_MTU),
             queues: 1,
-            chardev: None,
-            pci_address: None,
-            vfio_group: None,
-            vhost_user_socket: None,
+            backend: endpoint::Backend::None,
             ifb: None,
         };
         match &d.backend {
             Backend::Tap { tap, queues } => {
                 let l = host_tap(opts, d, tap, &links)?;
                 ep.ifindex = l.index;
-                ep.tap = tap.clone();
+                ep.backend = endpoint::Backend::Tap {
+                    name: tap.clone(),
+                    mac: None,
+                };
                 ep.mtu = d.mtu.unwrap_or(l.mtu);
                 ep.queues = tap_queues(opts, d, &l, *queues)?;
             }
@@ -172,13 +169,17 @@ fn resolve(
                 check_socket(opts, d, socket)?;
                 ep.kind = EndpointKind::VhostUser;
                 ep.queues = *queues;
-                ep.vhost_user_socket = Some(socket.clone());
+                ep.backend = endpoint::Backend::VhostUser {
+                    socket: socket.clone(),
+                };
             }
             Backend::Vfio { pci_address } => {
                 let (group, driver) = pci_device(opts, d, &sysfs_root, pci_address)?;
                 ep.kind = EndpointKind::Physical;
-                ep.pci_address = Some(pci_address.clone());
-                ep.vfio_group = Some(Path::new(physical::VFIO_DEV_DIR).join(group));
+                ep.backend = endpoint::Backend::Vfio {
+                    pci_address: pci_address.clone(),
+                    group: Path::new(physical::VFIO_DEV_DIR).join(group),
+                };
                 journal.push(Entry::VfioBind {
                     device: d.name.clone(),
                     pci_address: pci_address.clone(),
@@ -225,7 +226,7 @@ fn host_tap(opts: &StaticOptions, d: &Device, name: &str, links: &[Link]) -> Res
             ));
         }
     }
-    if let Some(owner) = l.alias.as_deref().and_then(journal::owner_of) {
+    if let Some(owner) = l.alias.as_deref().and_then(crate::names::owner_of) {
         return Err(bad(
             opts,
             field,
@@ -333,13 +334,13 @@ fn refuse_claimed(opts: &StaticOptions, store: &StateDir, config: &StaticConfig)
             let (key, clash) = match &d.backend {
                 Backend::Tap { tap, .. } => (
                     "tap",
-                    other.is_static() && other.endpoints.iter().any(|e| &e.tap == tap),
+                    other.is_static() && other.endpoints.iter().any(|e| e.device() == Some(tap)),
                 ),
                 Backend::VhostUser { socket, .. } => (
                     "socket",
                     other.endpoints.iter().any(|e| {
-                        e.vhost_user_socket
-                            .as_deref()
+                        e.backend
+                            .vhost_user_socket()
                             .is_some_and(|s| crate::vhost_user::same_socket(s, socket))
                     }),
                 ),
@@ -348,7 +349,7 @@ fn refuse_claimed(opts: &StaticOptions, store: &StateDir, config: &StaticConfig)
                     other
                         .endpoints
                         .iter()
-                        .any(|e| e.pci_address.as_ref() == Some(pci_address)),
+                        .any(|e| e.backend.pci_address() == Some(pci_address)),
                 ),
             };
             if clash {
@@ -373,7 +374,7 @@ fn guest_of(config: &StaticConfig, endpoints: &[Endpoint]) -> GuestConfig {
             .zip(endpoints)
             .map(|(d, ep)| GuestInterface {
                 name: d.name.clone(),
-                mac: ep.mac.clone(),
+                mac: ep.mac,
                 mtu: ep.mtu,
                 addresses: d.addresses.clone(),
                 noarp: d.noarp,
@@ -389,7 +390,7 @@ fn guest_of(config: &StaticConfig, endpoints: &[Endpoint]) -> GuestConfig {
 pub(super) fn undo_static(state: &State) -> Result<()> {
     let mut nl = Netlink::open_here()
         .map_err(|e| Error::kernel("the caller's netns", "open netlink socket", e))?;
-    journal::undo(&mut nl, &state.journal, &Owner::of(state))
+    journal::undo(&mut nl, &state.journal, &state.owner())
         .map(drop)
         .map_err(|e| {
             Error::kernel(
@@ -418,18 +419,18 @@ pub(super) fn check_objects(state: &State) -> Result<Vec<ObjectStatus>> {
         }
     }
     for ep in &state.endpoints {
-        if let Some(socket) = &ep.vhost_user_socket {
-            out.push(ObjectStatus {
+        match (&ep.backend, ep.device()) {
+            (endpoint::Backend::VhostUser { socket }, _) => out.push(ObjectStatus {
                 object: format!("vhost-user socket {} of {}", socket.display(), ep.name),
                 present: std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket()),
                 not_ours: None,
-            });
-        } else if !ep.tap.is_empty() && here {
-            out.push(ObjectStatus {
-                object: format!("tap {} of {}", ep.tap, ep.name),
-                present: tap::ifindex(&ep.tap).is_ok_and(|i| i == ep.ifindex),
+            }),
+            (_, Some(name)) if here => out.push(ObjectStatus {
+                object: format!("tap {name} of {}", ep.name),
+                present: tap::ifindex(name).is_ok_and(|i| i == ep.ifindex),
                 not_ours: None,
-            });
+            }),
+            _ => {}
         }
     }
     Ok(out)

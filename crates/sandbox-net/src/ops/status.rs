@@ -4,12 +4,12 @@ use serde::Serialize;
 
 use super::ratelimit::LimitStatus;
 use super::reopen::{Reopened, reopen_netns};
+use crate::endpoint::Endpoint;
 use crate::journal;
 use crate::model::Model;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
-use crate::ownership::Owner;
-use crate::state::{self, Endpoint, Phase, State, StateDir};
+use crate::state::{self, Phase, State, StateDir};
 use crate::{Error, Result};
 
 /// One journalled object and whether the kernel still has it.
@@ -128,7 +128,7 @@ pub fn status(state_dir: &std::path::Path, id: &str) -> Result<Option<Status>> {
 
 fn check_objects(nl: &mut Netlink, netns: &NetNs, state: &State) -> Result<Vec<ObjectStatus>> {
     let ns_label = format!("netns {}", netns.display());
-    let checked = journal::check(nl, &state.journal, &Owner::of(state))
+    let checked = journal::check(nl, &state.journal, &state.owner())
         .map_err(|(step, e)| Error::kernel(&ns_label, step, e.into_io()))?;
     Ok(state
         .journal

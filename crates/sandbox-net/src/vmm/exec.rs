@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use super::fdmap::FdMap;
-use super::{Backend, FIRST_FD, VHOST_NET, Vmm, VmmArgs, fd_layout, open_endpoint_queues, qemu};
+use super::{FIRST_FD, VHOST_NET, Vmm, VmmArgs, fd_layout, open_endpoint_queues, qemu};
 use crate::netns::NetNs;
 use crate::ops::Reopened;
 use crate::state::State;
@@ -64,7 +64,7 @@ pub fn prepare_exec(state: &State, vmm: Vmm, want_vhost: bool) -> Result<ExecPla
         state
             .endpoints
             .iter()
-            .map(|ep| match Backend::of(ep).fd_queues() {
+            .map(|ep| match ep.fd_queues() {
                 Some(_) => open_endpoint_queues(ep).map(Some).map_err(|e| (ep, e)),
                 None => Ok(None),
             })
@@ -80,7 +80,7 @@ pub fn prepare_exec(state: &State, vmm: Vmm, want_vhost: bool) -> Result<ExecPla
             format!(
                 "{} {} (endpoint {}) in netns {}",
                 ep.kind.as_str(),
-                ep.tap,
+                ep.device().unwrap_or_default(),
                 ep.name,
                 netns.display()
             ),
@@ -88,11 +88,7 @@ pub fn prepare_exec(state: &State, vmm: Vmm, want_vhost: bool) -> Result<ExecPla
             e,
         )
     })?;
-    let total_queues: u32 = state
-        .endpoints
-        .iter()
-        .filter_map(|ep| Backend::of(ep).fd_queues())
-        .sum();
+    let total_queues: u32 = state.endpoints.iter().filter_map(|ep| ep.fd_queues()).sum();
     let mut warnings = Vec::new();
     let mut vhost_fds = Vec::new();
     let mut vhost = false;

@@ -26,7 +26,8 @@ pub use exec::{ExecPlan, prepare_exec};
 pub use firecracker::FirecrackerInterface;
 pub use queues::open_endpoint_queues;
 
-use crate::state::{Endpoint, State};
+use crate::endpoint::{Backend, Endpoint};
+use crate::state::State;
 use crate::{Error, Result};
 
 /// The device that gives the kernel's vhost-net to QEMU.
@@ -76,56 +77,14 @@ impl FromStr for Vmm {
     }
 }
 
-/// What an endpoint gives the VMM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend<'a> {
-    /// A persistent tap, opened by name (or by fd through `exec`).
-    Tap { name: &'a str, queues: u32 },
-    /// A macvtap: its queues are opened through its character device, so only as fds.
-    Macvtap { name: &'a str, queues: u32 },
-    /// A vhost-user socket the VMM connects to.
-    VhostUser { socket: &'a Path, queues: u32 },
-    /// A physical NIC bound to vfio-pci.
-    Vfio {
-        pci_address: &'a str,
-        group: &'a Path,
-    },
-    /// Nothing (model none): the interface is only described to the guest.
-    Nothing,
+/// The queues the VMM opens for an endpoint (at least one).
+fn queues(ep: &Endpoint) -> u32 {
+    ep.queues.max(1)
 }
 
-impl<'a> Backend<'a> {
-    pub fn of(ep: &'a Endpoint) -> Backend<'a> {
-        let queues = ep.queues.max(1);
-        if let Some(socket) = &ep.vhost_user_socket {
-            Backend::VhostUser { socket, queues }
-        } else if let Some(group) = &ep.vfio_group {
-            Backend::Vfio {
-                pci_address: ep.pci_address.as_deref().unwrap_or_default(),
-                group,
-            }
-        } else if ep.chardev.is_some() {
-            Backend::Macvtap {
-                name: &ep.tap,
-                queues,
-            }
-        } else if ep.tap.is_empty() {
-            Backend::Nothing
-        } else {
-            Backend::Tap {
-                name: &ep.tap,
-                queues,
-            }
-        }
-    }
-
-    /// The queue count when the VMM gets queue fds from `exec`.
-    pub fn fd_queues(self) -> Option<u32> {
-        match self {
-            Backend::Tap { queues, .. } | Backend::Macvtap { queues, .. } => Some(queues),
-            _ => None,
-        }
-    }
+/// The MAC of the guest NIC as VMM arguments carry it (empty when there is none).
+fn guest_mac(ep: &Endpoint) -> String {
+    crate::mac::text_or_empty(ep.mac)
 }
 
 /// The fds `exec` gives one endpoint, as numbers in the VMM.
@@ -151,7 +110,7 @@ pub fn fd_layout(endpoints: &[Endpoint], vhost: bool) -> Vec<Option<EndpointFds>
     endpoints
         .iter()
         .map(|ep| {
-            Backend::of(ep).fd_queues().map(|queues| EndpointFds {
+            ep.fd_queues().map(|queues| EndpointFds {
                 endpoint: ep.name.clone(),
                 queue_fds: take(queues),
                 vhost_fds: if vhost { take(queues) } else { Vec::new() },
@@ -227,7 +186,7 @@ pub fn vmm_args(state: &State, vmm: Vmm, opts: RenderOptions) -> Result<VmmArgs>
         Vmm::Firecracker => firecracker::render(state, &mut out)?,
     }
     for ep in &state.endpoints {
-        if Backend::of(ep) == Backend::Nothing {
+        if ep.backend == Backend::None {
             out.notes.push(format!(
                 "endpoint {}: model none, nothing to hand to the VMM",
                 ep.name
@@ -287,6 +246,12 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    /// [`endpoint`] with another backend.
+    pub fn with(mut ep: Endpoint, backend: Backend) -> Endpoint {
+        ep.backend = backend;
+        ep
+    }
+
     #[test]
     fn vmm_names_round_trip() {
         for name in Vmm::NAMES {
@@ -297,8 +262,7 @@ pub(crate) mod tests {
 
     #[test]
     fn layout_gives_consecutive_fds_per_endpoint() {
-        let mut none = endpoint("eth2", "", 1);
-        none.tap.clear();
+        let none = endpoint("eth2", "", 1);
         let eps = [
             endpoint("eth0", "tap0_sn", 2),
             none,

@@ -4,11 +4,11 @@
 //! whether one event or a thousand were seen, and sandbox-net's own changes (taps, macvtaps
 //! taking over addresses) compare as "nothing to do".
 
-use crate::endpoint::{self, Class, EndpointKind};
+use crate::endpoint::{self, Class, Endpoint, EndpointKind};
 use crate::guest::{self, GuestConfig};
-use crate::journal::{self, Entry};
+use crate::journal::Entry;
 use crate::scan::Snapshot;
-use crate::state::{Endpoint, State};
+use crate::state::State;
 
 /// A configured interface that is not attached yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ fn ours(state: &State, name: &str) -> bool {
     state
         .endpoints
         .iter()
-        .any(|e| e.tap == name || e.ifb.as_deref() == Some(name))
+        .any(|e| e.device() == Some(name) || e.ifb.as_deref() == Some(name))
         || state
             .journal
             .iter()
@@ -48,7 +48,7 @@ pub fn diff(state: &State, snapshot: &Snapshot) -> Diff {
     let gone = state
         .endpoints
         .iter()
-        .filter(|e| e.pci_address.is_none() && snapshot.link(e.ifindex).is_none())
+        .filter(|e| e.backend.pci_address().is_none() && snapshot.link(e.ifindex).is_none())
         .cloned()
         .collect();
     let mut new: Vec<NewInterface> = Vec::new();
@@ -60,7 +60,7 @@ pub fn diff(state: &State, snapshot: &Snapshot) -> Diff {
         let marked = link
             .alias
             .as_deref()
-            .is_some_and(|a| journal::owner_of(a).is_some());
+            .is_some_and(|a| crate::names::owner_of(a).is_some());
         if attached || marked || ours(state, &link.name) {
             continue;
         }
@@ -107,11 +107,8 @@ fn as_configured(state: &State, snapshot: &Snapshot) -> Snapshot {
                 original,
                 ..
             } => {
-                if let (Some(link), Some(mac)) = (
-                    view.links.iter_mut().find(|l| l.index == *index),
-                    guest::parse_mac(original),
-                ) {
-                    link.mac = Some(mac.to_vec());
+                if let Some(link) = view.links.iter_mut().find(|l| l.index == *index) {
+                    link.mac = Some(original.bytes().to_vec());
                 }
             }
             _ => {}
@@ -236,7 +233,10 @@ mod tests {
 
     fn endpoint(l: &Link, tap: &str) -> Endpoint {
         let mut e = Endpoint::new(l, EndpointKind::Veth, 1);
-        e.tap = tap.into();
+        e.backend = crate::endpoint::Backend::Tap {
+            name: tap.into(),
+            mac: None,
+        };
         e
     }
 
@@ -276,7 +276,10 @@ mod tests {
         let eth1 = link(3, "eth1", Some("veth"));
         let nic = link(4, "ens1", None);
         let mut vfio = Endpoint::new(&nic, EndpointKind::Physical, 1);
-        vfio.pci_address = Some("0000:03:00.1".into());
+        vfio.backend = crate::endpoint::Backend::Vfio {
+            pci_address: "0000:03:00.1".into(),
+            group: "/dev/vfio/17".into(),
+        };
         let s = state(
             vec![endpoint(&eth0, "tap0_sn"), endpoint(&eth1, "tap1_sn"), vfio],
             vec![],
@@ -330,8 +333,8 @@ mod tests {
                 Entry::LinkMac {
                     device: "eth0".into(),
                     ifindex: Some(2),
-                    original: "02:00:00:00:00:02".into(),
-                    replacement: "02:00:00:00:00:99".into(),
+                    original: crate::mac::MacAddr::new([2, 0, 0, 0, 0, 2]),
+                    replacement: crate::mac::MacAddr::new([2, 0, 0, 0, 0, 0x99]),
                 },
             ],
         );

@@ -24,12 +24,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::endpoint::Endpoint;
 use crate::guest::{self, GuestConfig};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::ops::Reopened;
 use crate::scan::{self, Snapshot};
-use crate::state::{self, Endpoint, Phase, State, StateDir};
+use crate::state::{self, Phase, State, StateDir};
 use crate::{Error, Result};
 use liveness::NetnsFile;
 use pace::Pace;

@@ -14,10 +14,9 @@
 
 use serde::Serialize;
 
-use crate::endpoint::{self, Class};
-use crate::journal::{self, Entry};
+use super::Entry;
+use crate::endpoint::{self, Class, Endpoint};
 use crate::netlink::link::Link;
-use crate::state::{Endpoint, State};
 
 /// The link kinds sandbox-net creates.
 pub const OUR_KINDS: &[&str] = &["tun", "macvtap", "ifb"];
@@ -28,16 +27,6 @@ pub const OUR_KINDS: &[&str] = &["tun", "macvtap", "ifb"];
 pub struct Owner<'a> {
     pub alias: String,
     pub endpoints: &'a [Endpoint],
-}
-
-impl Owner<'_> {
-    /// The owner of a sandbox's journal.
-    pub fn of(state: &State) -> Owner<'_> {
-        Owner {
-            alias: journal::owner_alias(&state.id),
-            endpoints: &state.endpoints,
-        }
-    }
 }
 
 /// A journalled object that undo did not touch because it is not provably ours.
