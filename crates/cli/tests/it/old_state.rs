@@ -12,6 +12,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
+use sandbox_net::Backend;
 use sandbox_net::journal::{self, Entry};
 use sandbox_net::netlink::Netlink;
 use sandbox_net::state::{StateDir, parse_state};
@@ -25,12 +26,57 @@ fn fixture(id: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
+/// What each fixture's endpoints are: (name, backend kind, device, IFB).
+fn expected_backends(id: &str) -> Vec<(&'static str, &'static str, Option<&'static str>, bool)> {
+    match id {
+        "fx-tcfilter" => vec![
+            ("eth0", "tap", Some("tap0_sn"), false),
+            ("eth1", "vhost-user", None, false),
+        ],
+        "fx-macvtap" => vec![("eth0", "macvtap", Some("mvtap0_sn"), true)],
+        "fx-handover" => vec![
+            ("eth0", "tap", Some("tap0_sn"), false),
+            ("mvt9", "macvtap", Some("mvt9"), false),
+            ("vmtap0", "tap", Some("vmtap0"), false),
+        ],
+        "fx-none" => vec![("eth0", "none", None, false)],
+        "fx-static" => vec![
+            ("eth0", "tap", Some("tap-vm0"), false),
+            ("eth1", "vhost-user", None, false),
+            ("eth2", "vfio", None, false),
+        ],
+        other => panic!("no fixture {other}"),
+    }
+}
+
 #[test]
 fn every_old_state_loads_and_is_written_back_byte_for_byte() {
     for id in NETNS_FIXTURES.iter().chain(&["fx-static"]) {
         let text = fixture(id);
         let state = parse_state(Path::new(id), &text).unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_eq!(state.id, *id);
+        let backends: Vec<_> = state
+            .endpoints
+            .iter()
+            .map(|e| {
+                let kind = match &e.backend {
+                    Backend::Tap { .. } => "tap",
+                    Backend::Macvtap { chardev, .. } => {
+                        assert!(chardev.is_some(), "{id}: {e:?}");
+                        "macvtap"
+                    }
+                    Backend::Vfio { .. } => "vfio",
+                    Backend::VhostUser { .. } => "vhost-user",
+                    Backend::None => "none",
+                };
+                (e.name.as_str(), kind, e.device(), e.ifb.is_some())
+            })
+            .collect();
+        assert_eq!(backends, expected_backends(id), "{id}");
+        // Every MAC read as one (an empty one only where a static device gave none).
+        let macs = state.endpoints.iter().filter(|e| e.mac.is_some()).count();
+        let without = usize::from(*id == "fx-static");
+        assert_eq!(macs + without, state.endpoints.len(), "{id}");
         let again = serde_json::to_string_pretty(&state).expect("encode");
         assert_eq!(again, text, "{id}: written back differently");
     }
