@@ -1,11 +1,13 @@
 //! The description of the network that the guest must configure: its interfaces, routes
-//! and neighbours, derived from a scan of the netns.
+//! and neighbours, derived from a scan of the netns ([`describe`]), or from a scan of an
+//! attached one as it would be without sandbox-net's own changes ([`now`]).
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::is_link_local_v6;
+use crate::endpoint::{Endpoint, is_link_local_v6};
+use crate::journal::Entry;
 use crate::mac::{self, MacAddr};
 use crate::netlink::neigh::nud;
 use crate::netlink::route::{PROTO_KERNEL, TABLE_MAIN};
@@ -189,6 +191,93 @@ pub fn describe(snapshot: &Snapshot, ifindexes: &[u32]) -> GuestConfig {
         });
     }
     config
+}
+
+/// The netns as it would be without this sandbox's own changes to its endpoints: the
+/// addresses and routes a macvtap took over are put back, and the MACs it changed.
+fn as_configured(journal: &[Entry], snapshot: &Snapshot) -> Snapshot {
+    let mut view = snapshot.clone();
+    for entry in journal {
+        match entry {
+            Entry::RemovedAddress { address, .. }
+                if !view
+                    .addresses
+                    .iter()
+                    .any(|a| a.ifindex == address.ifindex && a.addr == address.addr) =>
+            {
+                view.addresses.push(address.clone());
+            }
+            Entry::RemovedRoute { route, .. } if !view.routes.contains(route) => {
+                view.routes.push(route.clone());
+            }
+            Entry::LinkMac {
+                ifindex: Some(index),
+                original,
+                ..
+            } => {
+                if let Some(link) = view.links.iter_mut().find(|l| l.index == *index) {
+                    link.mac = Some(original.bytes().to_vec());
+                }
+            }
+            _ => {}
+        }
+    }
+    view
+}
+
+/// The guest description of `endpoints` (attached with `journal`) in `snapshot`, as it is
+/// now. Endpoints whose interface has left the netns on purpose (VFIO) keep what
+/// `recorded` has for them.
+pub fn now(
+    endpoints: &[Endpoint],
+    journal: &[Entry],
+    recorded: Option<&GuestConfig>,
+    snapshot: &Snapshot,
+) -> GuestConfig {
+    let view = as_configured(journal, snapshot);
+    let live: Vec<u32> = endpoints
+        .iter()
+        .filter(|e| view.link(e.ifindex).is_some())
+        .map(|e| e.ifindex)
+        .collect();
+    let described = describe(&view, &live);
+    let mut out = GuestConfig {
+        interfaces: Vec::new(),
+        routes: described.routes,
+        neighbors: described.neighbors,
+    };
+    let mut live_interfaces = described.interfaces.into_iter();
+    for e in endpoints {
+        if live.contains(&e.ifindex) {
+            out.interfaces.extend(live_interfaces.next());
+            continue;
+        }
+        let Some(recorded) = recorded else {
+            continue;
+        };
+        out.interfaces.extend(
+            recorded
+                .interfaces
+                .iter()
+                .filter(|i| i.name == e.name)
+                .cloned(),
+        );
+        out.routes.extend(
+            recorded
+                .routes
+                .iter()
+                .filter(|r| r.device == e.name)
+                .cloned(),
+        );
+        out.neighbors.extend(
+            recorded
+                .neighbors
+                .iter()
+                .filter(|n| n.device == e.name)
+                .cloned(),
+        );
+    }
+    out
 }
 
 #[cfg(test)]

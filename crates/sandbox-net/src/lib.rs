@@ -33,6 +33,7 @@ pub mod netns;
 pub mod ops;
 pub mod physical;
 pub mod rate;
+pub mod sandbox;
 pub mod scan;
 pub mod state;
 pub mod static_config;

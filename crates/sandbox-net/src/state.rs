@@ -96,6 +96,17 @@ impl State {
         self.netns_path.as_os_str().is_empty()
     }
 
+    /// The guest description of the attached endpoints now, from a scan of the netns
+    /// (see [`crate::guest::now`]).
+    pub fn guest_now(&self, snapshot: &crate::scan::Snapshot) -> GuestConfig {
+        crate::guest::now(
+            &self.endpoints,
+            &self.journal,
+            self.guest.as_ref(),
+            snapshot,
+        )
+    }
+
     /// Whose objects an undo of this sandbox's journal may touch.
     pub fn owner(&self) -> Owner<'_> {
         Owner {

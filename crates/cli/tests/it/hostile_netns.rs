@@ -28,6 +28,7 @@ use sandbox_net::journal::Entry;
 use sandbox_net::netlink::Netlink;
 use sandbox_net::netns::{NetNs, NsId};
 use sandbox_net::ops::RateChange;
+use sandbox_net::sandbox::{Access, Sandbox};
 use sandbox_net::state::{self, Phase, Settings, State, StateDir};
 use sandbox_net::vmm::{self, Vmm};
 use sandbox_net::{AttachOptions, Detached, GcOptions, Model, WatchOptions};
@@ -81,6 +82,11 @@ fn load(dir: &Path, id: &str) -> State {
         .and_then(|s| s.load(id))
         .expect("load state")
         .expect("a state")
+}
+
+/// The sandbox as every operation opens it (read only), whatever became of its netns.
+fn open(dir: &Path, id: &str) -> Sandbox {
+    Sandbox::open(dir, id, Access::Read).expect("open the sandbox")
 }
 
 /// The ifindex of the (first) tap a state journals.
@@ -353,10 +359,10 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
         "set_rate",
         sandbox_net::set_rate(dir, r.id, None, Some(rate), None).expect_err("set_rate"),
     );
-    // vmm-args and exec load the sandbox through load_attached.
+    // vmm-args and exec open the sandbox through open_attached.
     err(
-        "load_attached (vmm-args)",
-        sandbox_net::guest_formats::load_attached(dir, r.id).expect_err("load_attached"),
+        "open_attached (vmm-args)",
+        vmm::open_attached(dir, r.id).expect_err("open_attached"),
     );
     err(
         "guest_config",
@@ -364,7 +370,7 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
     );
     err(
         "prepare_exec",
-        vmm::prepare_exec(&load(dir, r.id), Vmm::Qemu, false).expect_err("prepare_exec"),
+        vmm::prepare_exec(&mut open(dir, r.id), Vmm::Qemu, false).expect_err("prepare_exec"),
     );
     let stop = AtomicBool::new(false);
     let watched = sandbox_net::watch(&WatchOptions::new(dir, r.id), &stop, |_| {});

@@ -4,10 +4,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::endpoint::{self, Backend, Candidate, Endpoint, EndpointKind};
+use super::transaction;
+use crate::endpoint::{self, Candidate, Endpoint, EndpointKind};
 use crate::failpoint::FailAt;
 use crate::guest::{self, GuestConfig};
-use crate::journal::{self, Entry};
+use crate::journal::Entry;
 use crate::model::{self, Model, PlanContext};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
@@ -307,26 +308,28 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
     };
     // The journal is written before the first kernel change.
     store.save(&state)?;
-    let refused = crate::vhost_user::refuse_held(store, &state, &state.endpoints, netns.display());
+    let refused = super::vhost_user::refuse_held(store, &state, &state.endpoints, netns.display());
     if let Err(error) = refused {
         if let Err(e) = store.remove(&state.id) {
             tracing::error!(id = %state.id, error = %e, "a refused attach could not remove its state file");
         }
         return Err(error);
     }
-    match apply_and_save(&mut nl, store, &mut state, 0, opts.fail_at()) {
+    let fail_at = opts.fail_at();
+    let finish = transaction::record_attached(store, 0, fail_at);
+    let object = format!("sandbox {}", state.id);
+    match transaction::apply(&mut nl, &mut state, 0, &object, fail_at, finish) {
         Ok(()) => {
             tracing::info!(id = %opts.id, endpoints = state.endpoints.len(), requests = nl.requests(), "attached");
             Ok(Attachment::from_state(&state, nl.requests()))
         }
-        Err((applied, error)) => {
-            tracing::info!(id = %state.id, %error, applied, "attach failed; rolling back");
-            if undo_logged(&mut nl, &state, 0, applied)
+        Err(failed) => {
+            if !failed.kept
                 && let Err(e) = store.remove(&state.id)
             {
                 tracing::error!(id = %state.id, error = %e, "rollback could not remove the state file");
             }
-            Err(error)
+            Err(failed.error)
         }
     }
 }
@@ -346,72 +349,5 @@ fn netns_cookie(nl: &Netlink, ns_label: &str) -> Result<Option<u64>> {
             "read its cookie (SO_NETNS_COOKIE)",
             e,
         )),
-    }
-}
-
-/// Apply `state.journal[start..]`, report the character devices of new macvtaps, and save
-/// the state as attached. On failure returns how many entries of the slice were applied.
-pub(super) fn apply_and_save(
-    nl: &mut Netlink,
-    store: &StateDir,
-    state: &mut State,
-    start: usize,
-    fail_at: FailAt,
-) -> std::result::Result<(), (usize, Error)> {
-    let alias = crate::names::owner_alias(&state.id);
-    let id = state.id.clone();
-    let new = &mut state.journal[start..];
-    let total = new.len();
-    journal::apply_at(nl, new, &alias, fail_at).map_err(|e| {
-        (
-            e.applied,
-            Error::kernel(
-                format!("sandbox {id}: {}", e.entry.describe()),
-                e.step,
-                e.error,
-            ),
-        )
-    })?;
-    for entry in &state.journal[start..] {
-        if let Entry::Macvtap {
-            name,
-            ifindex: Some(index),
-            ..
-        } = entry
-        {
-            let (major, minor) = macvtap::chardev(name, *index).map_err(|e| {
-                (
-                    total,
-                    Error::kernel(format!("macvtap {name}"), "read its character device", e),
-                )
-            })?;
-            let backend = state
-                .endpoints
-                .iter_mut()
-                .map(|ep| &mut ep.backend)
-                .find(|b| b.device() == Some(name.as_str()));
-            if let Some(Backend::Macvtap { chardev, .. }) = backend {
-                *chardev = Some(format!("{major}:{minor}"));
-            }
-        }
-    }
-    fail_at
-        .check(total, &format!("sandbox {id}"), "save attached state")
-        .map_err(|e| (total, e))?;
-    state.phase = Phase::Attached;
-    store.save(state).map_err(|e| (total, e))
-}
-
-/// Undo `state.journal[start..start + applied]` after a failure; false (logged) when an
-/// object could not be removed, in which case the state must be kept for detach.
-pub(super) fn undo_logged(nl: &mut Netlink, state: &State, start: usize, applied: usize) -> bool {
-    let entries = &state.journal[start..start + applied];
-    match journal::undo(nl, entries, &state.owner()) {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(id = %state.id, object = %e.entry.describe(), error = %e.error,
-                "rollback could not remove an object; the state file is kept so detach can retry");
-            false
-        }
     }
 }

@@ -20,12 +20,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::reopen::{Reopened, reopen_netns};
 use crate::journal;
 use crate::journal::ownership::OUR_KINDS;
 use crate::netlink::link::{self, Link};
 use crate::netlink::{Netlink, NlError, tc};
 use crate::netns::{NetNs, NsId};
+use crate::sandbox::{Reopened, reopen_netns};
 use crate::state::{self, Lock, State, StateDir};
 use crate::{Error, Result};
 

@@ -8,11 +8,11 @@
 //! detach).
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use super::attach::{Attachment, apply_and_save, undo_logged};
-use super::status::ObjectStatus;
+use super::attach::Attachment;
+use super::transaction;
 use crate::endpoint::{self, Endpoint, EndpointKind};
 use crate::failpoint::FailAt;
 use crate::guest::{GuestConfig, GuestInterface};
@@ -23,7 +23,7 @@ use crate::netlink::link::{self, Link};
 use crate::netns::NsId;
 use crate::state::{self, Phase, Settings, State, StateDir};
 use crate::static_config::{self, Backend, Device, StaticConfig};
-use crate::{Error, Result, physical, tap};
+use crate::{Error, Result, physical};
 
 /// What to attach statically, and where to record it.
 #[derive(Debug, Clone)]
@@ -50,15 +50,10 @@ impl StaticOptions {
 /// The default MTU of a device that does not say, other than a tap (which has its own).
 const DEFAULT_MTU: u32 = 1500;
 
-/// The identity of the calling thread's netns.
-fn own_netns() -> Result<NsId> {
-    let path = "/proc/thread-self/ns/net";
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::kernel("the caller's netns", format!("stat {path}"), e))?;
-    Ok(NsId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-    })
+/// The identity of the calling thread's netns (where a static attachment's taps are).
+pub(super) fn own_netns() -> Result<NsId> {
+    crate::netns::own_id()
+        .map_err(|e| Error::kernel("the caller's netns", "stat /proc/thread-self/ns/net", e))
 }
 
 /// Attach the devices of a static configuration file. Everything is checked (the file, then
@@ -100,18 +95,19 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
         dns: opts.dns.clone(),
     };
     store.save(&state)?;
-    match apply_and_save(&mut nl, &store, &mut state, 0, FailAt::NEVER) {
+    let finish = transaction::record_attached(&store, 0, FailAt::NEVER);
+    let object = format!("sandbox {}", state.id);
+    match transaction::apply(&mut nl, &mut state, 0, &object, FailAt::NEVER, finish) {
         Ok(()) => {
             tracing::info!(id = %opts.id, endpoints = state.endpoints.len(), "attached statically");
             Ok(Attachment::from_state(&state, nl.requests()))
         }
-        Err((applied, error)) => {
-            tracing::info!(id = %state.id, %error, applied, "static attach failed; rolling back");
-            if undo_logged(&mut nl, &state, 0, applied) {
+        Err(failed) => {
+            if !failed.kept {
                 store.remove(&state.id)?;
                 lock.remove_on_release();
             }
-            Err(error)
+            Err(failed.error)
         }
     }
 }
@@ -399,50 +395,4 @@ pub(super) fn undo_static(state: &State) -> Result<()> {
                 e.error,
             )
         })
-}
-
-/// What a static attachment holds, and whether it is still there: every VFIO binding, every
-/// vhost-user socket, and every tap when called from the netns the attach ran in (a tap
-/// can't be seen from another).
-pub(super) fn check_objects(state: &State) -> Result<Vec<ObjectStatus>> {
-    let here = own_netns()? == state.netns_id;
-    let mut out = Vec::new();
-    for entry in &state.journal {
-        if let Entry::VfioBind { pci_address, .. } = entry {
-            let bound = physical::current_driver(&physical::sysfs_root(), pci_address)
-                .is_ok_and(|d| d.as_deref() == Some(physical::VFIO_DRIVER));
-            out.push(ObjectStatus {
-                object: entry.describe(),
-                present: bound,
-                not_ours: None,
-            });
-        }
-    }
-    for ep in &state.endpoints {
-        match (&ep.backend, ep.device()) {
-            (endpoint::Backend::VhostUser { socket }, _) => out.push(ObjectStatus {
-                object: format!("vhost-user socket {} of {}", socket.display(), ep.name),
-                present: std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket()),
-                not_ours: None,
-            }),
-            (_, Some(name)) if here => out.push(ObjectStatus {
-                object: format!("tap {name} of {}", ep.name),
-                present: tap::ifindex(name).is_ok_and(|i| i == ep.ifindex),
-                not_ours: None,
-            }),
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
-/// Refuse an operation that needs the sandbox's netns on a static attachment.
-pub(super) fn refuse_static(state: &State, operation: &str) -> Result<()> {
-    if state.is_static() {
-        return Err(Error::invalid(
-            format!("sandbox {}", state.id),
-            format!("is a static attachment (attach --config): it has no netns to {operation}"),
-        ));
-    }
-    Ok(())
 }

@@ -12,9 +12,7 @@ use std::process::Command;
 
 use super::fdmap::FdMap;
 use super::{FIRST_FD, VHOST_NET, Vmm, VmmArgs, fd_layout, open_endpoint_queues, qemu};
-use crate::netns::NetNs;
-use crate::ops::Reopened;
-use crate::state::State;
+use crate::sandbox::Sandbox;
 use crate::{Error, Result};
 
 /// Everything opened and rendered, ready to exec.
@@ -42,16 +40,9 @@ fn open_vhost(count: u32) -> io::Result<Vec<OwnedFd>> {
         .collect()
 }
 
-/// Open the sandbox's netns, checking it is still the one attached.
-fn reopen(state: &State) -> Result<NetNs> {
-    match crate::ops::reopen_netns(state)? {
-        Reopened::Same { netns, .. } => Ok(netns),
-        Reopened::Lost(lost) => Err(lost.refusal(&state.id, "open its queues")),
-    }
-}
-
-/// Open every queue and render the arguments. Only QEMU takes fds this way.
-pub fn prepare_exec(state: &State, vmm: Vmm, want_vhost: bool) -> Result<ExecPlan> {
+/// Open every queue in the sandbox's netns and render the arguments. Only QEMU takes fds
+/// this way.
+pub fn prepare_exec(sandbox: &mut Sandbox, vmm: Vmm, want_vhost: bool) -> Result<ExecPlan> {
     if vmm != Vmm::Qemu {
         return Err(Error::invalid(
             format!("--vmm {vmm}"),
@@ -59,7 +50,8 @@ pub fn prepare_exec(state: &State, vmm: Vmm, want_vhost: bool) -> Result<ExecPla
              inside the sandbox netns",
         ));
     }
-    let netns = reopen(state)?;
+    let state = &sandbox.state;
+    let (netns, _) = sandbox.place.netns(&state.id, "open its queues")?;
     let opened = netns.run(|| {
         state
             .endpoints

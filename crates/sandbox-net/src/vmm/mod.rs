@@ -27,6 +27,7 @@ pub use firecracker::FirecrackerInterface;
 pub use queues::open_endpoint_queues;
 
 use crate::endpoint::{Backend, Endpoint};
+use crate::sandbox::{Access, Sandbox};
 use crate::state::State;
 use crate::{Error, Result};
 
@@ -164,6 +165,19 @@ pub fn vhost_net_available() -> bool {
 /// An exit-2 error about one endpoint that `vmm` can't use.
 pub(crate) fn unsupported(vmm: Vmm, ep: &Endpoint, reason: impl Into<String>) -> Error {
     Error::invalid(format!("endpoint {} for {vmm}", ep.name), reason.into())
+}
+
+/// An attached sandbox to hand to a VMM ([`vmm_args`], [`prepare_exec`]): exit-2 errors
+/// when it is not attached, when its attach never finished, or when another namespace is
+/// at its netns's path now (what was rendered or opened would be the new namespace's
+/// devices, not the sandbox's).
+pub fn open_attached(state_dir: &Path, id: &str) -> Result<Sandbox> {
+    let sandbox = Sandbox::open(state_dir, id, Access::Read)?;
+    sandbox.finished()?;
+    sandbox
+        .place
+        .refuse_replaced(id, "hand its devices to a VMM")?;
+    Ok(sandbox)
 }
 
 /// Render what `vmm` needs for every endpoint of an attached sandbox.

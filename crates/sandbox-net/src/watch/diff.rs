@@ -1,12 +1,12 @@
 //! What `watch` must do, from a fresh scan of the netns and the sandbox's state: which
-//! attached interfaces are gone, which configured interfaces are new, and the guest
-//! description now. Notifications are never trusted, only this comparison: it is the same
-//! whether one event or a thousand were seen, and sandbox-net's own changes (taps, macvtaps
-//! taking over addresses) compare as "nothing to do".
+//! attached interfaces are gone, which configured interfaces are new (and whether the guest
+//! description, `State::guest_now`, says the same as the recorded one). Notifications are
+//! never trusted, only this comparison: it is the same whether one event or a thousand were
+//! seen, and sandbox-net's own changes (taps, macvtaps taking over addresses) compare as
+//! "nothing to do".
 
 use crate::endpoint::{self, Class, Endpoint, EndpointKind};
-use crate::guest::{self, GuestConfig};
-use crate::journal::Entry;
+use crate::guest::GuestConfig;
 use crate::scan::Snapshot;
 use crate::state::State;
 
@@ -85,88 +85,6 @@ pub fn diff(state: &State, snapshot: &Snapshot) -> Diff {
     Diff { gone, new }
 }
 
-/// The netns as it would be without this sandbox's own changes to its endpoints: the
-/// addresses and routes a macvtap took over are put back, and the MACs it changed.
-fn as_configured(state: &State, snapshot: &Snapshot) -> Snapshot {
-    let mut view = snapshot.clone();
-    for entry in &state.journal {
-        match entry {
-            Entry::RemovedAddress { address, .. }
-                if !view
-                    .addresses
-                    .iter()
-                    .any(|a| a.ifindex == address.ifindex && a.addr == address.addr) =>
-            {
-                view.addresses.push(address.clone());
-            }
-            Entry::RemovedRoute { route, .. } if !view.routes.contains(route) => {
-                view.routes.push(route.clone());
-            }
-            Entry::LinkMac {
-                ifindex: Some(index),
-                original,
-                ..
-            } => {
-                if let Some(link) = view.links.iter_mut().find(|l| l.index == *index) {
-                    link.mac = Some(original.bytes().to_vec());
-                }
-            }
-            _ => {}
-        }
-    }
-    view
-}
-
-/// The guest description of the attached endpoints now. Endpoints whose interface has left
-/// the netns on purpose (VFIO) keep what was recorded for them.
-pub fn guest_now(state: &State, snapshot: &Snapshot) -> GuestConfig {
-    let view = as_configured(state, snapshot);
-    let live: Vec<u32> = state
-        .endpoints
-        .iter()
-        .filter(|e| view.link(e.ifindex).is_some())
-        .map(|e| e.ifindex)
-        .collect();
-    let described = guest::describe(&view, &live);
-    let mut out = GuestConfig {
-        interfaces: Vec::new(),
-        routes: described.routes,
-        neighbors: described.neighbors,
-    };
-    let mut live_interfaces = described.interfaces.into_iter();
-    for e in &state.endpoints {
-        if live.contains(&e.ifindex) {
-            out.interfaces.extend(live_interfaces.next());
-            continue;
-        }
-        let Some(recorded) = &state.guest else {
-            continue;
-        };
-        out.interfaces.extend(
-            recorded
-                .interfaces
-                .iter()
-                .filter(|i| i.name == e.name)
-                .cloned(),
-        );
-        out.routes.extend(
-            recorded
-                .routes
-                .iter()
-                .filter(|r| r.device == e.name)
-                .cloned(),
-        );
-        out.neighbors.extend(
-            recorded
-                .neighbors
-                .iter()
-                .filter(|n| n.device == e.name)
-                .cloned(),
-        );
-    }
-    out
-}
-
 /// Two guest descriptions say the same: the same interfaces in the same order, and the
 /// same routes and neighbours in any order.
 pub fn same_guest(a: &GuestConfig, b: &GuestConfig) -> bool {
@@ -186,6 +104,8 @@ pub fn same_guest(a: &GuestConfig, b: &GuestConfig) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest;
+    use crate::journal::Entry;
     use crate::netlink::addr::Address;
     use crate::netlink::link::Link;
     use crate::netlink::route::{Route, TABLE_MAIN};
@@ -346,7 +266,7 @@ mod tests {
             links: vec![after_eth0],
             ..Snapshot::default()
         };
-        let now = guest_now(&s, &after);
+        let now = s.guest_now(&after);
         assert!(same_guest(&now, &recorded), "{now:?} vs {recorded:?}");
         assert!(diff(&s, &after).new.is_empty());
     }
@@ -375,13 +295,13 @@ mod tests {
             ..Snapshot::default()
         };
         let s = state(vec![endpoint(&eth0, "tap0_sn")], vec![]);
-        let a = guest_now(&s, &snap);
+        let a = s.guest_now(&snap);
         snap.routes.reverse();
-        let b = guest_now(&s, &snap);
+        let b = s.guest_now(&snap);
         assert_ne!(a, b);
         assert!(same_guest(&a, &b));
         snap.routes.push(route("10.3.0.0"));
-        assert!(!same_guest(&a, &guest_now(&s, &snap)));
+        assert!(!same_guest(&a, &s.guest_now(&snap)));
         let mut c = a.clone();
         c.interfaces[0].mtu = 9000;
         assert!(!same_guest(&a, &c));

@@ -27,10 +27,9 @@ use serde::Serialize;
 use crate::endpoint::Endpoint;
 use crate::guest::{self, GuestConfig};
 use crate::netlink::Netlink;
-use crate::netns::NetNs;
-use crate::ops::Reopened;
+use crate::sandbox::{Access, Sandbox};
 use crate::scan::{self, Snapshot};
-use crate::state::{self, Phase, State, StateDir};
+use crate::state::{Phase, State, StateDir};
 use crate::{Error, Result};
 use liveness::NetnsFile;
 use pace::Pace;
@@ -102,15 +101,6 @@ enum Round {
     Detached,
 }
 
-/// Open the sandbox's netns, checking it is the one that was attached (see
-/// [`crate::ops::reopen_netns`]), with a netlink socket in it.
-fn open_netns(state: &State) -> Result<(NetNs, Netlink)> {
-    match crate::ops::reopen_netns(state)? {
-        Reopened::Same { netns, nl } => Ok((netns, nl)),
-        Reopened::Lost(lost) => Err(Error::invalid(format!("sandbox {}", state.id), lost.reason)),
-    }
-}
-
 /// Watch sandbox `opts.id` until `stop` is set, its netns is deleted or it is detached.
 /// Every change is passed to `emit`; the last event is `Stopped`. Errors before the watch
 /// starts (not attached, a static attachment, netns gone) are returned; later ones are
@@ -120,26 +110,17 @@ pub fn watch(
     stop: &AtomicBool,
     mut emit: impl FnMut(&WatchEvent),
 ) -> Result<StopReason> {
-    state::validate_id(&opts.id)?;
-    let store = StateDir::open(&opts.state_dir)?;
-    let state = store
-        .load(&opts.id)?
-        .ok_or_else(|| Error::invalid(format!("sandbox {}", opts.id), "not attached"))?;
-    if state.is_static() {
-        return Err(Error::invalid(
-            format!("sandbox {}", opts.id),
-            "is a static attachment (attach --config): it has no netns to watch",
-        ));
-    }
-    let (netns, mut nl) = open_netns(&state)?;
+    let mut sandbox = Sandbox::open(&opts.state_dir, &opts.id, Access::Read)?;
+    let (netns, nl) = sandbox.place.netns(&opts.id, "watch")?;
+    let state = &sandbox.state;
     let file = NetnsFile {
         path: state.netns_path.clone(),
         id: state.netns_id,
     };
-    let mut subscription = Subscription::open(&netns)?;
+    let mut subscription = Subscription::open(netns)?;
     let mut watcher = Watcher {
         opts,
-        store,
+        store: sandbox.store.clone(),
         netns: netns.display().to_string(),
         refused: Vec::new(),
         stuck: Vec::new(),
@@ -168,7 +149,7 @@ pub fn watch(
             // What is queued now happened before the scan that follows: it is covered.
             subscription.drain(stop)?;
             let started = Instant::now();
-            let round = watcher.round(&mut nl, stop, &mut emit);
+            let round = watcher.round(nl, stop, &mut emit);
             pace.ran(started, Instant::now());
             rounds += 1;
             retry = match round {
@@ -348,7 +329,7 @@ impl Watcher<'_> {
         emit: &mut impl FnMut(&WatchEvent),
     ) -> Round {
         if let Some(state) = seen {
-            let guest = diff::guest_now(state, snapshot);
+            let guest = state.guest_now(snapshot);
             if let Some(reason) = guest::over_cap(&guest) {
                 return self.over_cap(reason, emit);
             }
@@ -383,7 +364,7 @@ impl Watcher<'_> {
                 return Round::Retry;
             }
         };
-        let guest = diff::guest_now(&state, snapshot);
+        let guest = state.guest_now(snapshot);
         if let Some(reason) = guest::over_cap(&guest) {
             return self.over_cap(reason, emit);
         }
