@@ -7,8 +7,7 @@ use sandbox_net::{Attachment, Backend, Endpoint, Error};
 
 /// A value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::invalid("output", format!("cannot encode JSON: {e}")))?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::encode("output", e))?;
     println!("{text}");
     Ok(())
 }
@@ -60,4 +59,25 @@ pub fn describe_endpoint(ep: &Endpoint) -> String {
 /// A note on stderr (what a rendering could not carry, a default taken).
 pub fn note(text: &str) {
     eprintln!("sandbox-net: note: {text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value serde can't encode.
+    struct Unencodable;
+
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("not encodable"))
+        }
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_encoded_is_an_internal_failure() {
+        let e = print_json(&Unencodable).expect_err("not encodable");
+        assert_eq!(e.exit_code(), 1, "{e}");
+        assert_eq!(e.to_string(), "output: cannot encode JSON: not encodable");
+    }
 }

@@ -125,7 +125,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     serde_json::to_string_pretty(&result.encode(&conf.cni_version)).map_err(|e| {
         CniError::op(
             format!("ADD {sandbox}: encode the result"),
-            crate::Error::invalid("result", e.to_string()),
+            crate::Error::encode("result", e),
         )
     })
 }

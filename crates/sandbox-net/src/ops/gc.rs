@@ -25,7 +25,7 @@ use crate::journal::ownership::OUR_KINDS;
 use crate::netlink::link::{self, Link};
 use crate::netlink::{Netlink, NlError, tc};
 use crate::netns::{NetNs, NsId};
-use crate::sandbox::{Reopened, reopen_netns};
+use crate::sandbox::Place;
 use crate::state::{self, Lock, State, StateDir};
 use crate::{Error, Result};
 
@@ -238,13 +238,8 @@ fn collect_state(
             return Ok(None);
         }
     };
-    if state.is_static() {
-        // A static attachment has no netns to lose; its devices (VFIO bindings) are undone
-        // only by detach.
-        return Ok(None);
-    }
-    let reopened = match reopen_netns(&state) {
-        Ok(r) => r,
+    let place = match Place::of(&state) {
+        Ok(place) => place,
         Err(e) => {
             // Its netns is there (same device and inode) but could not be proven the same:
             // leave it for the next gc; the other sandboxes are still collected.
@@ -252,8 +247,11 @@ fn collect_state(
             return Ok(None);
         }
     };
-    let (netns, reason) = match reopened {
-        Reopened::Lost(lost) => {
+    let (netns, reason) = match place {
+        // A static attachment has no netns to lose; its devices (VFIO bindings) are undone
+        // only by detach.
+        Place::Host => return Ok(None),
+        Place::Lost(lost) => {
             let how = if lost.replaced {
                 lost.reason
             } else {
@@ -261,7 +259,7 @@ fn collect_state(
             };
             (None, Some(how))
         }
-        Reopened::Same { netns, mut nl } => {
+        Place::Netns { netns, mut nl } => {
             let none_left = all_gone(&netns, &mut nl, &state)?;
             let reason = none_left.then(|| {
                 format!(

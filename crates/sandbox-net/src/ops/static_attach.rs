@@ -28,7 +28,7 @@ use crate::{Error, Result, physical};
 /// What to attach statically, and where to record it.
 #[derive(Debug, Clone)]
 pub struct StaticOptions {
-    /// The static configuration file (schema in the README, "Static attachments").
+    /// The static configuration file (its schema: docs/static.md).
     pub config: PathBuf,
     pub id: String,
     pub state_dir: PathBuf,
