@@ -17,6 +17,9 @@
 //! # Ok::<(), sandbox_net::Error>(())
 //! ```
 
+// Every unsafe block is in `sys`, each behind a safe function.
+#![deny(unsafe_code)]
+
 pub mod cni;
 pub mod endpoint;
 pub mod error;
@@ -37,6 +40,7 @@ pub mod sandbox;
 pub mod scan;
 pub mod state;
 pub mod static_config;
+#[allow(unsafe_code)]
 mod sys;
 pub mod tap;
 pub mod trusted_dir;
