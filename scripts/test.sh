@@ -15,7 +15,7 @@ fi
 # with), and qemu-system-x86, busybox-static and cpio for the guest VM of
 # crates/cli/tests/e2e_qemu.rs.
 need=()
-for pkg in iproute2 containernetworking-plugins qemu-system-x86 busybox-static cpio; do
+for pkg in iproute2 containernetworking-plugins qemu-system-x86 busybox-static cpio iptables; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -251,7 +251,7 @@ pub fn candidates(snapshot: &Snapshot, only: Option<&[String]>) -> Result<Vec<Ca
     }
     let mut out = Vec::new();
     for link in &snapshot.links {
-        if !is_configured(snapshot, link) {
+        if !is_configured(snapshot, link) || (only.is_none() && made_by_us(link)) {
             continue;
         }
         if only.is_some_and(|names| !names.contains(&link.name)) {
@@ -279,6 +279,14 @@ pub fn candidates(snapshot: &Snapshot, only: Option<&[String]>) -> Result<Vec<Ca
     }
     out.sort_by(|a, b| natural_cmp(&a.link.name, &b.link.name));
     Ok(out)
+}
+
+/// A device sandbox-net made (it carries an owner alias): never an endpoint of another
+/// attach (an l3 tap has addresses of its own).
+fn made_by_us(link: &Link) -> bool {
+    link.alias
+        .as_deref()
+        .is_some_and(|a| crate::names::owner_of(a).is_some())
 }
 
 /// Why a link whose name is not UTF-8 is not attached.

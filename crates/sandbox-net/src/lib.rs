@@ -42,6 +42,7 @@ pub mod state;
 pub mod static_config;
 #[allow(unsafe_code)]
 mod sys;
+pub mod sysctl;
 pub mod tap;
 pub mod trusted_dir;
 pub mod vhost_user;

@@ -99,12 +99,17 @@ impl State {
     /// The guest description of the attached endpoints now, from a scan of the netns
     /// (see [`crate::guest::now`]).
     pub fn guest_now(&self, snapshot: &crate::scan::Snapshot) -> GuestConfig {
-        crate::guest::now(
+        let now = crate::guest::now(
             &self.endpoints,
             &self.journal,
             self.guest.as_ref(),
             snapshot,
-        )
+        );
+        match self.model {
+            // The guest of a routed endpoint sees its routes (see `model::l3`).
+            Model::L3 => crate::model::l3::guest_view(now, &self.endpoints),
+            _ => now,
+        }
     }
 
     /// Whose objects an undo of this sandbox's journal may touch.

@@ -70,6 +70,21 @@ pub fn check(
     peer_ips: &[IpAddr],
     count: u32,
 ) -> Result<Vec<PingReport>> {
+    check_via(pod, peer_ns, endpoint, id, peer_ips, count, |_| None)
+}
+
+/// [`check`], the guest sending to each peer address through the gateway `via` gives for
+/// it (None: on-link), as a guest behind the l3 model does for IPv6
+/// ([`sandbox_net::model::l3::next_hop`]).
+pub fn check_via(
+    pod: &NetNs,
+    peer_ns: &NetNs,
+    endpoint: &Endpoint,
+    id: GuestIdentity,
+    peer_ips: &[IpAddr],
+    count: u32,
+    via: impl Fn(IpAddr) -> Option<IpAddr>,
+) -> Result<Vec<PingReport>> {
     let tap_label = format!(
         "tap {} in netns {}",
         endpoint.device().unwrap_or_default(),
@@ -82,13 +97,15 @@ pub fn check(
     let timeout = Duration::from_secs(1);
     let mut reports = Vec::new();
     for &target in peer_ips {
-        let rtts = guest.ping(target, None, count, timeout).map_err(|e| {
-            Error::kernel(
-                &tap_label,
-                format!("fake guest pings {target}"),
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+        let rtts = guest
+            .ping(target, via(target), count, timeout)
+            .map_err(|e| {
+                Error::kernel(
+                    &tap_label,
+                    format!("fake guest pings {target}"),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
         reports.push(PingReport {
             direction: format!("guest -> {target}"),
             rtts,

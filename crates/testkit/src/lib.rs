@@ -2,7 +2,8 @@
 //!
 //! - [`netns`]: named network namespaces made the way iproute2 makes them;
 //! - [`scratch`]: a pod netns wired like a CNI bridge plugin would wire it, and a peer;
-//! - [`fakeguest`]: a userspace guest on a tap fd (ARP, NDP, ICMP echo), and a pinger;
+//! - [`fakeguest`]: a userspace guest on a tap fd (ARP, NDP, ICMP echo, a TCP client), and
+//!   a pinger;
 //! - [`dataplane`]: the two-way ping check of an attachment through that guest;
 //! - [`fake_sysfs`]: a sysfs tree with one PCI NIC, for the physical-NIC path;
 //! - [`snapshot`]: what iproute2 says a netns holds, compared once the kernel has settled;

@@ -23,6 +23,47 @@ pub struct NetnsSnapshot {
     pub routes: Vec<String>,
     pub qdiscs: Vec<String>,
     pub filters: Vec<String>,
+    /// Every per-device and netns-wide setting under /proc/sys/net/{ipv4,ipv6}/{conf,neigh}.
+    pub sysctls: Vec<String>,
+    /// Proxy neighbour entries (`ip neigh show proxy`).
+    pub proxies: Vec<String>,
+}
+
+/// Every readable file under /proc/sys/net/{ipv4,ipv6}/{conf,neigh}/*/ of `ns`, as
+/// "ipv4/conf/eth0/proxy_arp=0", read from a thread inside the netns (/proc/sys/net
+/// answers for the reader's netns).
+pub fn sysctls(ns: &str) -> Vec<String> {
+    let netns = sandbox_net::netns::NetNs::open(ns, false).expect("open netns for its sysctls");
+    let mut out = netns
+        .run(|| {
+            let mut out = Vec::new();
+            for section in ["ipv4/conf", "ipv4/neigh", "ipv6/conf", "ipv6/neigh"] {
+                let base = Path::new("/proc/sys/net").join(section);
+                let Ok(dirs) = std::fs::read_dir(&base) else {
+                    continue;
+                };
+                for dir in dirs.flatten() {
+                    let Ok(files) = std::fs::read_dir(dir.path()) else {
+                        continue;
+                    };
+                    for file in files.flatten() {
+                        // Unreadable ones (stable_secret before it is set) are left out.
+                        if let Ok(value) = std::fs::read_to_string(file.path()) {
+                            out.push(format!(
+                                "{section}/{}/{}={}",
+                                dir.file_name().to_string_lossy(),
+                                file.file_name().to_string_lossy(),
+                                value.trim()
+                            ));
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .expect("enter the netns");
+    out.sort();
+    out
 }
 
 pub fn snapshot(ns: &str) -> NetnsSnapshot {
@@ -92,18 +133,27 @@ pub fn snapshot(ns: &str) -> NetnsSnapshot {
         .flatten()
         .map(|q| format!("{} {} {}", q["dev"], q["kind"], q["handle"]))
         .collect();
+    let proxies = ip_json(ns, &["neigh", "show", "proxy"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p.to_string())
+        .collect();
     let mut s = NetnsSnapshot {
         links,
         addresses,
         routes,
         qdiscs,
         filters,
+        sysctls: sysctls(ns),
+        proxies,
     };
     s.links.sort();
     s.addresses.sort();
     s.routes.sort();
     s.qdiscs.sort();
     s.filters.sort();
+    s.proxies.sort();
     s
 }
 
@@ -206,6 +256,8 @@ pub fn diff(a: &NetnsSnapshot, b: &NetnsSnapshot) -> String {
         ("routes", &a.routes, &b.routes),
         ("qdiscs", &a.qdiscs, &b.qdiscs),
         ("filters", &a.filters, &b.filters),
+        ("sysctls", &a.sysctls, &b.sysctls),
+        ("proxy neighbours", &a.proxies, &b.proxies),
     ] {
         for line in x.iter().filter(|l| !y.contains(l)) {
             out.push_str(&format!("  - {name}: {line}\n"));

@@ -20,7 +20,8 @@ pub struct Args {
     #[arg(long)]
     id: String,
     /// Interworking model: tcfilter (a tap joined by tc redirect filters), macvtap
-    /// (a macvtap on the interface takes over its MAC), or none (describe only).
+    /// (a macvtap on the interface takes over its MAC), l3 (the pod's own stack
+    /// routes between the interface and a tap), or none (describe only).
     #[arg(long, default_value = "tcfilter")]
     model: String,
     /// Queues per tap (multi-queue when more than 1).

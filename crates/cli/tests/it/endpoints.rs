@@ -92,7 +92,7 @@ fn endpoint_round_trip(
             assert_ne!(link(pod, iface)["address"], mac.as_str());
             assert_eq!(addresses(pod, iface), Vec::<String>::new());
         }
-        Model::None => unreachable!("not used here"),
+        Model::None | Model::L3 => unreachable!("not used here"),
     }
     let st = sandbox_net::status(dir.path(), &id)
         .expect("status")

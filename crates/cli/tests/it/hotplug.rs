@@ -133,6 +133,8 @@ fn with_lines_of(base: &NetnsSnapshot, other: &NetnsSnapshot, dev: &str) -> Netn
         routes: merge(&base.routes, &other.routes),
         qdiscs: merge(&base.qdiscs, &other.qdiscs),
         filters: merge(&base.filters, &other.filters),
+        sysctls: merge(&base.sysctls, &other.sysctls),
+        proxies: merge(&base.proxies, &other.proxies),
     }
 }
 

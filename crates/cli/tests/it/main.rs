@@ -27,6 +27,7 @@ mod hostile_state;
 mod hostile_tenant;
 mod hostile_watch;
 mod hotplug;
+mod l3;
 mod models;
 mod named_netns;
 mod netns_entry;

@@ -142,8 +142,11 @@ fn compare(
         .filter(|g| g.name == ifname)
         .flat_map(|g| g.addresses.iter().map(|a| (a.address, a.prefix_len)))
         .collect();
+    // Under l3 the guest has each IPv6 address as a /128 (see `model::l3`).
+    let routed = |ip: &std::net::IpAddr| state.model == crate::Model::L3 && ip.is_ipv6();
     for ip in prev.ips.iter().filter(|ip| ip.interface == Some(vm_index)) {
-        if !guest_addrs.contains(&(ip.ip, ip.prefix_len)) {
+        let prefix_len = if routed(&ip.ip) { 128 } else { ip.prefix_len };
+        if !guest_addrs.contains(&(ip.ip, prefix_len)) {
             problems.push(format!(
                 "prevResult address {} is not an address the guest was given",
                 ip.address

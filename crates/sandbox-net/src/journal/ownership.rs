@@ -7,8 +7,11 @@
 //!   is of the kind we create and carries our owner alias; an entry whose creation was
 //!   journalled but never confirmed (no ifindex) is looked up by name, and may also have no
 //!   alias yet (it is set right after creation);
-//! - an object on an endpoint (qdisc, filter, rate limit, MAC, address, route) is touched
-//!   only while the endpoint is the one recorded: same ifindex, name and kind.
+//! - an object on an endpoint (qdisc, filter, rate limit, MAC, address, route, proxy
+//!   neighbour, setting) is touched only while the endpoint is the one recorded: same
+//!   ifindex, name and kind; a setting is also left alone when its value is neither the
+//!   one set nor the original (someone else changed it: `journal::l3::refine`);
+//! - a netns-wide setting lives on no device: the netns is proven by `ops::reopen`.
 //!
 //! What fails is left alone and reported ([`LeftAlone`]).
 
@@ -70,6 +73,11 @@ fn describe_link(link: &Link) -> String {
 /// Decide for `entry` (not a VFIO binding: those live outside the netns), one of
 /// `entries` (the journal, or the part of it being undone), against `links` (one dump).
 pub fn verdict(entry: &Entry, entries: &[Entry], links: &[Link], owner: &Owner) -> Verdict {
+    // A setting of the whole netns lives on no device: the netns itself was proven ours
+    // (`ops::reopen`); whether its value is still ours is `journal::l3::refine`'s to say.
+    if entry.netns_wide() {
+        return Verdict::Ours(0);
+    }
     let device = entry.device();
     let found = match entry.ifindex() {
         Some(index) => links.iter().find(|l| l.index == index),

@@ -1,6 +1,7 @@
 //! Interworking models: how an endpoint's traffic is carried to the VM, and the plan (the
 //! journal entries) that builds it for each endpoint kind.
 
+pub mod l3;
 pub mod macvtap;
 pub mod tcfilter;
 
@@ -28,16 +29,19 @@ pub enum Model {
     Macvtap,
     /// No plumbing: the interfaces are recorded and described to the guest only.
     None,
+    /// A tap per endpoint; the pod's own stack routes between them (see [`l3`]).
+    L3,
 }
 
 impl Model {
-    pub const NAMES: &'static [&'static str] = &["tcfilter", "macvtap", "none"];
+    pub const NAMES: &'static [&'static str] = &["tcfilter", "macvtap", "none", "l3"];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Model::Tcfilter => "tcfilter",
             Model::Macvtap => "macvtap",
             Model::None => "none",
+            Model::L3 => "l3",
         }
     }
 }
@@ -55,6 +59,7 @@ impl FromStr for Model {
             "tcfilter" => Ok(Model::Tcfilter),
             "macvtap" => Ok(Model::Macvtap),
             "none" => Ok(Model::None),
+            "l3" => Ok(Model::L3),
             other => Err(Error::invalid(
                 format!("model {other:?}"),
                 format!("unknown model (known: {})", Model::NAMES.join(", ")),
@@ -178,11 +183,15 @@ pub fn plan_endpoint(
             };
             Ok((endpoint, entries))
         }
-        (_, Model::Tcfilter | Model::None) => {
+        (_, Model::Tcfilter | Model::None | Model::L3) => {
             let device = name(names::tap);
             let tap_mac = macvtap::random_mac()?;
-            let mut entries =
-                tcfilter::entries(&c.link, &device, tap_mac, ctx.queues, ctx.tap_owner);
+            let mut entries = if ctx.model == Model::L3 {
+                let tap = tcfilter::tap_entry(&c.link, &device, tap_mac, ctx.queues, ctx.tap_owner);
+                l3::entries(ctx.snapshot, &c.link, tap)?
+            } else {
+                tcfilter::entries(&c.link, &device, tap_mac, ctx.queues, ctx.tap_owner)
+            };
             entries.extend(rate_entries(ctx, &c.link.name, &device, None));
             endpoint.backend = Backend::Tap {
                 name: device,

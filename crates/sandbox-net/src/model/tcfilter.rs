@@ -6,6 +6,18 @@ use crate::mac::MacAddr;
 use crate::netlink::link::Link;
 use crate::tap::TapOwner;
 
+/// The tap named `tap` with MAC `tap_mac` made for `link` (its MTU).
+pub fn tap_entry(link: &Link, tap: &str, tap_mac: MacAddr, queues: u32, owner: TapOwner) -> Entry {
+    Entry::Tap {
+        name: tap.to_string(),
+        ifindex: None,
+        queues,
+        mtu: link.mtu,
+        owner,
+        mac: Some(tap_mac),
+    }
+}
+
 /// The journal (in creation order) that joins `link` to a new tap named `tap` with MAC
 /// `tap_mac`.
 pub fn entries(
@@ -16,14 +28,7 @@ pub fn entries(
     owner: TapOwner,
 ) -> Vec<Entry> {
     vec![
-        Entry::Tap {
-            name: tap.to_string(),
-            ifindex: None,
-            queues,
-            mtu: link.mtu,
-            owner,
-            mac: Some(tap_mac),
-        },
+        tap_entry(link, tap, tap_mac, queues, owner),
         Entry::IngressQdisc {
             device: tap.to_string(),
             ifindex: None,

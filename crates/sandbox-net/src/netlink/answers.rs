@@ -8,6 +8,7 @@ use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR};
 use super::addr::{self, Address};
 use super::link::{self, Link};
 use super::neigh::{self, Neighbour};
+use super::pneigh::{self, ProxyEntry};
 use super::route::{self, Route};
 use super::tc::{self, Qdisc, RedirectFilter};
 use super::{NlError, htb, messages};
@@ -22,6 +23,8 @@ pub enum Answer {
     Route(Option<Route>),
     /// A neighbour message; None without an IPv4 or IPv6 destination.
     Neighbour(Option<Neighbour>),
+    /// A proxy neighbour message (NTF_PROXY); None without an address.
+    Proxy(Option<ProxyEntry>),
     Qdisc(Qdisc),
     /// A filter message; None for one without a u32 selector.
     Filter(Option<RedirectFilter>),
@@ -71,6 +74,9 @@ pub fn decode(datagram: &[u8]) -> Vec<Result<Answer, String>> {
             libc::RTM_NEWLINK => link::parse_link_payload(payload).map(Answer::Link),
             libc::RTM_NEWADDR => addr::parse_address_payload(payload).map(Answer::Address),
             libc::RTM_NEWROUTE => route::parse_route_payload(payload).map(Answer::Route),
+            libc::RTM_NEWNEIGH if pneigh::is_proxy(payload) => {
+                pneigh::parse(payload).map(Answer::Proxy)
+            }
             libc::RTM_NEWNEIGH => neigh::parse_neighbour_payload(payload).map(Answer::Neighbour),
             libc::RTM_NEWQDISC => tc::parse_qdisc_payload(payload).map(Answer::Qdisc),
             libc::RTM_NEWTFILTER => tc::parse_filter_payload(payload).map(Answer::Filter),

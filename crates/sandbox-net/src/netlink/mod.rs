@@ -15,6 +15,7 @@ pub mod attr;
 pub mod htb;
 pub mod link;
 pub mod neigh;
+pub mod pneigh;
 pub mod route;
 pub mod tc;
 

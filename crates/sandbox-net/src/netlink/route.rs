@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{DecodeError, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteMetric, RouteProtocol,
     RouteScope, RouteType,
@@ -192,15 +192,22 @@ pub fn delete(nl: &mut Netlink, r: &Route, oif: u32) -> Result<(), NlError> {
 
 /// Recreate route `r` exactly (protocol, scope, table, metric, MTU) on device `oif`.
 pub fn restore(nl: &mut Netlink, r: &Route, oif: u32) -> Result<(), NlError> {
+    new_route(nl, r, oif, NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// Put route `r` back exactly as recorded, replacing the route of the same destination,
+/// table and metric (the kernel strips a preferred source that stops being an address).
+pub fn replace(nl: &mut Netlink, r: &Route, oif: u32) -> Result<(), NlError> {
+    new_route(nl, r, oif, NLM_F_CREATE | NLM_F_REPLACE)
+}
+
+fn new_route(nl: &mut Netlink, r: &Route, oif: u32, flags: u16) -> Result<(), NlError> {
     let mut msg = message_for(r, oif);
     if let Some(mtu) = r.mtu {
         msg.attributes
             .push(RouteAttribute::Metrics(vec![RouteMetric::Mtu(mtu)]));
     }
-    nl.request(
-        RouteNetlinkMessage::NewRoute(msg),
-        NLM_F_CREATE | NLM_F_EXCL,
-    )
+    nl.request(RouteNetlinkMessage::NewRoute(msg), flags)
 }
 
 #[cfg(test)]

@@ -306,6 +306,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         journal,
         dns: opts.dns.clone(),
     };
+    super::claims::finish_plan(store, &mut state, 0)?;
     // The journal is written before the first kernel change.
     store.save(&state)?;
     let refused = super::vhost_user::refuse_held(store, &state, &state.endpoints, netns.display());

@@ -325,7 +325,9 @@ fn all_gone(netns: &NetNs, nl: &mut Netlink, state: &State) -> Result<bool> {
         return Ok(false);
     }
     let label = format!("netns {}", netns.display());
-    let checked = journal::check(nl, &state.journal, &state.owner())
+    // Inside: settings (/proc/sys/net) answer for the reading thread's netns.
+    let checked = netns
+        .run(|| journal::check(nl, &state.journal, &state.owner()))?
         .map_err(|(step, e)| Error::kernel(&label, step, e.into_io()))?;
     Ok(checked.iter().all(|c| !c.present))
 }

@@ -125,6 +125,7 @@ fn add_inside(
     state.endpoints.push(endpoint.clone());
     let start = state.journal.len();
     state.journal.extend(entries);
+    super::claims::finish_plan(store, &mut state, start)?;
     state.phase = Phase::Attaching;
     store.save(&state)?;
     let refused = super::vhost_user::refuse_held(

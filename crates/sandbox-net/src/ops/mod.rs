@@ -2,6 +2,7 @@
 //! guest-config, hotplug of single interfaces, and gc of leftovers.
 
 mod attach;
+mod claims;
 mod detach;
 mod gc;
 mod hotplug;

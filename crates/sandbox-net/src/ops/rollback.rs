@@ -16,7 +16,12 @@ fn clear_ifindex(entry: &mut Entry) {
         | Entry::RedirectFilter { ifindex, .. }
         | Entry::LinkMac { ifindex, .. }
         | Entry::RemovedAddress { ifindex, .. }
-        | Entry::RemovedRoute { ifindex, .. } => *ifindex = None,
+        | Entry::RemovedRoute { ifindex, .. }
+        | Entry::Sysctl { ifindex, .. }
+        | Entry::AddedAddress { ifindex, .. }
+        | Entry::AddedRoute { ifindex, .. }
+        | Entry::ProxyNeighbour { ifindex, .. }
+        | Entry::RemovedLocalRoute { ifindex, .. } => *ifindex = None,
         Entry::VfioBind { .. } => {}
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod packet;
 pub mod peer;
+pub mod tcp;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -140,9 +141,11 @@ impl FakeGuestError {
     }
 }
 
-/// Something the ping logic waits for.
-#[derive(Debug, Clone, Copy)]
+/// Something the ping (or TCP) logic waits for.
+#[derive(Debug, Clone)]
 enum Event {
+    /// A TCP segment for one of the guest's addresses (see [`tcp`]).
+    Tcp(tcp::Segment),
     Resolved(IpAddr, [u8; 6]),
     EchoReply {
         src: IpAddr,
@@ -468,6 +471,12 @@ impl FakeGuest {
         } else {
             None
         };
+        if for_us
+            && parsed.is_none()
+            && let Some(segment) = tcp::parse_frame(frame, &self.addresses())
+        {
+            return Ok(Some(Event::Tcp(segment)));
+        }
         let mut answered = false;
         let mut event = None;
         match parsed {
