@@ -353,19 +353,7 @@ mod tests {
     use crate::netlink::link::TunDetails;
 
     fn link(index: u32, name: &str, kind: Option<&str>) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            kind: kind.map(String::from),
-            mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
-            mtu: 1500,
-            tx_queue_len: 1000,
-            flags: libc::IFF_UP as u32,
-            parent: None,
-            tun: None,
-            alias: None,
-            group: 0,
-        }
+        Link::test(index, name, kind)
     }
 
     fn addr(ifindex: u32, a: &str, p: u8) -> Address {

@@ -160,6 +160,30 @@ pub enum Entry {
     },
 }
 
+/// `$then` with `$ifindex` bound to the `ifindex` field of an entry that has one (every
+/// kind but a VFIO binding), else `$else`: the one list of them.
+macro_rules! with_ifindex {
+    ($entry:expr, $ifindex:ident => $then:expr, else $else:expr) => {
+        match $entry {
+            Entry::Tap { $ifindex, .. }
+            | Entry::Macvtap { $ifindex, .. }
+            | Entry::Ifb { $ifindex, .. }
+            | Entry::RateLimit { $ifindex, .. }
+            | Entry::IngressQdisc { $ifindex, .. }
+            | Entry::RedirectFilter { $ifindex, .. }
+            | Entry::LinkMac { $ifindex, .. }
+            | Entry::RemovedAddress { $ifindex, .. }
+            | Entry::RemovedRoute { $ifindex, .. }
+            | Entry::Sysctl { $ifindex, .. }
+            | Entry::AddedAddress { $ifindex, .. }
+            | Entry::AddedRoute { $ifindex, .. }
+            | Entry::ProxyNeighbour { $ifindex, .. }
+            | Entry::RemovedLocalRoute { $ifindex, .. } => $then,
+            Entry::VfioBind { .. } => $else,
+        }
+    };
+}
+
 impl Entry {
     /// The device the entry lives on.
     pub fn device(&self) -> &str {
@@ -180,24 +204,15 @@ impl Entry {
         }
     }
 
+    /// The ifindex of the device the entry lives on, once known.
     pub fn ifindex(&self) -> Option<u32> {
-        match self {
-            Entry::Tap { ifindex, .. }
-            | Entry::Macvtap { ifindex, .. }
-            | Entry::Ifb { ifindex, .. }
-            | Entry::RateLimit { ifindex, .. }
-            | Entry::IngressQdisc { ifindex, .. }
-            | Entry::RedirectFilter { ifindex, .. }
-            | Entry::LinkMac { ifindex, .. }
-            | Entry::RemovedAddress { ifindex, .. }
-            | Entry::RemovedRoute { ifindex, .. }
-            | Entry::Sysctl { ifindex, .. }
-            | Entry::AddedAddress { ifindex, .. }
-            | Entry::AddedRoute { ifindex, .. }
-            | Entry::ProxyNeighbour { ifindex, .. }
-            | Entry::RemovedLocalRoute { ifindex, .. } => *ifindex,
-            Entry::VfioBind { .. } => None,
-        }
+        with_ifindex!(self, ifindex => *ifindex, else None)
+    }
+
+    /// Forget the entry's ifindex, so that it is resolved by name again (its device is
+    /// made again).
+    pub fn forget_ifindex(&mut self) {
+        with_ifindex!(self, ifindex => *ifindex = None, else ())
     }
 
     /// True for the devices sandbox-net creates (deleted on undo).

@@ -213,6 +213,19 @@ impl StateDir {
         lock_id(&self.dir, id)
     }
 
+    /// Take the lock of sandbox `id` to attach it: `Error::AlreadyAttached` when it has a
+    /// state already.
+    pub fn lock_to_attach(&self, id: &str) -> Result<Lock> {
+        let lock = self.lock(id)?;
+        if self.load(id)?.is_some() {
+            return Err(Error::AlreadyAttached {
+                id: id.to_string(),
+                path: self.state_path(id),
+            });
+        }
+        Ok(lock)
+    }
+
     /// Whether a state file (or anything else) is at the sandbox's state path.
     pub fn has_state(&self, id: &str) -> Result<bool> {
         self.dir.contains(&file_name(id))

@@ -15,7 +15,9 @@ use crate::common::*;
 use sandbox_net::Backend;
 use sandbox_net::journal::{self, Entry};
 use sandbox_net::netlink::Netlink;
+use sandbox_net::physical::VFIO_DRIVER;
 use sandbox_net::state::{StateDir, parse_state};
+use sandbox_net_testkit::fake_sysfs::FakeSysfs;
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures/state-0.1.0");
@@ -377,43 +379,6 @@ fn every_old_netns_state_detaches_cleanly() {
     }
 }
 
-const PCI: &str = "0000:03:00.1";
-const PCI_DEV: &str = "devices/pci0000:00/0000:03:00.1";
-
-/// A fake sysfs with the fixture's PCI NIC bound to vfio-pci, in IOMMU group 17.
-fn bound_sysfs() -> TempDir {
-    let t = TempDir::new("snfx-sysfs");
-    let file = |rel: &str, body: &str| {
-        let p = t.join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, body).expect("write");
-    };
-    let link = |rel: &str, target: &str| {
-        let p = t.join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::os::unix::fs::symlink(target, p).expect("symlink");
-    };
-    file(&format!("{PCI_DEV}/driver_override"), "(null)\n");
-    link(
-        &format!("{PCI_DEV}/driver"),
-        "../../../bus/pci/drivers/vfio-pci",
-    );
-    link(
-        &format!("{PCI_DEV}/iommu_group"),
-        "../../../kernel/iommu_groups/17",
-    );
-    link(
-        &format!("bus/pci/devices/{PCI}"),
-        &format!("../../../{PCI_DEV}"),
-    );
-    for d in ["ixgbe", "vfio-pci"] {
-        file(&format!("bus/pci/drivers/{d}/bind"), "");
-        file(&format!("bus/pci/drivers/{d}/unbind"), "");
-    }
-    file("bus/pci/drivers_probe", "");
-    t
-}
-
 #[test]
 fn an_old_static_state_detaches_restoring_its_pci_device_only() {
     // The host of the static attachment: a scratch netns with its tap (the host's own
@@ -425,8 +390,10 @@ fn an_old_static_state_detaches_restoring_its_pci_device_only() {
     );
     ip(&net.pod_name, &["link", "set", "tap-vm0", "mtu", "1400"]);
     let before = settled_snapshot(&net.pod_name);
-    let sysfs = bound_sysfs();
-    let root = sysfs.path().to_string_lossy().into_owned();
+    // The fake kernel has the PCI device on vfio-pci, as the attach left it.
+    let sysfs = FakeSysfs::new().expect("fake sysfs");
+    sysfs.kernel_binds(VFIO_DRIVER).expect("bind vfio-pci");
+    let root = sysfs.root().to_string_lossy().into_owned();
     let mut state: Value = serde_json::from_str(&fixture("fx-static")).expect("fixture JSON");
     state["settings"]["sysfs_root"] = Value::from(root.as_str());
     state["journal"][0]["sysfs_root"] = Value::from(root.as_str());
@@ -450,8 +417,7 @@ fn an_old_static_state_detaches_restoring_its_pci_device_only() {
         outcome,
         serde_json::json!({"outcome": "detached", "id": "fx-static", "objects": 1})
     );
-    let over = std::fs::read_to_string(sysfs.join(&format!("{PCI_DEV}/driver_override")))
-        .expect("driver_override");
+    let over = sysfs.override_value().expect("driver_override");
     assert_eq!(over, "\n", "detach cleared driver_override");
     assert_settles_to(&net.pod_name, &before, "the tap is left as it was");
     assert_eq!(listing(dir.path()), Vec::<String>::new(), "state left");

@@ -143,17 +143,10 @@ mod tests {
 
     fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
         Link {
-            index,
-            name: name.into(),
-            kind: kind.map(String::from),
             mac: None,
-            mtu: 1500,
-            tx_queue_len: 1000,
             flags: 0,
-            parent: None,
-            tun: None,
             alias: alias.map(String::from),
-            group: 0,
+            ..Link::test(index, name, kind)
         }
     }
 

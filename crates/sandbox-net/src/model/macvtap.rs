@@ -74,17 +74,11 @@ mod tests {
     #[test]
     fn plan_removes_routes_then_addresses_then_moves_the_mac() {
         let link = Link {
-            index: 2,
-            name: "eth0".into(),
-            kind: Some("veth".into()),
             mac: Some(vec![2, 0, 0, 0, 0, 9]),
             mtu: 1450,
             tx_queue_len: 0,
             flags: 0,
-            parent: None,
-            tun: None,
-            alias: None,
-            group: 0,
+            ..Link::test(2, "eth0", Some("veth"))
         };
         let route = |proto, table, dst: Option<&str>| Route {
             ipv6: false,

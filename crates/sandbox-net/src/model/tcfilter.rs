@@ -57,17 +57,11 @@ mod tests {
     #[test]
     fn a_tap_then_qdiscs_then_filters() {
         let link = Link {
-            index: 2,
-            name: "eth0".into(),
-            kind: Some("veth".into()),
             mac: Some(vec![2, 0, 0, 0, 0, 9]),
             mtu: 1450,
             tx_queue_len: 0,
             flags: 0,
-            parent: None,
-            tun: None,
-            alias: None,
-            group: 0,
+            ..Link::test(2, "eth0", Some("veth"))
         };
         let journal = entries(
             &link,

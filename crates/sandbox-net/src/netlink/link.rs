@@ -328,6 +328,26 @@ pub fn create_veth(
 }
 
 #[cfg(test)]
+impl Link {
+    /// A link for unit tests: up, MTU 1500, queue length 1000, MAC 02:00:00:00:00:<index>.
+    pub(crate) fn test(index: u32, name: &str, kind: Option<&str>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: kind.map(String::from),
+            mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
+            mtu: 1500,
+            tx_queue_len: 1000,
+            flags: libc::IFF_UP as u32,
+            parent: None,
+            tun: None,
+            alias: None,
+            group: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use netlink_packet_core::{DefaultNla, Emitable};

@@ -162,13 +162,7 @@ pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
     // Validate the netns before touching the state directory: bad input creates nothing.
     let netns = NetNs::open(&opts.netns, opts.allow_host_netns)?;
     let store = StateDir::open(&opts.state_dir)?;
-    let mut lock = store.lock(&opts.id)?;
-    if store.load(&opts.id)?.is_some() {
-        return Err(Error::AlreadyAttached {
-            id: opts.id.clone(),
-            path: store.state_path(&opts.id),
-        });
-    }
+    let mut lock = store.lock_to_attach(&opts.id)?;
     let result = netns
         .run(|| attach_inside(opts, &store, &netns))
         .and_then(|r| r);

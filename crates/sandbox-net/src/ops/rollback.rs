@@ -5,27 +5,6 @@ use crate::journal::{self, Entry};
 use crate::netlink::Netlink;
 use crate::state::{State, StateDir};
 
-/// Forget the ifindex of an entry, so it is resolved by name again.
-fn clear_ifindex(entry: &mut Entry) {
-    match entry {
-        Entry::Tap { ifindex, .. }
-        | Entry::Macvtap { ifindex, .. }
-        | Entry::Ifb { ifindex, .. }
-        | Entry::RateLimit { ifindex, .. }
-        | Entry::IngressQdisc { ifindex, .. }
-        | Entry::RedirectFilter { ifindex, .. }
-        | Entry::LinkMac { ifindex, .. }
-        | Entry::RemovedAddress { ifindex, .. }
-        | Entry::RemovedRoute { ifindex, .. }
-        | Entry::Sysctl { ifindex, .. }
-        | Entry::AddedAddress { ifindex, .. }
-        | Entry::AddedRoute { ifindex, .. }
-        | Entry::ProxyNeighbour { ifindex, .. }
-        | Entry::RemovedLocalRoute { ifindex, .. } => *ifindex = None,
-        Entry::VfioBind { .. } => {}
-    }
-}
-
 /// Make the kernel match `before` again, `now` being what was changed since: undo the
 /// entries only `now` has, re-create those only `before` has (a changed entry is both).
 /// Devices re-created get new ifindexes, so when anything was re-created the state is
@@ -60,7 +39,7 @@ pub(super) fn restore(nl: &mut Netlink, store: &StateDir, before: &State, now: &
         .collect();
     for entry in &mut removed {
         if recreated.iter().any(|d| d == entry.device()) {
-            clear_ifindex(entry);
+            entry.forget_ifindex();
         }
     }
     if let Err(e) = journal::apply(nl, &mut removed, &alias) {

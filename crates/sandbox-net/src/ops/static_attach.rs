@@ -68,13 +68,7 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
     let guest = guest_of(&config, &endpoints);
     let here = own_netns()?;
     let store = StateDir::open(&opts.state_dir)?;
-    let mut lock = store.lock(&opts.id)?;
-    if store.load(&opts.id)?.is_some() {
-        return Err(Error::AlreadyAttached {
-            id: opts.id.clone(),
-            path: store.state_path(&opts.id),
-        });
-    }
+    let mut lock = store.lock_to_attach(&opts.id)?;
     if let Err(e) = refuse_claimed(opts, &store, &config) {
         lock.remove_on_release();
         return Err(e);

@@ -90,24 +90,8 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use crate::endpoint::Backend;
-    use crate::state::State;
-    use crate::vmm::tests::{endpoint, with};
-    use crate::vmm::{RenderOptions, Vmm, vmm_args};
-
-    fn state(endpoints: Vec<crate::endpoint::Endpoint>) -> State {
-        serde_json::from_value(serde_json::json!({
-            "version": 1, "id": "vm1", "netns": "pod1", "netns_path": "/run/netns/pod1",
-            "netns_id": {"dev": 1, "ino": 2}, "model": "tcfilter", "phase": "attached",
-            "endpoints": endpoints, "guest": {"interfaces": [], "routes": [], "neighbors": []},
-            "journal": []
-        }))
-        .unwrap()
-    }
-
-    const OPTS: RenderOptions = RenderOptions {
-        vhost: false,
-        fds: false,
-    };
+    use crate::vmm::tests::{OPTS, endpoint, state, with};
+    use crate::vmm::{Vmm, vmm_args};
 
     #[test]
     fn taps_by_name_with_queue_count_in_rx_plus_tx() {

@@ -112,23 +112,8 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::tests::endpoint;
-    use crate::vmm::{RenderOptions, vmm_args};
-
-    fn state(endpoints: Vec<crate::endpoint::Endpoint>) -> State {
-        serde_json::from_value(serde_json::json!({
-            "version": 1, "id": "vm1", "netns": "pod1", "netns_path": "/run/netns/pod1",
-            "netns_id": {"dev": 1, "ino": 2}, "model": "tcfilter", "phase": "attached",
-            "endpoints": endpoints, "guest": {"interfaces": [], "routes": [], "neighbors": []},
-            "journal": []
-        }))
-        .unwrap()
-    }
-
-    const OPTS: RenderOptions = RenderOptions {
-        vhost: false,
-        fds: false,
-    };
+    use crate::vmm::tests::{OPTS, endpoint, state};
+    use crate::vmm::vmm_args;
 
     #[test]
     fn network_interfaces_entries() {

@@ -260,6 +260,23 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    /// Neither vhost-net nor the fd form.
+    pub const OPTS: RenderOptions = RenderOptions {
+        vhost: false,
+        fds: false,
+    };
+
+    /// An attached tcfilter state with `endpoints`.
+    pub fn state(endpoints: Vec<Endpoint>) -> State {
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "id": "vm1", "netns": "pod1", "netns_path": "/run/netns/pod1",
+            "netns_id": {"dev": 1, "ino": 2}, "model": "tcfilter", "phase": "attached",
+            "endpoints": endpoints, "guest": {"interfaces": [], "routes": [], "neighbors": []},
+            "journal": []
+        }))
+        .unwrap()
+    }
+
     /// [`endpoint`] with another backend.
     pub fn with(mut ep: Endpoint, backend: Backend) -> Endpoint {
         ep.backend = backend;

@@ -170,18 +170,8 @@ pub(super) fn render_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::tests::{endpoint, with};
+    use crate::vmm::tests::{endpoint, state, with};
     use crate::vmm::{FIRST_FD, Vmm, vmm_args};
-
-    fn state(endpoints: Vec<Endpoint>) -> State {
-        let text = serde_json::json!({
-            "version": 1, "id": "vm1", "netns": "pod1", "netns_path": "/run/netns/pod1",
-            "netns_id": {"dev": 1, "ino": 2}, "model": "tcfilter", "phase": "attached",
-            "endpoints": endpoints, "guest": {"interfaces": [], "routes": [], "neighbors": []},
-            "journal": []
-        });
-        serde_json::from_value(text).unwrap()
-    }
 
     fn opts(vhost: bool, fds: bool) -> RenderOptions {
         RenderOptions { vhost, fds }
