@@ -27,6 +27,8 @@ mod failpoint;
 pub mod guest;
 pub mod guest_formats;
 pub mod journal;
+#[cfg(test)]
+mod layers;
 pub mod mac;
 pub mod macvtap;
 pub mod model;
