@@ -21,7 +21,13 @@ use sandbox_net_testkit::fake_sysfs::FakeSysfs;
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures/state-0.1.0");
-const NETNS_FIXTURES: [&str; 4] = ["fx-tcfilter", "fx-macvtap", "fx-handover", "fx-none"];
+const NETNS_FIXTURES: [&str; 5] = [
+    "fx-tcfilter",
+    "fx-macvtap",
+    "fx-handover",
+    "fx-none",
+    "fx-l3",
+];
 
 fn fixture(id: &str) -> String {
     let path = Path::new(FIXTURES).join(format!("{id}.json"));
@@ -42,6 +48,10 @@ fn expected_backends(id: &str) -> Vec<(&'static str, &'static str, Option<&'stat
             ("vmtap0", "tap", Some("vmtap0"), false),
         ],
         "fx-none" => vec![("eth0", "none", None, false)],
+        "fx-l3" => vec![
+            ("eth0", "tap", Some("tap0_sn"), false),
+            ("eth1", "tap", Some("tap1_sn"), false),
+        ],
         "fx-static" => vec![
             ("eth0", "tap", Some("tap-vm0"), false),
             ("eth1", "vhost-user", None, false),
@@ -84,73 +94,39 @@ fn every_old_state_loads_and_is_written_back_byte_for_byte() {
     }
 }
 
-/// The commands (`ip -n POD|PEER ...`) that build a fixture's pod as `topology.sh` does.
+/// `ip -n NS WORDS...`.
+fn ip_words(ns: &str, words: &str) {
+    ip(ns, &words.split_whitespace().collect::<Vec<_>>());
+}
+
+/// Build a fixture's pod as `topology.sh` does.
 fn build(net: &ScratchNet, id: &str) {
     let (pod, peer) = (net.pod_name.as_str(), net.peer_name.as_str());
     let veth = |n: u8, default_route: bool| {
-        let (eth, peth) = (format!("eth{n}"), format!("peth{n}"));
-        ip(
+        ip_words(
             pod,
-            &[
-                "link", "add", &eth, "type", "veth", "peer", "name", &peth, "netns", peer,
-            ],
+            &format!("link add eth{n} type veth peer name peth{n} netns {peer}"),
         );
-        ip(
-            pod,
-            &[
-                "link",
-                "set",
-                &eth,
-                "address",
-                &format!("02:77:00:00:0{n}:02"),
-            ],
-        );
-        ip(
+        ip_words(pod, &format!("link set eth{n} address 02:77:00:00:0{n}:02"));
+        ip_words(
             peer,
-            &[
-                "link",
-                "set",
-                &peth,
-                "address",
-                &format!("02:77:00:00:0{n}:01"),
-            ],
+            &format!("link set peth{n} address 02:77:00:00:0{n}:01"),
         );
-        ip(pod, &["link", "set", &eth, "up"]);
-        ip(peer, &["link", "set", &peth, "up"]);
-        wait_lower_up(pod, &eth);
-        ip(
-            pod,
-            &["addr", "add", &format!("10.77.{n}.2/24"), "dev", &eth],
-        );
-        ip(
-            pod,
-            &["addr", "add", &format!("fd77:{n}::2/64"), "dev", &eth],
-        );
-        ip(
-            peer,
-            &["addr", "add", &format!("10.77.{n}.1/24"), "dev", &peth],
-        );
-        ip(
-            peer,
-            &["addr", "add", &format!("fd77:{n}::1/64"), "dev", &peth],
-        );
+        ip_words(pod, &format!("link set eth{n} up"));
+        ip_words(peer, &format!("link set peth{n} up"));
+        wait_lower_up(pod, &format!("eth{n}"));
+        ip_words(pod, &format!("addr add 10.77.{n}.2/24 dev eth{n}"));
+        ip_words(pod, &format!("addr add fd77:{n}::2/64 dev eth{n}"));
+        ip_words(peer, &format!("addr add 10.77.{n}.1/24 dev peth{n}"));
+        ip_words(peer, &format!("addr add fd77:{n}::1/64 dev peth{n}"));
         if default_route {
-            ip(
+            ip_words(
                 pod,
-                &[
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &format!("10.77.{n}.1"),
-                    "dev",
-                    &eth,
-                ],
+                &format!("route add default via 10.77.{n}.1 dev eth{n}"),
             );
-            let gw = format!("fd77:{n}::1");
-            ip(
+            ip_words(
                 pod,
-                &["-6", "route", "add", "default", "via", &gw, "dev", &eth],
+                &format!("-6 route add default via fd77:{n}::1 dev eth{n}"),
             );
         }
     };
@@ -158,73 +134,24 @@ fn build(net: &ScratchNet, id: &str) {
     match id {
         "fx-tcfilter" => {
             veth(1, false);
-            ip(
+            ip_words(
                 pod,
-                &[
-                    "neigh",
-                    "add",
-                    "10.77.0.50",
-                    "lladdr",
-                    "02:77:00:00:00:50",
-                    "dev",
-                    "eth0",
-                    "nud",
-                    "permanent",
-                ],
+                "neigh add 10.77.0.50 lladdr 02:77:00:00:00:50 dev eth0 nud permanent",
             );
         }
-        "fx-macvtap" => ip(
+        "fx-macvtap" => ip_words(
             pod,
-            &[
-                "route",
-                "add",
-                "10.76.0.0/16",
-                "via",
-                "10.77.0.1",
-                "dev",
-                "eth0",
-                "mtu",
-                "1400",
-            ],
+            "route add 10.76.0.0/16 via 10.77.0.1 dev eth0 mtu 1400",
         ),
         "fx-handover" => {
-            ip(
-                pod,
-                &[
-                    "tuntap",
-                    "add",
-                    "dev",
-                    "vmtap0",
-                    "mode",
-                    "tap",
-                    "multi_queue",
-                ],
-            );
-            ip(
-                pod,
-                &[
-                    "link",
-                    "set",
-                    "vmtap0",
-                    "address",
-                    "02:77:00:01:00:02",
-                    "up",
-                ],
-            );
-            ip(pod, &["addr", "add", "10.77.13.2/24", "dev", "vmtap0"]);
-            ip(
-                pod,
-                &[
-                    "link", "add", "link", "eth0", "name", "mvt9", "type", "macvtap", "mode",
-                    "bridge",
-                ],
-            );
-            ip(
-                pod,
-                &["link", "set", "mvt9", "address", "02:77:00:02:00:02", "up"],
-            );
-            ip(pod, &["addr", "add", "10.77.23.2/24", "dev", "mvt9"]);
+            ip_words(pod, "tuntap add dev vmtap0 mode tap multi_queue");
+            ip_words(pod, "link set vmtap0 address 02:77:00:01:00:02 up");
+            ip_words(pod, "addr add 10.77.13.2/24 dev vmtap0");
+            ip_words(pod, "link add link eth0 name mvt9 type macvtap mode bridge");
+            ip_words(pod, "link set mvt9 address 02:77:00:02:00:02 up");
+            ip_words(pod, "addr add 10.77.23.2/24 dev mvt9");
         }
+        "fx-l3" => veth(1, false),
         _ => {}
     }
     settle(pod);
@@ -277,24 +204,34 @@ fn replant(net: &ScratchNet, state: &mut Value) {
             .or(entry["name"].as_str())
             .map(String::from);
         let Some(device) = device else { continue };
-        if entry["object"] == "vfio-bind" {
+        // A VFIO binding has no ifindex, a netns-wide setting no device.
+        if entry["object"] == "vfio-bind" || device.is_empty() {
             continue;
         }
-        entry["ifindex"] = if made.contains(&device) {
-            Value::Null
-        } else {
-            Value::from(index_of(&before, &device))
-        };
+        if made.contains(&device) {
+            entry["ifindex"] = Value::Null;
+            continue;
+        }
+        let index = Value::from(index_of(&before, &device));
+        entry["ifindex"] = index.clone();
         if let Some(parent) = entry.get_mut("parent") {
             let eth0 = index_of(&before, "eth0");
             assert_eq!(parent.as_u64(), Some(2), "the fixture's macvtap is on eth0");
             *parent = Value::from(eth0);
         }
         if let Some(address) = entry.get_mut("address") {
-            address["ifindex"] = Value::from(index_of(&before, &device));
+            address["ifindex"] = index.clone();
         }
         if let Some(route) = entry.get_mut("route") {
-            route["oif"] = Value::from(index_of(&before, &device));
+            route["oif"] = index.clone();
+        }
+        for route in entry
+            .get_mut("sourced")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            route["oif"] = index.clone();
         }
     }
     let mut entries: Vec<Entry> =
