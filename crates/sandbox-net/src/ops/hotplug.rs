@@ -2,6 +2,7 @@
 //! attachment's model and settings, updating its journal and state.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -11,6 +12,7 @@ use crate::endpoint;
 use crate::failpoint::FailAt;
 use crate::guest::{self, GuestConfig};
 use crate::journal;
+use crate::model::{Model, l3};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::ownership::Owner;
@@ -28,7 +30,7 @@ pub struct EndpointChange {
 }
 
 /// The sandbox's store, held lock, state, netns, and a socket in the netns.
-type Opened = (StateDir, Lock, State, NetNs, Netlink);
+pub(super) type Opened = (StateDir, Lock, State, NetNs, Netlink);
 
 /// Lock the sandbox and load its state, which must be fully attached, and its netns, which
 /// must be the one attached.
@@ -36,6 +38,22 @@ fn open_attached(state_dir: &Path, id: &str, iface: &str) -> Result<Opened> {
     state::validate_id(id)?;
     tap::validate_ifname(iface)
         .map_err(|r| Error::invalid(format!("interface name {iface:?}"), r))?;
+    open_sandbox(
+        state_dir,
+        id,
+        "hot-plug interfaces from",
+        "hot-plug interfaces",
+    )
+}
+
+/// [`open_attached`] for sandbox `id` (validated), refusing a static attachment (it has no
+/// netns to `from`) and a netns that is not the one attached (refusing to `operation`).
+pub(super) fn open_sandbox(
+    state_dir: &Path,
+    id: &str,
+    from: &str,
+    operation: &str,
+) -> Result<Opened> {
     let store = StateDir::open(state_dir)?;
     let lock = store.lock(id)?;
     let state = store
@@ -47,16 +65,27 @@ fn open_attached(state_dir: &Path, id: &str, iface: &str) -> Result<Opened> {
             "its attach never finished (crashed?); detach it first",
         ));
     }
-    super::static_attach::refuse_static(&state, "hot-plug interfaces from")?;
+    super::static_attach::refuse_static(&state, from)?;
     match reopen_netns(&state)? {
         Reopened::Same { netns, nl } => Ok((store, lock, state, netns, nl)),
-        Reopened::Lost(lost) => Err(lost.refusal(id, "hot-plug interfaces")),
+        Reopened::Lost(lost) => Err(lost.refusal(id, operation)),
     }
 }
 
-/// Attach one more interface of the sandbox's netns.
+/// Attach one more interface of the sandbox's netns. Under l3 its IPv6 addresses get up
+/// to [`l3::SETTLE_WAIT`] to settle (see [`l3::Settling`]).
 pub fn add_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
-    add_endpoint_at(state_dir, id, iface, FailAt::NEVER)
+    add_endpoint_at(state_dir, id, iface, FailAt::NEVER, l3::SETTLE_WAIT)
+}
+
+/// [`add_endpoint`] without waiting for addresses to settle: `watch` routes them when
+/// they do (see [`l3::follow`]).
+pub(crate) fn add_endpoint_without_waiting(
+    state_dir: &Path,
+    id: &str,
+    iface: &str,
+) -> Result<EndpointChange> {
+    add_endpoint_at(state_dir, id, iface, FailAt::NEVER, Duration::ZERO)
 }
 
 /// [`add_endpoint`] with a test hook: fail before step N of the new journal entries (N =
@@ -68,7 +97,13 @@ pub fn add_endpoint_with_failpoint(
     iface: &str,
     fail_at: Option<usize>,
 ) -> Result<EndpointChange> {
-    add_endpoint_at(state_dir, id, iface, FailAt::before(fail_at))
+    add_endpoint_at(
+        state_dir,
+        id,
+        iface,
+        FailAt::before(fail_at),
+        l3::SETTLE_WAIT,
+    )
 }
 
 fn add_endpoint_at(
@@ -76,6 +111,7 @@ fn add_endpoint_at(
     id: &str,
     iface: &str,
     fail_at: FailAt,
+    wait: Duration,
 ) -> Result<EndpointChange> {
     let (store, _lock, state, netns, mut nl) = open_attached(state_dir, id, iface)?;
     if state.endpoints.iter().any(|e| e.name == iface) {
@@ -84,7 +120,7 @@ fn add_endpoint_at(
             "is already attached",
         ));
     }
-    netns.run(|| add_inside(&store, state, &netns, &mut nl, iface, fail_at))?
+    netns.run(|| add_inside(&store, state, &netns, &mut nl, iface, fail_at, wait))?
 }
 
 fn add_inside(
@@ -94,8 +130,9 @@ fn add_inside(
     nl: &mut Netlink,
     iface: &str,
     fail_at: FailAt,
+    wait: Duration,
 ) -> Result<EndpointChange> {
-    let snapshot = super::scan_in(nl, netns)?;
+    let mut snapshot = super::scan_in(nl, netns)?;
     let only = [iface.to_string()];
     let candidates =
         endpoint::candidates(&snapshot, Some(&only)).map_err(|r| Error::Unsupported {
@@ -103,6 +140,16 @@ fn add_inside(
             netns: netns.display().to_string(),
             reason: r.reason,
         })?;
+    if state.model == Model::L3 {
+        let indexes: Vec<u32> = candidates.iter().map(|c| c.link.index).collect();
+        snapshot = l3::await_settled(nl, snapshot, &indexes, wait).map_err(|e| {
+            Error::kernel(
+                format!("netns {}", netns.display()),
+                e.dump,
+                e.error.into_io(),
+            )
+        })?;
+    }
     let (mut endpoints, entries) = plan(
         netns,
         state.model,

@@ -168,7 +168,7 @@ pub fn guest_now(state: &State, snapshot: &Snapshot) -> GuestConfig {
         );
     }
     if state.model == crate::model::Model::L3 {
-        out = crate::model::l3::guest_view(out, &state.endpoints);
+        out = crate::model::l3::guest_view(out, &state.endpoints, &state.journal);
     }
     out
 }
