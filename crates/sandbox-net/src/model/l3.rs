@@ -114,9 +114,13 @@ const TABLE_LOCAL: u32 = 255;
 /// RTN_UNICAST, RTN_LOCAL.
 const RTN_UNICAST: u8 = 1;
 const RTN_LOCAL: u8 = 2;
-/// RT_SCOPE_LINK.
+/// RT_SCOPE_LINK, RT_SCOPE_HOST.
 const SCOPE_LINK: u8 = 253;
-/// IFA_F_NODAD, IFA_F_OPTIMISTIC, IFA_F_DADFAILED, IFA_F_TENTATIVE.
+const SCOPE_HOST: u8 = 254;
+/// RTPROT_KERNEL.
+const PROTO_KERNEL: u8 = 2;
+/// IFA_F_SECONDARY (IPv4), IFA_F_NODAD, IFA_F_OPTIMISTIC, IFA_F_DADFAILED, IFA_F_TENTATIVE.
+const IFA_F_SECONDARY: u32 = 0x01;
 const IFA_F_NODAD: u32 = 0x02;
 const IFA_F_OPTIMISTIC: u32 = 0x04;
 const IFA_F_DADFAILED: u32 = 0x08;
@@ -129,16 +133,16 @@ pub const SETTLE_WAIT: Duration = Duration::from_secs(3);
 
 /// Whether an address of an endpoint can be routed to the guest now. Routing an address
 /// takes its local route out of table local, so the kernel must be done with it: an IPv6
-/// address gets its local route only once duplicate address detection is over (the
-/// kernel's own work, after the address shows up in a dump, even with `nodad`).
+/// address shows in a dump before duplicate address detection is over and before the
+/// kernel adds its local route (a moment later with `nodad`, a second or two later
+/// without). An IPv4 address gets its local route at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settling {
-    /// IPv4 (its local route comes with it); IPv6 past duplicate address detection, with
-    /// its local route in table local.
+    /// IPv4; IPv6 past duplicate address detection, with its local route in table local.
     Settled,
-    /// IPv6 in duplicate address detection (tentative, optimistic included), on a link
-    /// that is down (it stays tentative until the link is up), or past it without its
-    /// local route yet.
+    /// IPv6 in duplicate address detection (tentative, optimistic included; on a link
+    /// that is down it stays so until the link is up), or past it without its local route
+    /// yet (or any more: the tenant removed it).
     Pending,
     /// IPv6 that failed duplicate address detection: another host has it. Never routed.
     Failed,
@@ -194,8 +198,9 @@ fn may_settle(snapshot: &Snapshot, ifindex: u32) -> bool {
 
 /// For attach and add-endpoint under l3: while an endpoint at `ifindexes` has an IPv6
 /// address that may still settle, scan again every 20 ms (4 dumps), for up to `wait`;
-/// returns the last scan. Nothing is read again when every address has settled. What has
-/// not settled by then is not routed (see [`entries`]); `watch` routes it once it has.
+/// returns the last scan. Nothing is read again when every address has settled. What
+/// has not settled by then is not routed (see [`entries`]); `watch` routes it once it
+/// has.
 pub fn await_settled(
     nl: &mut Netlink,
     mut snapshot: Snapshot,
@@ -342,6 +347,8 @@ struct Routing<'a> {
     /// followed); None while it is only planned.
     tap_index: Option<u32>,
     force_forwarding: bool,
+    /// The addresses of the endpoint whose local routes the journal removed already.
+    cut: Vec<IpAddr>,
 }
 
 impl Routing<'_> {
@@ -441,10 +448,13 @@ impl Routing<'_> {
         Ok(journal)
     }
 
-    /// The cut-over of address `a`: its local route removed (nothing when it has none).
+    /// The cut-over of address `a`: its local route removed (nothing when it has none,
+    /// but see [`Routing::withheld_local_route`]).
     fn removed_local_route(&self, a: &Address) -> Option<Entry> {
         let link = self.link;
-        let local = local_route(self.snapshot, link.index, a.addr)?;
+        let local = local_route(self.snapshot, link.index, a.addr)
+            .cloned()
+            .or_else(|| self.withheld_local_route(a))?;
         // The endpoint's routes whose preferred source is this IPv6 address: the kernel
         // strips it when the address goes (see the module doc), the undo puts it back.
         let sourced = self
@@ -459,8 +469,42 @@ impl Routing<'_> {
             device: link.name.clone(),
             ifindex: Some(link.index),
             address: a.clone(),
-            route: local.clone(),
+            route: local,
             sourced,
+        })
+    }
+
+    /// The local route the kernel would have given `a`, an IPv4 secondary address, when it
+    /// gave none because the l3 model removed its primary's: the kernel makes it with the
+    /// primary as preferred source, which is not local any more, so it refuses it. Its
+    /// entry removes nothing (the route is not there) and its undo puts the route back
+    /// after the primary's (see `journal`'s undo order), as the kernel would have had it.
+    fn withheld_local_route(&self, a: &Address) -> Option<Route> {
+        let IpAddr::V4(v4) = a.addr else {
+            return None;
+        };
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(a.prefix_len.min(32)))
+            .unwrap_or(0);
+        let primary = self.snapshot.addresses_of(self.link.index).find(|p| {
+            matches!(p.addr, IpAddr::V4(p4) if u32::from(p4) & mask == u32::from(v4) & mask)
+                && p.prefix_len == a.prefix_len
+                && p.flags & IFA_F_SECONDARY == 0
+        })?;
+        let withheld = a.flags & IFA_F_SECONDARY != 0 && self.cut.contains(&primary.addr);
+        withheld.then(|| Route {
+            ipv6: false,
+            dst: Some(a.addr),
+            dst_len: 32,
+            gateway: None,
+            source: Some(primary.addr),
+            scope: SCOPE_HOST,
+            protocol: PROTO_KERNEL,
+            kind: RTN_LOCAL,
+            table: TABLE_LOCAL,
+            oif: Some(self.link.index),
+            priority: None,
+            mtu: None,
         })
     }
 }
@@ -477,7 +521,7 @@ pub fn entries(snapshot: &Snapshot, link: &Link, tap_entry: Entry) -> Result<Vec
         match settling(snapshot, link.index, a) {
             Settling::Settled => {}
             Settling::Pending => tracing::info!(interface = %link.name, address = %a.addr,
-                "not routed to the guest yet: duplicate address detection has not finished; watch routes it once it has"),
+                "not routed to the guest yet: it has not settled (duplicate address detection, or no local route); watch routes it once it has"),
             Settling::Failed => tracing::warn!(interface = %link.name, address = %a.addr,
                 "not routed to the guest: it failed duplicate address detection (another host has it)"),
         }
@@ -498,6 +542,7 @@ pub fn entries(snapshot: &Snapshot, link: &Link, tap_entry: Entry) -> Result<Vec
         tap: &tap,
         tap_index: None,
         force_forwarding: has_force_forwarding(),
+        cut: Vec::new(),
     };
     let mut journal = vec![tap_entry];
     journal.extend(routing.plan(&addresses, true, ipv6)?);

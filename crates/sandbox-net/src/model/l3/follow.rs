@@ -290,12 +290,22 @@ pub fn plan(
         } else {
             None
         };
+        let cut = remaining
+            .iter()
+            .filter_map(|x| match x {
+                Entry::RemovedLocalRoute {
+                    device, address, ..
+                } if *device == e.name => Some(address.addr),
+                _ => None,
+            })
+            .collect();
         let routing = Routing {
             snapshot,
             link,
             tap: &e.tap,
             tap_index: Some(tap_index),
             force_forwarding: has_force_forwarding(),
+            cut,
         };
         let planned = routing
             .plan(&added, false, ipv6)
