@@ -1447,3 +1447,62 @@ fn secondary_ipv4_addresses_keep_their_local_routes() {
     address(&pod, "del", "10.77.0.10/24", "eth0", false);
     assert_settles_to(&pod, &pristine, "after detach and the tenant's delete");
 }
+
+/// The tenant plants a proxy neighbour entry for an address, then adds the address to an
+/// attached l3 endpoint: following it fails at that step (the entry is the tenant's, never
+/// shared), is rolled back (the netns and the journal as they were, the tenant's entry
+/// untouched) and reported once, naming the object; the watch goes on.
+#[test]
+fn watch_does_not_share_a_tenants_proxy_entry_and_rolls_back() {
+    let _serial = serial();
+    let (net, pod, dir, pristine) = setup(1);
+    let (_, attached) = attach(&options(&net, &dir, "planted", Model::L3));
+    let journal_before = described(&load(&dir, "planted"));
+    let mut watch = Watch::start(&dir, "planted");
+    ip(
+        &pod,
+        &["-6", "neigh", "add", "proxy", "fd77::9", "dev", "eth0"],
+    );
+    address(&pod, "add", "10.77.0.9/24", "eth0", false);
+    address(&pod, "add", "fd77::9/64", "eth0", false);
+    let (_, error) = watch.until("error", Duration::from_secs(10), |e| e["event"] == "error");
+    let message = error["message"].as_str().unwrap_or_default().to_string();
+    println!("{message}");
+    assert!(
+        message.contains("proxy neighbour fd77::9 on eth0")
+            && message.contains("sandbox-net does not share it"),
+        "{message}"
+    );
+    let expected = settled_snapshot(&pod);
+    assert!(
+        expected.proxies.iter().any(|p| p.contains("fd77::9")),
+        "the tenant's entry is gone: {:?}",
+        expected.proxies
+    );
+    assert!(
+        expected
+            .routes
+            .iter()
+            .any(|r| r.contains("\"local\"") && r.contains("fd77::9")),
+        "{:?}",
+        expected.routes
+    );
+    assert_eq!(described(&load(&dir, "planted")), journal_before);
+    // Reported once: nothing more while the same addresses are to be followed.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(watch.terminate(), Some(0));
+    let errors = watch
+        .seen
+        .iter()
+        .filter(|(_, e)| e["event"] == "error")
+        .count();
+    assert_eq!(errors, 1, "{:?}", watch.seen);
+    assert_settles_to(&pod, &expected, "after the watch");
+    address(&pod, "del", "fd77::9/64", "eth0", false);
+    ip(
+        &pod,
+        &["-6", "neigh", "del", "proxy", "fd77::9", "dev", "eth0"],
+    );
+    attached.detach();
+    assert_settles_to(&pod, &pristine, "after detach");
+}
