@@ -1463,7 +1463,6 @@ fn watch_does_not_share_a_tenants_proxy_entry_and_rolls_back() {
         &pod,
         &["-6", "neigh", "add", "proxy", "fd77::9", "dev", "eth0"],
     );
-    address(&pod, "add", "10.77.0.9/24", "eth0", false);
     address(&pod, "add", "fd77::9/64", "eth0", false);
     let (_, error) = watch.until("error", Duration::from_secs(10), |e| e["event"] == "error");
     let message = error["message"].as_str().unwrap_or_default().to_string();
