@@ -42,6 +42,41 @@
 //! for each address's prefix, via [`GATEWAY_V6`]. Its neighbour entries are the tap's
 //! MAC for each gateway (see [`guest_view`]).
 //!
+//! Which addresses, and when. Taking an address's local route out of table local is
+//! acting on the kernel's own object, so an address is routed only once the kernel is done
+//! with it ([`Settling`]): an IPv6 address shows in a dump while it is still tentative
+//! (duplicate address detection, a second or two by default) and, even with `nodad`, a
+//! moment before the kernel adds its local route; plan it then and there is no local route
+//! to remove, the kernel adds one a moment later and the pod keeps answering for the
+//! address itself. So an IPv6 address is routed once it is neither tentative nor
+//! optimistic and its local route is there; one that failed detection (another host has
+//! it) never is. Three ways were weighed: plan a removal applied once the route exists
+//! (a journal entry whose apply waits on the kernel, for a time nobody bounds), wait in
+//! attach (a bounded wait can't be enough for every address: a link that is down keeps
+//! its addresses tentative), or leave the address out until it settles. It is the last,
+//! with a short wait in front: attach and add-endpoint wait up to [`SETTLE_WAIT`] for an
+//! endpoint's IPv6 addresses to settle (nothing when they have, the usual case; an address
+//! on a link that is not running is not waited for), and what has not settled by then is
+//! left out, of the journal and of the guest description alike (the guest is told exactly
+//! the addresses that are routed to it: [`guest_view`] keeps those with a host route in
+//! the journal, and no IPv6 route without an IPv6 address). `watch` routes it once it
+//! settles.
+//!
+//! Following the addresses ([`follow`]). The set of routed addresses is not fixed at
+//! attach: under `watch`, an address that settles or is added on an attached endpoint is
+//! routed (its proxy neighbour entry, host route and removed local route appended to the
+//! journal, and with the endpoint's first IPv6 address the IPv6 plumbing of steps 1 to 3),
+//! and one that goes has its entries undone and dropped from the journal; the tap is never
+//! touched (the VMM holds its queues). It is journalled like add-endpoint (new entries
+//! written before the first change, rolled back on failure, every device proven ours). An
+//! address that goes takes what was left of its local route along, so that entry is
+//! dropped without an undo: putting the route back would leave a local route for an
+//! address the pod no longer has. An IPv4 secondary address added while its primary is
+//! routed gets no local route from the kernel (its preferred source, the primary, is not
+//! local any more); its entry records the route the kernel would have given it, which
+//! the undo puts back once the primary's is back (the undo puts the local routes of IPv4
+//! secondaries after those of primaries, for the same reason).
+//!
 //! Trade-offs:
 //! - The addresses stay on the endpoint (only their local routes go), so the pod's own
 //!   processes still have them as source addresses and the pod's ARP and neighbour

@@ -264,9 +264,11 @@ impl Watcher<'_> {
             match crate::ops::follow_addresses(dir, id) {
                 Ok(followed) => {
                     self.not_followed = None;
-                    if let Some(guest) = followed.and_then(|f| f.guest) {
+                    if let Some(followed) = followed {
                         changed = true;
-                        emit(&WatchEvent::GuestChanged { guest });
+                        if let Some(guest) = followed.guest {
+                            emit(&WatchEvent::GuestChanged { guest });
+                        }
                     }
                 }
                 Err(Error::Busy { .. }) => outcome = Round::Retry,
