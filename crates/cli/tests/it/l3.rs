@@ -58,6 +58,18 @@ fn load(dir: &TempStateDir, id: &str) -> State {
         .expect("state exists")
 }
 
+/// The attachment as its state records it now (after hotplug or watch changed it).
+fn recorded(state: &State) -> Attachment {
+    Attachment {
+        id: state.id.clone(),
+        netns: state.netns.clone(),
+        model: state.model,
+        endpoints: state.endpoints.clone(),
+        guest: state.guest.clone(),
+        netlink_requests: 0,
+    }
+}
+
 fn described(state: &State) -> Vec<String> {
     state.journal.iter().map(Entry::describe).collect()
 }
@@ -647,14 +659,7 @@ fn watch_under_l3() {
         });
     }
     let state = load(&dir, "w");
-    let a = Attachment {
-        id: "w".into(),
-        netns: pod.clone(),
-        model: Model::L3,
-        endpoints: state.endpoints.clone(),
-        guest: state.guest.clone(),
-        netlink_requests: 0,
-    };
+    let a = recorded(&state);
     let ep = state
         .endpoints
         .iter()
@@ -871,15 +876,7 @@ fn an_ipv6_address_tentative_past_the_attach_is_routed_by_watch_once_settled() {
     });
     println!("fd77::2 routed {:?} after it was added", at - added);
     let state = load(&dir, "late");
-    let routed = Attachment {
-        id: "late".into(),
-        netns: pod.clone(),
-        model: Model::L3,
-        endpoints: state.endpoints.clone(),
-        guest: state.guest.clone(),
-        netlink_requests: 0,
-    };
-    two_way(&net, &routed, &state.endpoints[0]);
+    two_way(&net, &recorded(&state), &state.endpoints[0]);
     assert_eq!(watch.terminate(), Some(0));
     write_in(&net.pod, "ipv6/conf/eth0/dad_transmits", "1");
     write_in(&net.pod, "ipv6/conf/eth0/accept_dad", "0");

@@ -527,7 +527,7 @@ impl Routing<'_> {
                 && p.flags & IFA_F_SECONDARY == 0
         })?;
         let withheld = a.flags & IFA_F_SECONDARY != 0 && self.cut.contains(&primary.addr);
-        withheld.then(|| Route {
+        withheld.then_some(Route {
             ipv6: false,
             dst: Some(a.addr),
             dst_len: 32,
