@@ -210,7 +210,7 @@ pub fn settling(snapshot: &Snapshot, ifindex: u32, a: &Address) -> Settling {
 
 /// The addresses of `link` the l3 model routes to the guest now: every one but IPv6
 /// link-local ones, once settled.
-pub fn routable<'a>(snapshot: &'a Snapshot, link: &Link) -> Vec<&'a Address> {
+fn routable<'a>(snapshot: &'a Snapshot, link: &Link) -> Vec<&'a Address> {
     snapshot
         .addresses_of(link.index)
         .filter(|a| !is_link_local_v6(&a.addr))
