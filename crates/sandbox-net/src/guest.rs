@@ -280,6 +280,22 @@ pub fn now(
     out
 }
 
+/// Two guest descriptions say the same: the same interfaces in the same order, and the
+/// same routes and neighbours in any order.
+pub fn same(a: &GuestConfig, b: &GuestConfig) -> bool {
+    fn sorted<T: serde::Serialize>(items: &[T]) -> Vec<String> {
+        let mut keys: Vec<String> = items
+            .iter()
+            .map(|i| serde_json::to_string(i).unwrap_or_default())
+            .collect();
+        keys.sort();
+        keys
+    }
+    a.interfaces == b.interfaces
+        && sorted(&a.routes) == sorted(&b.routes)
+        && sorted(&a.neighbors) == sorted(&b.neighbors)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

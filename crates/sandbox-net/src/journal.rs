@@ -247,6 +247,13 @@ impl Entry {
             // A device's setting goes before the device; the endpoint's and the netns's
             // are restorations (the netns-wide ones once every proxy entry is gone).
             Entry::Sysctl { original: None, .. } => 1,
+            // An IPv4 secondary address's local route has the primary as preferred
+            // source: the kernel takes it back only once the primary's is back.
+            Entry::RemovedLocalRoute { address, .. }
+                if address.addr.is_ipv4() && address.flags & libc::IFA_F_SECONDARY != 0 =>
+            {
+                4
+            }
             Entry::LinkMac { .. }
             | Entry::RemovedAddress { .. }
             | Entry::RemovedRoute { .. }

@@ -107,8 +107,22 @@ impl State {
         );
         match self.model {
             // The guest of a routed endpoint sees its routes (see `model::l3`).
-            Model::L3 => crate::model::l3::guest_view(now, &self.endpoints),
+            Model::L3 => crate::model::l3::guest_view(now, &self.endpoints, &self.journal),
             _ => now,
+        }
+    }
+
+    /// The addresses of the attached endpoints that settled, appeared or went since they
+    /// were routed (the l3 model; nothing for the others): see `model::l3::follow`.
+    pub fn address_changes(
+        &self,
+        snapshot: &crate::scan::Snapshot,
+    ) -> Vec<crate::model::l3::follow::AddressChange> {
+        match self.model {
+            Model::L3 => {
+                crate::model::l3::follow::changes(&self.endpoints, &self.journal, snapshot)
+            }
+            _ => Vec::new(),
         }
     }
 

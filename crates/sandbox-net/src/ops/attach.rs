@@ -259,6 +259,11 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
     if partial && describe {
         snapshot = scan::scan(&mut nl).map_err(scan_failed)?;
     }
+    if opts.model == Model::L3 {
+        let indexes: Vec<u32> = candidates.iter().map(|c| c.link.index).collect();
+        snapshot = model::l3::await_settled(&mut nl, snapshot, &indexes, model::l3::SETTLE_WAIT)
+            .map_err(scan_failed)?;
+    }
     if candidates.is_empty() {
         return Err(Error::NothingToAttach {
             netns: netns.display().to_string(),

@@ -22,7 +22,7 @@ pub(super) fn finish_plan(store: &StateDir, state: &mut State, start: usize) -> 
     state.guest = state
         .guest
         .take()
-        .map(|g| l3::guest_view(g, &state.endpoints));
+        .map(|g| l3::guest_view(g, &state.endpoints, &state.journal));
     settle_for(store, state, start)
 }
 

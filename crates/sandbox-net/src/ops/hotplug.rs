@@ -2,6 +2,7 @@
 //! attachment's model and settings, updating its journal and state.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -12,6 +13,7 @@ use crate::failpoint::FailAt;
 use crate::guest::{self, GuestConfig};
 use crate::journal;
 use crate::journal::ownership::Owner;
+use crate::model::{Model, l3};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::sandbox::{Access, Sandbox};
@@ -41,9 +43,20 @@ fn open_attached(state_dir: &Path, id: &str, iface: &str) -> Result<Sandbox> {
     Ok(sandbox)
 }
 
-/// Attach one more interface of the sandbox's netns.
+/// Attach one more interface of the sandbox's netns. Under l3 its IPv6 addresses get up
+/// to [`l3::SETTLE_WAIT`] to settle (see [`l3::Settling`]).
 pub fn add_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
-    add_endpoint_at(state_dir, id, iface, FailAt::NEVER)
+    add_endpoint_at(state_dir, id, iface, FailAt::NEVER, l3::SETTLE_WAIT)
+}
+
+/// [`add_endpoint`] without waiting for addresses to settle: `watch` routes them when
+/// they do (see [`l3::follow`]).
+pub(crate) fn add_endpoint_without_waiting(
+    state_dir: &Path,
+    id: &str,
+    iface: &str,
+) -> Result<EndpointChange> {
+    add_endpoint_at(state_dir, id, iface, FailAt::NEVER, Duration::ZERO)
 }
 
 /// [`add_endpoint`] with a test hook: fail before step N of the new journal entries (N =
@@ -55,7 +68,13 @@ pub fn add_endpoint_with_failpoint(
     iface: &str,
     fail_at: Option<usize>,
 ) -> Result<EndpointChange> {
-    add_endpoint_at(state_dir, id, iface, FailAt::before(fail_at))
+    add_endpoint_at(
+        state_dir,
+        id,
+        iface,
+        FailAt::before(fail_at),
+        l3::SETTLE_WAIT,
+    )
 }
 
 fn add_endpoint_at(
@@ -63,6 +82,7 @@ fn add_endpoint_at(
     id: &str,
     iface: &str,
     fail_at: FailAt,
+    wait: Duration,
 ) -> Result<EndpointChange> {
     let mut sandbox = open_attached(state_dir, id, iface)?;
     if sandbox.state.endpoints.iter().any(|e| e.name == iface) {
@@ -73,7 +93,7 @@ fn add_endpoint_at(
     }
     let (netns, nl) = sandbox.place.netns(id, HOTPLUG)?;
     let (store, state) = (&sandbox.store, sandbox.state);
-    netns.run(|| add_inside(store, state, netns, nl, iface, fail_at))?
+    netns.run(|| add_inside(store, state, netns, nl, iface, fail_at, wait))?
 }
 
 fn add_inside(
@@ -83,8 +103,9 @@ fn add_inside(
     nl: &mut Netlink,
     iface: &str,
     fail_at: FailAt,
+    wait: Duration,
 ) -> Result<EndpointChange> {
-    let snapshot = super::scan_in(nl, netns)?;
+    let mut snapshot = super::scan_in(nl, netns)?;
     let only = [iface.to_string()];
     let candidates =
         endpoint::candidates(&snapshot, Some(&only)).map_err(|r| Error::Unsupported {
@@ -92,6 +113,16 @@ fn add_inside(
             netns: netns.display().to_string(),
             reason: r.reason,
         })?;
+    if state.model == Model::L3 {
+        let indexes: Vec<u32> = candidates.iter().map(|c| c.link.index).collect();
+        snapshot = l3::await_settled(nl, snapshot, &indexes, wait).map_err(|e| {
+            Error::kernel(
+                format!("netns {}", netns.display()),
+                e.dump,
+                e.error.into_io(),
+            )
+        })?;
+    }
     let (mut endpoints, entries) = plan(
         netns,
         state.model,

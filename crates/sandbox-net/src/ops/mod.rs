@@ -4,6 +4,7 @@
 mod attach;
 mod claims;
 mod detach;
+mod follow;
 mod gc;
 mod hotplug;
 mod ratelimit;
@@ -17,9 +18,13 @@ pub use attach::{AttachOptions, Attachment, attach};
 #[cfg(feature = "failpoints")]
 pub use detach::detach_with_failpoint;
 pub use detach::{Detached, detach};
+#[cfg(feature = "failpoints")]
+pub use follow::follow_addresses_with_failpoint;
+pub use follow::{Followed, follow_addresses};
 pub use gc::{GcOptions, GcReport, OrphanLink, StaleState, gc};
 #[cfg(feature = "failpoints")]
 pub use hotplug::add_endpoint_with_failpoint;
+pub(crate) use hotplug::add_endpoint_without_waiting;
 pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
 #[cfg(feature = "failpoints")]
 pub use ratelimit::set_rate_with_failpoint;

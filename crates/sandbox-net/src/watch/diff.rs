@@ -6,7 +6,6 @@
 //! "nothing to do".
 
 use crate::endpoint::{self, Class, Endpoint, EndpointKind};
-use crate::guest::GuestConfig;
 use crate::scan::Snapshot;
 use crate::state::State;
 
@@ -83,22 +82,6 @@ pub fn diff(state: &State, snapshot: &Snapshot) -> Diff {
     }
     new.sort_by(|a, b| endpoint::natural_cmp(&a.name, &b.name));
     Diff { gone, new }
-}
-
-/// Two guest descriptions say the same: the same interfaces in the same order, and the
-/// same routes and neighbours in any order.
-pub fn same_guest(a: &GuestConfig, b: &GuestConfig) -> bool {
-    fn sorted<T: serde::Serialize>(items: &[T]) -> Vec<String> {
-        let mut keys: Vec<String> = items
-            .iter()
-            .map(|i| serde_json::to_string(i).unwrap_or_default())
-            .collect();
-        keys.sort();
-        keys
-    }
-    a.interfaces == b.interfaces
-        && sorted(&a.routes) == sorted(&b.routes)
-        && sorted(&a.neighbors) == sorted(&b.neighbors)
 }
 
 #[cfg(test)]
@@ -255,7 +238,7 @@ mod tests {
             ..Snapshot::default()
         };
         let now = s.guest_now(&after);
-        assert!(same_guest(&now, &recorded), "{now:?} vs {recorded:?}");
+        assert!(guest::same(&now, &recorded), "{now:?} vs {recorded:?}");
         assert!(diff(&s, &after).new.is_empty());
     }
 
@@ -287,11 +270,11 @@ mod tests {
         snap.routes.reverse();
         let b = s.guest_now(&snap);
         assert_ne!(a, b);
-        assert!(same_guest(&a, &b));
+        assert!(guest::same(&a, &b));
         snap.routes.push(route("10.3.0.0"));
-        assert!(!same_guest(&a, &s.guest_now(&snap)));
+        assert!(!guest::same(&a, &s.guest_now(&snap)));
         let mut c = a.clone();
         c.interfaces[0].mtu = 9000;
-        assert!(!same_guest(&a, &c));
+        assert!(!guest::same(&a, &c));
     }
 }

@@ -125,6 +125,7 @@ pub fn watch(
         refused: Vec::new(),
         stuck: Vec::new(),
         over_cap: false,
+        not_followed: None,
         saved: 0,
     };
     tracing::info!(id = %opts.id, netns = %netns.display(), "watching");
@@ -183,6 +184,9 @@ struct Watcher<'a> {
     stuck: Vec<String>,
     /// The description is over a cap (reported once, until it is back under).
     over_cap: bool,
+    /// Address changes (l3) whose following failed (reported once): not retried while
+    /// the netns asks for the same ones.
+    not_followed: Option<Vec<crate::model::l3::follow::AddressChange>>,
     /// Descriptions saved.
     saved: u64,
 }
@@ -232,9 +236,35 @@ impl Watcher<'_> {
         self.refused.retain(|i| snapshot.link(*i).is_some());
         self.stuck
             .retain(|name| state.endpoints.iter().any(|e| &e.name == name));
-        let changes = diff::diff(&state, &snapshot);
         let mut outcome = Round::Done;
         let mut changed = false;
+        // l3: the addresses of the attached endpoints that settled, appeared or went.
+        let following = state.address_changes(&snapshot);
+        if following.is_empty() {
+            self.not_followed = None;
+        } else if self.not_followed.as_ref() != Some(&following) {
+            match crate::ops::follow_addresses(dir, id) {
+                Ok(followed) => {
+                    self.not_followed = None;
+                    if let Some(followed) = followed {
+                        changed = true;
+                        if let Some(guest) = followed.guest {
+                            emit(&WatchEvent::GuestChanged { guest });
+                        }
+                    }
+                }
+                Err(Error::Busy { .. }) => outcome = Round::Retry,
+                Err(e) => {
+                    let interface = match &e {
+                        Error::Unsupported { iface, .. } => Some(iface.clone()),
+                        _ => None,
+                    };
+                    self.not_followed = Some(following);
+                    Self::error(emit, interface.as_deref(), &e);
+                }
+            }
+        }
+        let changes = diff::diff(&state, &snapshot);
         for endpoint in changes.gone {
             if stop.load(Ordering::SeqCst) {
                 return Round::Done;
@@ -270,7 +300,7 @@ impl Watcher<'_> {
                     netns: self.netns.clone(),
                     reason: reason.clone(),
                 }),
-                Ok(_) => crate::ops::add_endpoint(dir, id, &new.name),
+                Ok(_) => crate::ops::add_endpoint_without_waiting(dir, id, &new.name),
             };
             match result {
                 Ok(change) => {
@@ -336,7 +366,7 @@ impl Watcher<'_> {
             if state
                 .guest
                 .as_ref()
-                .is_some_and(|recorded| diff::same_guest(&guest, recorded))
+                .is_some_and(|recorded| guest::same(&guest, recorded))
             {
                 self.over_cap = false;
                 return Round::Done;
@@ -375,7 +405,7 @@ impl Watcher<'_> {
         if state
             .guest
             .as_ref()
-            .is_some_and(|recorded| diff::same_guest(&guest, recorded))
+            .is_some_and(|recorded| guest::same(&guest, recorded))
         {
             return Round::Done;
         }

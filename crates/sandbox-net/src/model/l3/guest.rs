@@ -2,22 +2,20 @@
 
 use std::net::IpAddr;
 
-use super::GATEWAY_V6;
-use crate::endpoint::{Backend, Endpoint, EndpointKind};
+use super::{GATEWAY_V6, host_route_of, routed_tap};
+use crate::endpoint::Endpoint;
 use crate::guest::{GuestConfig, GuestNeighbor, GuestRoute};
-use crate::mac::MacAddr;
+use crate::journal::Entry;
 
-/// The MAC of the tap of an endpoint the l3 model routes (the others, handed over as they
-/// are, have none).
-fn routed_tap_mac(e: &Endpoint) -> Option<MacAddr> {
-    let plumbed = matches!(
-        e.kind,
-        EndpointKind::Veth | EndpointKind::Macvlan | EndpointKind::Vlan | EndpointKind::Ipvlan
-    );
-    match e.backend {
-        Backend::Tap { mac, .. } if plumbed => mac,
+/// The addresses `journal` routes through the tap `tap` (its host routes).
+pub(super) fn routed_through<'a>(
+    journal: &'a [Entry],
+    tap: &'a str,
+) -> impl Iterator<Item = IpAddr> + 'a {
+    journal.iter().filter_map(move |e| match e {
+        Entry::AddedRoute { device, route, .. } if device == tap => host_route_of(route),
         _ => None,
-    }
+    })
 }
 
 /// The network prefix of `addr`/`len`, as "ADDR/LEN".
@@ -40,19 +38,27 @@ fn prefix(addr: IpAddr, len: u8) -> String {
 }
 
 /// The guest description of a pod's network, as the guest sees it behind the l3 model's
-/// taps: for each routed endpoint, IPv4 as in the pod (the tap answers ARP for whatever
+/// taps: for each routed endpoint, the addresses `journal` routes to it (an address that
+/// has not settled is not, yet); IPv4 as in the pod (the tap answers ARP for whatever
 /// the pod routes elsewhere); each IPv6 address as a /128, with every IPv6 route, and a
-/// route for each address's prefix, via [`GATEWAY_V6`]; no NOARP; and, as neighbours, the
-/// tap's MAC for each IPv4 gateway and for [`GATEWAY_V6`] (the pod's own neighbours are
-/// behind the tap, never on the guest's link).
-pub fn guest_view(mut config: GuestConfig, endpoints: &[Endpoint]) -> GuestConfig {
+/// route for each address's prefix, via [`GATEWAY_V6`] (no IPv6 route without an IPv6
+/// address); no NOARP; and, as neighbours, the tap's MAC for each IPv4 gateway and for
+/// [`GATEWAY_V6`] (the pod's own neighbours are behind the tap, never on the guest's
+/// link).
+pub fn guest_view(
+    mut config: GuestConfig,
+    endpoints: &[Endpoint],
+    journal: &[Entry],
+) -> GuestConfig {
     for e in endpoints {
-        let Some(tap_mac) = routed_tap_mac(e) else {
+        let Some((tap, tap_mac)) = routed_tap(e) else {
             continue;
         };
         let Some(iface) = config.interfaces.iter_mut().find(|i| i.name == e.name) else {
             continue;
         };
+        let routed: Vec<IpAddr> = routed_through(journal, tap).collect();
+        iface.addresses.retain(|a| routed.contains(&a.address));
         iface.noarp = false;
         let mut prefixes = Vec::new();
         for a in iface.addresses.iter_mut().filter(|a| a.address.is_ipv6()) {
@@ -63,6 +69,11 @@ pub fn guest_view(mut config: GuestConfig, endpoints: &[Endpoint]) -> GuestConfi
             a.prefix_len = 128;
         }
         let ipv6 = iface.addresses.iter().any(|a| a.address.is_ipv6());
+        if !ipv6 {
+            config
+                .routes
+                .retain(|r| !(r.device == e.name && r.family == "inet6"));
+        }
         let mut gateways_v4 = Vec::new();
         for r in config.routes.iter_mut().filter(|r| r.device == e.name) {
             if r.family == "inet6" {
@@ -108,6 +119,7 @@ pub fn guest_view(mut config: GuestConfig, endpoints: &[Endpoint]) -> GuestConfi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::{Backend, EndpointKind};
     use crate::guest::{GuestAddress, GuestInterface};
 
     fn route(family: &str, dst: &str, gw: Option<&str>, device: &str) -> GuestRoute {
@@ -164,7 +176,15 @@ mod tests {
             },
             ifb: None,
         };
-        let view = guest_view(config.clone(), std::slice::from_ref(&ep));
+        let journal: Vec<Entry> = ["10.0.0.2", "fd00:1::2"]
+            .iter()
+            .map(|a| Entry::AddedRoute {
+                device: "tap0_sn".into(),
+                ifindex: Some(5),
+                route: super::super::host_route(a.parse().unwrap()),
+            })
+            .collect();
+        let view = guest_view(config.clone(), std::slice::from_ref(&ep), &journal);
         let iface = &view.interfaces[0];
         assert!(!iface.noarp);
         assert_eq!(iface.addresses[0], address("10.0.0.2", 24));
@@ -195,9 +215,18 @@ mod tests {
                 ("fe80::1".into(), "02:aa:00:00:00:01".into()),
             ]
         );
+        // An address not routed yet (it has not settled) is not described, and without an
+        // IPv6 address no IPv6 route is.
+        let view = guest_view(config.clone(), std::slice::from_ref(&ep), &journal[..1]);
+        assert_eq!(view.interfaces[0].addresses, vec![address("10.0.0.2", 24)]);
+        assert!(view.routes.iter().all(|r| r.family == "inet"), "{view:?}");
+        assert!(
+            view.neighbors.iter().all(|n| n.family == "inet"),
+            "{view:?}"
+        );
         // An endpoint handed over as it is (a tap) keeps its description.
         ep.kind = EndpointKind::Tap;
-        assert_eq!(guest_view(config.clone(), &[ep]), config);
+        assert_eq!(guest_view(config.clone(), &[ep], &[]), config);
     }
 
     #[test]
