@@ -331,17 +331,8 @@ mod tests {
 
     fn link(index: u32, name: &str) -> Link {
         Link {
-            index,
-            name: name.into(),
-            kind: Some("veth".into()),
-            mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
-            mtu: 1500,
-            tx_queue_len: 1000,
             flags: (libc::IFF_UP | libc::IFF_RUNNING) as u32,
-            parent: None,
-            tun: None,
-            alias: None,
-            group: 0,
+            ..Link::test(index, name, Some("veth"))
         }
     }
 
