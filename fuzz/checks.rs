@@ -2,7 +2,7 @@
 //! every committed seed through them in CI). Each takes arbitrary bytes and panics only
 //! when a property fails.
 
-use sandbox_net::guest::{format_mac, parse_mac};
+use sandbox_net::MacAddr;
 use sandbox_net::netlink::answers::{self, Answer};
 use sandbox_net::netlink::attr::{self, NOT_UTF8};
 use sandbox_net::rate::Rate;
@@ -42,9 +42,9 @@ pub fn mac(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Some(mac) = parse_mac(text) {
+    if let Ok(mac) = text.parse::<MacAddr>() {
         assert_eq!(
-            format_mac(&mac),
+            mac.to_string(),
             text.to_ascii_lowercase(),
             "accepted {text:?}"
         );

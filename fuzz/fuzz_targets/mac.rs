@@ -1,4 +1,4 @@
-//! The MAC parser (guest::parse_mac). Properties: see `checks.rs`.
+//! The MAC parser (`MacAddr`'s `FromStr`, in `mac.rs`). Properties: see `checks.rs`.
 #![no_main]
 
 #[path = "../checks.rs"]

@@ -3,13 +3,11 @@
 //! for.
 
 use sandbox_net::rate::Rate;
-use sandbox_net::state::Endpoint;
-use sandbox_net::{Attachment, Error};
+use sandbox_net::{Attachment, Backend, Endpoint, Error};
 
 /// A value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::invalid("output", format!("cannot encode JSON: {e}")))?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::encode("output", e))?;
     println!("{text}");
     Ok(())
 }
@@ -35,26 +33,24 @@ pub fn show_rate(bits_per_sec: Option<u64>) -> String {
 
 /// One line per endpoint: what the VMM gets for it.
 pub fn describe_endpoint(ep: &Endpoint) -> String {
-    let vmm = if let Some(socket) = &ep.vhost_user_socket {
-        format!("vhost-user socket {}", socket.display())
-    } else if let Some(group) = &ep.vfio_group {
-        format!(
-            "VFIO group {} (PCI {})",
-            group.display(),
-            ep.pci_address.as_deref().unwrap_or("?")
-        )
-    } else if let Some(dev) = &ep.chardev {
-        format!("macvtap {} (char device {dev})", ep.tap)
-    } else if ep.tap.is_empty() {
-        "nothing (model none)".to_string()
-    } else {
-        format!("tap {}", ep.tap)
+    let vmm = match &ep.backend {
+        Backend::VhostUser { socket } => format!("vhost-user socket {}", socket.display()),
+        Backend::Vfio { pci_address, group } => {
+            format!("VFIO group {} (PCI {pci_address})", group.display())
+        }
+        Backend::Macvtap {
+            name,
+            chardev: Some(dev),
+            ..
+        } => format!("macvtap {name} (char device {dev})"),
+        Backend::Tap { name, .. } | Backend::Macvtap { name, .. } => format!("tap {name}"),
+        Backend::None => "nothing (model none)".to_string(),
     };
     format!(
         "{} ({}) -> {vmm}  mac {}  mtu {}  queues {}",
         ep.name,
         ep.kind.as_str(),
-        ep.mac,
+        sandbox_net::mac::text_or_empty(ep.mac),
         ep.mtu,
         ep.queues
     )
@@ -63,4 +59,25 @@ pub fn describe_endpoint(ep: &Endpoint) -> String {
 /// A note on stderr (what a rendering could not carry, a default taken).
 pub fn note(text: &str) {
     eprintln!("sandbox-net: note: {text}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value serde can't encode.
+    struct Unencodable;
+
+    impl serde::Serialize for Unencodable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("not encodable"))
+        }
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_encoded_is_an_internal_failure() {
+        let e = print_json(&Unencodable).expect_err("not encodable");
+        assert_eq!(e.exit_code(), 1, "{e}");
+        assert_eq!(e.to_string(), "output: cannot encode JSON: not encodable");
+    }
 }

@@ -1,13 +1,130 @@
-//! Endpoint kinds, and the classification of a scanned netns into the endpoints to attach.
+//! Endpoints: what an interface in the netns is (its kind, and the classification of a
+//! scanned netns into the endpoints to attach), and an attached endpoint with what the VMM
+//! gets for it (its [`Backend`]).
+
+mod record;
 
 use std::cmp::Ordering;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::mac::MacAddr;
 use crate::netlink::attr;
 use crate::netlink::link::Link;
 use crate::scan::Snapshot;
+
+/// One attached interface, and what the VMM needs to use it. Written (state files, JSON
+/// output) as one flat object, as it always was: `tap` (empty when there is none), `mac`,
+/// and `tap_mac`, `chardev`, `pci_address`, `vfio_group`, `vhost_user_socket`, `ifb` when
+/// they apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "record::Record", try_from = "record::Record")]
+pub struct Endpoint {
+    /// The interface in the netns (or the device's name in a static configuration).
+    pub name: String,
+    pub kind: EndpointKind,
+    pub ifindex: u32,
+    /// The MAC the guest NIC must use (None: the interface has none, or a static device
+    /// was given none).
+    pub mac: Option<MacAddr>,
+    pub mtu: u32,
+    pub queues: u32,
+    /// What the VMM gets for it.
+    pub backend: Backend,
+    /// The IFB that shapes traffic toward the guest (macvtap model with an rx limit).
+    pub ifb: Option<String>,
+}
+
+/// What the VMM gets for an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A persistent tap, opened by name (or by fd through `exec`): one sandbox-net made,
+    /// or one handed over as it is. `mac` is the tap's own (a CNI result lists it; None
+    /// for a static attachment's tap).
+    Tap { name: String, mac: Option<MacAddr> },
+    /// A macvtap, whose queues are opened through its character device ("MAJOR:MINOR",
+    /// known once it exists: a macvtap of an attach that never finished reads back as a
+    /// tap).
+    Macvtap {
+        name: String,
+        mac: Option<MacAddr>,
+        chardev: Option<String>,
+    },
+    /// A physical NIC bound to vfio-pci: its PCI address and the VFIO group device the VMM
+    /// opens.
+    Vfio { pci_address: String, group: PathBuf },
+    /// A vhost-user socket the VMM connects to.
+    VhostUser { socket: PathBuf },
+    /// Nothing (model none): the interface is only described to the guest.
+    None,
+}
+
+impl Backend {
+    /// The network device the VMM opens: a tap or a macvtap.
+    pub fn device(&self) -> Option<&str> {
+        match self {
+            Backend::Tap { name, .. } | Backend::Macvtap { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The MAC of the device the VMM opens (a tap's or a macvtap's).
+    pub fn device_mac(&self) -> Option<MacAddr> {
+        match self {
+            Backend::Tap { mac, .. } | Backend::Macvtap { mac, .. } => *mac,
+            _ => None,
+        }
+    }
+
+    /// The vhost-user socket, for a vhost-user endpoint.
+    pub fn vhost_user_socket(&self) -> Option<&Path> {
+        match self {
+            Backend::VhostUser { socket } => Some(socket),
+            _ => None,
+        }
+    }
+
+    /// The PCI address, for a NIC given to the VM.
+    pub fn pci_address(&self) -> Option<&str> {
+        match self {
+            Backend::Vfio { pci_address, .. } => Some(pci_address),
+            _ => None,
+        }
+    }
+}
+
+impl Endpoint {
+    /// An endpoint for `link` with nothing for the VMM yet.
+    pub fn new(link: &Link, kind: EndpointKind, queues: u32) -> Endpoint {
+        Endpoint {
+            name: link.name.clone(),
+            kind,
+            ifindex: link.index,
+            mac: link.mac.as_deref().and_then(MacAddr::from_slice),
+            mtu: link.mtu,
+            queues,
+            backend: Backend::None,
+            ifb: None,
+        }
+    }
+
+    /// The network device the VMM opens (a tap or a macvtap), if any.
+    pub fn device(&self) -> Option<&str> {
+        self.backend.device()
+    }
+
+    /// The devices this endpoint's journal entries live on.
+    pub fn owns(&self, device: &str) -> bool {
+        device == self.name || self.device() == Some(device) || self.ifb.as_deref() == Some(device)
+    }
+
+    /// The queue count when the VMM gets queue fds (`exec`): taps and macvtaps.
+    pub fn fd_queues(&self) -> Option<u32> {
+        self.device().map(|_| self.queues.max(1))
+    }
+}
 
 /// What an interface in the netns is, as far as attaching it to a VM goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +286,7 @@ pub fn candidates(snapshot: &Snapshot, only: Option<&[String]>) -> Result<Vec<Ca
 fn made_by_us(link: &Link) -> bool {
     link.alias
         .as_deref()
-        .is_some_and(|a| crate::journal::owner_of(a).is_some())
+        .is_some_and(|a| crate::names::owner_of(a).is_some())
 }
 
 /// Why a link whose name is not UTF-8 is not attached.
@@ -236,19 +353,7 @@ mod tests {
     use crate::netlink::link::TunDetails;
 
     fn link(index: u32, name: &str, kind: Option<&str>) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            kind: kind.map(String::from),
-            mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
-            mtu: 1500,
-            tx_queue_len: 1000,
-            flags: libc::IFF_UP as u32,
-            parent: None,
-            tun: None,
-            alias: None,
-            group: 0,
-        }
+        Link::test(index, name, kind)
     }
 
     fn addr(ifindex: u32, a: &str, p: u8) -> Address {

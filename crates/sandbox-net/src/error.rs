@@ -60,6 +60,10 @@ pub enum Error {
     #[error("state {path}: {reason}")]
     CorruptState { path: PathBuf, reason: String },
 
+    /// What sandbox-net produced could not be encoded as JSON: an internal failure.
+    #[error("{what}: cannot encode JSON: {reason}")]
+    Encode { what: String, reason: String },
+
     /// The operation was interrupted by a signal and cleaned up after itself.
     #[error("{operation}: interrupted by a signal; cleaned up")]
     Interrupted { operation: String },
@@ -98,6 +102,14 @@ impl Error {
             object: object.into(),
             step: step.into(),
             source,
+        }
+    }
+
+    /// `what` could not be encoded as JSON (exit 1: not the caller's fault).
+    pub fn encode(what: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Error::Encode {
+            what: what.into(),
+            reason: reason.to_string(),
         }
     }
 

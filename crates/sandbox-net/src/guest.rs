@@ -1,11 +1,14 @@
 //! The description of the network that the guest must configure: its interfaces, routes
-//! and neighbours, derived from a scan of the netns.
+//! and neighbours, derived from a scan of the netns ([`describe`]), or from a scan of an
+//! attached one as it would be without sandbox-net's own changes ([`now`]).
 
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::is_link_local_v6;
+use crate::endpoint::{Endpoint, is_link_local_v6};
+use crate::journal::Entry;
+use crate::mac::{self, MacAddr};
 use crate::netlink::neigh::nud;
 use crate::netlink::route::{PROTO_KERNEL, TABLE_MAIN};
 use crate::scan::Snapshot;
@@ -25,7 +28,9 @@ pub struct GuestConfig {
 pub struct GuestInterface {
     /// The interface's name in the netns; the guest NIC should get the same name.
     pub name: String,
-    pub mac: String,
+    /// None (written "") when the interface has no MAC.
+    #[serde(with = "mac::or_empty")]
+    pub mac: Option<MacAddr>,
     pub mtu: u32,
     pub addresses: Vec<GuestAddress>,
     pub noarp: bool,
@@ -59,7 +64,7 @@ pub struct GuestRoute {
 pub struct GuestNeighbor {
     pub family: String,
     pub ip: IpAddr,
-    pub mac: String,
+    pub mac: MacAddr,
     pub device: String,
     /// "permanent" or "reachable".
     pub state: String,
@@ -93,28 +98,6 @@ pub fn over_cap(config: &GuestConfig) -> Option<String> {
     })
 }
 
-pub fn format_mac(mac: &[u8]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Parse "aa:bb:cc:dd:ee:ff": exactly six pairs of hex digits.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in &mut mac {
-        let part = parts.next()?;
-        // from_str_radix alone would also take a sign ("+f"); found by fuzzing.
-        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
 fn family(addr: &IpAddr) -> &'static str {
     if addr.is_ipv4() { "inet" } else { "inet6" }
 }
@@ -139,7 +122,7 @@ pub fn describe(snapshot: &Snapshot, ifindexes: &[u32]) -> GuestConfig {
         };
         config.interfaces.push(GuestInterface {
             name: link.name.clone(),
-            mac: link.mac.as_deref().map(format_mac).unwrap_or_default(),
+            mac: link.mac.as_deref().and_then(MacAddr::from_slice),
             mtu: link.mtu,
             addresses: snapshot
                 .addresses_of(index)
@@ -189,7 +172,7 @@ pub fn describe(snapshot: &Snapshot, ifindexes: &[u32]) -> GuestConfig {
         if !ifindexes.contains(&n.ifindex) {
             continue;
         }
-        let Some(lladdr) = n.lladdr.as_deref().filter(|l| l.len() == 6) else {
+        let Some(lladdr) = n.lladdr.as_deref().and_then(MacAddr::from_slice) else {
             continue;
         };
         let state = if n.state & nud::PERMANENT != 0 {
@@ -202,12 +185,115 @@ pub fn describe(snapshot: &Snapshot, ifindexes: &[u32]) -> GuestConfig {
         config.neighbors.push(GuestNeighbor {
             family: family(&n.ip).into(),
             ip: n.ip,
-            mac: format_mac(lladdr),
+            mac: lladdr,
             device: name_of(n.ifindex).unwrap_or_default(),
             state: state.into(),
         });
     }
     config
+}
+
+/// The netns as it would be without this sandbox's own changes to its endpoints: the
+/// addresses and routes a macvtap took over are put back, and the MACs it changed.
+fn as_configured(journal: &[Entry], snapshot: &Snapshot) -> Snapshot {
+    let mut view = snapshot.clone();
+    for entry in journal {
+        match entry {
+            Entry::RemovedAddress { address, .. }
+                if !view
+                    .addresses
+                    .iter()
+                    .any(|a| a.ifindex == address.ifindex && a.addr == address.addr) =>
+            {
+                view.addresses.push(address.clone());
+            }
+            Entry::RemovedRoute { route, .. } if !view.routes.contains(route) => {
+                view.routes.push(route.clone());
+            }
+            Entry::LinkMac {
+                ifindex: Some(index),
+                original,
+                ..
+            } => {
+                if let Some(link) = view.links.iter_mut().find(|l| l.index == *index) {
+                    link.mac = Some(original.bytes().to_vec());
+                }
+            }
+            _ => {}
+        }
+    }
+    view
+}
+
+/// The guest description of `endpoints` (attached with `journal`) in `snapshot`, as it is
+/// now. Endpoints whose interface has left the netns on purpose (VFIO) keep what
+/// `recorded` has for them.
+pub fn now(
+    endpoints: &[Endpoint],
+    journal: &[Entry],
+    recorded: Option<&GuestConfig>,
+    snapshot: &Snapshot,
+) -> GuestConfig {
+    let view = as_configured(journal, snapshot);
+    let live: Vec<u32> = endpoints
+        .iter()
+        .filter(|e| view.link(e.ifindex).is_some())
+        .map(|e| e.ifindex)
+        .collect();
+    let described = describe(&view, &live);
+    let mut out = GuestConfig {
+        interfaces: Vec::new(),
+        routes: described.routes,
+        neighbors: described.neighbors,
+    };
+    let mut live_interfaces = described.interfaces.into_iter();
+    for e in endpoints {
+        if live.contains(&e.ifindex) {
+            out.interfaces.extend(live_interfaces.next());
+            continue;
+        }
+        let Some(recorded) = recorded else {
+            continue;
+        };
+        out.interfaces.extend(
+            recorded
+                .interfaces
+                .iter()
+                .filter(|i| i.name == e.name)
+                .cloned(),
+        );
+        out.routes.extend(
+            recorded
+                .routes
+                .iter()
+                .filter(|r| r.device == e.name)
+                .cloned(),
+        );
+        out.neighbors.extend(
+            recorded
+                .neighbors
+                .iter()
+                .filter(|n| n.device == e.name)
+                .cloned(),
+        );
+    }
+    out
+}
+
+/// Two guest descriptions say the same: the same interfaces in the same order, and the
+/// same routes and neighbours in any order.
+pub fn same(a: &GuestConfig, b: &GuestConfig) -> bool {
+    fn sorted<T: serde::Serialize>(items: &[T]) -> Vec<String> {
+        let mut keys: Vec<String> = items
+            .iter()
+            .map(|i| serde_json::to_string(i).unwrap_or_default())
+            .collect();
+        keys.sort();
+        keys
+    }
+    a.interfaces == b.interfaces
+        && sorted(&a.routes) == sorted(&b.routes)
+        && sorted(&a.neighbors) == sorted(&b.neighbors)
 }
 
 #[cfg(test)]
@@ -317,27 +403,11 @@ mod tests {
     }
 
     #[test]
-    fn macs_parse_and_format() {
-        assert_eq!(parse_mac("02:77:00:00:00:0a"), Some([2, 0x77, 0, 0, 0, 10]));
-        assert_eq!(format_mac(&[2, 0x77, 0, 0, 0, 10]), "02:77:00:00:00:0a");
-        for bad in [
-            "02:77:00:00:00",
-            "02:77:00:00:00:00:01",
-            "zz:77:00:00:00:00",
-            "2:77:0:0:0:a",
-            "ff:ff:ff:ff:ff:+f",
-            "-1:00:00:00:00:00",
-        ] {
-            assert_eq!(parse_mac(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn interfaces_carry_mac_mtu_addresses_and_noarp() {
         let g = describe(&snapshot(), &[2]);
         assert_eq!(g.interfaces.len(), 1);
         let i = &g.interfaces[0];
-        assert_eq!(i.mac, "02:42:ac:11:00:02");
+        assert_eq!(i.mac, Some(MacAddr::new([0x02, 0x42, 0xac, 0x11, 0, 2])));
         assert_eq!(i.mtu, 1450);
         assert!(i.noarp);
         let addrs: Vec<_> = i

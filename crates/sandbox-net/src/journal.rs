@@ -10,14 +10,18 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod ownership;
+
 use crate::failpoint::FailAt;
+use crate::mac::MacAddr;
+use crate::names::owner_group;
 use crate::netlink::addr::{self, Address};
 use crate::netlink::route::{self, Route};
 use crate::netlink::{Netlink, NlError, htb, link, tc};
-use crate::ownership::{self, LeftAlone, Owner, Verdict};
 use crate::rate::Rate;
 use crate::sysctl::Knob;
 use crate::{physical, tap};
+use ownership::{LeftAlone, Owner, Verdict};
 
 mod l3;
 
@@ -40,29 +44,6 @@ impl Direction {
     }
 }
 
-/// The prefix of the alias that marks a link as ours.
-pub const OWNER_ALIAS_PREFIX: &str = "sandbox-net:";
-
-/// The alias sandbox-net gives the links it creates: it marks them as ours.
-pub fn owner_alias(id: &str) -> String {
-    format!("{OWNER_ALIAS_PREFIX}{id}")
-}
-
-/// The link group of the devices a sandbox creates (derived from its owner alias): a
-/// detach deletes them all in one request. Never 0, the kernel's default group.
-pub fn owner_group(alias: &str) -> u32 {
-    // FNV-1a, 32 bits.
-    let hash = alias.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    hash | 0x4000_0000
-}
-
-/// The sandbox id an alias names, when the alias marks the link as ours (unvalidated).
-pub fn owner_of(alias: &str) -> Option<&str> {
-    alias.strip_prefix(OWNER_ALIAS_PREFIX)
-}
-
 /// One kernel object created by sandbox-net. `ifindex` is filled in once known; an entry
 /// without one is resolved by name inside the netns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +60,7 @@ pub enum Entry {
         /// The MAC it is given (chosen when planned, so nothing has to read it back); None
         /// in states written before it was recorded: the kernel's random one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        mac: Option<String>,
+        mac: Option<MacAddr>,
         /// Its queue length (`txqueuelen`, set in the same request as the MTU); None in
         /// states written before it was recorded: the kernel's default.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +82,7 @@ pub enum Entry {
         name: String,
         ifindex: Option<u32>,
         parent: u32,
-        mac: String,
+        mac: MacAddr,
         mtu: u32,
         tx_queue_len: Option<u32>,
     },
@@ -109,8 +90,8 @@ pub enum Entry {
     LinkMac {
         device: String,
         ifindex: Option<u32>,
-        original: String,
-        replacement: String,
+        original: MacAddr,
+        replacement: MacAddr,
     },
     /// An address removed from `device` (restored exactly on undo).
     RemovedAddress {
@@ -183,6 +164,30 @@ pub enum Entry {
     },
 }
 
+/// `$then` with `$ifindex` bound to the `ifindex` field of an entry that has one (every
+/// kind but a VFIO binding), else `$else`: the one list of them.
+macro_rules! with_ifindex {
+    ($entry:expr, $ifindex:ident => $then:expr, else $else:expr) => {
+        match $entry {
+            Entry::Tap { $ifindex, .. }
+            | Entry::Macvtap { $ifindex, .. }
+            | Entry::Ifb { $ifindex, .. }
+            | Entry::RateLimit { $ifindex, .. }
+            | Entry::IngressQdisc { $ifindex, .. }
+            | Entry::RedirectFilter { $ifindex, .. }
+            | Entry::LinkMac { $ifindex, .. }
+            | Entry::RemovedAddress { $ifindex, .. }
+            | Entry::RemovedRoute { $ifindex, .. }
+            | Entry::Sysctl { $ifindex, .. }
+            | Entry::AddedAddress { $ifindex, .. }
+            | Entry::AddedRoute { $ifindex, .. }
+            | Entry::ProxyNeighbour { $ifindex, .. }
+            | Entry::RemovedLocalRoute { $ifindex, .. } => $then,
+            Entry::VfioBind { .. } => $else,
+        }
+    };
+}
+
 impl Entry {
     /// The device the entry lives on.
     pub fn device(&self) -> &str {
@@ -203,24 +208,15 @@ impl Entry {
         }
     }
 
+    /// The ifindex of the device the entry lives on, once known.
     pub fn ifindex(&self) -> Option<u32> {
-        match self {
-            Entry::Tap { ifindex, .. }
-            | Entry::Macvtap { ifindex, .. }
-            | Entry::Ifb { ifindex, .. }
-            | Entry::RateLimit { ifindex, .. }
-            | Entry::IngressQdisc { ifindex, .. }
-            | Entry::RedirectFilter { ifindex, .. }
-            | Entry::LinkMac { ifindex, .. }
-            | Entry::RemovedAddress { ifindex, .. }
-            | Entry::RemovedRoute { ifindex, .. }
-            | Entry::Sysctl { ifindex, .. }
-            | Entry::AddedAddress { ifindex, .. }
-            | Entry::AddedRoute { ifindex, .. }
-            | Entry::ProxyNeighbour { ifindex, .. }
-            | Entry::RemovedLocalRoute { ifindex, .. } => *ifindex,
-            Entry::VfioBind { .. } => None,
-        }
+        with_ifindex!(self, ifindex => *ifindex, else None)
+    }
+
+    /// Forget the entry's ifindex, so that it is resolved by name again (its device is
+    /// made again).
+    pub fn forget_ifindex(&mut self) {
+        with_ifindex!(self, ifindex => *ifindex = None, else ())
     }
 
     /// True for the devices sandbox-net creates (deleted on undo).
@@ -255,6 +251,13 @@ impl Entry {
             // A device's setting goes before the device; the endpoint's and the netns's
             // are restorations (the netns-wide ones once every proxy entry is gone).
             Entry::Sysctl { original: None, .. } => 1,
+            // An IPv4 secondary address's local route has the primary as preferred
+            // source: the kernel takes it back only once the primary's is back.
+            Entry::RemovedLocalRoute { address, .. }
+                if address.addr.is_ipv4() && address.flags & libc::IFA_F_SECONDARY != 0 =>
+            {
+                4
+            }
             Entry::LinkMac { .. }
             | Entry::RemovedAddress { .. }
             | Entry::RemovedRoute { .. }
@@ -346,15 +349,6 @@ fn nl_io(e: NlError) -> io::Error {
     e.into_io()
 }
 
-fn mac_bytes(text: &str) -> Result<[u8; 6], (&'static str, io::Error)> {
-    crate::guest::parse_mac(text).ok_or_else(|| {
-        (
-            "parse MAC",
-            io::Error::new(io::ErrorKind::InvalidData, format!("{text:?} is not a MAC")),
-        )
-    })
-}
-
 type StepError = (&'static str, io::Error);
 
 /// An ingress qdisc add refused because the device has one (ingress or clsact, which
@@ -405,13 +399,12 @@ fn apply_one(
             mac,
             tx_queue_len,
         } => {
-            let mac = mac.as_deref().map(mac_bytes).transpose()?;
             tap::create_persistent(name, *queues, *owner).map_err(|e| ("create tap", e))?;
             *made = true;
             let index =
                 tap::ifindex_via(nl.as_fd(), name).map_err(|e| ("look up tap ifindex", e))?;
             let owner = Some((alias, owner_group(alias)));
-            let mac = mac.as_ref().map(|m| &m[..]);
+            let mac = mac.as_ref().map(|m| &m.as_bytes()[..]);
             link::set_mtu_up(nl, index, *mtu, mac, owner, *tx_queue_len)
                 .map_err(|e| ("set tap mac, mtu, queue length and up", nl_io(e)))?;
             *ifindex = Some(index);
@@ -438,11 +431,10 @@ fn apply_one(
             mtu,
             tx_queue_len,
         } => {
-            let mac = mac_bytes(mac)?;
             let new = link::NewMacvtap {
                 name,
                 parent: *parent,
-                mac: &mac,
+                mac: mac.as_bytes(),
                 mtu: *mtu,
                 tx_queue_len: *tx_queue_len,
             };
@@ -477,8 +469,7 @@ fn apply_one(
             ..
         } => {
             let index = resolved(ifindex, device)?;
-            link::set_mac(nl, index, &mac_bytes(replacement)?)
-                .map_err(|e| ("set MAC", nl_io(e)))?;
+            link::set_mac(nl, index, replacement.as_bytes()).map_err(|e| ("set MAC", nl_io(e)))?;
         }
         Entry::RemovedAddress {
             device,
@@ -646,15 +637,7 @@ fn undo_one(nl: &mut Netlink, entry: &Entry, index: u32) -> io::Result<()> {
         Entry::IngressQdisc { .. } => tc::del_ingress(nl, index),
         Entry::Tap { .. } | Entry::Macvtap { .. } | Entry::Ifb { .. } => link::delete(nl, index),
         Entry::RateLimit { .. } => htb::del_limit(nl, index),
-        Entry::LinkMac { original, .. } => match crate::guest::parse_mac(original) {
-            Some(mac) => link::set_mac(nl, index, &mac),
-            None => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("journalled MAC {original:?} is not a MAC"),
-                ));
-            }
-        },
+        Entry::LinkMac { original, .. } => link::set_mac(nl, index, original.as_bytes()),
         Entry::RemovedAddress { address, .. } => addr::restore(nl, index, address),
         Entry::RemovedRoute { route, .. } => route::restore(nl, route, index),
         Entry::Sysctl { .. }
@@ -785,7 +768,7 @@ fn in_force_among(
                 })
             }
             (Entry::LinkMac { replacement, .. }, Some(l)) => {
-                l.mac.as_deref().map(crate::guest::format_mac).as_deref() == Some(replacement)
+                l.mac.as_deref().and_then(MacAddr::from_slice) == Some(*replacement)
             }
             (Entry::RemovedAddress { address, .. }, Some(l)) => !addresses
                 .iter()

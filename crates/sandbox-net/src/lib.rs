@@ -11,11 +11,14 @@
 //! opts.queues = 2;
 //! let attachment = attach(&opts)?;
 //! for ep in &attachment.endpoints {
-//!     println!("{} -> tap {} mac {}", ep.name, ep.tap, ep.mac);
+//!     println!("{} -> {:?} mac {:?}", ep.name, ep.device(), ep.mac);
 //! }
 //! detach(&opts.state_dir, "sandbox-1")?;
 //! # Ok::<(), sandbox_net::Error>(())
 //! ```
+
+// Every unsafe block is in `sys`, each behind a safe function.
+#![deny(unsafe_code)]
 
 pub mod cni;
 pub mod endpoint;
@@ -24,17 +27,23 @@ mod failpoint;
 pub mod guest;
 pub mod guest_formats;
 pub mod journal;
+#[cfg(test)]
+mod layers;
+pub mod mac;
 pub mod macvtap;
 pub mod model;
+pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod ops;
-pub mod ownership;
 pub mod physical;
 pub mod rate;
+pub mod sandbox;
 pub mod scan;
 pub mod state;
 pub mod static_config;
+#[allow(unsafe_code)]
+mod sys;
 pub mod sysctl;
 pub mod tap;
 pub mod trusted_dir;
@@ -42,7 +51,9 @@ pub mod vhost_user;
 pub mod vmm;
 pub mod watch;
 
+pub use endpoint::{Backend, Endpoint};
 pub use error::{Error, Result};
+pub use mac::MacAddr;
 pub use model::Model;
 pub use ops::{
     AttachOptions, Attachment, Detached, EndpointChange, GcOptions, GcReport, add_endpoint, attach,

@@ -17,38 +17,12 @@ use crate::{Error, Result};
 /// Where `ip netns` keeps named namespaces.
 pub const NETNS_RUN_DIR: &str = "/run/netns";
 const NSFS_MAGIC: i64 = 0x6e73_6673;
-/// `NS_GET_NSTYPE` = `_IO(0xb7, 0x3)`.
-const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
-/// `SO_NETNS_COOKIE` (Linux 5.14): the cookie of the netns a socket belongs to.
-const SO_NETNS_COOKIE: libc::c_int = 71;
 
 /// The cookie of the network namespace `socket` belongs to (`SO_NETNS_COOKIE`): a 64-bit
 /// number the kernel gives each netns and never gives another within a boot, where the
 /// device and inode of its nsfs file are reused as soon as it is freed.
 pub fn cookie_of(socket: BorrowedFd<'_>) -> io::Result<u64> {
-    let mut cookie: u64 = 0;
-    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, a u64 that lives for the
-    // call, and sets `len`; the fd is borrowed, so it stays open.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_NETNS_COOKIE,
-            (&mut cookie as *mut u64).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if len as usize != std::mem::size_of::<u64>() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("SO_NETNS_COOKIE answered {len} bytes, not 8"),
-        ));
-    }
-    Ok(cookie)
+    crate::sys::ns::netns_cookie(socket)
 }
 
 /// The identity of a namespace: the device and inode of its nsfs file.
@@ -129,6 +103,14 @@ fn host_netns() -> Option<NsId> {
     })
 }
 
+/// The identity of the calling thread's netns.
+pub fn own_id() -> io::Result<NsId> {
+    std::fs::metadata(OWN_NETNS).map(|meta| id_of(&meta))
+}
+
+/// The calling thread's own netns.
+const OWN_NETNS: &str = "/proc/thread-self/ns/net";
+
 impl NetNs {
     /// Open and validate the namespace named by `spec` (a name or a path). Refuses anything
     /// that is not a network namespace, and — unless `allow_host` — the caller's own netns and
@@ -175,9 +157,7 @@ impl NetNs {
             .custom_flags(libc::O_CLOEXEC)
             .open(&by_fd)
             .map_err(|e| bad(label, format!("cannot open {}: {e}", path.display())))?;
-        // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd, which is open.
-        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
-        if kind != libc::CLONE_NEWNET {
+        if crate::sys::ns::ns_type(file.as_fd()) != libc::CLONE_NEWNET {
             return Err(bad(
                 label,
                 format!(
@@ -198,13 +178,13 @@ impl NetNs {
     }
 
     fn refuse_host(&self) -> Result<()> {
-        let own = std::fs::metadata("/proc/thread-self/ns/net").map_err(|e| {
+        let own = own_id().map_err(|e| {
             bad(
                 &self.label,
                 format!("cannot identify the caller's netns: {e}"),
             )
         })?;
-        if id_of(&own) == self.id {
+        if own == self.id {
             return Err(bad(
                 &self.label,
                 "this is the caller's own network namespace; refusing (use --allow-host-netns to override)",
@@ -240,7 +220,7 @@ impl NetNs {
     /// which cost ~170 µs per operation against ~3 µs for the two `setns` calls.)
     pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
         let object = || format!("netns {}", self.label);
-        let home = File::open("/proc/thread-self/ns/net")
+        let home = File::open(OWN_NETNS)
             .map_err(|e| Error::kernel(object(), "open the calling thread's own netns", e))?;
         setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::kernel(object(), "enter (setns)", e.into()))?;

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::EndpointKind;
+use crate::endpoint::Endpoint;
 use crate::guest::GuestConfig;
 use crate::journal::Entry;
+use crate::journal::ownership::Owner;
 use crate::model::Model;
 use crate::netns::NsId;
 use crate::trusted_dir::TrustedDir;
@@ -54,72 +55,6 @@ pub enum Phase {
     Attached,
 }
 
-/// One attached interface, and what the VMM needs to use it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    /// The interface in the netns.
-    pub name: String,
-    pub kind: EndpointKind,
-    pub ifindex: u32,
-    /// The network device the VMM opens: a tap, or a macvtap (see `chardev`). Empty when
-    /// the VMM gets something else (a VFIO group, a vhost-user socket) or nothing (model none).
-    pub tap: String,
-    /// The MAC the guest NIC must use.
-    pub mac: String,
-    /// The MAC of the device in `tap` (a CNI result lists it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tap_mac: Option<String>,
-    pub mtu: u32,
-    pub queues: u32,
-    /// A macvtap's character device, "MAJOR:MINOR" (open it through a private node).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chardev: Option<String>,
-    /// A physical NIC given to the VM: its PCI address...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pci_address: Option<String>,
-    /// ...and the VFIO group device the VMM opens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vfio_group: Option<PathBuf>,
-    /// A vhost-user endpoint: the socket the VMM connects to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vhost_user_socket: Option<PathBuf>,
-    /// The IFB device that shapes traffic toward the guest (macvtap model with an rx limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ifb: Option<String>,
-}
-
-impl Endpoint {
-    /// An endpoint for `link` with nothing for the VMM yet.
-    pub fn new(link: &crate::netlink::link::Link, kind: EndpointKind, queues: u32) -> Endpoint {
-        Endpoint {
-            name: link.name.clone(),
-            kind,
-            ifindex: link.index,
-            tap: String::new(),
-            mac: link
-                .mac
-                .as_deref()
-                .map(crate::guest::format_mac)
-                .unwrap_or_default(),
-            tap_mac: None,
-            mtu: link.mtu,
-            queues,
-            chardev: None,
-            pci_address: None,
-            vfio_group: None,
-            vhost_user_socket: None,
-            ifb: None,
-        }
-    }
-
-    /// The devices this endpoint's journal entries live on.
-    pub fn owns(&self, device: &str) -> bool {
-        device == self.name
-            || (!self.tap.is_empty() && device == self.tap)
-            || self.ifb.as_deref() == Some(device)
-    }
-}
-
 /// Everything persisted about one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -159,6 +94,44 @@ impl State {
     /// `netns_path` is empty and nothing opens a netns for it.
     pub fn is_static(&self) -> bool {
         self.netns_path.as_os_str().is_empty()
+    }
+
+    /// The guest description of the attached endpoints now, from a scan of the netns
+    /// (see [`crate::guest::now`]).
+    pub fn guest_now(&self, snapshot: &crate::scan::Snapshot) -> GuestConfig {
+        let now = crate::guest::now(
+            &self.endpoints,
+            &self.journal,
+            self.guest.as_ref(),
+            snapshot,
+        );
+        match self.model {
+            // The guest of a routed endpoint sees its routes (see `model::l3`).
+            Model::L3 => crate::model::l3::guest_view(now, &self.endpoints, &self.journal),
+            _ => now,
+        }
+    }
+
+    /// The addresses of the attached endpoints that settled, appeared or went since they
+    /// were routed (the l3 model; nothing for the others): see `model::l3::follow`.
+    pub fn address_changes(
+        &self,
+        snapshot: &crate::scan::Snapshot,
+    ) -> Vec<crate::model::l3::follow::AddressChange> {
+        match self.model {
+            Model::L3 => {
+                crate::model::l3::follow::changes(&self.endpoints, &self.journal, snapshot)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whose objects an undo of this sandbox's journal may touch.
+    pub fn owner(&self) -> Owner<'_> {
+        Owner {
+            alias: crate::names::owner_alias(&self.id),
+            endpoints: &self.endpoints,
+        }
     }
 }
 
@@ -261,6 +234,19 @@ impl StateDir {
     /// Take the sandbox's lock without waiting: another holder means `Error::Busy`.
     pub fn lock(&self, id: &str) -> Result<Lock> {
         lock_id(&self.dir, id)
+    }
+
+    /// Take the lock of sandbox `id` to attach it: `Error::AlreadyAttached` when it has a
+    /// state already.
+    pub fn lock_to_attach(&self, id: &str) -> Result<Lock> {
+        let lock = self.lock(id)?;
+        if self.load(id)?.is_some() {
+            return Err(Error::AlreadyAttached {
+                id: id.to_string(),
+                path: self.state_path(id),
+            });
+        }
+        Ok(lock)
     }
 
     /// Whether a state file (or anything else) is at the sandbox's state path.

@@ -2,23 +2,20 @@
 //! as a VMM would. A tap is created in the network namespace of the thread that opens
 //! /dev/net/tun, so callers run these inside the target netns (see `NetNs::run`).
 
-use std::ffi::CStr;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
+use crate::sys::tun;
+
 const TUN_PATH: &str = "/dev/net/tun";
-/// `_IOW('T', 202, int)`
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 /// `_IOW('T', 203, int)`
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 /// `_IOW('T', 204, int)`
 const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
 /// `_IOW('T', 206, int)`
 const TUNSETGROUP: libc::c_ulong = 0x4004_54ce;
-/// `_IOR('T', 210, unsigned int)`
-const TUNGETIFF: libc::c_ulong = 0x8004_54d2;
 const IFF_TAP: i16 = 0x0002;
 const IFF_NO_PI: i16 = 0x1000;
 const IFF_VNET_HDR: i16 = 0x4000;
@@ -58,34 +55,6 @@ pub fn validate_queue_len(len: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (the rest of the union
-/// is unused here).
-#[repr(C)]
-struct IfReq {
-    name: [u8; libc::IFNAMSIZ],
-    flags: i16,
-    _pad: [u8; 22],
-}
-
-impl IfReq {
-    fn new(name: &str, flags: i16) -> io::Result<IfReq> {
-        let bytes = name.as_bytes();
-        if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad interface name {name:?}"),
-            ));
-        }
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags,
-            _pad: [0; 22],
-        };
-        req.name[..bytes.len()].copy_from_slice(bytes);
-        Ok(req)
-    }
-}
-
 /// The flags a tap is created with, which a VMM must repeat to open its queues.
 pub fn tap_flags(queues: u32) -> i16 {
     let mut flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
@@ -104,16 +73,6 @@ fn open_tun() -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(file))
 }
 
-fn set_iff(fd: &OwnedFd, req: &mut IfReq) -> io::Result<()> {
-    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `IfReq` has its layout and size
-    // (40 bytes) and lives for the duration of the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, req as *mut IfReq) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Who may open a tap besides root (for VMMs that run unprivileged).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TapOwner {
@@ -121,29 +80,19 @@ pub struct TapOwner {
     pub gid: Option<u32>,
 }
 
-fn ioctl_int(fd: &OwnedFd, request: libc::c_ulong, value: libc::c_ulong) -> io::Result<()> {
-    // SAFETY: these tun ioctls take an integer argument by value; the fd is open.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, value) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Create a persistent tap named `name` in the calling thread's netns: tap mode, no packet
 /// information, vnet header, multi-queue when `queues > 1`, owned by `owner` when given.
 /// Fails if the name is taken.
 pub fn create_persistent(name: &str, queues: u32, owner: TapOwner) -> io::Result<()> {
     let fd = open_tun()?;
-    let mut req = IfReq::new(name, tap_flags(queues) | IFF_TUN_EXCL)?;
-    set_iff(&fd, &mut req)?;
+    tun::set_iff(fd.as_fd(), Some(name), tap_flags(queues) | IFF_TUN_EXCL)?;
     if let Some(uid) = owner.uid {
-        ioctl_int(&fd, TUNSETOWNER, libc::c_ulong::from(uid))?;
+        tun::set_int(fd.as_fd(), TUNSETOWNER, libc::c_ulong::from(uid))?;
     }
     if let Some(gid) = owner.gid {
-        ioctl_int(&fd, TUNSETGROUP, libc::c_ulong::from(gid))?;
+        tun::set_int(fd.as_fd(), TUNSETGROUP, libc::c_ulong::from(gid))?;
     }
-    ioctl_int(&fd, TUNSETPERSIST, 1)
+    tun::set_int(fd.as_fd(), TUNSETPERSIST, 1)
 }
 
 /// Check a name for a network interface: 1 to 15 bytes, no '/', ':', NUL or whitespace.
@@ -169,8 +118,7 @@ pub fn open_queues(name: &str, queues: u32) -> io::Result<Vec<OwnedFd>> {
     (0..queues.max(1))
         .map(|_| {
             let fd = open_tun()?;
-            let mut req = IfReq::new(name, tap_flags(queues))?;
-            set_iff(&fd, &mut req)?;
+            tun::set_iff(fd.as_fd(), Some(name), tap_flags(queues))?;
             Ok(fd)
         })
         .collect()
@@ -179,78 +127,29 @@ pub fn open_queues(name: &str, queues: u32) -> io::Result<Vec<OwnedFd>> {
 /// Set the queue flags on an open tap-like fd whose device already exists (a macvtap's
 /// character device): tap, no PI, vnet header, multi-queue when `queues > 1`.
 pub fn set_queue_flags(fd: &OwnedFd, queues: u32) -> io::Result<()> {
-    let mut req = IfReq::new("x", tap_flags(queues))?;
-    req.name = [0; libc::IFNAMSIZ];
-    set_iff(fd, &mut req)
+    tun::set_iff(fd.as_fd(), None, tap_flags(queues))
 }
 
 /// The interface name a tun fd is attached to.
 pub fn attached_name(fd: &OwnedFd) -> io::Result<String> {
-    let mut req = IfReq::new("x", 0)?;
-    // SAFETY: TUNGETIFF fills a `struct ifreq`; `IfReq` has its layout and outlives the call.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETIFF, &mut req as *mut IfReq) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let name = CStr::from_bytes_until_nul(&req.name)
-        .map_err(|_| io::Error::other("TUNGETIFF returned an unterminated name"))?;
-    Ok(name.to_string_lossy().into_owned())
-}
-
-/// `struct ifreq` as SIOCGIFINDEX fills it: the name, then `ifr_ifindex` in the union.
-#[repr(C)]
-struct IfReqIndex {
-    name: [u8; libc::IFNAMSIZ],
-    index: i32,
-    _pad: [u8; 20],
+    tun::attached_name(fd.as_fd())
 }
 
 /// The ifindex of `name` in the netns of `socket` (any socket; a netlink socket answers
 /// SIOCGIFINDEX through the kernel's generic device ioctls). One syscall, where
 /// `if_nametoindex` opens, asks and closes a socket of its own.
 pub fn ifindex_via(socket: BorrowedFd<'_>, name: &str) -> io::Result<u32> {
-    let named = IfReq::new(name, 0)?;
-    let mut req = IfReqIndex {
-        name: named.name,
-        index: 0,
-        _pad: [0; 20],
-    };
-    // SAFETY: SIOCGIFINDEX reads the name and writes ifr_ifindex within the 40-byte ifreq
-    // that `req` is; the fd is open for the duration of the call.
-    let rc = unsafe {
-        libc::ioctl(
-            socket.as_raw_fd(),
-            libc::SIOCGIFINDEX,
-            &mut req as *mut IfReqIndex,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    u32::try_from(req.index).map_err(|_| io::Error::other("kernel returned a negative ifindex"))
+    tun::ifindex(socket, name)
 }
 
 /// The ifindex of `name` in the calling thread's netns.
 pub fn ifindex(name: &str) -> io::Result<u32> {
-    let cname = std::ffi::CString::new(name)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "interface name has a NUL"))?;
-    // SAFETY: if_nametoindex reads a NUL-terminated string that outlives the call.
-    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-    if index == 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(index)
+    nix::net::if_::if_nametoindex(name).map_err(io::Error::from)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ifreq_has_the_kernel_layout() {
-        assert_eq!(std::mem::size_of::<IfReq>(), 40);
-        assert_eq!(std::mem::size_of::<IfReqIndex>(), 40);
-    }
 
     #[test]
     fn flags_follow_the_queue_count() {
@@ -280,12 +179,5 @@ mod tests {
         );
         assert!(validate_queue_len(MAX_QUEUE_LEN + 1).is_err());
         assert!(validate_queue_len(u32::MAX).is_err());
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(IfReq::new("", 0).is_err());
-        assert!(IfReq::new("0123456789abcdef", 0).is_err());
-        assert!(IfReq::new("tap0", 0).is_ok());
     }
 }

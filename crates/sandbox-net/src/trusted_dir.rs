@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +32,7 @@ use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, RenameFlags, openat, readlinkat, rena
 use nix::sys::stat::{FileStat, Mode, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use crate::sys::fd;
 use crate::{Error, Result};
 
 /// The most symlinks followed on the way to a directory (the kernel's own limit).
@@ -410,13 +411,10 @@ impl TrustedDir {
                 let gone = io::Error::from(io::ErrorKind::NotFound);
                 return Err(Error::state(&path, "create lock file", gone));
             };
-            // SAFETY: flock on an fd we own; no memory is passed.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                    return Ok(None);
-                }
-                return Err(Error::state(&path, "lock", e));
+            let locked =
+                fd::try_lock_exclusive(file.as_fd()).map_err(|e| Error::state(&path, "lock", e))?;
+            if !locked {
+                return Ok(None);
             }
             match fstatat(self.fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(now) if now.st_ino == held.ino() && now.st_dev == held.dev() => {
@@ -469,8 +467,10 @@ impl Drop for Lock {
         // spawning holds a copy of the fd from fork until exec (O_CLOEXEC closes it only
         // then), and a flock lasts while any copy is open, so a later `lock` in this process
         // could see a spurious Busy. LOCK_UN releases it for every copy.
-        // SAFETY: flock on an fd we own; no memory is passed.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        if let Err(e) = fd::unlock(self.file.as_fd()) {
+            let path = self.dir.file_path(&self.name);
+            tracing::warn!(path = %path.display(), error = %e, "could not release a lock");
+        }
     }
 }
 

@@ -7,11 +7,9 @@
 //!   must be a real directory, `vhu.sock` a real socket) and only takes what DIR's owner or
 //!   sandbox-net's own user made: a symlink, or a directory or socket of another owner, is
 //!   refused, naming it. DIR itself is the operator's choice and is followed.
-//! - [`refuse_held`]: a socket serves one endpoint. One that another endpoint already
-//!   holds (of this sandbox or of any state in the state directory, whatever its phase) is
-//!   refused, naming the sandbox and the interface that hold it. Two paths name the same
-//!   socket when they name the same file (device and inode) or, when one is gone, the same
-//!   canonical path.
+//! - a socket serves one endpoint: one that another endpoint already holds is refused (see
+//!   `ops::vhost_user`). Two paths name the same socket when they name the same file
+//!   (device and inode) or, when one is gone, the same canonical path ([`same_socket`]).
 
 use std::fs;
 use std::net::IpAddr;
@@ -22,9 +20,6 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
 use nix::sys::stat::{FileStat, Mode, SFlag, fstat, fstatat};
 use nix::unistd::geteuid;
-
-use crate::state::{Endpoint, State, StateDir};
-use crate::{Error, Result};
 
 /// The socket's name in its address's directory.
 pub const SOCKET_NAME: &str = "vhu.sock";
@@ -107,55 +102,4 @@ fn canonical(path: &Path) -> PathBuf {
 pub fn same_socket(a: &Path, b: &Path) -> bool {
     let id = |p: &Path| fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
     matches!((id(a), id(b)), (Some(x), Some(y)) if x == y) || canonical(a) == canonical(b)
-}
-
-/// Who holds `socket` apart from endpoint `except` of sandbox `state`: (sandbox, interface).
-fn holder<'a>(socket: &Path, state: &'a State, except: Option<&str>) -> Option<(&'a str, &'a str)> {
-    state
-        .endpoints
-        .iter()
-        .filter(|e| Some(e.name.as_str()) != except)
-        .find(|e| {
-            e.vhost_user_socket
-                .as_deref()
-                .is_some_and(|s| same_socket(s, socket))
-        })
-        .map(|e| (state.id.as_str(), e.name.as_str()))
-}
-
-/// Refuse a vhost-user socket of `new` (endpoints of `state`, saved already) that another
-/// endpoint holds: another one of `state`, or one of any other state in `store`. Called
-/// after the state naming the new endpoints is saved, so of two attachments that claim a
-/// socket at the same time, at least one sees the other.
-pub fn refuse_held(store: &StateDir, state: &State, new: &[Endpoint], netns: &str) -> Result<()> {
-    let wanted: Vec<(&str, &Path)> = new
-        .iter()
-        .filter_map(|e| Some((e.name.as_str(), e.vhost_user_socket.as_deref()?)))
-        .collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let mut others = Vec::new();
-    for id in store.ids()? {
-        if id != state.id
-            && let Some(other) = store.load(&id)?
-        {
-            others.push(other);
-        }
-    }
-    for (iface, socket) in wanted {
-        let held = holder(socket, state, Some(iface))
-            .or_else(|| others.iter().find_map(|o| holder(socket, o, None)));
-        if let Some((id, by)) = held {
-            return Err(Error::Unsupported {
-                iface: iface.to_string(),
-                netns: netns.to_string(),
-                reason: format!(
-                    "its vhost-user socket {} is already held by sandbox {id} (interface {by}); it is not attached",
-                    socket.display()
-                ),
-            });
-        }
-    }
-    Ok(())
 }

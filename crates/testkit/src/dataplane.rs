@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use sandbox_net::Endpoint;
 use sandbox_net::guest::{GuestConfig, GuestInterface};
 use sandbox_net::netns::NetNs;
-use sandbox_net::state::Endpoint;
 use sandbox_net::vmm::open_endpoint_queues;
 use sandbox_net::{Error, Result};
 
@@ -23,12 +23,10 @@ pub struct PingReport {
 
 /// The fake guest's identity for an endpoint: its MAC and first IPv4 and IPv6 address.
 pub fn identity(endpoint: &Endpoint, iface: &GuestInterface) -> Result<GuestIdentity> {
-    let mac = sandbox_net::guest::parse_mac(&endpoint.mac).ok_or_else(|| {
-        Error::invalid(
-            format!("endpoint {} MAC", endpoint.name),
-            format!("{:?} is not a MAC", endpoint.mac),
-        )
-    })?;
+    let mac = endpoint
+        .mac
+        .ok_or_else(|| Error::invalid(format!("endpoint {} MAC", endpoint.name), "none"))?
+        .bytes();
     let ipv4 = iface.addresses.iter().find_map(|a| match a.address {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(_) => None,
@@ -87,7 +85,11 @@ pub fn check_via(
     count: u32,
     via: impl Fn(IpAddr) -> Option<IpAddr>,
 ) -> Result<Vec<PingReport>> {
-    let tap_label = format!("tap {} in netns {}", endpoint.tap, pod.display());
+    let tap_label = format!(
+        "tap {} in netns {}",
+        endpoint.device().unwrap_or_default(),
+        pod.display()
+    );
     let fds = pod
         .run(|| while_busy(|| open_endpoint_queues(endpoint)))?
         .map_err(|e| Error::kernel(&tap_label, "open the VMM side (all queues)", e))?;

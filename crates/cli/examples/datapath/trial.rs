@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use sandbox_net::Endpoint;
 use sandbox_net::netlink::Netlink;
-use sandbox_net::state::Endpoint;
 use sandbox_net::vmm::open_endpoint_queues;
 use sandbox_net::{AttachOptions, tap};
 use sandbox_net_testkit::iproute::try_ip;
@@ -232,13 +232,20 @@ impl Env {
     /// guest has the pod's address and the endpoint's recorded MAC; a routed join's guest
     /// sends to the tap's MAC.
     pub fn addresses(&self, join: Join, ep: Option<&Endpoint>) -> R<(Addresses, Addresses)> {
-        let guest_mac = ep.map_or(Ok(self.eth0_mac), |e| mac_of(&e.mac))?;
+        let guest_mac = match ep {
+            Some(e) => *e
+                .mac
+                .ok_or_else(|| format!("endpoint {} has no MAC", e.name))?
+                .as_bytes(),
+            None => self.eth0_mac,
+        };
         let tap_mac = match ep {
-            Some(ep) if join.routed() => Some(mac_of(
-                ep.tap_mac
-                    .as_deref()
-                    .ok_or("the l3 endpoint has no tap MAC")?,
-            )?),
+            Some(ep) if join.routed() => Some(
+                *ep.backend
+                    .device_mac()
+                    .ok_or("the l3 endpoint has no tap MAC")?
+                    .as_bytes(),
+            ),
             _ => None,
         };
         let ends = Ends {
@@ -257,10 +264,15 @@ impl Env {
     /// forwards), so both are made permanent. The guest's goes with the tap on detach; the
     /// peer's stays with the pod, as a resolved gateway would.
     fn routed_neighbours(&self, ep: &Endpoint) -> R<()> {
+        let tap = device(ep)?;
+        let guest_mac = ep
+            .mac
+            .ok_or_else(|| format!("endpoint {} has no MAC", ep.name))?
+            .to_string();
         let peth0_mac: Vec<String> = self.peth0_mac.iter().map(|b| format!("{b:02x}")).collect();
         let (pod_ip, peer_ip) = (self.pod_ip.to_string(), self.peer_ip.to_string());
         let entries = [
-            (pod_ip.as_str(), ep.mac.as_str(), ep.tap.as_str()),
+            (pod_ip.as_str(), guest_mac.as_str(), tap),
             (peer_ip.as_str(), &peth0_mac.join(":"), "eth0"),
         ];
         for (ip, mac, dev) in entries {
@@ -283,13 +295,14 @@ impl Env {
 
     /// The guest's queues, opened as a VMM opens them, with the VMM's header size.
     pub fn open_queues(&self, ep: &Endpoint) -> R<Vec<OwnedFd>> {
+        let tap = device(ep)?;
         let fds = self
             .net
             .pod
             .run(|| open_endpoint_queues(ep))?
-            .map_err(|e| format!("open the queues of {}: {e}", ep.tap))?;
+            .map_err(|e| format!("open the queues of {tap}: {e}"))?;
         for fd in &fds {
-            set_vnet_hdr_len(fd).map_err(|e| format!("TUNSETVNETHDRSZ on {}: {e}", ep.tap))?;
+            set_vnet_hdr_len(fd).map_err(|e| format!("TUNSETVNETHDRSZ on {tap}: {e}"))?;
         }
         Ok(fds)
     }
@@ -317,7 +330,10 @@ impl Env {
         let attached = self.attach(spec, n)?;
         let ep = attached.as_ref().map(|a| a.endpoint.clone());
         let tap_index = match &ep {
-            Some(ep) => Some(self.net.pod.run(|| tap::ifindex(&ep.tap))??),
+            Some(ep) => {
+                let dev = device(ep)?;
+                Some(self.net.pod.run(|| tap::ifindex(dev))??)
+            }
             None => None,
         };
         let wire = wire_bytes(spec.frame_bytes);
@@ -513,8 +529,11 @@ impl Env {
     }
 }
 
-pub fn mac_of(text: &str) -> R<[u8; 6]> {
-    sandbox_net::guest::parse_mac(text).ok_or_else(|| format!("{text:?} is not a MAC").into())
+/// The device (tap or macvtap) the VMM opens for `ep`.
+fn device(ep: &Endpoint) -> R<&str> {
+    ep.backend
+        .device()
+        .ok_or_else(|| format!("endpoint {} has no tap or macvtap", ep.name).into())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ pub struct Args {
     #[arg(long, required_unless_present = "config")]
     netns: Option<String>,
     /// Attach the devices listed in a static configuration file instead of a netns
-    /// (host taps, vhost-user sockets, PCI devices; see the README, "Static attachments").
+    /// (host taps, vhost-user sockets, PCI devices; see docs/static.md).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["netns", "model", "queues",
         "tap_queue_len", "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate",
         "no_guest"])]

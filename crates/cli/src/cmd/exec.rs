@@ -4,8 +4,8 @@
 use std::ffi::OsString;
 use std::path::Path;
 
+use sandbox_net::Error;
 use sandbox_net::vmm::{self, Vmm};
-use sandbox_net::{Error, guest_formats};
 
 use super::vmm_args::VmmName;
 
@@ -28,11 +28,11 @@ pub fn run(state_dir: &Path, args: Args) -> Error {
     let Some((program, vmm_args)) = args.command.split_first() else {
         return Error::invalid("VMM command", "missing (give it after --)");
     };
-    let state = match guest_formats::load_attached(state_dir, &args.id) {
+    let mut sandbox = match vmm::open_attached(state_dir, &args.id) {
         Ok(s) => s,
         Err(e) => return e,
     };
-    let plan = match vmm::prepare_exec(&state, Vmm::from(args.vmm), !args.no_vhost) {
+    let plan = match vmm::prepare_exec(&mut sandbox, Vmm::from(args.vmm), !args.no_vhost) {
         Ok(p) => p,
         Err(e) => return e,
     };

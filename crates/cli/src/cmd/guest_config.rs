@@ -5,7 +5,8 @@ use std::path::Path;
 
 use clap::ValueEnum;
 use sandbox_net::Error;
-use sandbox_net::guest_formats::{self, GuestNetwork};
+use sandbox_net::guest_formats::{self, Format};
+use sandbox_net::sandbox::not_attached;
 
 use crate::output::{note, print_json};
 
@@ -29,35 +30,20 @@ enum GuestFormat {
 
 pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     let id = &args.id;
-    let Some(guest) = sandbox_net::guest_config(state_dir, id)? else {
-        return Err(Error::invalid(format!("sandbox {id}"), "not attached"));
+    let format = match args.format {
+        GuestFormat::Json => {
+            let guest =
+                sandbox_net::guest_config(state_dir, id)?.ok_or_else(|| not_attached(id))?;
+            return print_json(&guest);
+        }
+        GuestFormat::KernelIp => Format::KernelIp,
+        GuestFormat::CloudInit => Format::CloudInit,
     };
-    match args.format {
-        GuestFormat::Json => print_json(&guest),
-        GuestFormat::KernelIp => render(state_dir, id, false),
-        GuestFormat::CloudInit => render(state_dir, id, true),
-    }
-}
-
-/// `--format kernel-ip` (cloud_init false) or `--format cloud-init`; what the format
-/// can't carry goes to stderr as notes.
-fn render(state_dir: &Path, id: &str, cloud_init: bool) -> Result<(), Error> {
-    let state = guest_formats::load_attached(state_dir, id)?;
-    let guest = sandbox_net::describe_guest(&state)?;
-    let net = GuestNetwork {
-        guest: &guest,
-        dns: &state.dns,
-    };
-    let rendered = if cloud_init {
-        guest_formats::cloud_init(net)
-    } else {
-        guest_formats::kernel_ip(net)
-            .map_err(|why| Error::invalid(format!("kernel ip= for sandbox {id}"), why))?
-    };
-    if cloud_init {
-        print!("{}", rendered.text);
-    } else {
-        println!("{}", rendered.text);
+    // What the format can't carry goes to stderr as notes.
+    let rendered = guest_formats::render(state_dir, id, format)?;
+    match format {
+        Format::CloudInit => print!("{}", rendered.text),
+        Format::KernelIp => println!("{}", rendered.text),
     }
     for n in &rendered.notes {
         note(n);

@@ -77,7 +77,7 @@ fn list(state_dir: &Path, json: bool) -> Result<(), Error> {
         let eps: Vec<String> = s
             .endpoints
             .iter()
-            .map(|e| format!("{}->{}", e.name, e.tap))
+            .map(|e| format!("{}->{}", e.name, e.device().unwrap_or_default()))
             .collect();
         println!("{}  {:?}  {}  {}", s.id, s.phase, s.netns, eps.join(" "));
     }

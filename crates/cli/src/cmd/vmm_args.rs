@@ -6,7 +6,6 @@ use std::path::Path;
 
 use clap::ValueEnum;
 use sandbox_net::Error;
-use sandbox_net::guest_formats;
 use sandbox_net::vmm::{self, RenderOptions, Vmm};
 
 use crate::output::{note, print_json};
@@ -49,7 +48,7 @@ impl From<VmmName> for Vmm {
 pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     let vmm = Vmm::from(args.vmm);
     let want_vhost = !args.no_vhost;
-    let state = guest_formats::load_attached(state_dir, &args.id)?;
+    let state = vmm::open_attached(state_dir, &args.id)?.state;
     let available = vmm::vhost_net_available();
     let vhost = want_vhost && available;
     let mut rendered = vmm::vmm_args(

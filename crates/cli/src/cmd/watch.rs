@@ -57,8 +57,7 @@ fn human(event: &WatchEvent) -> String {
 
 fn line(event: &WatchEvent, json: bool) -> Result<String, Error> {
     if json {
-        serde_json::to_string(event)
-            .map_err(|e| Error::invalid("watch event", format!("cannot encode JSON: {e}")))
+        serde_json::to_string(event).map_err(|e| Error::encode("watch event", e))
     } else {
         Ok(human(event))
     }

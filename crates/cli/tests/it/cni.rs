@@ -365,7 +365,9 @@ fn check_dataplane(state: &TempStateDir, id: &str, pod: &Ns, host: &Ns, gateways
         .collect();
     let reports =
         sandbox_net_testkit::dataplane::check(&pod.netns, &host.netns, ep, identity, &targets, 3)
-            .unwrap_or_else(|e| panic!("dataplane through {}: {e}", ep.tap));
+            .unwrap_or_else(|e| {
+                panic!("dataplane through {}: {e}", ep.device().unwrap_or_default())
+            });
     for r in &reports {
         println!("   {:<28} {} replies", r.direction, r.rtts.len());
     }
@@ -1054,7 +1056,7 @@ fn version_and_status() {
 /// The macvtap model through CNI: the device in the result is the macvtap (with the guest's
 /// MAC, which moved to it from eth0), traffic flows through its character device, CHECK
 /// and DEL work. (The bridge plugin's own CHECK fails under this model: eth0 lost its MAC
-/// and addresses to the macvtap. The README says so.)
+/// and addresses to the macvtap. docs/cni.md says so.)
 #[test]
 fn bridge_chain_macvtap_model() {
     let host = Ns::new("sncni-host");

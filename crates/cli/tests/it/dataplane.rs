@@ -84,7 +84,10 @@ fn dataplane_round_trip(queues: u32) {
     let (a, guard) = attach(&net, &dir, &id, queues);
     assert_eq!(a.endpoints.len(), 1);
     let ep = &a.endpoints[0];
-    assert_eq!((ep.name.as_str(), ep.tap.as_str()), ("eth0", "tap0_sn"));
+    assert_eq!(
+        (ep.name.as_str(), ep.device().unwrap_or_default()),
+        ("eth0", "tap0_sn")
+    );
     assert_eq!(ep.queues, queues);
     let info = tap_info(&net.pod_name, "tap0_sn");
     println!("tap0_sn: {info}");
@@ -237,7 +240,7 @@ fn dataplane_three_veths() {
     let pairs: Vec<(&str, &str)> = a
         .endpoints
         .iter()
-        .map(|e| (e.name.as_str(), e.tap.as_str()))
+        .map(|e| (e.name.as_str(), e.device().unwrap_or_default()))
         .collect();
     assert_eq!(
         pairs,

@@ -414,7 +414,7 @@ fn cli_json_attach_and_detach_and_file_modes() {
         .expect("load")
         .expect("state");
     assert_eq!(saved.endpoints.len(), 1);
-    assert_eq!(saved.endpoints[0].tap, "tap0_sn");
+    assert_eq!(saved.endpoints[0].device(), Some("tap0_sn"));
     assert_eq!(saved.journal.len(), 5);
 
     let (code, out, err) = cli(&["--state-dir", &state_dir, "status", "--id", id, "--json"]);

@@ -19,8 +19,8 @@ use sandbox_net::netlink::Netlink;
 use sandbox_net::netlink::addr::Address;
 use sandbox_net::netlink::link::Link;
 use sandbox_net::scan::Snapshot;
-use sandbox_net::state::Endpoint;
 use sandbox_net::tap::{self, TapOwner};
+use sandbox_net::{Backend, Endpoint};
 use sandbox_net::{Detached, Model, physical};
 use sandbox_net_testkit::scratch::ScratchNet;
 
@@ -57,12 +57,12 @@ fn endpoint_round_trip(
         serde_json::to_string(ep).unwrap_or_default()
     );
     assert_eq!((ep.name.as_str(), ep.kind), (iface, kind));
-    assert_eq!(ep.mac, mac);
+    assert_eq!(ep.mac.map(|m| m.to_string()), Some(mac.clone()));
     assert_eq!(ep.queues, 2);
     match model {
         Model::Tcfilter => {
-            assert_eq!(ep.tap, "tap0_sn");
-            assert!(ep.chardev.is_none());
+            assert_eq!(ep.device(), Some("tap0_sn"));
+            assert!(matches!(ep.backend, Backend::Tap { .. }), "{ep:?}");
             let filters = tc_json(pod, &["filter", "show", "dev", iface, "ingress"]);
             assert!(
                 filters.to_string().contains("tap0_sn"),
@@ -70,8 +70,14 @@ fn endpoint_round_trip(
             );
         }
         Model::Macvtap => {
-            assert_eq!(ep.tap, "mvtap0_sn");
-            assert!(ep.chardev.is_some());
+            assert_eq!(ep.device(), Some("mvtap0_sn"));
+            assert!(matches!(
+                ep.backend,
+                Backend::Macvtap {
+                    chardev: Some(_),
+                    ..
+                }
+            ));
             let mvt = link(pod, "mvtap0_sn");
             println!("mvtap0_sn: {mvt}");
             if kind == EndpointKind::Macvlan {
@@ -293,9 +299,17 @@ fn vmm_opens(net: &ScratchNet, ep: &Endpoint) -> usize {
         .pod
         .run(|| while_busy(|| sandbox_net::vmm::open_endpoint_queues(ep)))
         .expect("run in pod")
-        .unwrap_or_else(|e| panic!("open {} as reported ({ep:?}): {e}", ep.tap));
+        .unwrap_or_else(|e| {
+            panic!(
+                "open {} as reported ({ep:?}): {e}",
+                ep.device().unwrap_or_default()
+            )
+        });
     for fd in &fds {
-        assert_eq!(tap::attached_name(fd).expect("TUNGETIFF"), ep.tap);
+        assert_eq!(
+            Some(tap::attached_name(fd).expect("TUNGETIFF").as_str()),
+            ep.device()
+        );
     }
     fds.len()
 }
@@ -341,7 +355,14 @@ fn existing_taps_are_handed_over_as_they_are() {
         let eps: Vec<(&str, EndpointKind, &str, u32)> = a
             .endpoints
             .iter()
-            .map(|e| (e.name.as_str(), e.kind, e.tap.as_str(), e.queues))
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.kind,
+                    e.device().unwrap_or_default(),
+                    e.queues,
+                )
+            })
             .collect();
         println!("queues {queues}: {eps:?}");
         // A multi-queue tap is reported with at least 2 queues: a VMM sets IFF_MULTI_QUEUE,
@@ -354,7 +375,13 @@ fn existing_taps_are_handed_over_as_they_are() {
                 ("vmtap1", EndpointKind::Tap, "vmtap1", mq_queues),
             ]
         );
-        assert!(a.endpoints.iter().all(|e| e.chardev.is_none()));
+        assert!(a.endpoints.iter().all(|e| !matches!(
+            e.backend,
+            Backend::Macvtap {
+                chardev: Some(_),
+                ..
+            }
+        )));
         // Nothing created: no tap of ours, no qdisc, no filter.
         assert!(!has_tc_objects(pod));
         assert_settles_to(pod, &before, "taps handed over");
@@ -455,7 +482,12 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
     let ep = &a.endpoints[0];
     println!("{}", serde_json::to_string(ep).unwrap_or_default());
     assert_eq!(
-        (ep.name.as_str(), ep.kind, ep.tap.as_str(), ep.queues),
+        (
+            ep.name.as_str(),
+            ep.kind,
+            ep.device().unwrap_or_default(),
+            ep.queues
+        ),
         ("mvt0", EndpointKind::Macvtap, "mvt0", 2)
     );
     let index = link(pod, "mvt0")["ifindex"].as_u64().expect("ifindex");
@@ -466,8 +498,14 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
             &format!("/sys/class/net/mvt0/macvtap/tap{index}/dev"),
         ],
     );
-    assert_eq!(ep.chardev.as_deref(), Some(sysfs.trim()));
-    assert_eq!(ep.mac, link(pod, "mvt0")["address"].as_str().expect("mac"));
+    let Backend::Macvtap { chardev, .. } = &ep.backend else {
+        panic!("not handed over as a macvtap: {ep:?}");
+    };
+    assert_eq!(chardev.as_deref(), Some(sysfs.trim()));
+    assert_eq!(
+        ep.mac.map(|m| m.to_string()).as_deref(),
+        link(pod, "mvt0")["address"].as_str()
+    );
     assert!(!has_tc_objects(pod));
     assert_settles_to(pod, &before, "macvtap handed over");
     assert_eq!(vmm_opens(&net, ep), 2);
@@ -494,7 +532,7 @@ fn an_existing_macvtap_is_handed_over_through_its_chardev() {
 
 // ---- physical NIC against a fake sysfs tree (the fixture of src/physical.rs's tests) ----
 
-use sandbox_net::ownership::Owner;
+use sandbox_net::journal::ownership::Owner;
 use sandbox_net_testkit::fake_sysfs::{ADDR, DEV, FakeSysfs as Fake};
 
 /// Play the kernel during a bind: `drivers_probe` becomes a FIFO whose buffer is full, so
@@ -662,7 +700,7 @@ fn physical_nic_is_bound_to_vfio_and_rebound_on_undo_against_a_fake_sysfs() {
     // Apply: unbind from ixgbe, driver_override, probe; the fake kernel binds vfio-pci.
     let net = ScratchNet::new("snt").expect("a netns for the netlink socket");
     let mut nl = Netlink::open_in(&net.pod).expect("netlink");
-    let alias = journal::owner_alias("phys-1");
+    let alias = sandbox_net::names::owner_alias("phys-1");
     let kernel = fake_kernel_probe(&fake);
     let applied = journal::apply(&mut nl, &mut entries, &alias);
     let probed = kernel.join().expect("fake kernel thread");
@@ -789,8 +827,12 @@ fn vhost_user_sockets() {
         println!("{what}: {}", serde_json::to_string(ep).unwrap_or_default());
         match expect_socket {
             Some(socket) => {
-                assert_eq!(ep.vhost_user_socket.as_deref(), Some(socket), "{what}");
-                assert_eq!((ep.tap.as_str(), ep.queues), ("", 1), "{what}");
+                assert_eq!(ep.backend.vhost_user_socket(), Some(socket), "{what}");
+                assert_eq!(
+                    (ep.device().unwrap_or_default(), ep.queues),
+                    ("", 1),
+                    "{what}"
+                );
                 assert_settles_to(pod, &before, what);
                 let st = sandbox_net::status(state.path(), "vhu-1")
                     .expect("status")
@@ -798,8 +840,12 @@ fn vhost_user_sockets() {
                 assert_eq!(st.objects, Some(vec![]), "{what}");
             }
             None => {
-                assert_eq!(ep.vhost_user_socket, None, "{what}");
-                assert_eq!((ep.tap.as_str(), ep.queues), ("tap0_sn", 4), "{what}");
+                assert_eq!(ep.backend.vhost_user_socket(), None, "{what}");
+                assert_eq!(
+                    (ep.device().unwrap_or_default(), ep.queues),
+                    ("tap0_sn", 4),
+                    "{what}"
+                );
                 assert!(has_tc_objects(pod), "{what}");
             }
         }

@@ -1,6 +1,6 @@
 //! The fuzz targets' properties (fuzz/checks.rs) over every committed seed input
 //! (fuzz/corpus/<target>/): what CI runs of the fuzzing, since cargo-fuzz needs a nightly
-//! compiler. Long runs: see the README, "Fuzzing".
+//! compiler. Long runs: see docs/testing.md, "Fuzzing".
 
 use std::path::Path;
 

@@ -28,9 +28,11 @@ use sandbox_net::journal::Entry;
 use sandbox_net::netlink::Netlink;
 use sandbox_net::netns::{NetNs, NsId};
 use sandbox_net::ops::RateChange;
-use sandbox_net::state::{self, Endpoint, Phase, Settings, State, StateDir};
+use sandbox_net::sandbox::{Access, Sandbox};
+use sandbox_net::state::{self, Phase, Settings, State, StateDir};
 use sandbox_net::vmm::{self, Vmm};
 use sandbox_net::{AttachOptions, Detached, GcOptions, Model, WatchOptions};
+use sandbox_net::{Backend, Endpoint, MacAddr};
 use sandbox_net_testkit::fake_sysfs::{ADDR, DEV, FakeSysfs};
 use sandbox_net_testkit::scratch::{ScratchNet, unique_name};
 use serde_json::Value;
@@ -80,6 +82,11 @@ fn load(dir: &Path, id: &str) -> State {
         .and_then(|s| s.load(id))
         .expect("load state")
         .expect("a state")
+}
+
+/// The sandbox as every operation opens it (read only), whatever became of its netns.
+fn open(dir: &Path, id: &str) -> Sandbox {
+    Sandbox::open(dir, id, Access::Read).expect("open the sandbox")
 }
 
 /// The ifindex of the (first) tap a state journals.
@@ -352,10 +359,10 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
         "set_rate",
         sandbox_net::set_rate(dir, r.id, None, Some(rate), None).expect_err("set_rate"),
     );
-    // vmm-args and exec load the sandbox through load_attached.
+    // vmm-args and exec open the sandbox through open_attached.
     err(
-        "load_attached (vmm-args)",
-        sandbox_net::guest_formats::load_attached(dir, r.id).expect_err("load_attached"),
+        "open_attached (vmm-args)",
+        vmm::open_attached(dir, r.id).expect_err("open_attached"),
     );
     err(
         "guest_config",
@@ -363,7 +370,7 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_library_and_gc_touches
     );
     err(
         "prepare_exec",
-        vmm::prepare_exec(&load(dir, r.id), Vmm::Qemu, false).expect_err("prepare_exec"),
+        vmm::prepare_exec(&mut open(dir, r.id), Vmm::Qemu, false).expect_err("prepare_exec"),
     );
     let stop = AtomicBool::new(false);
     let watched = sandbox_net::watch(&WatchOptions::new(dir, r.id), &stop, |_| {});
@@ -439,7 +446,7 @@ fn devices_at_journalled_ifindexes_that_are_not_ours_are_left_alone_and_named() 
     sandbox_net::attach(&opts).expect("attach");
     let state = load(dir.path(), id);
     let eth0 = state.endpoints[0].ifindex.to_string();
-    let tap = state.endpoints[0].tap.clone();
+    let tap = state.endpoints[0].device().unwrap_or_default().to_string();
     let tap_index = tap_ifindex(&state).to_string();
     let ip = |args: &[&str]| {
         let mut full = vec!["-n", pod.as_str()];
@@ -570,7 +577,7 @@ fn set_rate_does_not_change_a_limit_on_a_device_that_took_the_taps_ifindex() {
     opts.rx_rate = Some("10mbit".parse().expect("rate"));
     sandbox_net::attach(&opts).expect("attach with an rx limit");
     let state = load(dir.path(), id);
-    let tap = state.endpoints[0].tap.clone();
+    let tap = state.endpoints[0].device().unwrap_or_default().to_string();
     let tap_index = tap_ifindex(&state).to_string();
     // The tenant deletes our tap and puts a veth of its own at its ifindex, under the
     // tap's name, with an HTB limit of its own where ours was.
@@ -672,15 +679,13 @@ fn vfio_netns_gone(id: &str) -> VfioNetnsGone {
             name: "eth5".into(),
             kind: EndpointKind::Physical,
             ifindex: 7,
-            tap: String::new(),
-            mac: "90:e2:ba:00:00:07".into(),
-            tap_mac: None,
+            mac: "90:e2:ba:00:00:07".parse::<MacAddr>().ok(),
             mtu: 1500,
             queues: 1,
-            chardev: None,
-            pci_address: Some(ADDR.into()),
-            vfio_group: Some(PathBuf::from("/dev/vfio/17")),
-            vhost_user_socket: None,
+            backend: Backend::Vfio {
+                pci_address: ADDR.into(),
+                group: PathBuf::from("/dev/vfio/17"),
+            },
             ifb: None,
         }],
         guest: None,

@@ -563,12 +563,12 @@ fn another_tenants_address_does_not_get_its_vhost_user_socket() {
     };
     let (a, guard_a) = attach_with_vhu(&pod_a, "vhu-a");
     assert_eq!(
-        a.endpoints[0].vhost_user_socket.as_deref(),
+        a.endpoints[0].backend.vhost_user_socket(),
         Some(vhu.socket("10.77.0.2").as_path())
     );
     let (b, guard_b) = attach_with_vhu(&pod_b, "vhu-b");
     assert_eq!(
-        b.endpoints[0].vhost_user_socket.as_deref(),
+        b.endpoints[0].backend.vhost_user_socket(),
         Some(vhu.socket("10.88.0.2").as_path())
     );
     let state_a = fs::read(dir.path().join("vhu-a.json")).expect("A's state");

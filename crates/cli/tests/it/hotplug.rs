@@ -34,7 +34,7 @@ fn recorded(dir: &TempStateDir, id: &str) -> Vec<(String, String)> {
     load(dir, id)
         .endpoints
         .iter()
-        .map(|e| (e.name.clone(), e.tap.clone()))
+        .map(|e| (e.name.clone(), e.device().unwrap_or_default().to_string()))
         .collect()
 }
 
@@ -81,7 +81,8 @@ fn check_endpoint(net: &ScratchNet, dir: &TempStateDir, id: &str, name: &str) {
         &peer_ips(net, name),
     )
     .unwrap_or_else(|e| panic!("dataplane of {name}: {e}"));
-    assert_replied(&format!("{name} ({})", ep.tap), &reports, 2, 2);
+    let tap = ep.device().unwrap_or_default();
+    assert_replied(&format!("{name} ({tap})"), &reports, 2, 2);
 }
 
 fn guest_names(a: &sandbox_net::guest::GuestConfig) -> Vec<&str> {
@@ -155,7 +156,7 @@ fn three_interfaces_then_hotplug() {
         let eps: Vec<(&str, &str)> = a
             .endpoints
             .iter()
-            .map(|e| (e.name.as_str(), e.tap.as_str()))
+            .map(|e| (e.name.as_str(), e.device().unwrap_or_default()))
             .collect();
         println!("attach {round}: {eps:?}");
         assert_eq!(
@@ -173,9 +174,13 @@ fn three_interfaces_then_hotplug() {
         if let Some(first) = seen.first() {
             assert_eq!(a.guest, first.guest, "stable guest description");
             // A new tap gets a new random MAC each attach; everything else is stable.
-            let without_tap_mac = |eps: &[sandbox_net::state::Endpoint]| {
+            let without_tap_mac = |eps: &[sandbox_net::Endpoint]| {
                 let mut eps = eps.to_vec();
-                eps.iter_mut().for_each(|e| e.tap_mac = None);
+                eps.iter_mut().for_each(|e| {
+                    if let sandbox_net::Backend::Tap { mac, .. } = &mut e.backend {
+                        *mac = None;
+                    }
+                });
                 eps
             };
             assert_eq!(
@@ -210,7 +215,10 @@ fn three_interfaces_then_hotplug() {
         serde_json::to_string(&change.endpoint).unwrap_or_default()
     );
     assert_eq!(
-        (change.endpoint.name.as_str(), change.endpoint.tap.as_str()),
+        (
+            change.endpoint.name.as_str(),
+            change.endpoint.device().unwrap_or_default()
+        ),
         ("eth3", "tap3_sn")
     );
     assert_eq!(
@@ -229,7 +237,10 @@ fn three_interfaces_then_hotplug() {
     // Remove eth1: its tap, qdiscs and filters go; the others stay and pass traffic.
     let change = sandbox_net::remove_endpoint(dir.path(), id, "eth1").expect("remove eth1");
     assert_eq!(
-        (change.endpoint.name.as_str(), change.endpoint.tap.as_str()),
+        (
+            change.endpoint.name.as_str(),
+            change.endpoint.device().unwrap_or_default()
+        ),
         ("eth1", "tap1_sn")
     );
     assert_eq!(guest_names(&change.guest), vec!["eth0", "eth2", "eth3"]);
@@ -261,7 +272,7 @@ fn three_interfaces_then_hotplug() {
 
     // Add eth1 back: the lowest free slot, tap1_sn again; appended to the guest description.
     let change = sandbox_net::add_endpoint(dir.path(), id, "eth1").expect("add eth1 back");
-    assert_eq!(change.endpoint.tap, "tap1_sn");
+    assert_eq!(change.endpoint.device(), Some("tap1_sn"));
     assert_eq!(
         guest_names(&change.guest),
         vec!["eth0", "eth2", "eth3", "eth1"]
@@ -348,7 +359,7 @@ fn hotplug_through_the_cli() {
     assert_eq!(ep["kind"], "veth");
     assert_eq!(
         ep["mac"],
-        sandbox_net::guest::format_mac(&net.links[1].mac).as_str()
+        sandbox_net::MacAddr::new(net.links[1].mac).to_string()
     );
     assert_eq!(
         (ep["mtu"].as_u64(), ep["queues"].as_u64()),
@@ -449,7 +460,7 @@ fn hotplug_under_the_macvtap_model() {
     opts.queues = 2;
     opts.interfaces = Some(vec!["eth0".into()]);
     let (a, guard) = attach(&opts);
-    assert_eq!(a.endpoints[0].tap, "mvtap0_sn");
+    assert_eq!(a.endpoints[0].device(), Some("mvtap0_sn"));
 
     let change = sandbox_net::add_endpoint(dir.path(), id, "eth1").expect("add eth1");
     println!(
@@ -458,10 +469,23 @@ fn hotplug_under_the_macvtap_model() {
     );
     let ep = &change.endpoint;
     assert_eq!(
-        (ep.tap.as_str(), ep.queues, ep.mac.as_str()),
-        ("mvtap1_sn", 2, eth1_mac.as_str())
+        (
+            ep.device().unwrap_or_default(),
+            ep.queues,
+            ep.mac.map(|m| m.to_string())
+        ),
+        ("mvtap1_sn", 2, Some(eth1_mac.clone()))
     );
-    assert!(ep.chardev.is_some(), "{ep:?}");
+    assert!(
+        matches!(
+            ep.backend,
+            sandbox_net::Backend::Macvtap {
+                chardev: Some(_),
+                ..
+            }
+        ),
+        "{ep:?}"
+    );
     // The guest description of eth1 was taken before its addresses were removed.
     let g1 = &change.guest.interfaces[1];
     assert_eq!((g1.name.as_str(), g1.addresses.len()), ("eth1", 2));
@@ -473,7 +497,7 @@ fn hotplug_under_the_macvtap_model() {
     check_endpoint(&net, &dir, id, "eth1");
 
     let change = sandbox_net::remove_endpoint(dir.path(), id, "eth1").expect("remove eth1");
-    assert_eq!(change.endpoint.tap, "mvtap1_sn");
+    assert_eq!(change.endpoint.device(), Some("mvtap1_sn"));
     assert_eq!(guest_names(&change.guest), vec!["eth0"]);
     assert!(!link_names(pod).contains(&"mvtap1_sn".to_string()));
     assert_eq!(link(pod, "eth1")["address"], eth1_mac.as_str());

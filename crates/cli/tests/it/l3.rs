@@ -15,18 +15,20 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::watch_child::Watch;
+use sandbox_net::Endpoint;
 use sandbox_net::journal::Entry;
 use sandbox_net::model::l3;
 use sandbox_net::netns::NetNs;
 use sandbox_net::ops::{
-    RateChange, add_endpoint_with_failpoint, detach_with_failpoint, set_rate_with_failpoint,
+    RateChange, add_endpoint_with_failpoint, detach_with_failpoint,
+    follow_addresses_with_failpoint, set_rate_with_failpoint,
 };
-use sandbox_net::state::{Endpoint, Phase, State, StateDir};
+use sandbox_net::state::{Phase, State, StateDir};
 use sandbox_net::sysctl::Knob;
 use sandbox_net::{AttachOptions, Attachment, Detached, Model};
 use sandbox_net_testkit::dataplane;
-use sandbox_net_testkit::fakeguest::FakeGuest;
 use sandbox_net_testkit::fakeguest::tcp::TcpOutcome;
+use sandbox_net_testkit::fakeguest::{FakeGuest, GuestIdentity};
 
 /// More steps than any operation here has: a loop that reaches it has not terminated.
 const MAX_STEPS: usize = 128;
@@ -55,6 +57,18 @@ fn load(dir: &TempStateDir, id: &str) -> State {
         .load(id)
         .expect("load state")
         .expect("state exists")
+}
+
+/// The attachment as its state records it now (after hotplug or watch changed it).
+fn recorded(state: &State) -> Attachment {
+    Attachment {
+        id: state.id.clone(),
+        netns: state.netns.clone(),
+        model: state.model,
+        endpoints: state.endpoints.clone(),
+        guest: state.guest.clone(),
+        netlink_requests: 0,
+    }
 }
 
 fn described(state: &State) -> Vec<String> {
@@ -340,9 +354,12 @@ fn two_dual_stack_endpoints_carry_traffic_both_ways() {
     assert_eq!(a.model, Model::L3);
     let guest_config = a.guest.clone().expect("described");
     for (ep, link) in a.endpoints.iter().zip(&net.links) {
-        assert_eq!(ep.tap, format!("tap{}_sn", &ep.name[3..]));
+        assert_eq!(
+            ep.device().map(String::from),
+            Some(format!("tap{}_sn", &ep.name[3..]))
+        );
         two_way(&net, &a, ep);
-        let mac = sandbox_net::guest::format_mac(&link.mac);
+        let mac = sandbox_net::MacAddr::new(link.mac).to_string();
         assert_eq!(
             peer_neighbour(&net, &link.peer_name, IpAddr::V4(link.pod_v4)),
             mac
@@ -597,7 +614,7 @@ fn hotplug_under_l3() {
     let (_, attached) = attach(&opts);
     let one = settled_snapshot(&pod);
     let change = sandbox_net::add_endpoint(dir.path(), "hot", "eth1").expect("add eth1");
-    assert_eq!(change.endpoint.tap, "tap1_sn");
+    assert_eq!(change.endpoint.device(), Some("tap1_sn"));
     let eth1 = change
         .guest
         .interfaces
@@ -632,20 +649,21 @@ fn watch_under_l3() {
     let pristine = settled_snapshot(&pod);
     let (_, attached) = attach(&options(&net, &dir, "w", Model::L3));
     let mut watch = Watch::start(&dir, "w");
-    net.add_link(1, 1500, false).expect("add eth1");
+    let link = net.add_link(1, 1500, false).expect("add eth1");
     let (_, added) = watch.until("endpoint-added eth1", Duration::from_secs(10), |e| {
         e["event"] == "endpoint-added" && e["endpoint"]["name"] == "eth1"
     });
     assert_eq!(added["endpoint"]["tap"], "tap1_sn", "{added}");
+    // The watch may attach eth1 before its IPv6 address is there or has settled: that
+    // address is routed (and described) once it has.
+    let both = [IpAddr::V4(link.pod_v4), IpAddr::V6(link.pod_v6)];
+    if !describes(&added, "eth1", &both) {
+        watch.until("eth1 routed dual-stack", Duration::from_secs(10), |e| {
+            e["event"] == "guest-changed" && describes(e, "eth1", &both)
+        });
+    }
     let state = load(&dir, "w");
-    let a = Attachment {
-        id: "w".into(),
-        netns: pod.clone(),
-        model: Model::L3,
-        endpoints: state.endpoints.clone(),
-        guest: state.guest.clone(),
-        netlink_requests: 0,
-    };
+    let a = recorded(&state);
     let ep = state
         .endpoints
         .iter()
@@ -667,6 +685,292 @@ fn watch_under_l3() {
         !events.iter().any(|e| e.contains("error")),
         "watch reported an error: {events:?}"
     );
+    attached.detach();
+    assert_settles_to(&pod, &pristine, "after detach");
+}
+
+/// Whether a watch event's guest description gives interface `iface` every one of `ips`.
+fn describes(event: &serde_json::Value, iface: &str, ips: &[IpAddr]) -> bool {
+    event["guest"]["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["name"] == iface)
+        .any(|i| {
+            let given: Vec<String> = i["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a["address"].as_str().map(String::from))
+                .collect();
+            ips.iter().all(|ip| given.contains(&ip.to_string()))
+        })
+}
+
+/// The fake guest on endpoint `ep` with the addresses `v4` and `v6` pings the peer's
+/// addresses (IPv6 through the gateway), and the peer pings those addresses, each reply
+/// from the fake guest.
+fn two_way_as(net: &ScratchNet, ep: &Endpoint, v4: &str, v6: &str) {
+    let link = net
+        .links
+        .iter()
+        .find(|l| l.name == ep.name)
+        .expect("scratch link");
+    let id = GuestIdentity {
+        mac: ep.mac.expect("endpoint MAC").bytes(),
+        ipv4: Some(v4.parse().expect("IPv4")),
+        ipv6: Some(v6.parse().expect("IPv6")),
+    };
+    let peers = [IpAddr::V4(link.peer_v4), IpAddr::V6(link.peer_v6)];
+    let reports = dataplane::check_via(&net.pod, &net.peer, ep, id, &peers, COUNT, l3::next_hop)
+        .unwrap_or_else(|e| panic!("{} as {v4} and {v6}: {e}", ep.name));
+    assert_replied(&ep.name, &reports, 2, 2);
+}
+
+/// `ip` in `ns`, adding (`add`) or deleting (`del`) `address` on `dev`; IPv6 ones without
+/// duplicate address detection unless `dad`.
+fn address(ns: &str, verb: &str, address: &str, dev: &str, dad: bool) {
+    let mut args = vec!["addr", verb, address, "dev", dev];
+    if verb == "add" && address.contains(':') && !dad {
+        args.push("nodad");
+    }
+    ip(ns, &args);
+}
+
+/// Watch under l3 follows the addresses of an attached endpoint: an IPv4 and an IPv6
+/// address added to eth0 are routed to the guest (described in a `guest-changed` event,
+/// reachable both ways from the fake guest that has them); once deleted, what routed them
+/// is undone exactly (the netns and the journal as they were before they came).
+#[test]
+fn watch_follows_addresses_added_to_and_removed_from_an_l3_endpoint() {
+    let _serial = serial();
+    let (net, pod, dir, pristine) = setup(1);
+    let (a, attached) = attach(&options(&net, &dir, "follow", Model::L3));
+    // Once a guest has opened the tap, it has a carrier and its own link-local address.
+    two_way(&net, &a, &a.endpoints[0]);
+    let before = settled_snapshot(&pod);
+    let journal_before = described(&load(&dir, "follow"));
+    let mut watch = Watch::start(&dir, "follow");
+    address(&pod, "add", "10.77.0.9/24", "eth0", false);
+    address(&pod, "add", "fd77::9/64", "eth0", false);
+    let new: [IpAddr; 2] = [
+        "10.77.0.9".parse().expect("ip"),
+        "fd77::9".parse().expect("ip"),
+    ];
+    watch.until("the new addresses routed", Duration::from_secs(10), |e| {
+        e["event"] == "guest-changed" && describes(e, "eth0", &new)
+    });
+    let journal = described(&load(&dir, "follow"));
+    for entry in [
+        "proxy neighbour fd77::9 on eth0",
+        "added route 10.77.0.9/32 dev tap0_sn",
+        "added route fd77::9/128 dev tap0_sn",
+        "local route of 10.77.0.9 on eth0",
+        "local route of fd77::9 on eth0",
+    ] {
+        assert!(journal.contains(&entry.to_string()), "{entry}: {journal:?}");
+    }
+    assert_eq!(journal.len(), journal_before.len() + 5, "{journal:?}");
+    two_way_as(&net, &a.endpoints[0], "10.77.0.9", "fd77::9");
+    address(&pod, "del", "10.77.0.9/24", "eth0", false);
+    address(&pod, "del", "fd77::9/64", "eth0", false);
+    let old: [IpAddr; 2] = [
+        IpAddr::V4(net.links[0].pod_v4),
+        IpAddr::V6(net.links[0].pod_v6),
+    ];
+    watch.until(
+        "the addresses no longer routed",
+        Duration::from_secs(10),
+        |e| {
+            e["event"] == "guest-changed"
+                && describes(e, "eth0", &old)
+                && !describes(e, "eth0", &new[..1])
+                && !describes(e, "eth0", &new[1..])
+        },
+    );
+    assert_settles_to(&pod, &before, "after the addresses went");
+    assert_eq!(described(&load(&dir, "follow")), journal_before);
+    assert_eq!(watch.terminate(), Some(0));
+    let events: Vec<String> = watch
+        .seen
+        .iter()
+        .map(|(_, e)| e["event"].to_string())
+        .collect();
+    assert!(
+        !events.iter().any(|e| e.contains("error")),
+        "watch reported an error: {:?}",
+        watch.seen
+    );
+    attached.detach();
+    assert_settles_to(&pod, &pristine, "after detach");
+}
+
+/// Delete `addr` from eth0 and add it back with duplicate address detection (`transmits`
+/// probes; the scratch pod turns it off netns-wide, so it is turned on for eth0 until the
+/// test puts it back): it is tentative when this returns.
+fn readd_with_dad(net: &ScratchNet, addr: &str, transmits: &str) {
+    let pod = &net.pod_name;
+    write_in(&net.pod, "ipv6/conf/eth0/accept_dad", "1");
+    write_in(&net.pod, "ipv6/conf/eth0/dad_transmits", transmits);
+    address(pod, "del", addr, "eth0", false);
+    address(pod, "add", addr, "eth0", true);
+    let ip = addr.split('/').next().unwrap_or_default();
+    let tentative = ip_json(pod, &["addr", "show", "dev", "eth0"])
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .any(|a| a["local"] == ip && a["tentative"] == serde_json::Value::Bool(true));
+    assert!(tentative, "{addr} is not tentative");
+}
+
+/// An endpoint whose IPv6 address is in duplicate address detection (added without
+/// nodad right before the attach): the attach waits for it, and routes it.
+#[test]
+fn an_l3_attach_waits_for_a_tentative_ipv6_address() {
+    let _serial = serial();
+    let (net, pod, dir, pristine) = setup(1);
+    readd_with_dad(&net, "fd77::2/64", "1");
+    let started = Instant::now();
+    let (a, attached) = attach(&options(&net, &dir, "dad", Model::L3));
+    println!("attach took {:?}", started.elapsed());
+    write_in(&net.pod, "ipv6/conf/eth0/accept_dad", "0");
+    let journal = described(&load(&dir, "dad"));
+    assert!(
+        journal.contains(&"local route of fd77::2 on eth0".to_string()),
+        "{journal:?}"
+    );
+    two_way(&net, &a, &a.endpoints[0]);
+    attached.detach();
+    // The address is put back as it was (with duplicate address detection).
+    assert_settles_to(&pod, &pristine, "after detach");
+}
+
+/// An endpoint whose IPv6 address is still in duplicate address detection after the
+/// attach's wait (4 probes, 4 s and more): the attach routes (and describes) its IPv4
+/// address only; the watch routes the IPv6 one once it has settled, and the guest reaches
+/// it both ways.
+#[test]
+fn an_ipv6_address_tentative_past_the_attach_is_routed_by_watch_once_settled() {
+    let _serial = serial();
+    let (net, pod, dir, pristine) = setup(1);
+    readd_with_dad(&net, "fd77::2/64", "4");
+    let added = Instant::now();
+    let (a, attached) = attach(&options(&net, &dir, "late", Model::L3));
+    let state = load(&dir, "late");
+    let journal = described(&state);
+    assert!(
+        !journal
+            .iter()
+            .any(|e| e.contains("fd77::2") || e.contains("ipv6")),
+        "the tentative address was acted on: {journal:?}"
+    );
+    let guest = a.guest.clone().expect("described");
+    let given: Vec<IpAddr> = guest.interfaces[0]
+        .addresses
+        .iter()
+        .map(|g| g.address)
+        .collect();
+    assert_eq!(given, vec![IpAddr::V4(net.links[0].pod_v4)]);
+    assert!(guest.routes.iter().all(|r| r.family == "inet"), "{guest:?}");
+    let mut watch = Watch::start(&dir, "late");
+    let v6 = [IpAddr::V6(net.links[0].pod_v6)];
+    let (at, _) = watch.until("fd77::2 routed", Duration::from_secs(15), |e| {
+        e["event"] == "guest-changed" && describes(e, "eth0", &v6)
+    });
+    println!("fd77::2 routed {:?} after it was added", at - added);
+    let state = load(&dir, "late");
+    two_way(&net, &recorded(&state), &state.endpoints[0]);
+    assert_eq!(watch.terminate(), Some(0));
+    write_in(&net.pod, "ipv6/conf/eth0/dad_transmits", "1");
+    write_in(&net.pod, "ipv6/conf/eth0/accept_dad", "0");
+    attached.detach();
+    assert_settles_to(&pod, &pristine, "after detach");
+}
+
+/// Following addresses (`ops::follow_addresses`, what watch runs) fails at every step:
+/// routing an IPv4 and an IPv6 address added to eth0 rolls back to the netns and the
+/// state as they were; stopping the undo of those addresses' entries (once deleted) at
+/// every step leaves what the next follow finishes, back to the netns and journal of
+/// before they came.
+#[test]
+fn following_addresses_failing_at_every_step() {
+    let _serial = serial();
+    let (net, pod, dir, pristine) = setup(1);
+    let (_, attached) = attach(&options(&net, &dir, "fp-follow", Model::L3));
+    let attached_snapshot = settled_snapshot(&pod);
+    let journal_attached = load(&dir, "fp-follow").journal;
+    let add = || {
+        address(&pod, "add", "10.77.0.9/24", "eth0", false);
+        address(&pod, "add", "fd77::9/64", "eth0", false);
+    };
+    add();
+    let before = settled_snapshot(&pod);
+    let state_before = load(&dir, "fp-follow");
+    let mut steps = 0;
+    for step in 0..MAX_STEPS {
+        match follow_addresses_with_failpoint(dir.path(), "fp-follow", Some(step)) {
+            Ok(followed) => {
+                let followed = followed.expect("addresses to follow");
+                assert_eq!(followed.changes.len(), 2, "{followed:?}");
+                assert!(followed.changes.iter().all(|c| c.routed), "{followed:?}");
+                steps = step;
+                break;
+            }
+            Err(e) => {
+                let context = format!("following, failure at step {step}: {e}");
+                assert!(e.to_string().contains("failpoint"), "{context}");
+                assert_settles_to(&pod, &before, &context);
+                assert_eq!(load(&dir, "fp-follow"), state_before, "{context}");
+            }
+        }
+    }
+    let added = load(&dir, "fp-follow").journal.len() - journal_attached.len();
+    println!("following two new addresses: {steps} failpoints ({added} new entries)");
+    assert_eq!(added, 5);
+    assert_eq!(steps, added + 1);
+    let routed = settled_snapshot(&pod);
+    let journal_routed = load(&dir, "fp-follow").journal;
+    let remove = || {
+        address(&pod, "del", "10.77.0.9/24", "eth0", false);
+        address(&pod, "del", "fd77::9/64", "eth0", false);
+    };
+    remove();
+    let mut steps = 0;
+    for step in 0..MAX_STEPS {
+        match follow_addresses_with_failpoint(dir.path(), "fp-follow", Some(step)) {
+            Ok(followed) => {
+                let followed = followed.expect("addresses that went");
+                assert!(followed.changes.iter().all(|c| !c.routed), "{followed:?}");
+                steps = step;
+                break;
+            }
+            Err(e) => {
+                let context = format!("following, stopped at step {step}: {e}");
+                assert!(e.to_string().contains("failpoint"), "{context}");
+                sandbox_net::ops::follow_addresses(dir.path(), "fp-follow")
+                    .unwrap_or_else(|e| panic!("{context}: the next follow: {e}"));
+                assert_settles_to(&pod, &attached_snapshot, &context);
+                assert_eq!(
+                    load(&dir, "fp-follow").journal,
+                    journal_attached,
+                    "{context}"
+                );
+                // Back to the addresses routed, for the next step.
+                add();
+                sandbox_net::ops::follow_addresses(dir.path(), "fp-follow")
+                    .expect("follow")
+                    .expect("routed again");
+                assert_settles_to(&pod, &routed, &context);
+                assert_eq!(load(&dir, "fp-follow").journal, journal_routed, "{context}");
+                remove();
+            }
+        }
+    }
+    println!("following two addresses that went: {steps} failpoints");
+    assert!(steps >= 3, "only {steps} steps");
+    assert_settles_to(&pod, &attached_snapshot, "after the addresses went");
+    assert_eq!(load(&dir, "fp-follow").journal, journal_attached);
     attached.detach();
     assert_settles_to(&pod, &pristine, "after detach");
 }
@@ -1100,6 +1404,105 @@ fn an_ipv6_route_keeps_its_preferred_source_across_attach_and_detach() {
         _ => None,
     });
     assert_eq!(sourced, Some(1), "{journal:?}");
+    attached.detach();
+    assert_settles_to(&pod, &pristine, "after detach");
+}
+
+/// A pod with a secondary IPv4 address (its local route names the primary as preferred
+/// source): detach puts that local route back after the primary's, which the kernel needs
+/// (before, it refused it and the netns lost it). A secondary address added while
+/// attached gets no local route from the kernel (the primary's is gone): watch routes it,
+/// and detach gives it the local route the kernel would have.
+#[test]
+fn secondary_ipv4_addresses_keep_their_local_routes() {
+    let _serial = serial();
+    let net = scratch(1);
+    let pod = net.pod_name.clone();
+    let dir = TempStateDir::new();
+    address(&pod, "add", "10.77.0.9/24", "eth0", false);
+    let pristine = settled_snapshot(&pod);
+    let (_, attached) = attach(&options(&net, &dir, "second", Model::L3));
+    let journal = described(&load(&dir, "second"));
+    assert!(
+        journal.contains(&"local route of 10.77.0.9 on eth0".to_string()),
+        "{journal:?}"
+    );
+    attached.detach();
+    assert_settles_to(&pod, &pristine, "after detach");
+
+    let (a, attached) = attach(&options(&net, &dir, "second", Model::L3));
+    let mut watch = Watch::start(&dir, "second");
+    address(&pod, "add", "10.77.0.10/24", "eth0", false);
+    let new = ["10.77.0.10".parse().expect("ip")];
+    watch.until("10.77.0.10 routed", Duration::from_secs(10), |e| {
+        e["event"] == "guest-changed" && describes(e, "eth0", &new)
+    });
+    two_way_as(&net, &a.endpoints[0], "10.77.0.10", "fd77::2");
+    assert_eq!(watch.terminate(), Some(0));
+    attached.detach();
+    let local = ip_json(&pod, &["route", "show", "table", "local", "10.77.0.10"]).to_string();
+    assert!(
+        local.contains("\"prefsrc\":\"10.77.0.2\""),
+        "no local route for 10.77.0.10 as the kernel makes it: {local}"
+    );
+    address(&pod, "del", "10.77.0.10/24", "eth0", false);
+    assert_settles_to(&pod, &pristine, "after detach and the tenant's delete");
+}
+
+/// The tenant plants a proxy neighbour entry for an address, then adds the address to an
+/// attached l3 endpoint: following it fails at that step (the entry is the tenant's, never
+/// shared), is rolled back (the netns and the journal as they were, the tenant's entry
+/// untouched) and reported once, naming the object; the watch goes on.
+#[test]
+fn watch_does_not_share_a_tenants_proxy_entry_and_rolls_back() {
+    let _serial = serial();
+    let (net, pod, dir, pristine) = setup(1);
+    let (_, attached) = attach(&options(&net, &dir, "planted", Model::L3));
+    let journal_before = described(&load(&dir, "planted"));
+    let mut watch = Watch::start(&dir, "planted");
+    ip(
+        &pod,
+        &["-6", "neigh", "add", "proxy", "fd77::9", "dev", "eth0"],
+    );
+    address(&pod, "add", "fd77::9/64", "eth0", false);
+    let (_, error) = watch.until("error", Duration::from_secs(10), |e| e["event"] == "error");
+    let message = error["message"].as_str().unwrap_or_default().to_string();
+    println!("{message}");
+    assert!(
+        message.contains("proxy neighbour fd77::9 on eth0")
+            && message.contains("sandbox-net does not share it"),
+        "{message}"
+    );
+    let expected = settled_snapshot(&pod);
+    assert!(
+        expected.proxies.iter().any(|p| p.contains("fd77::9")),
+        "the tenant's entry is gone: {:?}",
+        expected.proxies
+    );
+    assert!(
+        expected
+            .routes
+            .iter()
+            .any(|r| r.contains("\"local\"") && r.contains("fd77::9")),
+        "{:?}",
+        expected.routes
+    );
+    assert_eq!(described(&load(&dir, "planted")), journal_before);
+    // Reported once: nothing more while the same addresses are to be followed.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(watch.terminate(), Some(0));
+    let errors = watch
+        .seen
+        .iter()
+        .filter(|(_, e)| e["event"] == "error")
+        .count();
+    assert_eq!(errors, 1, "{:?}", watch.seen);
+    assert_settles_to(&pod, &expected, "after the watch");
+    address(&pod, "del", "fd77::9/64", "eth0", false);
+    ip(
+        &pod,
+        &["-6", "neigh", "del", "proxy", "fd77::9", "dev", "eth0"],
+    );
     attached.detach();
     assert_settles_to(&pod, &pristine, "after detach");
 }

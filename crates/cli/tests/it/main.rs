@@ -31,6 +31,7 @@ mod l3;
 mod models;
 mod named_netns;
 mod netns_entry;
+mod old_state;
 mod qdisc_conflict;
 mod ratelimit;
 mod readback;

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use crate::common::*;
-use sandbox_net::state::Endpoint;
+use sandbox_net::{Backend, Endpoint, MacAddr};
 use sandbox_net::{Detached, Model, macvtap, tap};
 use sandbox_net_testkit::fakeguest::{FakeGuest, GuestIdentity};
 use sandbox_net_testkit::scratch::ScratchNet;
@@ -87,17 +87,26 @@ fn macvtap_round_trip(queues: u32, txqueuelen_zero: bool) {
         "endpoint: {}",
         serde_json::to_string(ep).unwrap_or_default()
     );
-    assert_eq!((ep.name.as_str(), ep.tap.as_str()), ("eth0", "mvtap0_sn"));
-    assert_eq!(ep.mac, original_mac, "the guest uses eth0's original MAC");
+    assert_eq!(
+        (ep.name.as_str(), ep.device().unwrap_or_default()),
+        ("eth0", "mvtap0_sn")
+    );
+    assert_eq!(
+        ep.mac.map(|m| m.to_string()).as_deref(),
+        Some(original_mac.as_str()),
+        "the guest uses eth0's original MAC"
+    );
     assert_eq!((ep.mtu, ep.queues), (1500, queues));
-    let chardev = ep
-        .chardev
-        .clone()
-        .expect("a macvtap endpoint reports its chardev");
+    let Backend::Macvtap {
+        chardev: Some(chardev),
+        ..
+    } = ep.backend.clone()
+    else {
+        panic!("a macvtap endpoint reports its chardev: {ep:?}");
+    };
     let (major, minor) = macvtap::parse_dev(&chardev).expect("chardev is MAJOR:MINOR");
     println!("chardev {major}:{minor}");
     assert_eq!(chardev, sysfs_chardev(pod, "mvtap0_sn"));
-    assert!(ep.pci_address.is_none() && ep.vfio_group.is_none() && ep.vhost_user_socket.is_none());
 
     // The macvtap: bridge mode on eth0, with eth0's original MAC, MTU and queue length.
     let mvt = link(pod, "mvtap0_sn");
@@ -136,7 +145,10 @@ fn macvtap_round_trip(queues: u32, txqueuelen_zero: bool) {
     // The guest description still has what eth0 had.
     let g = described(&a.guest);
     assert_eq!(g.interfaces.len(), 1);
-    assert_eq!(g.interfaces[0].mac, original_mac);
+    assert_eq!(
+        g.interfaces[0].mac.map(|m| m.to_string()),
+        Some(original_mac.clone())
+    );
     let guest_addrs: Vec<String> = g.interfaces[0]
         .addresses
         .iter()
@@ -228,12 +240,12 @@ fn none_model_creates_nothing() {
     let eps: Vec<(&str, &str, u32)> = a
         .endpoints
         .iter()
-        .map(|e| (e.name.as_str(), e.tap.as_str(), e.queues))
+        .map(|e| (e.name.as_str(), e.device().unwrap_or_default(), e.queues))
         .collect();
     assert_eq!(eps, vec![("eth0", "", 0), ("eth1", "", 0)]);
     for (e, l) in a.endpoints.iter().zip(&net.links) {
-        assert_eq!(e.mac, sandbox_net::guest::format_mac(&l.mac));
-        assert!(e.chardev.is_none() && e.vfio_group.is_none() && e.vhost_user_socket.is_none());
+        assert_eq!(e.mac, Some(MacAddr::new(l.mac)));
+        assert_eq!(e.backend, Backend::None);
     }
     let names: Vec<&str> = described(&a.guest)
         .interfaces
@@ -309,7 +321,7 @@ fn json_reports_what_the_vmm_needs_per_model() {
     let net = scratch(1);
     let pod = net.pod_name.as_str();
     let dir = TempStateDir::new();
-    let mac = sandbox_net::guest::format_mac(&net.links[0].mac);
+    let mac = MacAddr::new(net.links[0].mac).to_string();
     let before = settled_snapshot(pod);
     let vhu_dir = TempDir::new("snt-vhu");
     let vhu = &vhu_dir.0;
@@ -487,7 +499,12 @@ fn macvtap_ifindex_workaround_is_not_needed() {
         .collect();
     let chardevs: Vec<String> = attached
         .iter()
-        .map(|(a, _)| a.endpoints[0].chardev.clone().expect("chardev"))
+        .map(|(a, _)| match &a.endpoints[0].backend {
+            Backend::Macvtap {
+                chardev: Some(c), ..
+            } => c.clone(),
+            other => panic!("no chardev: {other:?}"),
+        })
         .collect();
     let shared = format!("/dev/tap{}", indexes[0]);
     println!(
@@ -583,7 +600,7 @@ fn macvtap_ifindex_workaround_is_not_needed() {
             .expect("open through a private node");
         assert_eq!(tap::attached_name(&fds[0]).expect("TUNGETIFF"), *name);
         let identity = GuestIdentity {
-            mac: sandbox_net::guest::parse_mac(mac).expect("mac"),
+            mac: mac.parse::<MacAddr>().expect("mac").bytes(),
             ipv4: Some(std::net::Ipv4Addr::new(10, 99, n as u8, 2)),
             ipv6: None,
         };

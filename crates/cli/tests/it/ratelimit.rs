@@ -71,7 +71,7 @@ fn mbit(bytes: u64, secs: f64) -> f64 {
 fn measure_rx(net: &ScratchNet, a: &Attachment) -> f64 {
     let link = &net.links[0];
     let ip = guest_ip(a);
-    let mac = &a.endpoints[0].mac;
+    let mac = &sandbox_net::mac::text_or_empty(a.endpoints[0].mac);
     // The peer needs no ARP answer from the guest to send.
     run(
         "ip",
@@ -155,7 +155,7 @@ fn count_frames(fds: &[OwnedFd], keep: impl Fn(&[u8]) -> bool) -> u64 {
 fn measure_tx(net: &ScratchNet, a: &Attachment) -> f64 {
     let link = &net.links[0];
     let ip = guest_ip(a);
-    let guest_mac = sandbox_net::guest::parse_mac(&a.endpoints[0].mac).expect("mac");
+    let guest_mac = a.endpoints[0].mac.expect("mac").bytes();
     let peer_mac = [0x02, 0x77, 0, 0, 0, 1];
     let fds = open_vmm_side(net, a);
     let sock = net

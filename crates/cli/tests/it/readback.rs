@@ -97,14 +97,23 @@ fn attach_and_read_back(queues: u32, mtu: u32) {
     assert_eq!(attachment.endpoints.len(), 1);
     let ep = &attachment.endpoints[0];
     assert_eq!(
-        (ep.name.as_str(), ep.tap.as_str(), ep.mtu, ep.queues),
+        (
+            ep.name.as_str(),
+            ep.device().unwrap_or_default(),
+            ep.mtu,
+            ep.queues
+        ),
         ("eth0", "tap0_sn", mtu, queues)
     );
 
     // --- iproute2: the tap.
     let eth0 = &ip_json(&ns, &["-d", "link", "show", "dev", "eth0"])[0];
     assert_eq!(eth0["mtu"], mtu, "eth0's MTU");
-    assert_eq!(eth0["address"], ep.mac.as_str(), "endpoint MAC is eth0's");
+    assert_eq!(
+        eth0["address"].as_str(),
+        ep.mac.map(|m| m.to_string()).as_deref(),
+        "endpoint MAC is eth0's"
+    );
     let tap = &ip_json(&ns, &["-d", "link", "show", "dev", "tap0_sn"])[0];
     println!(
         "ip -n {ns} -j -d link show dev tap0_sn:\n{}",
@@ -120,8 +129,8 @@ fn attach_and_read_back(queues: u32, mtu: u32) {
     assert_eq!(data["persist"], true);
     assert_eq!(tap["mtu"], eth0["mtu"], "tap MTU follows eth0");
     assert_eq!(
-        Some(tap["address"].as_str().unwrap_or_default()),
-        ep.tap_mac.as_deref(),
+        tap["address"].as_str().map(String::from),
+        ep.backend.device_mac().map(|m| m.to_string()),
         "the tap has the MAC the attach reports"
     );
     assert_ne!(tap["address"], eth0["address"]);

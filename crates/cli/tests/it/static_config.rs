@@ -4,13 +4,13 @@
 //! detaches without touching the devices; a VFIO entry binds and restores a PCI device
 //! of a fake sysfs tree; malformed files are refused naming the field, changing nothing.
 
-use std::os::unix::fs::symlink;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
 use sandbox_net::state::StateDir;
 use sandbox_net::{StaticOptions, attach_static};
+use sandbox_net_testkit::fake_sysfs::{ADDR, DEV, FakeSysfs};
 use serde_json::{Value, json};
 
 /// A scratch netns with a host-style tap `tap-vm0` (MTU 1400) and a vhost-user socket.
@@ -362,42 +362,11 @@ fn malformed_files_are_refused_naming_the_field_and_nothing_changes() {
     assert_eq!(code, 2, "{err}");
 }
 
-const ADDR: &str = "0000:03:00.1";
-const DEV: &str = "devices/pci0000:00/0000:03:00.1";
-
-/// A fake sysfs with one PCI NIC bound to `driver`, in IOMMU group 17.
-fn fake_sysfs(driver: &str) -> TempDir {
-    let t = TempDir::new("snst-sysfs");
-    let file = |rel: &str, body: &str| {
-        let p = t.join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, body).expect("write");
-    };
-    let link = |rel: &str, target: &str| {
-        let p = t.join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        let _ = std::fs::remove_file(&p);
-        symlink(target, p).expect("symlink");
-    };
-    file(&format!("{DEV}/driver_override"), "(null)\n");
-    link(
-        &format!("{DEV}/driver"),
-        &format!("../../../bus/pci/drivers/{driver}"),
-    );
-    link(
-        &format!("{DEV}/iommu_group"),
-        "../../../kernel/iommu_groups/17",
-    );
-    link(
-        &format!("bus/pci/devices/{ADDR}"),
-        &format!("../../../{DEV}"),
-    );
-    for d in ["ixgbe", "vfio-pci"] {
-        file(&format!("bus/pci/drivers/{d}/bind"), "");
-        file(&format!("bus/pci/drivers/{d}/unbind"), "");
-    }
-    file("bus/pci/drivers_probe", "");
-    t
+/// The test kit's fake sysfs, its PCI NIC (`ADDR`, IOMMU group 17) bound to `driver`.
+fn fake_sysfs(driver: &str) -> FakeSysfs {
+    let sysfs = FakeSysfs::new().expect("fake sysfs");
+    sysfs.kernel_binds(driver).expect("bind the fake NIC");
+    sysfs
 }
 
 fn vfio_config(files: &TempDir) -> PathBuf {
@@ -424,7 +393,7 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
     let sysfs = fake_sysfs("vfio-pci");
     let mut opts = StaticOptions::new(vfio_config(&files), "sv1");
     opts.state_dir = dir.path().to_path_buf();
-    sandbox_net::physical::set_sysfs_root(&sysfs.0);
+    sandbox_net::physical::set_sysfs_root(sysfs.root());
     let a = net
         .pod
         .run(|| attach_static(&opts))
@@ -433,8 +402,13 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
     let guard = DetachOnDrop::new(dir.path(), "sv1");
     let ep = &a.endpoints[0];
     assert_eq!(ep.kind.as_str(), "physical");
-    assert_eq!(ep.pci_address.as_deref(), Some(ADDR));
-    assert_eq!(ep.vfio_group.as_deref(), Some(Path::new("/dev/vfio/17")));
+    assert_eq!(
+        ep.backend,
+        sandbox_net::Backend::Vfio {
+            pci_address: ADDR.into(),
+            group: "/dev/vfio/17".into()
+        }
+    );
     assert_eq!(
         described(&a.guest).routes[0].gateway,
         Some("10.5.0.1".parse().expect("ip"))
@@ -458,14 +432,14 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
         d.to_string(),
         "sandbox sv1: detached (1 kernel objects removed)"
     );
-    let over = std::fs::read_to_string(sysfs.join(&format!("{DEV}/driver_override")))
+    let over = std::fs::read_to_string(sysfs.path(&format!("{DEV}/driver_override")))
         .expect("driver_override");
     assert_eq!(over, "\n", "detach cleared driver_override");
 
     // Bound to ixgbe: the bind is written, the fake kernel does not rebind, verification
     // fails and the attach rolls back: no state, driver_override cleared again.
     let sysfs = fake_sysfs("ixgbe");
-    sandbox_net::physical::set_sysfs_root(&sysfs.0);
+    sandbox_net::physical::set_sysfs_root(sysfs.root());
     opts.id = "sv2".into();
     let err = net
         .pod
@@ -475,15 +449,15 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
     println!("vfio bind on a fake tree: {err}");
     assert!(err.to_string().contains("vfio-pci"), "{err}");
     assert!(!dir.path().join("sv2.json").exists());
-    let probe = std::fs::read_to_string(sysfs.join("bus/pci/drivers_probe")).expect("probe");
+    let probe = std::fs::read_to_string(sysfs.path("bus/pci/drivers_probe")).expect("probe");
     assert_eq!(probe, ADDR, "the bind was attempted");
-    let over = std::fs::read_to_string(sysfs.join(&format!("{DEV}/driver_override")))
+    let over = std::fs::read_to_string(sysfs.path(&format!("{DEV}/driver_override")))
         .expect("driver_override");
     assert_eq!(over, "\n", "rollback cleared driver_override");
 
     // A PCI address with no device is refused before anything is written.
     let sysfs = fake_sysfs("ixgbe");
-    sandbox_net::physical::set_sysfs_root(&sysfs.0);
+    sandbox_net::physical::set_sysfs_root(sysfs.root());
     let text = std::fs::read_to_string(&opts.config)
         .expect("read")
         .replace(ADDR, "0000:04:00.0");
@@ -499,7 +473,7 @@ fn a_vfio_entry_journals_the_binding_and_detach_restores_it() {
         "{err}"
     );
     assert_eq!(
-        std::fs::read_to_string(sysfs.join("bus/pci/drivers_probe")).expect("probe"),
+        std::fs::read_to_string(sysfs.path("bus/pci/drivers_probe")).expect("probe"),
         ""
     );
     sandbox_net::physical::set_sysfs_root(sandbox_net::physical::DEFAULT_SYSFS_ROOT);

@@ -29,7 +29,10 @@ fn library_sets_the_tap_queue_length_in_the_same_request_and_hotplug_repeats_it(
     opts.interfaces = Some(vec!["eth1".into()]);
     let default = sandbox_net::attach(&opts).expect("attach with the default");
     assert_eq!(
-        txqlen(&net.pod_name, &default.endpoints[0].tap),
+        txqlen(
+            &net.pod_name,
+            default.endpoints[0].backend.device().expect("a tap")
+        ),
         u64::from(tap::DEFAULT_QUEUE_LEN)
     );
     sandbox_net::detach(state.path(), "tql-default").expect("detach");
@@ -38,7 +41,13 @@ fn library_sets_the_tap_queue_length_in_the_same_request_and_hotplug_repeats_it(
     opts.interfaces = Some(vec!["eth0".into()]);
     opts.tap_queue_len = 4000;
     let a = sandbox_net::attach(&opts).expect("attach");
-    assert_eq!(txqlen(&net.pod_name, &a.endpoints[0].tap), 4000);
+    assert_eq!(
+        txqlen(
+            &net.pod_name,
+            a.endpoints[0].backend.device().expect("a tap")
+        ),
+        4000
+    );
     assert_eq!(
         a.netlink_requests, default.netlink_requests,
         "the queue length must not cost a request"
@@ -51,7 +60,13 @@ fn library_sets_the_tap_queue_length_in_the_same_request_and_hotplug_repeats_it(
     assert_eq!(recorded.settings.tap_queue_len, 4000);
 
     let change = sandbox_net::add_endpoint(state.path(), "tql-lib", "eth1").expect("hotplug");
-    assert_eq!(txqlen(&net.pod_name, &change.endpoint.tap), 4000);
+    assert_eq!(
+        txqlen(
+            &net.pod_name,
+            change.endpoint.backend.device().expect("a tap")
+        ),
+        4000
+    );
     sandbox_net::detach(state.path(), "tql-lib").expect("detach");
 }
 
@@ -76,7 +91,10 @@ fn macvtap_gets_the_setting_never_the_veths_own() {
     opts.model = Model::Macvtap;
     let a = sandbox_net::attach(&opts).expect("attach macvtap");
     assert_eq!(
-        txqlen(&net.pod_name, &a.endpoints[0].tap),
+        txqlen(
+            &net.pod_name,
+            a.endpoints[0].backend.device().expect("a tap")
+        ),
         u64::from(tap::DEFAULT_QUEUE_LEN)
     );
     sandbox_net::detach(state.path(), "tql-mvt").expect("detach");
@@ -102,7 +120,13 @@ fn macvtap_gets_the_setting_never_the_veths_own() {
     opts.id = "tql-mvt2".into();
     opts.tap_queue_len = 3000;
     let a = sandbox_net::attach(&opts).expect("attach macvtap with a length");
-    assert_eq!(txqlen(&net.pod_name, &a.endpoints[0].tap), 3000);
+    assert_eq!(
+        txqlen(
+            &net.pod_name,
+            a.endpoints[0].backend.device().expect("a tap")
+        ),
+        3000
+    );
     sandbox_net::detach(state.path(), "tql-mvt2").expect("detach");
 }
 

@@ -127,7 +127,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     serde_json::to_string_pretty(&result.encode(&conf.cni_version)).map_err(|e| {
         CniError::op(
             format!("ADD {sandbox}: encode the result"),
-            crate::Error::invalid("result", e.to_string()),
+            crate::Error::encode("result", e),
         )
     })
 }
@@ -159,20 +159,16 @@ fn vm_interfaces(
     };
     let with_mtu = version::at_least(&conf.cni_version, version::INTERFACE_MTU_SINCE);
     let mtu = with_mtu.then_some(ep.mtu);
-    let tap = if ep.tap.is_empty() {
-        None
-    } else {
-        Some(Interface {
-            name: ep.tap.clone(),
-            mac: ep.tap_mac.clone(),
-            mtu,
-            sandbox: Some(netns.to_string()),
-            extra: Default::default(),
-        })
-    };
+    let tap = ep.device().map(|device| Interface {
+        name: device.to_string(),
+        mac: ep.backend.device_mac().map(|m| m.to_string()),
+        mtu,
+        sandbox: Some(netns.to_string()),
+        extra: Default::default(),
+    });
     let vm = Interface {
         name: ifname.to_string(),
-        mac: (!ep.mac.is_empty()).then(|| ep.mac.clone()),
+        mac: ep.mac.map(|m| m.to_string()),
         mtu,
         sandbox: Some(container_id.to_string()),
         extra: Default::default(),

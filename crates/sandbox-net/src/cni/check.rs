@@ -114,10 +114,11 @@ fn compare(
             .iter()
             .position(|i| i.name == name && i.sandbox.as_deref() == Some(sandbox))
     };
-    if !ep.tap.is_empty() && find(&ep.tap, netns).is_none() {
+    if let Some(device) = ep.device()
+        && find(device, netns).is_none()
+    {
         problems.push(format!(
-            "prevResult lists no interface {} with sandbox {netns}",
-            ep.tap
+            "prevResult lists no interface {device} with sandbox {netns}"
         ));
     }
     let Some(vm_index) = find(ifname, container_id) else {
@@ -127,12 +128,12 @@ fn compare(
         return problems;
     };
     let vm = &prev.interfaces[vm_index];
+    let ours = crate::mac::text_or_empty(ep.mac);
     if let Some(mac) = &vm.mac
-        && !mac.eq_ignore_ascii_case(&ep.mac)
+        && !mac.eq_ignore_ascii_case(&ours)
     {
         problems.push(format!(
-            "prevResult gives the VM's interface MAC {mac}, the attachment has {}",
-            ep.mac
+            "prevResult gives the VM's interface MAC {mac}, the attachment has {ours}"
         ));
     }
     let guest_addrs: Vec<_> = guest

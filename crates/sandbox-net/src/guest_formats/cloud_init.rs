@@ -50,7 +50,10 @@ pub fn cloud_init(net: GuestNetwork<'_>) -> Rendered {
         let mut e = vec![
             (
                 "match".to_string(),
-                Node::Map(vec![("macaddress".into(), Node::str(&iface.mac))]),
+                Node::Map(vec![(
+                    "macaddress".into(),
+                    Node::str(crate::mac::text_or_empty(iface.mac)),
+                )]),
             ),
             ("set-name".into(), Node::str(&iface.name)),
             ("mtu".into(), Node::Int(u64::from(iface.mtu))),
@@ -132,7 +135,7 @@ mod tests {
         let g = GuestConfig {
             interfaces: vec![GuestInterface {
                 name: "eth0".into(),
-                mac: "52:54:00:12:34:56".into(),
+                mac: "52:54:00:12:34:56".parse().ok(),
                 mtu: 1450,
                 addresses: vec![
                     GuestAddress {
@@ -157,7 +160,7 @@ mod tests {
             neighbors: vec![GuestNeighbor {
                 family: "inet".into(),
                 ip: ip("10.77.0.50"),
-                mac: "02:00:00:00:00:50".into(),
+                mac: "02:00:00:00:00:50".parse().unwrap(),
                 device: "eth0".into(),
                 state: "permanent".into(),
             }],

@@ -171,7 +171,7 @@ mod tests {
     fn iface(name: &str, addresses: Vec<GuestAddress>) -> GuestInterface {
         GuestInterface {
             name: name.into(),
-            mac: "02:77:00:00:00:02".into(),
+            mac: "02:77:00:00:00:02".parse().ok(),
             mtu: 1500,
             addresses,
             noarp: false,

@@ -14,7 +14,7 @@ pub use cloud_init::cloud_init;
 pub use kernel_ip::kernel_ip;
 
 use crate::guest::GuestConfig;
-use crate::state::{self, Phase, State};
+use crate::sandbox::{Access, Sandbox};
 use crate::{Error, Result};
 
 /// A rendered configuration, and what it leaves out.
@@ -32,20 +32,31 @@ pub struct GuestNetwork<'a> {
     pub dns: &'a [IpAddr],
 }
 
-/// Load the state of an attached sandbox: exit-2 errors when it is not attached, when
-/// its attach never finished, or when another namespace is at its netns's path now (what
-/// was rendered or opened would be the new namespace's devices, not the sandbox's).
-pub fn load_attached(state_dir: &Path, id: &str) -> Result<State> {
-    state::validate_id(id)?;
-    let Some(state) = crate::ops::load_existing(state_dir, id)? else {
-        return Err(Error::invalid(format!("sandbox {id}"), "not attached"));
+/// A format [`render`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The kernel `ip=` parameter ([`kernel_ip`]).
+    KernelIp,
+    /// A cloud-init network-config version 2 document ([`cloud_init`]).
+    CloudInit,
+}
+
+/// The guest configuration of attached sandbox `id` in `format`: its guest description
+/// (the recorded one, or read from its netns once when the attach took none) and its
+/// nameservers. Exit-2 errors when it is not attached, when its attach never finished,
+/// when another namespace is at its netns's path now, and when `ip=` can't express it.
+pub fn render(state_dir: &Path, id: &str, format: Format) -> Result<Rendered> {
+    let mut sandbox = Sandbox::open(state_dir, id, Access::Read)?;
+    sandbox.finished()?;
+    sandbox.place.refuse_replaced(id, "describe its guest")?;
+    let guest = crate::ops::describe_in(&sandbox.state, &mut sandbox.place)?;
+    let net = GuestNetwork {
+        guest: &guest,
+        dns: &sandbox.state.dns,
     };
-    if state.phase != Phase::Attached {
-        return Err(Error::invalid(
-            format!("sandbox {id}"),
-            "its attach did not finish (crashed?); run detach to clean up",
-        ));
+    match format {
+        Format::KernelIp => kernel_ip(net)
+            .map_err(|why| Error::invalid(format!("kernel ip= for sandbox {id}"), why)),
+        Format::CloudInit => Ok(cloud_init(net)),
     }
-    crate::ops::refuse_replaced(&state, "hand its devices to a VMM or describe its guest")?;
-    Ok(state)
 }

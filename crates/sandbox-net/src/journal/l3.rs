@@ -4,13 +4,13 @@
 use std::io;
 use std::time::{Duration, Instant};
 
+use super::ownership::Verdict;
 use super::{Entry, StepError, UndoError, gone, nl_io};
 use crate::netlink::addr::{self, Address};
 use crate::netlink::link::Link;
 use crate::netlink::pneigh::{self, PROTOCOL, ProxyEntry};
 use crate::netlink::route::{self, Route};
 use crate::netlink::{Netlink, NlError};
-use crate::ownership::Verdict;
 use crate::sysctl::{self, On};
 
 /// RT_TABLE_LOCAL, RTN_LOCAL.
@@ -64,9 +64,12 @@ pub(super) fn apply(nl: &mut Netlink, entry: &Entry, index: Option<u32>) -> Resu
             }
             pneigh::add(nl, i, *ip).map_err(|e| ("add proxy neighbour", nl_io(e)))
         }
-        (Entry::RemovedLocalRoute { route, .. }, Some(i)) => {
-            route::delete(nl, route, i).map_err(|e| ("remove local route", nl_io(e)))
-        }
+        // A local route that is not there (the kernel withheld it, see
+        // `model::l3::Routing::withheld_local_route`) is removed already.
+        (Entry::RemovedLocalRoute { route, .. }, Some(i)) => match route::delete(nl, route, i) {
+            Err(e) if e.errno == libc::ESRCH || e.errno == libc::ENOENT => Ok(()),
+            other => other.map_err(|e| ("remove local route", nl_io(e))),
+        },
         _ => Err((
             "apply",
             io::Error::other(format!("{} has no device to apply to", entry.describe())),

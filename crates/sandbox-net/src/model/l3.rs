@@ -42,6 +42,41 @@
 //! for each address's prefix, via [`GATEWAY_V6`]. Its neighbour entries are the tap's
 //! MAC for each gateway (see [`guest_view`]).
 //!
+//! Which addresses, and when. Taking an address's local route out of table local is
+//! acting on the kernel's own object, so an address is routed only once the kernel is done
+//! with it ([`Settling`]): an IPv6 address shows in a dump while it is still tentative
+//! (duplicate address detection, a second or two by default) and, even with `nodad`, a
+//! moment before the kernel adds its local route; plan it then and there is no local route
+//! to remove, the kernel adds one a moment later and the pod keeps answering for the
+//! address itself. So an IPv6 address is routed once it is neither tentative nor
+//! optimistic and its local route is there; one that failed detection (another host has
+//! it) never is. Three ways were weighed: plan a removal applied once the route exists
+//! (a journal entry whose apply waits on the kernel, for a time nobody bounds), wait in
+//! attach (a bounded wait can't be enough for every address: a link that is down keeps
+//! its addresses tentative), or leave the address out until it settles. It is the last,
+//! with a short wait in front: attach and add-endpoint wait up to [`SETTLE_WAIT`] for an
+//! endpoint's IPv6 addresses to settle (nothing when they have, the usual case; an address
+//! on a link that is not running is not waited for), and what has not settled by then is
+//! left out, of the journal and of the guest description alike (the guest is told exactly
+//! the addresses that are routed to it: [`guest_view`] keeps those with a host route in
+//! the journal, and no IPv6 route without an IPv6 address). `watch` routes it once it
+//! settles.
+//!
+//! Following the addresses ([`follow`]). The set of routed addresses is not fixed at
+//! attach: under `watch`, an address that settles or is added on an attached endpoint is
+//! routed (its proxy neighbour entry, host route and removed local route appended to the
+//! journal, and with the endpoint's first IPv6 address the IPv6 plumbing of steps 1 to 3),
+//! and one that goes has its entries undone and dropped from the journal; the tap is never
+//! touched (the VMM holds its queues). It is journalled like add-endpoint (new entries
+//! written before the first change, rolled back on failure, every device proven ours). An
+//! address that goes takes what was left of its local route along, so that entry is
+//! dropped without an undo: putting the route back would leave a local route for an
+//! address the pod no longer has. An IPv4 secondary address added while its primary is
+//! routed gets no local route from the kernel (its preferred source, the primary, is not
+//! local any more); its entry records the route the kernel would have given it, which
+//! the undo puts back once the primary's is back (the undo puts the local routes of IPv4
+//! secondaries after those of primaries, for the same reason).
+//!
 //! Trade-offs:
 //! - The addresses stay on the endpoint (only their local routes go), so the pod's own
 //!   processes still have them as source addresses and the pod's ARP and neighbour
@@ -63,7 +98,7 @@
 //!   used it (the kernel strips it when the address goes).
 //! - `ipv6.conf.all.proxy_ndp` is netns-wide: attachments of one netns share it (the
 //!   original value is copied from the state of the attachment that set it, see
-//!   [`claims`]), and it is put back only when no proxy entry of sandbox-net remains.
+//!   `ops::claims`), and it is put back only when no proxy entry of sandbox-net remains.
 //!   Kernels without per-device `force_forwarding` (before 6.17) get netns-wide
 //!   `ipv6.conf.all.forwarding`, shared the same way; writing it also sets every
 //!   device's own IPv6 `forwarding` (the kernel's doing), so those devices stop accepting
@@ -75,20 +110,21 @@
 //!   the tap has only link-local ones, which kernels since 6.5 (and their stable updates)
 //!   accept for a global destination; older ones drop the packet.
 
-pub mod claims;
+pub mod follow;
 mod guest;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
 
-use crate::endpoint::is_link_local_v6;
+use crate::endpoint::{Backend, Endpoint, EndpointKind, is_link_local_v6};
 use crate::journal::Entry;
-use crate::model::Model;
+use crate::mac::MacAddr;
+use crate::netlink::Netlink;
 use crate::netlink::addr::Address;
 use crate::netlink::link::Link;
 use crate::netlink::pneigh::PROTOCOL;
 use crate::netlink::route::{Route, TABLE_MAIN};
-use crate::scan::Snapshot;
-use crate::state::{State, StateDir};
+use crate::scan::{self, ScanError, Snapshot};
 use crate::sysctl::{self, Knob, On};
 
 pub use guest::guest_view;
@@ -111,50 +147,126 @@ const TABLE_LOCAL: u32 = 255;
 /// RTN_UNICAST, RTN_LOCAL.
 const RTN_UNICAST: u8 = 1;
 const RTN_LOCAL: u8 = 2;
-/// RT_SCOPE_LINK.
+/// RT_SCOPE_LINK, RT_SCOPE_HOST.
 const SCOPE_LINK: u8 = 253;
-/// IFA_F_NODAD, IFA_F_TENTATIVE.
+const SCOPE_HOST: u8 = 254;
+/// RTPROT_KERNEL.
+const PROTO_KERNEL: u8 = 2;
+/// IFA_F_SECONDARY (IPv4), IFA_F_NODAD, IFA_F_OPTIMISTIC, IFA_F_DADFAILED, IFA_F_TENTATIVE.
+const IFA_F_SECONDARY: u32 = 0x01;
 const IFA_F_NODAD: u32 = 0x02;
+const IFA_F_OPTIMISTIC: u32 = 0x04;
+const IFA_F_DADFAILED: u32 = 0x08;
 const IFA_F_TENTATIVE: u32 = 0x40;
 
-/// A setting of the device `device` (the tap, by name: its ifindex is known once it is
-/// made; empty: netns-wide).
-fn on(device: &str, knob: Knob, value: i32, original: Option<i32>) -> Entry {
-    Entry::Sysctl {
-        device: device.to_string(),
-        ifindex: None,
-        knob,
-        value,
-        original,
+/// How long attach and add-endpoint wait for an endpoint's IPv6 addresses to settle
+/// (see [`Settling`]): the kernel's duplicate address detection takes up to 1 s of
+/// random delay, then `dad_transmits` × `retrans_time` (1 × 1 s) by default.
+pub const SETTLE_WAIT: Duration = Duration::from_secs(3);
+
+/// Whether an address of an endpoint can be routed to the guest now. Routing an address
+/// takes its local route out of table local, so the kernel must be done with it: an IPv6
+/// address shows in a dump before duplicate address detection is over and before the
+/// kernel adds its local route (a moment later with `nodad`, a second or two later
+/// without). An IPv4 address gets its local route at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settling {
+    /// IPv4; IPv6 past duplicate address detection, with its local route in table local.
+    Settled,
+    /// IPv6 in duplicate address detection (tentative, optimistic included; on a link
+    /// that is down it stays so until the link is up), or past it without its local route
+    /// yet (or any more: the tenant removed it).
+    Pending,
+    /// IPv6 that failed duplicate address detection: another host has it. Never routed.
+    Failed,
+}
+
+/// The local route (table local) of `addr` on the device at `ifindex`.
+fn local_route(snapshot: &Snapshot, ifindex: u32, addr: IpAddr) -> Option<&Route> {
+    snapshot.routes.iter().find(|r| {
+        r.table == TABLE_LOCAL
+            && r.kind == RTN_LOCAL
+            && r.oif == Some(ifindex)
+            && r.dst == Some(addr)
+    })
+}
+
+/// Where address `a` of the device at `ifindex` stands (see [`Settling`]).
+pub fn settling(snapshot: &Snapshot, ifindex: u32, a: &Address) -> Settling {
+    if a.addr.is_ipv4() {
+        Settling::Settled
+    } else if a.flags & IFA_F_DADFAILED != 0 {
+        Settling::Failed
+    } else if a.flags & (IFA_F_TENTATIVE | IFA_F_OPTIMISTIC) != 0 {
+        Settling::Pending
+    } else if local_route(snapshot, ifindex, a.addr).is_some() {
+        Settling::Settled
+    } else {
+        Settling::Pending
     }
 }
 
-/// Settings of the tap, which go with it (nothing to restore).
-fn tap_settings(tap: &str, ipv6: bool, force_forwarding: bool) -> Result<Vec<Entry>, String> {
-    let mut out = vec![
-        on(tap, Knob::Ipv4Forwarding, 1, None),
-        on(tap, Knob::Ipv4ProxyArp, 1, None),
-        on(tap, Knob::Ipv4AcceptLocal, 1, None),
-        on(tap, Knob::Ipv4RpFilter, 1, None),
-        on(tap, Knob::Ipv4AcceptRedirects, 0, None),
-        on(tap, Knob::Ipv4ProxyDelay, 0, None),
-    ];
-    if ipv6 {
-        // A new device starts with the netns's default: when that disables IPv6, the tap
-        // needs it back on to carry the endpoint's IPv6 addresses.
-        let disabled = sysctl::read_default(Knob::Ipv6DisableIpv6)
-            .map_err(|e| format!("reading net.ipv6.conf.default.disable_ipv6: {e}"))?;
-        if disabled != 0 {
-            out.push(on(tap, Knob::Ipv6DisableIpv6, 0, None));
-        }
-        out.push(on(tap, Knob::Ipv6AcceptRa, 0, None));
-        out.push(on(tap, Knob::Ipv6AcceptRedirects, 0, None));
-        out.push(on(tap, Knob::Ipv6UseOifAddrsOnly, 1, None));
-        if force_forwarding {
-            out.push(on(tap, Knob::Ipv6ForceForwarding, 1, None));
-        }
+/// The addresses of `link` the l3 model routes to the guest now: every one but IPv6
+/// link-local ones, once settled.
+fn routable<'a>(snapshot: &'a Snapshot, link: &Link) -> Vec<&'a Address> {
+    snapshot
+        .addresses_of(link.index)
+        .filter(|a| !is_link_local_v6(&a.addr))
+        .filter(|a| settling(snapshot, link.index, a) == Settling::Settled)
+        .collect()
+}
+
+/// Whether the endpoint at `ifindex` has an IPv6 address that may still settle: one
+/// pending on a link that is up and running (on one that is not, it stays tentative).
+fn may_settle(snapshot: &Snapshot, ifindex: u32) -> bool {
+    let running = (libc::IFF_UP | libc::IFF_RUNNING) as u32;
+    snapshot
+        .link(ifindex)
+        .is_some_and(|l| l.flags & running == running)
+        && snapshot
+            .addresses_of(ifindex)
+            .filter(|a| !is_link_local_v6(&a.addr))
+            .any(|a| settling(snapshot, ifindex, a) == Settling::Pending)
+}
+
+/// For attach and add-endpoint under l3: while an endpoint at `ifindexes` has an IPv6
+/// address that may still settle, scan again every 20 ms (4 dumps), for up to `wait`;
+/// returns the last scan. Nothing is read again when every address has settled. What
+/// has not settled by then is not routed (see [`entries`]); `watch` routes it once it
+/// has.
+pub fn await_settled(
+    nl: &mut Netlink,
+    mut snapshot: Snapshot,
+    ifindexes: &[u32],
+    wait: Duration,
+) -> Result<Snapshot, ScanError> {
+    let deadline = Instant::now() + wait;
+    while ifindexes.iter().any(|&i| may_settle(&snapshot, i)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        snapshot = scan::scan(nl)?;
     }
-    Ok(out)
+    Ok(snapshot)
+}
+
+/// The tap and its MAC of an endpoint the l3 model routes: one of a kind sandbox-net
+/// plumbs, given a tap of its own (the others are handed over as they are).
+pub fn routed_tap(e: &Endpoint) -> Option<(&str, MacAddr)> {
+    let plumbed = matches!(
+        e.kind,
+        EndpointKind::Veth | EndpointKind::Macvlan | EndpointKind::Vlan | EndpointKind::Ipvlan
+    );
+    match &e.backend {
+        Backend::Tap {
+            name,
+            mac: Some(mac),
+        } if plumbed => Some((name, *mac)),
+        _ => None,
+    }
+}
+
+/// The endpoints the l3 model routes (see [`routed_tap`]).
+pub fn is_routed(e: &Endpoint) -> bool {
+    routed_tap(e).is_some()
 }
 
 /// A setting of the endpoint `link`, with its value now as the original.
@@ -174,12 +286,18 @@ fn endpoint_setting(link: &Link, knob: Knob, value: i32) -> Result<Entry, String
     })
 }
 
-/// A netns-wide setting, with its value now as the original ([`claims::settle`] decides
+/// A netns-wide setting, with its value now as the original (`ops::claims::settle` decides
 /// whether it stays in the journal).
 fn netns_setting(knob: Knob, value: i32) -> Result<Entry, String> {
     let original =
         sysctl::read(knob, None).map_err(|e| format!("reading {}: {e}", knob.name(None)))?;
-    Ok(on("", knob, value, Some(original)))
+    Ok(Entry::Sysctl {
+        device: String::new(),
+        ifindex: None,
+        knob,
+        value,
+        original: Some(original),
+    })
 }
 
 /// Whether this kernel routes IPv6 per device (`force_forwarding`, Linux 6.17).
@@ -210,18 +328,6 @@ fn pretend_old_kernel() -> bool {
     }
 }
 
-/// The last step of planning an l3 attach or hotplug, once the state holds the new
-/// entries from `start` on: the guest description as the guest sees it behind the taps
-/// ([`guest_view`]) and the netns-wide settings settled against the other attachments
-/// of the netns ([`claims::settle_for`]). Nothing for other models.
-pub fn finish_plan(store: &StateDir, state: &mut State, start: usize) -> crate::Result<()> {
-    if state.model != Model::L3 {
-        return Ok(());
-    }
-    state.guest = state.guest.take().map(|g| guest_view(g, &state.endpoints));
-    claims::settle_for(store, state, start)
-}
-
 fn host_route(addr: IpAddr) -> Route {
     Route {
         ipv6: addr.is_ipv6(),
@@ -239,6 +345,14 @@ fn host_route(addr: IpAddr) -> Route {
     }
 }
 
+/// The address a host route of the l3 model (see [`host_route`]) routes, if it is one.
+fn host_route_of(route: &Route) -> Option<IpAddr> {
+    let dst = route.dst?;
+    let full = if dst.is_ipv6() { 128 } else { 32 };
+    (route.protocol == PROTOCOL && route.table == TABLE_MAIN && route.dst_len == full)
+        .then_some(dst)
+}
+
 fn tap_address(addr: IpAddr) -> Address {
     let (prefix_len, scope, flags) = match addr {
         IpAddr::V4(_) => (32, SCOPE_LINK, 0),
@@ -254,85 +368,215 @@ fn tap_address(addr: IpAddr) -> Address {
     }
 }
 
-/// The journal (in creation order) that routes `link`'s addresses to a new tap `tap`
-/// (made by `tap_entry`).
-pub fn entries(snapshot: &Snapshot, link: &Link, tap_entry: Entry) -> Result<Vec<Entry>, String> {
-    let tap = tap_entry.device().to_string();
-    let addresses: Vec<&Address> = snapshot
-        .addresses_of(link.index)
-        .filter(|a| !is_link_local_v6(&a.addr))
-        .collect();
-    if let Some(a) = addresses.iter().find(|a| a.flags & IFA_F_TENTATIVE != 0) {
-        return Err(format!(
-            "address {}/{} is tentative (duplicate address detection has not finished); attach it once it has",
-            a.addr, a.prefix_len
-        ));
-    }
-    let ipv6 = addresses.iter().any(|a| a.addr.is_ipv6());
-    let force_forwarding = has_force_forwarding();
-    let mut journal = vec![tap_entry];
-    journal.extend(tap_settings(&tap, ipv6, force_forwarding)?);
-    let tap_address = |addr| Entry::AddedAddress {
-        device: tap.clone(),
-        ifindex: None,
-        address: tap_address(addr),
-    };
-    journal.push(tap_address(IpAddr::V4(GATEWAY_V4)));
-    if ipv6 {
-        journal.push(tap_address(IpAddr::V6(GATEWAY_V6)));
-    }
-    journal.push(endpoint_setting(link, Knob::Ipv4Forwarding, 1)?);
-    journal.push(endpoint_setting(link, Knob::Ipv4ProxyArp, 1)?);
-    journal.push(endpoint_setting(link, Knob::Ipv4ProxyDelay, 0)?);
-    if ipv6 {
-        if force_forwarding {
-            journal.push(endpoint_setting(link, Knob::Ipv6ForceForwarding, 1)?);
-        } else {
-            journal.push(netns_setting(Knob::Ipv6Forwarding, 1)?);
+/// The l3 plumbing of endpoint `link` routed through the tap `tap`: everything after the
+/// tap itself.
+struct Routing<'a> {
+    snapshot: &'a Snapshot,
+    link: &'a Link,
+    tap: &'a str,
+    /// The tap's ifindex when it exists already (an attached endpoint's addresses
+    /// followed); None while it is only planned.
+    tap_index: Option<u32>,
+    force_forwarding: bool,
+    /// The addresses of the endpoint whose local routes the journal removed already.
+    cut: Vec<IpAddr>,
+}
+
+impl Routing<'_> {
+    /// A setting of the tap, which goes with it.
+    fn tap_setting(&self, knob: Knob, value: i32) -> Entry {
+        Entry::Sysctl {
+            device: self.tap.to_string(),
+            ifindex: self.tap_index,
+            knob,
+            value,
+            original: None,
         }
-        for a in addresses.iter().filter(|a| a.addr.is_ipv6()) {
+    }
+
+    fn tap_address(&self, addr: IpAddr) -> Entry {
+        Entry::AddedAddress {
+            device: self.tap.to_string(),
+            ifindex: self.tap_index,
+            address: tap_address(addr),
+        }
+    }
+
+    /// The entries that route `addresses` (settled ones), in the order of the module doc,
+    /// with the plumbing each family needs once per endpoint: IPv4's when `ipv4`, IPv6's
+    /// when `ipv6` is Some (whether the tap has IPv6 disabled).
+    fn plan(
+        &self,
+        addresses: &[&Address],
+        ipv4: bool,
+        ipv6: Option<bool>,
+    ) -> Result<Vec<Entry>, String> {
+        let mut journal = Vec::new();
+        if ipv4 {
+            journal.extend([
+                self.tap_setting(Knob::Ipv4Forwarding, 1),
+                self.tap_setting(Knob::Ipv4ProxyArp, 1),
+                self.tap_setting(Knob::Ipv4AcceptLocal, 1),
+                self.tap_setting(Knob::Ipv4RpFilter, 1),
+                self.tap_setting(Knob::Ipv4AcceptRedirects, 0),
+                self.tap_setting(Knob::Ipv4ProxyDelay, 0),
+            ]);
+        }
+        if let Some(disabled) = ipv6 {
+            // The tap needs IPv6 on to carry the endpoint's IPv6 addresses.
+            if disabled {
+                journal.push(self.tap_setting(Knob::Ipv6DisableIpv6, 0));
+            }
+            journal.push(self.tap_setting(Knob::Ipv6AcceptRa, 0));
+            journal.push(self.tap_setting(Knob::Ipv6AcceptRedirects, 0));
+            journal.push(self.tap_setting(Knob::Ipv6UseOifAddrsOnly, 1));
+            if self.force_forwarding {
+                journal.push(self.tap_setting(Knob::Ipv6ForceForwarding, 1));
+            }
+        }
+        if ipv4 {
+            journal.push(self.tap_address(IpAddr::V4(GATEWAY_V4)));
+        }
+        if ipv6.is_some() {
+            journal.push(self.tap_address(IpAddr::V6(GATEWAY_V6)));
+        }
+        let link = self.link;
+        if ipv4 {
+            journal.push(endpoint_setting(link, Knob::Ipv4Forwarding, 1)?);
+            journal.push(endpoint_setting(link, Knob::Ipv4ProxyArp, 1)?);
+            journal.push(endpoint_setting(link, Knob::Ipv4ProxyDelay, 0)?);
+        }
+        if ipv6.is_some() {
+            journal.push(if self.force_forwarding {
+                endpoint_setting(link, Knob::Ipv6ForceForwarding, 1)?
+            } else {
+                netns_setting(Knob::Ipv6Forwarding, 1)?
+            });
+        }
+        let v6: Vec<IpAddr> = addresses
+            .iter()
+            .map(|a| a.addr)
+            .filter(IpAddr::is_ipv6)
+            .collect();
+        for &ip in &v6 {
             journal.push(Entry::ProxyNeighbour {
                 device: link.name.clone(),
                 ifindex: Some(link.index),
-                ip: a.addr,
+                ip,
             });
         }
-        journal.push(netns_setting(Knob::Ipv6ProxyNdp, 1)?);
+        if !v6.is_empty() {
+            journal.push(netns_setting(Knob::Ipv6ProxyNdp, 1)?);
+        }
+        for a in addresses {
+            journal.push(Entry::AddedRoute {
+                device: self.tap.to_string(),
+                ifindex: self.tap_index,
+                route: host_route(a.addr),
+            });
+        }
+        journal.extend(addresses.iter().filter_map(|a| self.removed_local_route(a)));
+        Ok(journal)
     }
-    for a in &addresses {
-        journal.push(Entry::AddedRoute {
-            device: tap.clone(),
-            ifindex: None,
-            route: host_route(a.addr),
-        });
-    }
-    for a in &addresses {
-        let local = snapshot.routes.iter().find(|r| {
-            r.table == TABLE_LOCAL
-                && r.kind == RTN_LOCAL
-                && r.oif == Some(link.index)
-                && r.dst == Some(a.addr)
-        });
-        let Some(local) = local else {
-            continue;
-        };
+
+    /// The cut-over of address `a`: its local route removed (nothing when it has none,
+    /// but see [`Routing::withheld_local_route`]).
+    fn removed_local_route(&self, a: &Address) -> Option<Entry> {
+        let link = self.link;
+        let local = local_route(self.snapshot, link.index, a.addr)
+            .cloned()
+            .or_else(|| self.withheld_local_route(a))?;
         // The endpoint's routes whose preferred source is this IPv6 address: the kernel
         // strips it when the address goes (see the module doc), the undo puts it back.
-        let sourced = snapshot
+        let sourced = self
+            .snapshot
             .routes
             .iter()
             .filter(|r| a.addr.is_ipv6() && r.source == Some(a.addr))
             .filter(|r| r.oif == Some(link.index) && r.table != TABLE_LOCAL)
             .cloned()
             .collect();
-        journal.push(Entry::RemovedLocalRoute {
+        Some(Entry::RemovedLocalRoute {
             device: link.name.clone(),
             ifindex: Some(link.index),
-            address: (*a).clone(),
-            route: local.clone(),
+            address: a.clone(),
+            route: local,
             sourced,
-        });
+        })
     }
+
+    /// The local route the kernel would have given `a`, an IPv4 secondary address, when it
+    /// gave none because the l3 model removed its primary's: the kernel makes it with the
+    /// primary as preferred source, which is not local any more, so it refuses it. Its
+    /// entry removes nothing (the route is not there) and its undo puts the route back
+    /// after the primary's (see `journal`'s undo order), as the kernel would have had it.
+    fn withheld_local_route(&self, a: &Address) -> Option<Route> {
+        let IpAddr::V4(v4) = a.addr else {
+            return None;
+        };
+        let mask = u32::MAX
+            .checked_shl(32 - u32::from(a.prefix_len.min(32)))
+            .unwrap_or(0);
+        let primary = self.snapshot.addresses_of(self.link.index).find(|p| {
+            matches!(p.addr, IpAddr::V4(p4) if u32::from(p4) & mask == u32::from(v4) & mask)
+                && p.prefix_len == a.prefix_len
+                && p.flags & IFA_F_SECONDARY == 0
+        })?;
+        let withheld = a.flags & IFA_F_SECONDARY != 0 && self.cut.contains(&primary.addr);
+        withheld.then_some(Route {
+            ipv6: false,
+            dst: Some(a.addr),
+            dst_len: 32,
+            gateway: None,
+            source: Some(primary.addr),
+            scope: SCOPE_HOST,
+            protocol: PROTO_KERNEL,
+            kind: RTN_LOCAL,
+            table: TABLE_LOCAL,
+            oif: Some(self.link.index),
+            priority: None,
+            mtu: None,
+        })
+    }
+}
+
+/// The journal (in creation order) that routes `link`'s settled addresses to a new tap
+/// (made by `tap_entry`). An address that has not settled (see [`Settling`]) is left out,
+/// and so is the IPv6 plumbing while no IPv6 address is routed: `watch` adds them once it
+/// settles (see [`follow`]).
+pub fn entries(snapshot: &Snapshot, link: &Link, tap_entry: Entry) -> Result<Vec<Entry>, String> {
+    for a in snapshot
+        .addresses_of(link.index)
+        .filter(|a| !is_link_local_v6(&a.addr))
+    {
+        match settling(snapshot, link.index, a) {
+            Settling::Settled => {}
+            Settling::Pending => tracing::info!(interface = %link.name, address = %a.addr,
+                "not routed to the guest yet: it has not settled (duplicate address detection, or no local route); watch routes it once it has"),
+            Settling::Failed => tracing::warn!(interface = %link.name, address = %a.addr,
+                "not routed to the guest: it failed duplicate address detection (another host has it)"),
+        }
+    }
+    let addresses = routable(snapshot, link);
+    let ipv6 = if addresses.iter().any(|a| a.addr.is_ipv6()) {
+        // A new device starts with the netns's default.
+        let disabled = sysctl::read_default(Knob::Ipv6DisableIpv6)
+            .map_err(|e| format!("reading net.ipv6.conf.default.disable_ipv6: {e}"))?;
+        Some(disabled != 0)
+    } else {
+        None
+    };
+    let tap = tap_entry.device().to_string();
+    let routing = Routing {
+        snapshot,
+        link,
+        tap: &tap,
+        tap_index: None,
+        force_forwarding: has_force_forwarding(),
+        cut: Vec::new(),
+    };
+    let mut journal = vec![tap_entry];
+    journal.extend(routing.plan(&addresses, true, ipv6)?);
     Ok(journal)
 }
 

@@ -3,8 +3,8 @@
 //! addresses and routes while attached, so nothing in the netns conflicts with the guest.
 //! Every change is a journal entry, so detach restores the MAC, addresses and routes.
 
-use crate::guest::format_mac;
 use crate::journal::Entry;
+use crate::mac::MacAddr;
 use crate::netlink::link::Link;
 use crate::netlink::route::{PROTO_KERNEL, TABLE_MAIN};
 use crate::scan::Snapshot;
@@ -12,19 +12,10 @@ use crate::scan::Snapshot;
 /// RT_TABLE_LOCAL: the kernel's own local/broadcast routes.
 const TABLE_LOCAL: u32 = 255;
 
-/// A random unicast, locally administered MAC.
-pub fn random_local_mac() -> Result<[u8; 6], String> {
-    let mut mac = [0u8; 6];
-    // SAFETY: getrandom writes at most `mac.len()` bytes into the buffer we own.
-    let n = unsafe { libc::getrandom(mac.as_mut_ptr().cast(), mac.len(), 0) };
-    if n != mac.len() as isize {
-        return Err(format!(
-            "getrandom for a new MAC: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    mac[0] = (mac[0] & 0xfe) | 0x02;
-    Ok(mac)
+/// A random MAC for a device (a tap, or the endpoint a macvtap took the MAC of), or
+/// why there is none.
+pub fn random_mac() -> Result<MacAddr, String> {
+    MacAddr::random_local().map_err(|e| format!("getrandom for a new MAC: {e}"))
 }
 
 /// The journal (in creation order) that moves `link` behind a macvtap named `name` whose
@@ -38,8 +29,7 @@ pub fn entries(
     let mac = link
         .mac
         .as_deref()
-        .filter(|m| m.len() == 6)
-        .map(format_mac)
+        .and_then(MacAddr::from_slice)
         .ok_or("has no Ethernet MAC to give to a macvtap")?;
     let mut journal = Vec::new();
     // Routes first (the kernel would flush IPv4 ones with the last address anyway; removing
@@ -66,8 +56,8 @@ pub fn entries(
     journal.push(Entry::LinkMac {
         device: link.name.clone(),
         ifindex: Some(link.index),
-        original: mac.clone(),
-        replacement: format_mac(&random_local_mac()?),
+        original: mac,
+        replacement: random_mac()?,
     });
     journal.push(Entry::Macvtap {
         name: name.to_string(),
@@ -88,27 +78,13 @@ mod tests {
     use crate::netlink::route::Route;
 
     #[test]
-    fn random_macs_are_local_unicast() {
-        for _ in 0..50 {
-            let mac = random_local_mac().unwrap();
-            assert_eq!(mac[0] & 0x03, 0x02);
-        }
-    }
-
-    #[test]
     fn plan_removes_routes_then_addresses_then_moves_the_mac() {
         let link = Link {
-            index: 2,
-            name: "eth0".into(),
-            kind: Some("veth".into()),
             mac: Some(vec![2, 0, 0, 0, 0, 9]),
             mtu: 1450,
             tx_queue_len: 0,
             flags: 0,
-            parent: None,
-            tun: None,
-            alias: None,
-            group: 0,
+            ..Link::test(2, "eth0", Some("veth"))
         };
         let route = |proto, table, dst: Option<&str>| Route {
             ipv6: false,
@@ -159,7 +135,7 @@ mod tests {
                 mtu,
                 ..
             } => {
-                assert_eq!(mac, "02:00:00:00:00:09");
+                assert_eq!(mac.to_string(), "02:00:00:00:00:09");
                 // The setting, not the veth's 0.
                 assert_eq!(*tx_queue_len, Some(1000));
                 assert_eq!(*mtu, 1450);

@@ -11,13 +11,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::{Candidate, EndpointKind, is_link_local_v6};
+use crate::endpoint::{Backend, Candidate, Endpoint, EndpointKind, is_link_local_v6};
 use crate::journal::{Direction, Entry};
 use crate::rate::Rate;
 use crate::scan::Snapshot;
-use crate::state::Endpoint;
 use crate::tap::TapOwner;
-use crate::{Error, physical};
+use crate::{Error, names, physical};
 
 /// The interworking model of an attachment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +117,7 @@ pub fn plan_endpoint(
     let mut endpoint = Endpoint::new(&c.link, c.kind, ctx.queues);
     if let Some(socket) = vhost_user_socket(ctx, c)? {
         endpoint.queues = 1;
-        endpoint.vhost_user_socket = Some(socket);
+        endpoint.backend = Backend::VhostUser { socket };
         return Ok((endpoint, Vec::new()));
     }
     if ctx.model == Model::None {
@@ -137,7 +136,7 @@ pub fn plan_endpoint(
         ));
     }
     let name =
-        |prefix: &str| device_name.map_or_else(|| format!("{prefix}{slot}_sn"), String::from);
+        |default: fn(usize) -> String| device_name.map_or_else(|| default(slot), String::from);
     match (c.kind, ctx.model) {
         (EndpointKind::Tun, _) => Err(
             "is a tun device (layer 3, no Ethernet frames); a VM needs a tap-mode device".into(),
@@ -148,17 +147,21 @@ pub fn plan_endpoint(
             // at least 2 for one, or a VMM following the contract gets EINVAL.
             let multi_queue = c.link.tun.is_some_and(|t| t.multi_queue);
             endpoint.queues = if multi_queue { ctx.queues.max(2) } else { 1 };
-            endpoint.tap = c.link.name.clone();
-            endpoint.tap_mac = Some(endpoint.mac.clone());
+            endpoint.backend = Backend::Tap {
+                name: c.link.name.clone(),
+                mac: endpoint.mac,
+            };
             Ok((endpoint, Vec::new()))
         }
         (EndpointKind::Macvtap, _) => {
             // Handed over through its character device.
-            endpoint.tap = c.link.name.clone();
-            endpoint.tap_mac = Some(endpoint.mac.clone());
             let (major, minor) = crate::macvtap::chardev(&c.link.name, c.link.index)
                 .map_err(|e| format!("reading its character device: {e}"))?;
-            endpoint.chardev = Some(format!("{major}:{minor}"));
+            endpoint.backend = Backend::Macvtap {
+                name: c.link.name.clone(),
+                mac: endpoint.mac,
+                chardev: Some(format!("{major}:{minor}")),
+            };
             Ok((endpoint, Vec::new()))
         }
         (EndpointKind::Physical, _) => plan_physical(ctx, c, endpoint),
@@ -166,25 +169,28 @@ pub fn plan_endpoint(
             "an ipvlan can't carry a macvtap (it has no MAC of its own); use model tcfilter".into(),
         ),
         (_, Model::Macvtap) => {
-            let device = name("mvtap");
-            endpoint.tap = device.clone();
-            // The macvtap takes over the interface's MAC.
-            endpoint.tap_mac = Some(endpoint.mac.clone());
+            let device = name(names::macvtap);
             let mut entries = macvtap::entries(ctx.snapshot, &c.link, &device, ctx.tap_queue_len)?;
-            let ifb = crate::ops::ifb_name(c.link.index);
+            let ifb = names::ifb(c.link.index);
             entries.extend(rate_entries(ctx, &c.link.name, &device, Some(&ifb)));
             if ctx.rx_rate.is_some() {
                 endpoint.ifb = Some(ifb);
             }
+            // The macvtap takes over the interface's MAC; its character device is known
+            // once it exists.
+            endpoint.backend = Backend::Macvtap {
+                name: device,
+                mac: endpoint.mac,
+                chardev: None,
+            };
             Ok((endpoint, entries))
         }
         (_, Model::Tcfilter | Model::None | Model::L3) => {
-            let device = name("tap");
-            endpoint.tap = device.clone();
-            let tap_mac = crate::guest::format_mac(&macvtap::random_local_mac()?);
+            let device = name(names::tap);
+            let tap_mac = macvtap::random_mac()?;
             let tap = tcfilter::NewTap {
                 name: &device,
-                mac: &tap_mac,
+                mac: tap_mac,
                 queues: ctx.queues,
                 queue_len: ctx.tap_queue_len,
                 owner: ctx.tap_owner,
@@ -194,8 +200,11 @@ pub fn plan_endpoint(
             } else {
                 tcfilter::entries(&c.link, &tap)
             };
-            endpoint.tap_mac = Some(tap_mac);
             entries.extend(rate_entries(ctx, &c.link.name, &device, None));
+            endpoint.backend = Backend::Tap {
+                name: device,
+                mac: Some(tap_mac),
+            };
             Ok((endpoint, entries))
         }
     }
@@ -271,8 +280,10 @@ fn plan_physical(
         )
     })?;
     endpoint.queues = 1;
-    endpoint.pci_address = Some(nic.pci_address.clone());
-    endpoint.vfio_group = Some(Path::new(physical::VFIO_DEV_DIR).join(group));
+    endpoint.backend = Backend::Vfio {
+        pci_address: nic.pci_address.clone(),
+        group: Path::new(physical::VFIO_DEV_DIR).join(group),
+    };
     let entry = Entry::VfioBind {
         device: c.link.name.clone(),
         pci_address: nic.pci_address,
@@ -292,9 +303,10 @@ pub fn plan_all(
     device_names: &[String],
 ) -> Result<(Vec<Endpoint>, Vec<Entry>), (String, String)> {
     let taken = |slot: usize| {
+        let names = [names::tap(slot), names::macvtap(slot)];
         existing
             .iter()
-            .any(|e| e.tap == format!("tap{slot}_sn") || e.tap == format!("mvtap{slot}_sn"))
+            .any(|e| e.device().is_some_and(|d| names.iter().any(|n| n == d)))
     };
     let mut endpoints = Vec::with_capacity(candidates.len());
     let mut journal = Vec::new();
@@ -323,17 +335,8 @@ mod tests {
 
     fn link(index: u32, name: &str, kind: Option<&str>) -> Link {
         Link {
-            index,
-            name: name.into(),
-            kind: kind.map(String::from),
-            mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
             mtu: 1400,
-            tx_queue_len: 1000,
-            flags: libc::IFF_UP as u32,
-            parent: None,
-            tun: None,
-            alias: None,
-            group: 0,
+            ..Link::test(index, name, kind)
         }
     }
 
@@ -393,8 +396,11 @@ mod tests {
             let (ep, entries) =
                 plan_endpoint(&ctx(&snap, Model::Tcfilter), &candidate(&l), 0, None).unwrap();
             assert_eq!(ep.kind.as_str(), kind);
-            assert_eq!((ep.tap.as_str(), ep.queues, ep.mtu), ("tap0_sn", 3, 1400));
-            assert_eq!(ep.mac, "02:00:00:00:00:04");
+            assert_eq!((ep.device(), ep.queues, ep.mtu), (Some("tap0_sn"), 3, 1400));
+            assert_eq!(
+                ep.mac.map(|m| m.to_string()).as_deref(),
+                Some("02:00:00:00:00:04")
+            );
             assert_eq!(
                 described(&entries),
                 vec![
@@ -422,7 +428,7 @@ mod tests {
         let snap = snapshot(vec![l.clone()]);
         let (ep, entries) =
             plan_endpoint(&ctx(&snap, Model::Macvtap), &candidate(&l), 0, None).unwrap();
-        assert_eq!(ep.tap, "mvtap0_sn");
+        assert_eq!(ep.device(), Some("mvtap0_sn"));
         assert_eq!(
             described(&entries),
             vec![
@@ -459,10 +465,10 @@ mod tests {
                 "{err}"
             );
             let (ep, entries) = plan_endpoint(&c, &candidate(&tap), 0, None).unwrap();
-            assert_eq!((ep.tap.as_str(), ep.queues), ("vmtap0", 1));
+            assert_eq!((ep.device(), ep.queues), (Some("vmtap0"), 1));
             assert!(entries.is_empty());
             let (ep, entries) = plan_endpoint(&c, &candidate(&mq), 0, None).unwrap();
-            assert_eq!((ep.tap.as_str(), ep.queues), ("vmtap1", 3));
+            assert_eq!((ep.device(), ep.queues), (Some("vmtap1"), 3));
             assert!(entries.is_empty());
             // A multi-queue tap needs IFF_MULTI_QUEUE, which a VMM sets for queues > 1.
             let mut one = c.clone();
@@ -474,7 +480,7 @@ mod tests {
         let snap = snapshot(vec![veth.clone()]);
         let (ep, entries) =
             plan_endpoint(&ctx(&snap, Model::None), &candidate(&veth), 0, None).unwrap();
-        assert_eq!((ep.tap.as_str(), ep.queues), ("", 0));
+        assert_eq!((ep.device(), ep.queues), (None, 0));
         assert!(entries.is_empty());
     }
 
@@ -492,10 +498,14 @@ mod tests {
             link(4, "eth4", Some("veth")),
         ];
         let snap = snapshot(links.clone());
+        let tap = |name: &str| Backend::Tap {
+            name: name.into(),
+            mac: None,
+        };
         let mut existing = Endpoint::new(&links[0], EndpointKind::Veth, 1);
-        existing.tap = "tap0_sn".into();
+        existing.backend = tap("tap0_sn");
         let mut existing2 = existing.clone();
-        existing2.tap = "tap2_sn".into();
+        existing2.backend = tap("tap2_sn");
         let candidates: Vec<Candidate> = links.iter().map(candidate).collect();
         let (eps, _) = plan_all(
             &ctx(&snap, Model::Tcfilter),
@@ -504,7 +514,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        let taps: Vec<&str> = eps.iter().map(|e| e.tap.as_str()).collect();
+        let taps: Vec<&str> = eps.iter().filter_map(Endpoint::device).collect();
         assert_eq!(taps, vec!["tap1_sn", "vmtap0", "tap3_sn", "tap4_sn"]);
     }
 

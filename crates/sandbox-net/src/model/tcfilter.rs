@@ -2,6 +2,7 @@
 //! u32 filter on each side redirecting every frame to the other's egress.
 
 use crate::journal::Entry;
+use crate::mac::MacAddr;
 use crate::netlink::link::Link;
 use crate::tap::TapOwner;
 
@@ -9,7 +10,7 @@ use crate::tap::TapOwner;
 #[derive(Debug, Clone)]
 pub struct NewTap<'a> {
     pub name: &'a str,
-    pub mac: &'a str,
+    pub mac: MacAddr,
     pub queues: u32,
     pub queue_len: u32,
     pub owner: TapOwner,
@@ -23,7 +24,7 @@ pub fn tap_entry(link: &Link, tap: &NewTap<'_>) -> Entry {
         queues: tap.queues,
         mtu: link.mtu,
         owner: tap.owner,
-        mac: Some(tap.mac.to_string()),
+        mac: Some(tap.mac),
         tx_queue_len: Some(tap.queue_len),
     }
 }
@@ -61,21 +62,15 @@ mod tests {
     #[test]
     fn a_tap_then_qdiscs_then_filters() {
         let link = Link {
-            index: 2,
-            name: "eth0".into(),
-            kind: Some("veth".into()),
             mac: Some(vec![2, 0, 0, 0, 0, 9]),
             mtu: 1450,
             tx_queue_len: 0,
             flags: 0,
-            parent: None,
-            tun: None,
-            alias: None,
-            group: 0,
+            ..Link::test(2, "eth0", Some("veth"))
         };
         let tap = NewTap {
             name: "tap0_sn",
-            mac: "02:00:00:00:00:01",
+            mac: MacAddr::new([2, 0, 0, 0, 0, 1]),
             queues: 4,
             queue_len: 2000,
             owner: TapOwner::default(),

@@ -332,6 +332,26 @@ pub fn create_veth(
 }
 
 #[cfg(test)]
+impl Link {
+    /// A link for unit tests: up, MTU 1500, queue length 1000, MAC 02:00:00:00:00:<index>.
+    pub(crate) fn test(index: u32, name: &str, kind: Option<&str>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: kind.map(String::from),
+            mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
+            mtu: 1500,
+            tx_queue_len: 1000,
+            flags: libc::IFF_UP as u32,
+            parent: None,
+            tun: None,
+            alias: None,
+            group: 0,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use netlink_packet_core::{DefaultNla, Emitable};
@@ -405,11 +425,11 @@ mod tests {
         assert_eq!(link.alias.as_deref(), Some("\\xff (not UTF-8)"));
         assert_eq!(link.kind.as_deref(), Some("tun"));
         // An alias that is ours but for one byte is not ours.
-        let mut alias = crate::journal::owner_alias("a").into_bytes();
+        let mut alias = crate::names::owner_alias("a").into_bytes();
         alias.push(0xff);
         let link = parse_link_payload(&link_bytes(5, b"tap0_sn", &alias)).expect("parse");
         assert_eq!(link.name, "tap0_sn");
-        let id = link.alias.as_deref().and_then(crate::journal::owner_of);
+        let id = link.alias.as_deref().and_then(crate::names::owner_of);
         assert!(id.is_some_and(|id| crate::state::validate_id(id).is_err()));
     }
 }

@@ -54,6 +54,7 @@ impl NlError {
 }
 
 /// A NETLINK_ROUTE socket bound to one network namespace.
+#[derive(Debug)]
 pub struct Netlink {
     socket: Socket,
     seq: u32,

@@ -4,17 +4,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::endpoint::{self, Candidate, EndpointKind};
+use super::transaction;
+use crate::endpoint::{self, Candidate, Endpoint, EndpointKind};
 use crate::failpoint::FailAt;
 use crate::guest::{self, GuestConfig};
-use crate::journal::{self, Entry};
+use crate::journal::Entry;
 use crate::model::{self, Model, PlanContext};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
-use crate::ownership::Owner;
 use crate::rate::Rate;
 use crate::scan::{self, Snapshot};
-use crate::state::{self, Endpoint, Phase, Settings, State, StateDir};
+use crate::state::{self, Phase, Settings, State, StateDir};
 use crate::tap::{self, TapOwner};
 use crate::{Error, Result, macvtap, physical};
 
@@ -171,13 +171,7 @@ pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
     // Validate the netns before touching the state directory: bad input creates nothing.
     let netns = NetNs::open(&opts.netns, opts.allow_host_netns)?;
     let store = StateDir::open(&opts.state_dir)?;
-    let mut lock = store.lock(&opts.id)?;
-    if store.load(&opts.id)?.is_some() {
-        return Err(Error::AlreadyAttached {
-            id: opts.id.clone(),
-            path: store.state_path(&opts.id),
-        });
-    }
+    let mut lock = store.lock_to_attach(&opts.id)?;
     let result = netns
         .run(|| attach_inside(opts, &store, &netns))
         .and_then(|r| r);
@@ -275,6 +269,11 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
     if partial && describe {
         snapshot = scan::scan(&mut nl).map_err(scan_failed)?;
     }
+    if opts.model == Model::L3 {
+        let indexes: Vec<u32> = candidates.iter().map(|c| c.link.index).collect();
+        snapshot = model::l3::await_settled(&mut nl, snapshot, &indexes, model::l3::SETTLE_WAIT)
+            .map_err(scan_failed)?;
+    }
     if candidates.is_empty() {
         return Err(Error::NothingToAttach {
             netns: netns.display().to_string(),
@@ -316,29 +315,31 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         journal,
         dns: opts.dns.clone(),
     };
-    model::l3::finish_plan(store, &mut state, 0)?;
+    super::claims::finish_plan(store, &mut state, 0)?;
     // The journal is written before the first kernel change.
     store.save(&state)?;
-    let refused = crate::vhost_user::refuse_held(store, &state, &state.endpoints, netns.display());
+    let refused = super::vhost_user::refuse_held(store, &state, &state.endpoints, netns.display());
     if let Err(error) = refused {
         if let Err(e) = store.remove(&state.id) {
             tracing::error!(id = %state.id, error = %e, "a refused attach could not remove its state file");
         }
         return Err(error);
     }
-    match apply_and_save(&mut nl, store, &mut state, 0, opts.fail_at()) {
+    let fail_at = opts.fail_at();
+    let finish = transaction::record_attached(store, 0, fail_at);
+    let object = format!("sandbox {}", state.id);
+    match transaction::apply(&mut nl, &mut state, 0, &object, fail_at, finish) {
         Ok(()) => {
             tracing::info!(id = %opts.id, endpoints = state.endpoints.len(), requests = nl.requests(), "attached");
             Ok(Attachment::from_state(&state, nl.requests()))
         }
-        Err((applied, error)) => {
-            tracing::info!(id = %state.id, %error, applied, "attach failed; rolling back");
-            if undo_logged(&mut nl, &state, 0, applied)
+        Err(failed) => {
+            if !failed.kept
                 && let Err(e) = store.remove(&state.id)
             {
                 tracing::error!(id = %state.id, error = %e, "rollback could not remove the state file");
             }
-            Err(error)
+            Err(failed.error)
         }
     }
 }
@@ -358,67 +359,5 @@ fn netns_cookie(nl: &Netlink, ns_label: &str) -> Result<Option<u64>> {
             "read its cookie (SO_NETNS_COOKIE)",
             e,
         )),
-    }
-}
-
-/// Apply `state.journal[start..]`, report the character devices of new macvtaps, and save
-/// the state as attached. On failure returns how many entries of the slice were applied.
-pub(super) fn apply_and_save(
-    nl: &mut Netlink,
-    store: &StateDir,
-    state: &mut State,
-    start: usize,
-    fail_at: FailAt,
-) -> std::result::Result<(), (usize, Error)> {
-    let alias = journal::owner_alias(&state.id);
-    let id = state.id.clone();
-    let new = &mut state.journal[start..];
-    let total = new.len();
-    journal::apply_at(nl, new, &alias, fail_at).map_err(|e| {
-        (
-            e.applied,
-            Error::kernel(
-                format!("sandbox {id}: {}", e.entry.describe()),
-                e.step,
-                e.error,
-            ),
-        )
-    })?;
-    for entry in &state.journal[start..] {
-        if let Entry::Macvtap {
-            name,
-            ifindex: Some(index),
-            ..
-        } = entry
-        {
-            let (major, minor) = macvtap::chardev(name, *index).map_err(|e| {
-                (
-                    total,
-                    Error::kernel(format!("macvtap {name}"), "read its character device", e),
-                )
-            })?;
-            if let Some(ep) = state.endpoints.iter_mut().find(|ep| &ep.tap == name) {
-                ep.chardev = Some(format!("{major}:{minor}"));
-            }
-        }
-    }
-    fail_at
-        .check(total, &format!("sandbox {id}"), "save attached state")
-        .map_err(|e| (total, e))?;
-    state.phase = Phase::Attached;
-    store.save(state).map_err(|e| (total, e))
-}
-
-/// Undo `state.journal[start..start + applied]` after a failure; false (logged) when an
-/// object could not be removed, in which case the state must be kept for detach.
-pub(super) fn undo_logged(nl: &mut Netlink, state: &State, start: usize, applied: usize) -> bool {
-    let entries = &state.journal[start..start + applied];
-    match journal::undo(nl, entries, &Owner::of(state)) {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::error!(id = %state.id, object = %e.entry.describe(), error = %e.error,
-                "rollback could not remove an object; the state file is kept so detach can retry");
-            false
-        }
     }
 }

@@ -2,11 +2,10 @@
 
 use serde::Serialize;
 
-use super::reopen::{Reopened, reopen_netns};
 use crate::failpoint::FailAt;
 use crate::journal;
-use crate::ownership::{LeftAlone, Owner};
-use crate::state::{self, StateDir};
+use crate::journal::ownership::LeftAlone;
+use crate::sandbox::{Access, Place, Sandbox};
 use crate::{Error, Result};
 
 /// What detach did.
@@ -97,53 +96,45 @@ pub fn detach_with_failpoint(
 }
 
 fn detach_at(state_dir: &std::path::Path, id: &str, fail_at: FailAt) -> Result<Detached> {
-    state::validate_id(id)?;
-    let store = StateDir::open(state_dir)?;
-    let mut lock = store.lock(id)?;
-    let Some(state) = store.load(id)? else {
-        // A save killed before its rename may have left a temp file (and no kernel change:
-        // the first save precedes the first change).
-        store.remove(id)?;
-        lock.remove_on_release();
+    let Some(mut sandbox) = Sandbox::find(state_dir, id, Access::Change)? else {
         return Ok(Detached::NotAttached { id: id.to_string() });
     };
-    if state.is_static() {
-        super::static_attach::undo_static(&state)?;
-        store.remove(id)?;
-        lock.remove_on_release();
-        return Ok(Detached::Detached {
-            id: id.to_string(),
-            objects: state.journal.len(),
-            left_alone: Vec::new(),
-        });
-    }
-    let (netns, mut nl) = match reopen_netns(&state)? {
-        Reopened::Same { netns, nl } => (netns, nl),
-        Reopened::Lost(lost) => {
+    let state = &sandbox.state;
+    let outcome = match &mut sandbox.place {
+        Place::Host => {
+            super::static_attach::undo_static(state)?;
+            Detached::Detached {
+                id: id.to_string(),
+                objects: state.journal.len(),
+                left_alone: Vec::new(),
+            }
+        }
+        Place::Lost(lost) => {
             // What lived in the netns went with it (or is not ours, in a new one); what
             // lives outside it (VFIO bindings) is still owed.
             let restored = journal::undo_outside(&state.journal).map_err(|e| undo_error(id, e))?;
-            store.remove(id)?;
-            lock.remove_on_release();
-            return Ok(Detached::NetnsGone {
+            Detached::NetnsGone {
                 id: id.to_string(),
                 netns: state.netns_path.display().to_string(),
                 replaced: lost.replaced,
                 restored,
-            });
+            }
+        }
+        Place::Netns { netns, nl } => {
+            let undone = netns.run(|| {
+                journal::undo_at(nl, &state.journal, &state.owner(), fail_at)
+                    .map_err(|e| undo_error(id, e))
+            })??;
+            Detached::Detached {
+                id: id.to_string(),
+                objects: state.journal.len() - undone.left_alone.len(),
+                left_alone: undone.left_alone,
+            }
         }
     };
-    let undone = netns.run(|| {
-        journal::undo_at(&mut nl, &state.journal, &Owner::of(&state), fail_at)
-            .map_err(|e| undo_error(id, e))
-    })??;
-    store.remove(id)?;
-    lock.remove_on_release();
-    Ok(Detached::Detached {
-        id: id.to_string(),
-        objects: state.journal.len() - undone.left_alone.len(),
-        left_alone: undone.left_alone,
-    })
+    sandbox.store.remove(id)?;
+    sandbox.forget_lock();
+    Ok(outcome)
 }
 
 fn undo_error(id: &str, e: journal::UndoError) -> Error {

@@ -2,7 +2,7 @@
 //!
 //! Two kinds of leftovers:
 //! - **orphan links**: links whose alias marks them as ours (`sandbox-net:<id>`, see
-//!   [`journal::owner_alias`]) and of a kind we create (tap, macvtap, ifb), that no state of
+//!   [`crate::names::owner_alias`]) and of a kind we create (tap, macvtap, ifb), that no state of
 //!   the state directory journals in that netns. They are looked for in the namespaces
 //!   given and in the netns of every state file. Removing one also removes our redirect
 //!   filters that point at it from other devices (so their traffic is not black-holed),
@@ -20,12 +20,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::reopen::{Reopened, reopen_netns};
 use crate::journal;
+use crate::journal::ownership::OUR_KINDS;
 use crate::netlink::link::{self, Link};
 use crate::netlink::{Netlink, NlError, tc};
 use crate::netns::{NetNs, NsId};
-use crate::ownership::{OUR_KINDS, Owner};
+use crate::sandbox::Place;
 use crate::state::{self, Lock, State, StateDir};
 use crate::{Error, Result};
 
@@ -238,13 +238,8 @@ fn collect_state(
             return Ok(None);
         }
     };
-    if state.is_static() {
-        // A static attachment has no netns to lose; its devices (VFIO bindings) are undone
-        // only by detach.
-        return Ok(None);
-    }
-    let reopened = match reopen_netns(&state) {
-        Ok(r) => r,
+    let place = match Place::of(&state) {
+        Ok(place) => place,
         Err(e) => {
             // Its netns is there (same device and inode) but could not be proven the same:
             // leave it for the next gc; the other sandboxes are still collected.
@@ -252,8 +247,11 @@ fn collect_state(
             return Ok(None);
         }
     };
-    let (netns, reason) = match reopened {
-        Reopened::Lost(lost) => {
+    let (netns, reason) = match place {
+        // A static attachment has no netns to lose; its devices (VFIO bindings) are undone
+        // only by detach.
+        Place::Host => return Ok(None),
+        Place::Lost(lost) => {
             let how = if lost.replaced {
                 lost.reason
             } else {
@@ -261,7 +259,7 @@ fn collect_state(
             };
             (None, Some(how))
         }
-        Reopened::Same { netns, mut nl } => {
+        Place::Netns { netns, mut nl } => {
             let none_left = all_gone(&netns, &mut nl, &state)?;
             let reason = none_left.then(|| {
                 format!(
@@ -329,7 +327,7 @@ fn all_gone(netns: &NetNs, nl: &mut Netlink, state: &State) -> Result<bool> {
     let label = format!("netns {}", netns.display());
     // Inside: settings (/proc/sys/net) answer for the reading thread's netns.
     let checked = netns
-        .run(|| journal::check(nl, &state.journal, &Owner::of(state)))?
+        .run(|| journal::check(nl, &state.journal, &state.owner()))?
         .map_err(|(step, e)| Error::kernel(&label, step, e.into_io()))?;
     Ok(checked.iter().all(|c| !c.present))
 }
@@ -372,7 +370,7 @@ fn collect_links(store: Option<&StateDir>, netns: &NetNs, dry_run: bool) -> Resu
         link::dump(&mut nl).map_err(|e| Error::kernel(&label, "dump links", e.into_io()))?;
     let mut found = Found::default();
     for l in &links {
-        let Some(id) = l.alias.as_deref().and_then(journal::owner_of) else {
+        let Some(id) = l.alias.as_deref().and_then(crate::names::owner_of) else {
             continue;
         };
         let kind = l.kind.clone().unwrap_or_default();

@@ -2,21 +2,23 @@
 //! attachment's model and settings, updating its journal and state.
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use super::attach::{apply_and_save, plan, undo_logged};
-use super::reopen::{Reopened, reopen_netns};
-use crate::endpoint;
+use super::attach::plan;
+use super::transaction;
+use crate::endpoint::{self, Endpoint};
 use crate::failpoint::FailAt;
 use crate::guest::{self, GuestConfig};
 use crate::journal;
+use crate::journal::ownership::Owner;
+use crate::model::{Model, l3};
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
-use crate::ownership::Owner;
+use crate::sandbox::{Access, Sandbox};
 use crate::scan::{self, Snapshot};
-use crate::state::{self, Endpoint, Lock, Phase, State, StateDir};
-use crate::watch::diff;
+use crate::state::{self, Phase, State, StateDir};
 use crate::{Error, Result, tap};
 
 /// The endpoint added or removed, and the guest description after the change.
@@ -27,36 +29,34 @@ pub struct EndpointChange {
     pub guest: GuestConfig,
 }
 
-/// The sandbox's store, held lock, state, netns, and a socket in the netns.
-type Opened = (StateDir, Lock, State, NetNs, Netlink);
+/// What hot-plugging refuses to do outside the sandbox's netns.
+const HOTPLUG: &str = "hot-plug interfaces";
 
-/// Lock the sandbox and load its state, which must be fully attached, and its netns, which
-/// must be the one attached.
-fn open_attached(state_dir: &Path, id: &str, iface: &str) -> Result<Opened> {
+/// The sandbox, locked, fully attached, in its netns (see [`Sandbox::open`]).
+fn open_attached(state_dir: &Path, id: &str, iface: &str) -> Result<Sandbox> {
     state::validate_id(id)?;
     tap::validate_ifname(iface)
         .map_err(|r| Error::invalid(format!("interface name {iface:?}"), r))?;
-    let store = StateDir::open(state_dir)?;
-    let lock = store.lock(id)?;
-    let state = store
-        .load(id)?
-        .ok_or_else(|| Error::invalid(format!("sandbox {id}"), "not attached"))?;
-    if state.phase != Phase::Attached {
-        return Err(Error::invalid(
-            format!("sandbox {id}"),
-            "its attach never finished (crashed?); detach it first",
-        ));
-    }
-    super::static_attach::refuse_static(&state, "hot-plug interfaces from")?;
-    match reopen_netns(&state)? {
-        Reopened::Same { netns, nl } => Ok((store, lock, state, netns, nl)),
-        Reopened::Lost(lost) => Err(lost.refusal(id, "hot-plug interfaces")),
-    }
+    let mut sandbox = Sandbox::open(state_dir, id, Access::Change)?;
+    sandbox.finished()?;
+    sandbox.place.netns(id, HOTPLUG)?;
+    Ok(sandbox)
 }
 
-/// Attach one more interface of the sandbox's netns.
+/// Attach one more interface of the sandbox's netns. Under l3 its IPv6 addresses get up
+/// to [`l3::SETTLE_WAIT`] to settle (see [`l3::Settling`]).
 pub fn add_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
-    add_endpoint_at(state_dir, id, iface, FailAt::NEVER)
+    add_endpoint_at(state_dir, id, iface, FailAt::NEVER, l3::SETTLE_WAIT)
+}
+
+/// [`add_endpoint`] without waiting for addresses to settle: `watch` routes them when
+/// they do (see [`l3::follow`]).
+pub(crate) fn add_endpoint_without_waiting(
+    state_dir: &Path,
+    id: &str,
+    iface: &str,
+) -> Result<EndpointChange> {
+    add_endpoint_at(state_dir, id, iface, FailAt::NEVER, Duration::ZERO)
 }
 
 /// [`add_endpoint`] with a test hook: fail before step N of the new journal entries (N =
@@ -68,7 +68,13 @@ pub fn add_endpoint_with_failpoint(
     iface: &str,
     fail_at: Option<usize>,
 ) -> Result<EndpointChange> {
-    add_endpoint_at(state_dir, id, iface, FailAt::before(fail_at))
+    add_endpoint_at(
+        state_dir,
+        id,
+        iface,
+        FailAt::before(fail_at),
+        l3::SETTLE_WAIT,
+    )
 }
 
 fn add_endpoint_at(
@@ -76,15 +82,18 @@ fn add_endpoint_at(
     id: &str,
     iface: &str,
     fail_at: FailAt,
+    wait: Duration,
 ) -> Result<EndpointChange> {
-    let (store, _lock, state, netns, mut nl) = open_attached(state_dir, id, iface)?;
-    if state.endpoints.iter().any(|e| e.name == iface) {
+    let mut sandbox = open_attached(state_dir, id, iface)?;
+    if sandbox.state.endpoints.iter().any(|e| e.name == iface) {
         return Err(Error::invalid(
             format!("interface {iface} of sandbox {id}"),
             "is already attached",
         ));
     }
-    netns.run(|| add_inside(&store, state, &netns, &mut nl, iface, fail_at))?
+    let (netns, nl) = sandbox.place.netns(id, HOTPLUG)?;
+    let (store, state) = (&sandbox.store, sandbox.state);
+    netns.run(|| add_inside(store, state, netns, nl, iface, fail_at, wait))?
 }
 
 fn add_inside(
@@ -94,8 +103,9 @@ fn add_inside(
     nl: &mut Netlink,
     iface: &str,
     fail_at: FailAt,
+    wait: Duration,
 ) -> Result<EndpointChange> {
-    let snapshot = super::scan_in(nl, netns)?;
+    let mut snapshot = super::scan_in(nl, netns)?;
     let only = [iface.to_string()];
     let candidates =
         endpoint::candidates(&snapshot, Some(&only)).map_err(|r| Error::Unsupported {
@@ -103,6 +113,16 @@ fn add_inside(
             netns: netns.display().to_string(),
             reason: r.reason,
         })?;
+    if state.model == Model::L3 {
+        let indexes: Vec<u32> = candidates.iter().map(|c| c.link.index).collect();
+        snapshot = l3::await_settled(nl, snapshot, &indexes, wait).map_err(|e| {
+            Error::kernel(
+                format!("netns {}", netns.display()),
+                e.dump,
+                e.error.into_io(),
+            )
+        })?;
+    }
     let (mut endpoints, entries) = plan(
         netns,
         state.model,
@@ -136,10 +156,10 @@ fn add_inside(
     state.endpoints.push(endpoint.clone());
     let start = state.journal.len();
     state.journal.extend(entries);
-    crate::model::l3::finish_plan(store, &mut state, start)?;
+    super::claims::finish_plan(store, &mut state, start)?;
     state.phase = Phase::Attaching;
     store.save(&state)?;
-    let refused = crate::vhost_user::refuse_held(
+    let refused = super::vhost_user::refuse_held(
         store,
         &state,
         std::slice::from_ref(&endpoint),
@@ -149,7 +169,9 @@ fn add_inside(
         store.save(&before)?;
         return Err(error);
     }
-    match apply_and_save(nl, store, &mut state, start, fail_at) {
+    let finish = transaction::record_attached(store, start, fail_at);
+    let object = format!("sandbox {}", state.id);
+    match transaction::apply(nl, &mut state, start, &object, fail_at, finish) {
         Ok(()) => {
             let endpoint = state
                 .endpoints
@@ -157,9 +179,9 @@ fn add_inside(
                 .find(|e| e.name == iface)
                 .cloned()
                 .unwrap_or(endpoint);
-            let guest = match state.guest {
-                Some(recorded) => recorded,
-                None => diff::guest_now(&state, &snapshot),
+            let guest = match &state.guest {
+                Some(recorded) => recorded.clone(),
+                None => state.guest_now(&snapshot),
             };
             Ok(EndpointChange {
                 id: state.id.clone(),
@@ -167,11 +189,11 @@ fn add_inside(
                 guest,
             })
         }
-        Err((applied, error)) => {
-            if undo_logged(nl, &state, start, applied) {
+        Err(failed) => {
+            if !failed.kept {
                 store.save(&before)?;
             }
-            Err(error)
+            Err(failed.error)
         }
     }
 }
@@ -179,7 +201,9 @@ fn add_inside(
 /// Detach one interface of the sandbox, leaving the others attached. Removing the last
 /// one leaves an empty attachment.
 pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
-    let (store, _lock, mut state, netns, mut nl) = open_attached(state_dir, id, iface)?;
+    let mut sandbox = open_attached(state_dir, id, iface)?;
+    let (netns, nl) = sandbox.place.netns(id, HOTPLUG)?;
+    let (store, state) = (&sandbox.store, &mut sandbox.state);
     let position = state
         .endpoints
         .iter()
@@ -198,12 +222,12 @@ pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<Endpoi
     let recorded = state.guest.is_some();
     // Without a recorded guest description, the one reported is read after the removal.
     let owner = Owner {
-        alias: journal::owner_alias(id),
+        alias: crate::names::owner_alias(id),
         endpoints: std::slice::from_ref(&endpoint),
     };
     let after = netns.run(|| -> Result<Option<Snapshot>> {
         let ns_label = format!("netns {}", netns.display());
-        journal::undo(&mut nl, &owned, &owner).map_err(|e| {
+        journal::undo(nl, &owned, &owner).map_err(|e| {
             Error::kernel(
                 format!("sandbox {id}: {}", e.entry.describe()),
                 "remove",
@@ -214,7 +238,7 @@ pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<Endpoi
             return Ok(None);
         }
         let snapshot =
-            scan::scan(&mut nl).map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
+            scan::scan(nl).map_err(|e| Error::kernel(&ns_label, e.dump, e.error.into_io()))?;
         Ok(Some(snapshot))
     })??;
     state.journal = kept;
@@ -223,9 +247,9 @@ pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<Endpoi
         recorded.routes.retain(|r| r.device != iface);
         recorded.neighbors.retain(|n| n.device != iface);
     }
-    store.save(&state)?;
+    store.save(state)?;
     let guest = match after {
-        Some(snapshot) => diff::guest_now(&state, &snapshot),
+        Some(snapshot) => state.guest_now(&snapshot),
         None => state.guest.clone().unwrap_or_default(),
     };
     Ok(EndpointChange {

@@ -4,14 +4,15 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::reopen::{Reopened, reopen_netns};
+use super::transaction;
 use crate::failpoint::FailAt;
+use crate::journal::ownership::{self, Verdict};
 use crate::journal::{self, Direction, Entry};
 use crate::model::{PlanContext, rate_entries};
 use crate::netlink::{Netlink, htb};
-use crate::ownership::{self, Owner, Verdict};
 use crate::rate::Rate;
-use crate::state::{self, Phase, State, StateDir};
+use crate::sandbox::{Access, Sandbox};
+use crate::state::{self, State};
 use crate::{Error, Result, tap};
 
 /// What to do with one direction's limit.
@@ -31,11 +32,6 @@ pub struct LimitStatus {
     pub rate_bps: Option<u64>,
     /// The rate the kernel reports, in bits per second.
     pub kernel_bps: Option<u64>,
-}
-
-/// The IFB that shapes traffic toward the guest of the endpoint with ifindex `index`.
-pub fn ifb_name(index: u32) -> String {
-    format!("ifb{index}_sn")
 }
 
 fn is_limit(e: &Entry, direction: Direction) -> bool {
@@ -104,17 +100,9 @@ fn set_rate_at(
     if rx.is_none() && tx.is_none() {
         return Err(Error::invalid("set-rate", "give --rx and/or --tx"));
     }
-    let store = StateDir::open(state_dir)?;
-    let _lock = store.lock(id)?;
-    let mut state = store
-        .load(id)?
-        .ok_or_else(|| Error::invalid(format!("sandbox {id}"), "not attached"))?;
-    if state.phase != Phase::Attached {
-        return Err(Error::invalid(
-            format!("sandbox {id}"),
-            "its attach never finished; detach it first",
-        ));
-    }
+    let mut sandbox = Sandbox::open(state_dir, id, Access::Change)?;
+    sandbox.finished()?;
+    let state = &mut sandbox.state;
     if let Some(name) = iface
         && !state.endpoints.iter().any(|e| e.name == name)
     {
@@ -123,11 +111,8 @@ fn set_rate_at(
             "is not attached",
         ));
     }
-    super::static_attach::refuse_static(&state, "rate limit in")?;
-    let (netns, mut nl) = match reopen_netns(&state)? {
-        Reopened::Same { netns, nl } => (netns, nl),
-        Reopened::Lost(lost) => return Err(lost.refusal(id, "change its rate limits")),
-    };
+    let (netns, nl) = sandbox.place.netns(id, "change its rate limits")?;
+    let store = &sandbox.store;
     let result = netns.run(|| -> Result<Vec<LimitStatus>> {
         let before = state.clone();
         let mut steps = Steps { fail_at, done: 0 };
@@ -138,7 +123,7 @@ fn set_rate_at(
                     if iface.is_some_and(|name| state.endpoints[n].name != name) {
                         continue;
                     }
-                    change_one(&mut nl, &mut state, n, direction, change, &mut steps)?;
+                    change_one(nl, state, n, direction, change, &mut steps)?;
                 }
                 if iface.is_none() {
                     let rate = match change {
@@ -152,14 +137,14 @@ fn set_rate_at(
                 }
             }
             steps.check(&format!("sandbox {id}"), "save the state")?;
-            store.save(&state)
+            store.save(state)
         };
         if let Err(e) = change_all() {
             tracing::info!(id, error = %e, "set-rate failed; putting the limits back");
-            super::rollback::restore(&mut nl, &store, &before, &state);
+            super::rollback::restore(nl, store, &before, state);
             return Err(e);
         }
-        read_limits(&mut nl, &state)
+        read_limits(nl, state)
     })??;
     Ok(result)
 }
@@ -198,7 +183,7 @@ fn change_one(
             let plumbed = state
                 .journal
                 .iter()
-                .any(|e| e.creates_device() && e.device() == endpoint.tap);
+                .any(|e| e.creates_device() && endpoint.device() == Some(e.device()));
             if !plumbed {
                 return Err(Error::invalid(
                     &object,
@@ -206,7 +191,8 @@ fn change_one(
                 ));
             }
             let macvtap = state.model == crate::model::Model::Macvtap;
-            let ifb = ifb_name(endpoint.ifindex);
+            let ifb = crate::names::ifb(endpoint.ifindex);
+            let device = endpoint.device().unwrap_or_default();
             let snapshot = crate::scan::Snapshot::default();
             let settings = state.settings.clone();
             let sysfs_root = crate::physical::sysfs_root();
@@ -222,28 +208,23 @@ fn change_one(
                 rx_rate: (direction == Direction::Rx).then_some(rate),
                 tx_rate: (direction == Direction::Tx).then_some(rate),
             };
-            let mut entries = rate_entries(
+            let entries = rate_entries(
                 &ctx,
                 &endpoint.name,
-                &endpoint.tap,
+                device,
                 macvtap.then_some(ifb.as_str()),
             );
-            let alias = journal::owner_alias(&state.id);
             let fail_at = steps.within(entries.len());
-            if let Err(e) = journal::apply_at(nl, &mut entries, &alias, fail_at) {
-                if let Err(u) = journal::undo(nl, &entries[..e.applied], &Owner::of(state)) {
-                    tracing::error!(object = %u.entry.describe(), error = %u.error, "could not roll back a new rate limit");
-                }
-                return Err(Error::kernel(
-                    format!("{object}: {}", e.entry.describe()),
-                    e.step,
-                    e.error,
-                ));
+            let start = state.journal.len();
+            state.journal.extend(entries);
+            let applied = transaction::apply(nl, state, start, &object, fail_at, |_, _| Ok(()));
+            if let Err(failed) = applied {
+                state.journal.truncate(start);
+                return Err(failed.error);
             }
             if macvtap && direction == Direction::Rx {
                 state.endpoints[n].ifb = Some(ifb);
             }
-            state.journal.extend(entries);
         }
         (RateChange::Remove, Some(i)) => {
             let ifb = endpoint.ifb.clone();
@@ -255,13 +236,13 @@ fn change_one(
                             && ifb.as_deref().is_some_and(|ifb| {
                                 e.device() == ifb
                                     || matches!(e, Entry::RedirectFilter { target, .. } if target == ifb)
-                                    || matches!(e, Entry::IngressQdisc { device, .. } if *device == endpoint.tap)
+                                    || matches!(e, Entry::IngressQdisc { device, .. } if endpoint.device() == Some(device.as_str()))
                             }))
                 })
                 .collect();
             let removed: Vec<Entry> = chain.iter().map(|&j| state.journal[j].clone()).collect();
             steps.check(&object, "remove the limit")?;
-            journal::undo(nl, &removed, &Owner::of(state)).map_err(|e| {
+            journal::undo(nl, &removed, &state.owner()).map_err(|e| {
                 Error::kernel(&object, format!("remove {}", e.entry.describe()), e.error)
             })?;
             let mut j = 0;
@@ -279,12 +260,12 @@ fn change_one(
     Ok(())
 }
 
-/// The ifindex of the device a limit lives on, proven ours (see [`crate::ownership`]):
+/// The ifindex of the device a limit lives on, proven ours (see [`ownership`]):
 /// a limit is changed in place only on the device it was put on.
 fn proven_ours(nl: &mut Netlink, entry: &Entry, state: &State, object: &str) -> Result<u32> {
     let links = crate::netlink::link::dump(nl)
         .map_err(|e| Error::kernel(object, "dump links", e.into_io()))?;
-    match ownership::verdict(entry, &state.journal, &links, &Owner::of(state)) {
+    match ownership::verdict(entry, &state.journal, &links, &state.owner()) {
         Verdict::Ours(index) => Ok(index),
         Verdict::Gone => Err(Error::kernel(
             object,
@@ -314,7 +295,7 @@ pub fn read_limits(nl: &mut Netlink, state: &State) -> Result<Vec<LimitStatus>> 
                     rate,
                     ..
                 }) => {
-                    let index = ifindex.or_else(|| tap::ifindex(device).ok());
+                    let index = ifindex.or_else(|| tap::ifindex_via(nl.as_fd(), device).ok());
                     let kernel = match index {
                         Some(i) => htb::read_limit(nl, i).map_err(|e| {
                             Error::kernel(format!("device {device}"), "read HTB class", e.into_io())

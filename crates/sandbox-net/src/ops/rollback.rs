@@ -3,29 +3,7 @@
 
 use crate::journal::{self, Entry};
 use crate::netlink::Netlink;
-use crate::ownership::Owner;
 use crate::state::{State, StateDir};
-
-/// Forget the ifindex of an entry, so it is resolved by name again.
-fn clear_ifindex(entry: &mut Entry) {
-    match entry {
-        Entry::Tap { ifindex, .. }
-        | Entry::Macvtap { ifindex, .. }
-        | Entry::Ifb { ifindex, .. }
-        | Entry::RateLimit { ifindex, .. }
-        | Entry::IngressQdisc { ifindex, .. }
-        | Entry::RedirectFilter { ifindex, .. }
-        | Entry::LinkMac { ifindex, .. }
-        | Entry::RemovedAddress { ifindex, .. }
-        | Entry::RemovedRoute { ifindex, .. }
-        | Entry::Sysctl { ifindex, .. }
-        | Entry::AddedAddress { ifindex, .. }
-        | Entry::AddedRoute { ifindex, .. }
-        | Entry::ProxyNeighbour { ifindex, .. }
-        | Entry::RemovedLocalRoute { ifindex, .. } => *ifindex = None,
-        Entry::VfioBind { .. } => {}
-    }
-}
 
 /// Make the kernel match `before` again, `now` being what was changed since: undo the
 /// entries only `now` has, re-create those only `before` has (a changed entry is both).
@@ -33,14 +11,14 @@ fn clear_ifindex(entry: &mut Entry) {
 /// saved again with them. Runs inside the netns; what can't be restored is logged (the
 /// caller reports the original failure).
 pub(super) fn restore(nl: &mut Netlink, store: &StateDir, before: &State, now: &State) {
-    let alias = journal::owner_alias(&before.id);
+    let alias = crate::names::owner_alias(&before.id);
     let added: Vec<Entry> = now
         .journal
         .iter()
         .filter(|e| !before.journal.contains(e))
         .cloned()
         .collect();
-    if let Err(e) = journal::undo(nl, &added, &Owner::of(now)) {
+    if let Err(e) = journal::undo(nl, &added, &now.owner()) {
         tracing::error!(id = %before.id, object = %e.entry.describe(), error = %e.error,
             "rollback: could not remove a new object");
     }
@@ -61,7 +39,7 @@ pub(super) fn restore(nl: &mut Netlink, store: &StateDir, before: &State, now: &
         .collect();
     for entry in &mut removed {
         if recreated.iter().any(|d| d == entry.device()) {
-            clear_ifindex(entry);
+            entry.forget_ifindex();
         }
     }
     if let Err(e) = journal::apply(nl, &mut removed, &alias) {

@@ -8,12 +8,12 @@
 //! detach).
 
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use super::attach::{Attachment, apply_and_save, undo_logged};
-use super::status::ObjectStatus;
-use crate::endpoint::EndpointKind;
+use super::attach::Attachment;
+use super::transaction;
+use crate::endpoint::{self, Endpoint, EndpointKind};
 use crate::failpoint::FailAt;
 use crate::guest::{GuestConfig, GuestInterface};
 use crate::journal::{self, Entry};
@@ -21,15 +21,14 @@ use crate::model::Model;
 use crate::netlink::Netlink;
 use crate::netlink::link::{self, Link};
 use crate::netns::NsId;
-use crate::ownership::Owner;
-use crate::state::{self, Endpoint, Phase, Settings, State, StateDir};
+use crate::state::{self, Phase, Settings, State, StateDir};
 use crate::static_config::{self, Backend, Device, StaticConfig};
-use crate::{Error, Result, physical, tap};
+use crate::{Error, Result, physical};
 
 /// What to attach statically, and where to record it.
 #[derive(Debug, Clone)]
 pub struct StaticOptions {
-    /// The static configuration file (schema in the README, "Static attachments").
+    /// The static configuration file (its schema: docs/static.md).
     pub config: PathBuf,
     pub id: String,
     pub state_dir: PathBuf,
@@ -51,15 +50,10 @@ impl StaticOptions {
 /// The default MTU of a device that does not say, other than a tap (which has its own).
 const DEFAULT_MTU: u32 = 1500;
 
-/// The identity of the calling thread's netns.
-fn own_netns() -> Result<NsId> {
-    let path = "/proc/thread-self/ns/net";
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::kernel("the caller's netns", format!("stat {path}"), e))?;
-    Ok(NsId {
-        dev: meta.dev(),
-        ino: meta.ino(),
-    })
+/// The identity of the calling thread's netns (where a static attachment's taps are).
+pub(super) fn own_netns() -> Result<NsId> {
+    crate::netns::own_id()
+        .map_err(|e| Error::kernel("the caller's netns", "stat /proc/thread-self/ns/net", e))
 }
 
 /// Attach the devices of a static configuration file. Everything is checked (the file, then
@@ -74,13 +68,7 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
     let guest = guest_of(&config, &endpoints);
     let here = own_netns()?;
     let store = StateDir::open(&opts.state_dir)?;
-    let mut lock = store.lock(&opts.id)?;
-    if store.load(&opts.id)?.is_some() {
-        return Err(Error::AlreadyAttached {
-            id: opts.id.clone(),
-            path: store.state_path(&opts.id),
-        });
-    }
+    let mut lock = store.lock_to_attach(&opts.id)?;
     if let Err(e) = refuse_claimed(opts, &store, &config) {
         lock.remove_on_release();
         return Err(e);
@@ -101,18 +89,19 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
         dns: opts.dns.clone(),
     };
     store.save(&state)?;
-    match apply_and_save(&mut nl, &store, &mut state, 0, FailAt::NEVER) {
+    let finish = transaction::record_attached(&store, 0, FailAt::NEVER);
+    let object = format!("sandbox {}", state.id);
+    match transaction::apply(&mut nl, &mut state, 0, &object, FailAt::NEVER, finish) {
         Ok(()) => {
             tracing::info!(id = %opts.id, endpoints = state.endpoints.len(), "attached statically");
             Ok(Attachment::from_state(&state, nl.requests()))
         }
-        Err((applied, error)) => {
-            tracing::info!(id = %state.id, %error, applied, "static attach failed; rolling back");
-            if undo_logged(&mut nl, &state, 0, applied) {
+        Err(failed) => {
+            if !failed.kept {
                 store.remove(&state.id)?;
                 lock.remove_on_release();
             }
-            Err(error)
+            Err(failed.error)
         }
     }
 }
@@ -149,22 +138,20 @@ fn resolve(
             name: d.name.clone(),
             kind: EndpointKind::Tap,
             ifindex: 0,
-            tap: String::new(),
-            mac: d.mac.clone().unwrap_or_default(),
-            tap_mac: None,
+            mac: d.mac,
             mtu: d.mtu.unwrap_or(DEFAULT_MTU),
             queues: 1,
-            chardev: None,
-            pci_address: None,
-            vfio_group: None,
-            vhost_user_socket: None,
+            backend: endpoint::Backend::None,
             ifb: None,
         };
         match &d.backend {
             Backend::Tap { tap, queues } => {
                 let l = host_tap(opts, d, tap, &links)?;
                 ep.ifindex = l.index;
-                ep.tap = tap.clone();
+                ep.backend = endpoint::Backend::Tap {
+                    name: tap.clone(),
+                    mac: None,
+                };
                 ep.mtu = d.mtu.unwrap_or(l.mtu);
                 ep.queues = tap_queues(opts, d, &l, *queues)?;
             }
@@ -172,13 +159,17 @@ fn resolve(
                 check_socket(opts, d, socket)?;
                 ep.kind = EndpointKind::VhostUser;
                 ep.queues = *queues;
-                ep.vhost_user_socket = Some(socket.clone());
+                ep.backend = endpoint::Backend::VhostUser {
+                    socket: socket.clone(),
+                };
             }
             Backend::Vfio { pci_address } => {
                 let (group, driver) = pci_device(opts, d, &sysfs_root, pci_address)?;
                 ep.kind = EndpointKind::Physical;
-                ep.pci_address = Some(pci_address.clone());
-                ep.vfio_group = Some(Path::new(physical::VFIO_DEV_DIR).join(group));
+                ep.backend = endpoint::Backend::Vfio {
+                    pci_address: pci_address.clone(),
+                    group: Path::new(physical::VFIO_DEV_DIR).join(group),
+                };
                 journal.push(Entry::VfioBind {
                     device: d.name.clone(),
                     pci_address: pci_address.clone(),
@@ -225,7 +216,7 @@ fn host_tap(opts: &StaticOptions, d: &Device, name: &str, links: &[Link]) -> Res
             ));
         }
     }
-    if let Some(owner) = l.alias.as_deref().and_then(journal::owner_of) {
+    if let Some(owner) = l.alias.as_deref().and_then(crate::names::owner_of) {
         return Err(bad(
             opts,
             field,
@@ -333,13 +324,13 @@ fn refuse_claimed(opts: &StaticOptions, store: &StateDir, config: &StaticConfig)
             let (key, clash) = match &d.backend {
                 Backend::Tap { tap, .. } => (
                     "tap",
-                    other.is_static() && other.endpoints.iter().any(|e| &e.tap == tap),
+                    other.is_static() && other.endpoints.iter().any(|e| e.device() == Some(tap)),
                 ),
                 Backend::VhostUser { socket, .. } => (
                     "socket",
                     other.endpoints.iter().any(|e| {
-                        e.vhost_user_socket
-                            .as_deref()
+                        e.backend
+                            .vhost_user_socket()
                             .is_some_and(|s| crate::vhost_user::same_socket(s, socket))
                     }),
                 ),
@@ -348,7 +339,7 @@ fn refuse_claimed(opts: &StaticOptions, store: &StateDir, config: &StaticConfig)
                     other
                         .endpoints
                         .iter()
-                        .any(|e| e.pci_address.as_ref() == Some(pci_address)),
+                        .any(|e| e.backend.pci_address() == Some(pci_address)),
                 ),
             };
             if clash {
@@ -373,7 +364,7 @@ fn guest_of(config: &StaticConfig, endpoints: &[Endpoint]) -> GuestConfig {
             .zip(endpoints)
             .map(|(d, ep)| GuestInterface {
                 name: d.name.clone(),
-                mac: ep.mac.clone(),
+                mac: ep.mac,
                 mtu: ep.mtu,
                 addresses: d.addresses.clone(),
                 noarp: d.noarp,
@@ -389,7 +380,7 @@ fn guest_of(config: &StaticConfig, endpoints: &[Endpoint]) -> GuestConfig {
 pub(super) fn undo_static(state: &State) -> Result<()> {
     let mut nl = Netlink::open_here()
         .map_err(|e| Error::kernel("the caller's netns", "open netlink socket", e))?;
-    journal::undo(&mut nl, &state.journal, &Owner::of(state))
+    journal::undo(&mut nl, &state.journal, &state.owner())
         .map(drop)
         .map_err(|e| {
             Error::kernel(
@@ -398,50 +389,4 @@ pub(super) fn undo_static(state: &State) -> Result<()> {
                 e.error,
             )
         })
-}
-
-/// What a static attachment holds, and whether it is still there: every VFIO binding, every
-/// vhost-user socket, and every tap when called from the netns the attach ran in (a tap
-/// can't be seen from another).
-pub(super) fn check_objects(state: &State) -> Result<Vec<ObjectStatus>> {
-    let here = own_netns()? == state.netns_id;
-    let mut out = Vec::new();
-    for entry in &state.journal {
-        if let Entry::VfioBind { pci_address, .. } = entry {
-            let bound = physical::current_driver(&physical::sysfs_root(), pci_address)
-                .is_ok_and(|d| d.as_deref() == Some(physical::VFIO_DRIVER));
-            out.push(ObjectStatus {
-                object: entry.describe(),
-                present: bound,
-                not_ours: None,
-            });
-        }
-    }
-    for ep in &state.endpoints {
-        if let Some(socket) = &ep.vhost_user_socket {
-            out.push(ObjectStatus {
-                object: format!("vhost-user socket {} of {}", socket.display(), ep.name),
-                present: std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket()),
-                not_ours: None,
-            });
-        } else if !ep.tap.is_empty() && here {
-            out.push(ObjectStatus {
-                object: format!("tap {} of {}", ep.tap, ep.name),
-                present: tap::ifindex(&ep.tap).is_ok_and(|i| i == ep.ifindex),
-                not_ours: None,
-            });
-        }
-    }
-    Ok(out)
-}
-
-/// Refuse an operation that needs the sandbox's netns on a static attachment.
-pub(super) fn refuse_static(state: &State, operation: &str) -> Result<()> {
-    if state.is_static() {
-        return Err(Error::invalid(
-            format!("sandbox {}", state.id),
-            format!("is a static attachment (attach --config): it has no netns to {operation}"),
-        ));
-    }
-    Ok(())
 }

@@ -41,7 +41,7 @@ pub struct Device {
     pub name: String,
     pub backend: Backend,
     /// The guest NIC's MAC (lowercase); None for a VFIO device that keeps its own.
-    pub mac: Option<String>,
+    pub mac: Option<crate::mac::MacAddr>,
     /// None: the tap's MTU for a tap, 1500 otherwise.
     pub mtu: Option<u32>,
     pub addresses: Vec<GuestAddress>,
@@ -185,7 +185,7 @@ pub fn check_unique(devices: &[Device]) -> Checked<()> {
                 return clash("name", format!("{:?}", d.name));
             }
             if d.mac.is_some() && d.mac == earlier.mac {
-                return clash("mac", d.mac.clone().unwrap_or_default());
+                return clash("mac", d.mac.map(|m| m.to_string()).unwrap_or_default());
             }
             match (&d.backend, &earlier.backend) {
                 (Backend::Tap { tap: a, .. }, Backend::Tap { tap: b, .. }) if a == b => {
@@ -309,7 +309,7 @@ mod tests {
             check_unique(&[a.clone(), b.clone()]).unwrap_err().field,
             "devices[1].mac"
         );
-        b.mac = Some("02:00:00:00:00:02".into());
+        b.mac = "02:00:00:00:00:02".parse().ok();
         assert_eq!(
             check_unique(&[a.clone(), b.clone()]).unwrap_err().field,
             "devices[1].tap"

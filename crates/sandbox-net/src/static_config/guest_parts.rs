@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use super::fields::{Checked, ConfigError, Obj};
 use crate::endpoint::is_link_local_v6;
-use crate::guest::{GuestAddress, GuestNeighbor, GuestRoute, format_mac, parse_mac};
+use crate::guest::{GuestAddress, GuestNeighbor, GuestRoute};
+use crate::mac::MacAddr;
 
 pub fn family(ip: &IpAddr) -> &'static str {
     if ip.is_ipv4() { "inet" } else { "inet6" }
@@ -20,23 +21,23 @@ fn max_prefix(ip: &IpAddr) -> u8 {
 
 /// A MAC for a guest NIC or a neighbour: six colon-separated hex bytes, unicast, not zero.
 /// Returned in the lowercase form the rest of sandbox-net uses.
-pub fn unicast_mac(field: &str, text: &str) -> Checked<String> {
-    let mac = parse_mac(text).ok_or_else(|| {
+pub fn unicast_mac(field: &str, text: &str) -> Checked<MacAddr> {
+    let mac: MacAddr = text.parse().map_err(|_| {
         ConfigError::new(
             field,
             format!("{text:?} is not a MAC (expected six hex bytes like 02:00:00:00:00:01)"),
         )
     })?;
-    if mac == [0; 6] {
+    if mac.is_zero() {
         return Err(ConfigError::new(field, format!("{text:?} is the zero MAC")));
     }
-    if mac[0] & 1 != 0 {
+    if mac.is_multicast() {
         return Err(ConfigError::new(
             field,
             format!("{text:?} is a multicast MAC (the low bit of the first byte is set)"),
         ));
     }
-    Ok(format_mac(&mac))
+    Ok(mac)
 }
 
 fn ip(field: &str, text: &str) -> Checked<IpAddr> {
@@ -434,7 +435,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (n.mac.as_str(), n.state.as_str()),
+            (n.mac.to_string().as_str(), n.state.as_str()),
             ("02:aa:00:00:00:01", "permanent")
         );
         for (mac, why) in [

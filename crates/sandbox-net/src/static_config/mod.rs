@@ -1,8 +1,7 @@
 //! Static attachments: a JSON file that lists devices living in no container netns (an
 //! existing tap, a vhost-user socket, a PCI device for VFIO) with the guest NIC's MAC,
 //! MTU and addresses, and the guest's routes and neighbours. `attach --config FILE`
-//! attaches them (see `ops::static_attach`); the schema is documented in the README
-//! ("Static attachments").
+//! attaches them (see `ops::static_attach`); the schema is documented in docs/static.md.
 //!
 //! [`parse`] checks the whole file and touches nothing: every error names the entry and
 //! the field (`devices[1].mac: "zz" is not a MAC`).

@@ -4,8 +4,9 @@
 //! which sandbox-net makes it when attached with `--queues` > 1). `--net` takes one value
 //! per NIC. vhost-user sockets: `vhost_user=true,socket=...`; VFIO NICs: `--device path=`.
 
-use super::{Backend, Vmm, VmmArgs, unsupported};
+use super::{Vmm, VmmArgs, guest_mac, queues, unsupported};
 use crate::Result;
+use crate::endpoint::Backend;
 use crate::state::State;
 
 const VMM: Vmm = Vmm::CloudHypervisor;
@@ -26,13 +27,14 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
     let mut vhost_user = false;
     for ep in &state.endpoints {
         let check = |v: &str| check_value(v).map_err(|r| unsupported(VMM, ep, r));
-        match Backend::of(ep) {
-            Backend::Tap { name, queues } => {
+        let queues = queues(ep);
+        match &ep.backend {
+            Backend::Tap { name, .. } => {
                 check(name)?;
                 out.run_in_netns = true;
                 nets.push(format!(
                     "tap={name},mac={},num_queues={},mtu={}",
-                    ep.mac,
+                    guest_mac(ep),
                     2 * queues,
                     ep.mtu
                 ));
@@ -48,13 +50,13 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
                     ),
                 ));
             }
-            Backend::VhostUser { socket, queues } => {
+            Backend::VhostUser { socket } => {
                 let socket = socket.to_string_lossy();
                 check(&socket)?;
                 vhost_user = true;
                 nets.push(format!(
                     "vhost_user=true,socket={socket},mac={},num_queues={}",
-                    ep.mac,
+                    guest_mac(ep),
                     2 * queues
                 ));
             }
@@ -62,7 +64,7 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
                 check(pci_address)?;
                 devices.push(format!("path=/sys/bus/pci/devices/{pci_address}/"));
             }
-            Backend::Nothing => {}
+            Backend::None => {}
         }
     }
     if !nets.is_empty() {
@@ -87,30 +89,15 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::state::State;
-    use crate::vmm::tests::endpoint;
-    use crate::vmm::{RenderOptions, Vmm, vmm_args};
-
-    fn state(endpoints: Vec<crate::state::Endpoint>) -> State {
-        serde_json::from_value(serde_json::json!({
-            "version": 1, "id": "vm1", "netns": "pod1", "netns_path": "/run/netns/pod1",
-            "netns_id": {"dev": 1, "ino": 2}, "model": "tcfilter", "phase": "attached",
-            "endpoints": endpoints, "guest": {"interfaces": [], "routes": [], "neighbors": []},
-            "journal": []
-        }))
-        .unwrap()
-    }
-
-    const OPTS: RenderOptions = RenderOptions {
-        vhost: false,
-        fds: false,
-    };
+    use crate::endpoint::Backend;
+    use crate::vmm::tests::{OPTS, endpoint, state, with};
+    use crate::vmm::{Vmm, vmm_args};
 
     #[test]
     fn taps_by_name_with_queue_count_in_rx_plus_tx() {
         let mut e1 = endpoint("eth1", "tap1_sn", 1);
         e1.mtu = 1450;
-        e1.mac = "02:77:00:00:01:02".into();
+        e1.mac = "02:77:00:00:01:02".parse().ok();
         let s = state(vec![endpoint("eth0", "tap0_sn", 2), e1]);
         let a = vmm_args(&s, Vmm::CloudHypervisor, OPTS).unwrap();
         assert_eq!(
@@ -127,7 +114,11 @@ mod tests {
     #[test]
     fn macvtap_is_refused_with_a_reason() {
         let mut ep = endpoint("eth0", "mvt0_sn", 1);
-        ep.chardev = Some("240:1".into());
+        ep.backend = Backend::Macvtap {
+            name: "mvt0_sn".into(),
+            mac: None,
+            chardev: Some("240:1".into()),
+        };
         let e = vmm_args(&state(vec![ep]), Vmm::CloudHypervisor, OPTS).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("macvtap"), "{e}");
@@ -135,11 +126,19 @@ mod tests {
 
     #[test]
     fn vhost_user_and_vfio() {
-        let mut vu = endpoint("eth0", "", 1);
-        vu.vhost_user_socket = Some("/run/vhu/vhu.sock".into());
-        let mut vfio = endpoint("eth1", "", 1);
-        vfio.pci_address = Some("0000:03:00.0".into());
-        vfio.vfio_group = Some("/dev/vfio/12".into());
+        let vu = with(
+            endpoint("eth0", "", 1),
+            Backend::VhostUser {
+                socket: "/run/vhu/vhu.sock".into(),
+            },
+        );
+        let vfio = with(
+            endpoint("eth1", "", 1),
+            Backend::Vfio {
+                pci_address: "0000:03:00.0".into(),
+                group: "/dev/vfio/12".into(),
+            },
+        );
         let a = vmm_args(&state(vec![vu, vfio]), Vmm::CloudHypervisor, OPTS).unwrap();
         assert_eq!(
             a.args,

@@ -11,10 +11,8 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use super::fdmap::FdMap;
-use super::{Backend, FIRST_FD, VHOST_NET, Vmm, VmmArgs, fd_layout, open_endpoint_queues, qemu};
-use crate::netns::NetNs;
-use crate::ops::Reopened;
-use crate::state::State;
+use super::{FIRST_FD, VHOST_NET, Vmm, VmmArgs, fd_layout, open_endpoint_queues, qemu};
+use crate::sandbox::Sandbox;
 use crate::{Error, Result};
 
 /// Everything opened and rendered, ready to exec.
@@ -42,16 +40,9 @@ fn open_vhost(count: u32) -> io::Result<Vec<OwnedFd>> {
         .collect()
 }
 
-/// Open the sandbox's netns, checking it is still the one attached.
-fn reopen(state: &State) -> Result<NetNs> {
-    match crate::ops::reopen_netns(state)? {
-        Reopened::Same { netns, .. } => Ok(netns),
-        Reopened::Lost(lost) => Err(lost.refusal(&state.id, "open its queues")),
-    }
-}
-
-/// Open every queue and render the arguments. Only QEMU takes fds this way.
-pub fn prepare_exec(state: &State, vmm: Vmm, want_vhost: bool) -> Result<ExecPlan> {
+/// Open every queue in the sandbox's netns and render the arguments. Only QEMU takes fds
+/// this way.
+pub fn prepare_exec(sandbox: &mut Sandbox, vmm: Vmm, want_vhost: bool) -> Result<ExecPlan> {
     if vmm != Vmm::Qemu {
         return Err(Error::invalid(
             format!("--vmm {vmm}"),
@@ -59,12 +50,13 @@ pub fn prepare_exec(state: &State, vmm: Vmm, want_vhost: bool) -> Result<ExecPla
              inside the sandbox netns",
         ));
     }
-    let netns = reopen(state)?;
+    let state = &sandbox.state;
+    let (netns, _) = sandbox.place.netns(&state.id, "open its queues")?;
     let opened = netns.run(|| {
         state
             .endpoints
             .iter()
-            .map(|ep| match Backend::of(ep).fd_queues() {
+            .map(|ep| match ep.fd_queues() {
                 Some(_) => open_endpoint_queues(ep).map(Some).map_err(|e| (ep, e)),
                 None => Ok(None),
             })
@@ -80,7 +72,7 @@ pub fn prepare_exec(state: &State, vmm: Vmm, want_vhost: bool) -> Result<ExecPla
             format!(
                 "{} {} (endpoint {}) in netns {}",
                 ep.kind.as_str(),
-                ep.tap,
+                ep.device().unwrap_or_default(),
                 ep.name,
                 netns.display()
             ),
@@ -88,11 +80,7 @@ pub fn prepare_exec(state: &State, vmm: Vmm, want_vhost: bool) -> Result<ExecPla
             e,
         )
     })?;
-    let total_queues: u32 = state
-        .endpoints
-        .iter()
-        .filter_map(|ep| Backend::of(ep).fd_queues())
-        .sum();
+    let total_queues: u32 = state.endpoints.iter().filter_map(|ep| ep.fd_queues()).sum();
     let mut warnings = Vec::new();
     let mut vhost_fds = Vec::new();
     let mut vhost = false;

@@ -7,9 +7,10 @@
 //! close at exec.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::process::Command;
+
+use crate::sys::fd;
 
 /// Fds waiting to be placed at `first`, `first + 1`, ... in an exec'd program.
 #[derive(Debug)]
@@ -30,15 +31,8 @@ impl FdMap {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "fd numbers overflow"))?;
         let mut sources = Vec::with_capacity(fds.len());
         let mut pairs = Vec::with_capacity(fds.len());
-        for (i, fd) in fds.iter().enumerate() {
-            // SAFETY: F_DUPFD_CLOEXEC duplicates an fd we own to the lowest free number
-            // >= base; it takes an integer argument and touches no memory.
-            let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, base) };
-            if dup < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: fcntl returned a new fd that nothing else owns.
-            let dup = unsafe { OwnedFd::from_raw_fd(dup) };
+        for (i, owned) in fds.iter().enumerate() {
+            let dup = fd::dup_at_or_above(owned.as_fd(), base)?;
             pairs.push((dup.as_raw_fd(), first + i as RawFd));
             sources.push(dup);
         }
@@ -53,20 +47,7 @@ impl FdMap {
     /// Install the placement as a pre-exec hook of `cmd`. The fds stay open as long as
     /// `self` lives: keep it until the exec.
     pub fn install(&self, cmd: &mut Command) {
-        let pairs = self.pairs.clone();
-        let hook = move || -> io::Result<()> {
-            for &(source, target) in &pairs {
-                // SAFETY: dup2 is async-signal-safe; `source` is open (held by the FdMap
-                // until exec) and `target` is a plain number.
-                if unsafe { libc::dup2(source, target) } < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        };
-        // SAFETY: the hook runs between fork and exec (or just before exec); it only calls
-        // dup2 and reads a Vec allocated beforehand: no allocation, no locks.
-        unsafe { cmd.pre_exec(hook) };
+        fd::place_at_exec(cmd, self.pairs.clone());
     }
 
     /// How many fds are placed.

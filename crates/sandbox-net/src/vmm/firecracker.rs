@@ -6,8 +6,9 @@
 
 use serde::Serialize;
 
-use super::{Backend, Vmm, VmmArgs, unsupported};
+use super::{Vmm, VmmArgs, guest_mac, queues, unsupported};
 use crate::Result;
+use crate::endpoint::Backend;
 use crate::state::State;
 
 const VMM: Vmm = Vmm::Firecracker;
@@ -40,8 +41,9 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
     let mut interfaces = Vec::new();
     let mut mtu_notes = Vec::new();
     for ep in &state.endpoints {
-        match Backend::of(ep) {
-            Backend::Tap { name, queues } => {
+        let queues = queues(ep);
+        match &ep.backend {
+            Backend::Tap { name, .. } => {
                 if queues > 1 {
                     return Err(unsupported(
                         VMM,
@@ -58,7 +60,7 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
                 interfaces.push(FirecrackerInterface {
                     iface_id: iface_id(&ep.name),
                     host_dev_name: name.to_string(),
-                    guest_mac: ep.mac.clone(),
+                    guest_mac: guest_mac(ep),
                 });
             }
             Backend::Macvtap { name, .. } => {
@@ -81,7 +83,7 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
             Backend::Vfio { .. } => {
                 return Err(unsupported(VMM, ep, "Firecracker has no PCI passthrough"));
             }
-            Backend::Nothing => {}
+            Backend::None => {}
         }
     }
     if !interfaces.is_empty() {
@@ -110,23 +112,8 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::tests::endpoint;
-    use crate::vmm::{RenderOptions, vmm_args};
-
-    fn state(endpoints: Vec<crate::state::Endpoint>) -> State {
-        serde_json::from_value(serde_json::json!({
-            "version": 1, "id": "vm1", "netns": "pod1", "netns_path": "/run/netns/pod1",
-            "netns_id": {"dev": 1, "ino": 2}, "model": "tcfilter", "phase": "attached",
-            "endpoints": endpoints, "guest": {"interfaces": [], "routes": [], "neighbors": []},
-            "journal": []
-        }))
-        .unwrap()
-    }
-
-    const OPTS: RenderOptions = RenderOptions {
-        vhost: false,
-        fds: false,
-    };
+    use crate::vmm::tests::{OPTS, endpoint, state};
+    use crate::vmm::vmm_args;
 
     #[test]
     fn network_interfaces_entries() {
@@ -165,7 +152,11 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("--queues 1"), "{e}");
         let mut m = endpoint("eth0", "mvt0_sn", 1);
-        m.chardev = Some("240:1".into());
+        m.backend = Backend::Macvtap {
+            name: "mvt0_sn".into(),
+            mac: None,
+            chardev: Some("240:1".into()),
+        };
         let e = vmm_args(&state(vec![m]), Vmm::Firecracker, OPTS).unwrap_err();
         assert_eq!(e.exit_code(), 2);
     }

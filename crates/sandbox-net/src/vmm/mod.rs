@@ -26,7 +26,9 @@ pub use exec::{ExecPlan, prepare_exec};
 pub use firecracker::FirecrackerInterface;
 pub use queues::open_endpoint_queues;
 
-use crate::state::{Endpoint, State};
+use crate::endpoint::{Backend, Endpoint};
+use crate::sandbox::{Access, Sandbox};
+use crate::state::State;
 use crate::{Error, Result};
 
 /// The device that gives the kernel's vhost-net to QEMU.
@@ -76,56 +78,14 @@ impl FromStr for Vmm {
     }
 }
 
-/// What an endpoint gives the VMM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend<'a> {
-    /// A persistent tap, opened by name (or by fd through `exec`).
-    Tap { name: &'a str, queues: u32 },
-    /// A macvtap: its queues are opened through its character device, so only as fds.
-    Macvtap { name: &'a str, queues: u32 },
-    /// A vhost-user socket the VMM connects to.
-    VhostUser { socket: &'a Path, queues: u32 },
-    /// A physical NIC bound to vfio-pci.
-    Vfio {
-        pci_address: &'a str,
-        group: &'a Path,
-    },
-    /// Nothing (model none): the interface is only described to the guest.
-    Nothing,
+/// The queues the VMM opens for an endpoint (at least one).
+fn queues(ep: &Endpoint) -> u32 {
+    ep.queues.max(1)
 }
 
-impl<'a> Backend<'a> {
-    pub fn of(ep: &'a Endpoint) -> Backend<'a> {
-        let queues = ep.queues.max(1);
-        if let Some(socket) = &ep.vhost_user_socket {
-            Backend::VhostUser { socket, queues }
-        } else if let Some(group) = &ep.vfio_group {
-            Backend::Vfio {
-                pci_address: ep.pci_address.as_deref().unwrap_or_default(),
-                group,
-            }
-        } else if ep.chardev.is_some() {
-            Backend::Macvtap {
-                name: &ep.tap,
-                queues,
-            }
-        } else if ep.tap.is_empty() {
-            Backend::Nothing
-        } else {
-            Backend::Tap {
-                name: &ep.tap,
-                queues,
-            }
-        }
-    }
-
-    /// The queue count when the VMM gets queue fds from `exec`.
-    pub fn fd_queues(self) -> Option<u32> {
-        match self {
-            Backend::Tap { queues, .. } | Backend::Macvtap { queues, .. } => Some(queues),
-            _ => None,
-        }
-    }
+/// The MAC of the guest NIC as VMM arguments carry it (empty when there is none).
+fn guest_mac(ep: &Endpoint) -> String {
+    crate::mac::text_or_empty(ep.mac)
 }
 
 /// The fds `exec` gives one endpoint, as numbers in the VMM.
@@ -151,7 +111,7 @@ pub fn fd_layout(endpoints: &[Endpoint], vhost: bool) -> Vec<Option<EndpointFds>
     endpoints
         .iter()
         .map(|ep| {
-            Backend::of(ep).fd_queues().map(|queues| EndpointFds {
+            ep.fd_queues().map(|queues| EndpointFds {
                 endpoint: ep.name.clone(),
                 queue_fds: take(queues),
                 vhost_fds: if vhost { take(queues) } else { Vec::new() },
@@ -207,6 +167,19 @@ pub(crate) fn unsupported(vmm: Vmm, ep: &Endpoint, reason: impl Into<String>) ->
     Error::invalid(format!("endpoint {} for {vmm}", ep.name), reason.into())
 }
 
+/// An attached sandbox to hand to a VMM ([`vmm_args`], [`prepare_exec`]): exit-2 errors
+/// when it is not attached, when its attach never finished, or when another namespace is
+/// at its netns's path now (what was rendered or opened would be the new namespace's
+/// devices, not the sandbox's).
+pub fn open_attached(state_dir: &Path, id: &str) -> Result<Sandbox> {
+    let sandbox = Sandbox::open(state_dir, id, Access::Read)?;
+    sandbox.finished()?;
+    sandbox
+        .place
+        .refuse_replaced(id, "hand its devices to a VMM")?;
+    Ok(sandbox)
+}
+
 /// Render what `vmm` needs for every endpoint of an attached sandbox.
 pub fn vmm_args(state: &State, vmm: Vmm, opts: RenderOptions) -> Result<VmmArgs> {
     let mut out = VmmArgs {
@@ -227,7 +200,7 @@ pub fn vmm_args(state: &State, vmm: Vmm, opts: RenderOptions) -> Result<VmmArgs>
         Vmm::Firecracker => firecracker::render(state, &mut out)?,
     }
     for ep in &state.endpoints {
-        if Backend::of(ep) == Backend::Nothing {
+        if ep.backend == Backend::None {
             out.notes.push(format!(
                 "endpoint {}: model none, nothing to hand to the VMM",
                 ep.name
@@ -287,6 +260,29 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    /// Neither vhost-net nor the fd form.
+    pub const OPTS: RenderOptions = RenderOptions {
+        vhost: false,
+        fds: false,
+    };
+
+    /// An attached tcfilter state with `endpoints`.
+    pub fn state(endpoints: Vec<Endpoint>) -> State {
+        serde_json::from_value(serde_json::json!({
+            "version": 1, "id": "vm1", "netns": "pod1", "netns_path": "/run/netns/pod1",
+            "netns_id": {"dev": 1, "ino": 2}, "model": "tcfilter", "phase": "attached",
+            "endpoints": endpoints, "guest": {"interfaces": [], "routes": [], "neighbors": []},
+            "journal": []
+        }))
+        .unwrap()
+    }
+
+    /// [`endpoint`] with another backend.
+    pub fn with(mut ep: Endpoint, backend: Backend) -> Endpoint {
+        ep.backend = backend;
+        ep
+    }
+
     #[test]
     fn vmm_names_round_trip() {
         for name in Vmm::NAMES {
@@ -297,8 +293,7 @@ pub(crate) mod tests {
 
     #[test]
     fn layout_gives_consecutive_fds_per_endpoint() {
-        let mut none = endpoint("eth2", "", 1);
-        none.tap.clear();
+        let none = endpoint("eth2", "", 1);
         let eps = [
             endpoint("eth0", "tap0_sn", 2),
             none,

@@ -4,9 +4,10 @@
 //! for a multi-queue NIC; `-netdev vhost-user` for a vhost-user socket, `-device vfio-pci`
 //! for a NIC bound to vfio-pci.
 
-use super::{Backend, EndpointFds, RenderOptions, VmmArgs, fd_layout};
+use super::{EndpointFds, RenderOptions, VmmArgs, fd_layout, guest_mac, queues};
 use crate::Result;
-use crate::state::{Endpoint, State};
+use crate::endpoint::{Backend, Endpoint};
+use crate::state::State;
 
 /// A value inside a QEMU option list: commas are doubled.
 fn esc(value: &str) -> String {
@@ -25,7 +26,7 @@ fn join(fds: &[i32]) -> String {
 pub(super) fn device(ep: &Endpoint, id: &str, queues: u32) -> String {
     let mut d = format!(
         "virtio-net-pci,netdev={id},id={id}-nic,mac={},host_mtu={}",
-        esc(&ep.mac),
+        esc(&guest_mac(ep)),
         ep.mtu
     );
     if queues > 1 {
@@ -70,11 +71,11 @@ pub(super) fn netdev_id(index: usize) -> String {
 /// Render for QEMU. Taps go by name unless a macvtap (or `opts.fds`) calls for the fd form,
 /// in which case every tap and macvtap goes by fd, as `exec` passes them.
 pub(super) fn render(state: &State, opts: RenderOptions, out: &mut VmmArgs) -> Result<()> {
-    let needs_fds = opts.fds
-        || state
-            .endpoints
-            .iter()
-            .any(|ep| matches!(Backend::of(ep), Backend::Macvtap { .. }));
+    let macvtap = state
+        .endpoints
+        .iter()
+        .any(|ep| matches!(ep.backend, Backend::Macvtap { .. }));
+    let needs_fds = opts.fds || macvtap;
     let layout = fd_layout(&state.endpoints, opts.vhost);
     render_with(
         state,
@@ -89,11 +90,7 @@ pub(super) fn render(state: &State, opts: RenderOptions, out: &mut VmmArgs) -> R
              run QEMU through it (it appends these arguments itself)"
                 .into(),
         );
-        if state
-            .endpoints
-            .iter()
-            .any(|ep| matches!(Backend::of(ep), Backend::Macvtap { .. }))
-        {
+        if macvtap {
             out.notes.push(
                 "a macvtap's queues are opened through its character device: QEMU can't \
                  open it by name"
@@ -115,8 +112,9 @@ pub(super) fn render_with(
     let mut vhost_user = false;
     for (i, ep) in state.endpoints.iter().enumerate() {
         let id = netdev_id(i);
-        match Backend::of(ep) {
-            Backend::Tap { name, queues } | Backend::Macvtap { name, queues } => {
+        let queues = queues(ep);
+        match &ep.backend {
+            Backend::Tap { name, .. } | Backend::Macvtap { name, .. } => {
                 let fds = layout.and_then(|l| l.get(i)).and_then(Option::as_ref);
                 let netdev = match fds {
                     Some(fds) => {
@@ -135,7 +133,7 @@ pub(super) fn render_with(
                     device(ep, &id, queues),
                 ]);
             }
-            Backend::VhostUser { socket, queues } => {
+            Backend::VhostUser { socket } => {
                 vhost_user = true;
                 let chr = format!("{id}-chr");
                 let mut netdev = format!("vhost-user,id={id},chardev={chr}");
@@ -157,7 +155,7 @@ pub(super) fn render_with(
                     format!("vfio-pci,host={},id={id}-nic", esc(pci_address)),
                 ]);
             }
-            Backend::Nothing => {}
+            Backend::None => {}
         }
     }
     if vhost_user {
@@ -172,18 +170,8 @@ pub(super) fn render_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::tests::endpoint;
+    use crate::vmm::tests::{endpoint, state, with};
     use crate::vmm::{FIRST_FD, Vmm, vmm_args};
-
-    fn state(endpoints: Vec<Endpoint>) -> State {
-        let text = serde_json::json!({
-            "version": 1, "id": "vm1", "netns": "pod1", "netns_path": "/run/netns/pod1",
-            "netns_id": {"dev": 1, "ino": 2}, "model": "tcfilter", "phase": "attached",
-            "endpoints": endpoints, "guest": {"interfaces": [], "routes": [], "neighbors": []},
-            "journal": []
-        });
-        serde_json::from_value(text).unwrap()
-    }
 
     fn opts(vhost: bool, fds: bool) -> RenderOptions {
         RenderOptions { vhost, fds }
@@ -237,7 +225,11 @@ mod tests {
     fn macvtap_forces_the_fd_form() {
         let mut ep = endpoint("eth0", "mvt0_sn", 1);
         ep.kind = crate::endpoint::EndpointKind::Veth;
-        ep.chardev = Some("240:1".into());
+        ep.backend = Backend::Macvtap {
+            name: "mvt0_sn".into(),
+            mac: None,
+            chardev: Some("240:1".into()),
+        };
         let s = state(vec![ep, endpoint("eth1", "tap1_sn", 1)]);
         let a = vmm_args(&s, Vmm::Qemu, opts(false, false)).unwrap();
         assert_eq!(a.args[1], "tap,id=sn0,fd=3,vhost=off");
@@ -248,11 +240,19 @@ mod tests {
 
     #[test]
     fn vhost_user_vfio_and_none() {
-        let mut vu = endpoint("eth0", "", 2);
-        vu.vhost_user_socket = Some("/run/vhu,1/vhu.sock".into());
-        let mut vfio = endpoint("eth1", "", 1);
-        vfio.pci_address = Some("0000:03:00.0".into());
-        vfio.vfio_group = Some("/dev/vfio/12".into());
+        let vu = with(
+            endpoint("eth0", "", 2),
+            Backend::VhostUser {
+                socket: "/run/vhu,1/vhu.sock".into(),
+            },
+        );
+        let vfio = with(
+            endpoint("eth1", "", 1),
+            Backend::Vfio {
+                pci_address: "0000:03:00.0".into(),
+                group: "/dev/vfio/12".into(),
+            },
+        );
         let none = endpoint("eth2", "", 1);
         let s = state(vec![vu, vfio, none]);
         let a = vmm_args(&s, Vmm::Qemu, opts(false, false)).unwrap();

@@ -5,16 +5,22 @@
 
 use std::os::fd::OwnedFd;
 
-use crate::state::Endpoint;
+use crate::endpoint::{Backend, Endpoint};
 use crate::{macvtap, tap};
 
 /// Open every queue of the endpoint's VMM-side device, as a VMM would: a tap by name, a
-/// macvtap through its character device. Runs inside the netns.
+/// macvtap through its character device. Runs inside the netns. An endpoint without such
+/// a device (a VFIO NIC, a vhost-user socket, model none) has no queues to open.
 pub fn open_endpoint_queues(endpoint: &Endpoint) -> std::io::Result<Vec<OwnedFd>> {
-    if endpoint.chardev.is_some() {
-        let index = tap::ifindex(&endpoint.tap)?;
-        macvtap::open_queues(&endpoint.tap, index, endpoint.queues)
-    } else {
-        tap::open_queues(&endpoint.tap, endpoint.queues)
+    match &endpoint.backend {
+        Backend::Tap { name, .. } => tap::open_queues(name, endpoint.queues),
+        Backend::Macvtap { name, .. } => {
+            let index = tap::ifindex(name)?;
+            macvtap::open_queues(name, index, endpoint.queues)
+        }
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("endpoint {} has no tap or macvtap", endpoint.name),
+        )),
     }
 }

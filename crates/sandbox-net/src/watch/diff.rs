@@ -1,14 +1,13 @@
 //! What `watch` must do, from a fresh scan of the netns and the sandbox's state: which
-//! attached interfaces are gone, which configured interfaces are new, and the guest
-//! description now. Notifications are never trusted, only this comparison: it is the same
-//! whether one event or a thousand were seen, and sandbox-net's own changes (taps, macvtaps
-//! taking over addresses) compare as "nothing to do".
+//! attached interfaces are gone, which configured interfaces are new (and whether the guest
+//! description, `State::guest_now`, says the same as the recorded one). Notifications are
+//! never trusted, only this comparison: it is the same whether one event or a thousand were
+//! seen, and sandbox-net's own changes (taps, macvtaps taking over addresses) compare as
+//! "nothing to do".
 
-use crate::endpoint::{self, Class, EndpointKind};
-use crate::guest::{self, GuestConfig};
-use crate::journal::{self, Entry};
+use crate::endpoint::{self, Class, Endpoint, EndpointKind};
 use crate::scan::Snapshot;
-use crate::state::{Endpoint, State};
+use crate::state::State;
 
 /// A configured interface that is not attached yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +33,7 @@ fn ours(state: &State, name: &str) -> bool {
     state
         .endpoints
         .iter()
-        .any(|e| e.tap == name || e.ifb.as_deref() == Some(name))
+        .any(|e| e.device() == Some(name) || e.ifb.as_deref() == Some(name))
         || state
             .journal
             .iter()
@@ -48,7 +47,7 @@ pub fn diff(state: &State, snapshot: &Snapshot) -> Diff {
     let gone = state
         .endpoints
         .iter()
-        .filter(|e| e.pci_address.is_none() && snapshot.link(e.ifindex).is_none())
+        .filter(|e| e.backend.pci_address().is_none() && snapshot.link(e.ifindex).is_none())
         .cloned()
         .collect();
     let mut new: Vec<NewInterface> = Vec::new();
@@ -60,7 +59,7 @@ pub fn diff(state: &State, snapshot: &Snapshot) -> Diff {
         let marked = link
             .alias
             .as_deref()
-            .is_some_and(|a| journal::owner_of(a).is_some());
+            .is_some_and(|a| crate::names::owner_of(a).is_some());
         if attached || marked || ours(state, &link.name) {
             continue;
         }
@@ -85,131 +84,17 @@ pub fn diff(state: &State, snapshot: &Snapshot) -> Diff {
     Diff { gone, new }
 }
 
-/// The netns as it would be without this sandbox's own changes to its endpoints: the
-/// addresses and routes a macvtap took over are put back, and the MACs it changed.
-fn as_configured(state: &State, snapshot: &Snapshot) -> Snapshot {
-    let mut view = snapshot.clone();
-    for entry in &state.journal {
-        match entry {
-            Entry::RemovedAddress { address, .. }
-                if !view
-                    .addresses
-                    .iter()
-                    .any(|a| a.ifindex == address.ifindex && a.addr == address.addr) =>
-            {
-                view.addresses.push(address.clone());
-            }
-            Entry::RemovedRoute { route, .. } if !view.routes.contains(route) => {
-                view.routes.push(route.clone());
-            }
-            Entry::LinkMac {
-                ifindex: Some(index),
-                original,
-                ..
-            } => {
-                if let (Some(link), Some(mac)) = (
-                    view.links.iter_mut().find(|l| l.index == *index),
-                    guest::parse_mac(original),
-                ) {
-                    link.mac = Some(mac.to_vec());
-                }
-            }
-            _ => {}
-        }
-    }
-    view
-}
-
-/// The guest description of the attached endpoints now. Endpoints whose interface has left
-/// the netns on purpose (VFIO) keep what was recorded for them.
-pub fn guest_now(state: &State, snapshot: &Snapshot) -> GuestConfig {
-    let view = as_configured(state, snapshot);
-    let live: Vec<u32> = state
-        .endpoints
-        .iter()
-        .filter(|e| view.link(e.ifindex).is_some())
-        .map(|e| e.ifindex)
-        .collect();
-    let described = guest::describe(&view, &live);
-    let mut out = GuestConfig {
-        interfaces: Vec::new(),
-        routes: described.routes,
-        neighbors: described.neighbors,
-    };
-    let mut live_interfaces = described.interfaces.into_iter();
-    for e in &state.endpoints {
-        if live.contains(&e.ifindex) {
-            out.interfaces.extend(live_interfaces.next());
-            continue;
-        }
-        let Some(recorded) = &state.guest else {
-            continue;
-        };
-        out.interfaces.extend(
-            recorded
-                .interfaces
-                .iter()
-                .filter(|i| i.name == e.name)
-                .cloned(),
-        );
-        out.routes.extend(
-            recorded
-                .routes
-                .iter()
-                .filter(|r| r.device == e.name)
-                .cloned(),
-        );
-        out.neighbors.extend(
-            recorded
-                .neighbors
-                .iter()
-                .filter(|n| n.device == e.name)
-                .cloned(),
-        );
-    }
-    if state.model == crate::model::Model::L3 {
-        out = crate::model::l3::guest_view(out, &state.endpoints);
-    }
-    out
-}
-
-/// Two guest descriptions say the same: the same interfaces in the same order, and the
-/// same routes and neighbours in any order.
-pub fn same_guest(a: &GuestConfig, b: &GuestConfig) -> bool {
-    fn sorted<T: serde::Serialize>(items: &[T]) -> Vec<String> {
-        let mut keys: Vec<String> = items
-            .iter()
-            .map(|i| serde_json::to_string(i).unwrap_or_default())
-            .collect();
-        keys.sort();
-        keys
-    }
-    a.interfaces == b.interfaces
-        && sorted(&a.routes) == sorted(&b.routes)
-        && sorted(&a.neighbors) == sorted(&b.neighbors)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest;
+    use crate::journal::Entry;
     use crate::netlink::addr::Address;
     use crate::netlink::link::Link;
     use crate::netlink::route::{Route, TABLE_MAIN};
 
     fn link(index: u32, name: &str, kind: Option<&str>) -> Link {
-        Link {
-            index,
-            name: name.into(),
-            kind: kind.map(String::from),
-            mac: Some(vec![2, 0, 0, 0, 0, index as u8]),
-            mtu: 1500,
-            tx_queue_len: 1000,
-            flags: libc::IFF_UP as u32,
-            parent: None,
-            tun: None,
-            alias: None,
-            group: 0,
-        }
+        Link::test(index, name, kind)
     }
 
     fn addr(ifindex: u32, a: &str) -> Address {
@@ -239,7 +124,10 @@ mod tests {
 
     fn endpoint(l: &Link, tap: &str) -> Endpoint {
         let mut e = Endpoint::new(l, EndpointKind::Veth, 1);
-        e.tap = tap.into();
+        e.backend = crate::endpoint::Backend::Tap {
+            name: tap.into(),
+            mac: None,
+        };
         e
     }
 
@@ -279,7 +167,10 @@ mod tests {
         let eth1 = link(3, "eth1", Some("veth"));
         let nic = link(4, "ens1", None);
         let mut vfio = Endpoint::new(&nic, EndpointKind::Physical, 1);
-        vfio.pci_address = Some("0000:03:00.1".into());
+        vfio.backend = crate::endpoint::Backend::Vfio {
+            pci_address: "0000:03:00.1".into(),
+            group: "/dev/vfio/17".into(),
+        };
         let s = state(
             vec![endpoint(&eth0, "tap0_sn"), endpoint(&eth1, "tap1_sn"), vfio],
             vec![],
@@ -333,8 +224,8 @@ mod tests {
                 Entry::LinkMac {
                     device: "eth0".into(),
                     ifindex: Some(2),
-                    original: "02:00:00:00:00:02".into(),
-                    replacement: "02:00:00:00:00:99".into(),
+                    original: crate::mac::MacAddr::new([2, 0, 0, 0, 0, 2]),
+                    replacement: crate::mac::MacAddr::new([2, 0, 0, 0, 0, 0x99]),
                 },
             ],
         );
@@ -346,8 +237,8 @@ mod tests {
             links: vec![after_eth0],
             ..Snapshot::default()
         };
-        let now = guest_now(&s, &after);
-        assert!(same_guest(&now, &recorded), "{now:?} vs {recorded:?}");
+        let now = s.guest_now(&after);
+        assert!(guest::same(&now, &recorded), "{now:?} vs {recorded:?}");
         assert!(diff(&s, &after).new.is_empty());
     }
 
@@ -375,15 +266,15 @@ mod tests {
             ..Snapshot::default()
         };
         let s = state(vec![endpoint(&eth0, "tap0_sn")], vec![]);
-        let a = guest_now(&s, &snap);
+        let a = s.guest_now(&snap);
         snap.routes.reverse();
-        let b = guest_now(&s, &snap);
+        let b = s.guest_now(&snap);
         assert_ne!(a, b);
-        assert!(same_guest(&a, &b));
+        assert!(guest::same(&a, &b));
         snap.routes.push(route("10.3.0.0"));
-        assert!(!same_guest(&a, &guest_now(&s, &snap)));
+        assert!(!guest::same(&a, &s.guest_now(&snap)));
         let mut c = a.clone();
         c.interfaces[0].mtu = 9000;
-        assert!(!same_guest(&a, &c));
+        assert!(!guest::same(&a, &c));
     }
 }

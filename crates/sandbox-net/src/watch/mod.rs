@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::endpoint::Endpoint;
 use crate::guest::{self, GuestConfig};
 use crate::netlink::Netlink;
-use crate::netns::NetNs;
-use crate::ops::Reopened;
+use crate::sandbox::{Access, Sandbox};
 use crate::scan::{self, Snapshot};
-use crate::state::{self, Endpoint, Phase, State, StateDir};
+use crate::state::{Phase, State, StateDir};
 use crate::{Error, Result};
 use liveness::NetnsFile;
 use pace::Pace;
@@ -101,15 +101,6 @@ enum Round {
     Detached,
 }
 
-/// Open the sandbox's netns, checking it is the one that was attached (see
-/// [`crate::ops::reopen_netns`]), with a netlink socket in it.
-fn open_netns(state: &State) -> Result<(NetNs, Netlink)> {
-    match crate::ops::reopen_netns(state)? {
-        Reopened::Same { netns, nl } => Ok((netns, nl)),
-        Reopened::Lost(lost) => Err(Error::invalid(format!("sandbox {}", state.id), lost.reason)),
-    }
-}
-
 /// Watch sandbox `opts.id` until `stop` is set, its netns is deleted or it is detached.
 /// Every change is passed to `emit`; the last event is `Stopped`. Errors before the watch
 /// starts (not attached, a static attachment, netns gone) are returned; later ones are
@@ -119,30 +110,22 @@ pub fn watch(
     stop: &AtomicBool,
     mut emit: impl FnMut(&WatchEvent),
 ) -> Result<StopReason> {
-    state::validate_id(&opts.id)?;
-    let store = StateDir::open(&opts.state_dir)?;
-    let state = store
-        .load(&opts.id)?
-        .ok_or_else(|| Error::invalid(format!("sandbox {}", opts.id), "not attached"))?;
-    if state.is_static() {
-        return Err(Error::invalid(
-            format!("sandbox {}", opts.id),
-            "is a static attachment (attach --config): it has no netns to watch",
-        ));
-    }
-    let (netns, mut nl) = open_netns(&state)?;
+    let mut sandbox = Sandbox::open(&opts.state_dir, &opts.id, Access::Read)?;
+    let (netns, nl) = sandbox.place.netns(&opts.id, "watch")?;
+    let state = &sandbox.state;
     let file = NetnsFile {
         path: state.netns_path.clone(),
         id: state.netns_id,
     };
-    let mut subscription = Subscription::open(&netns)?;
+    let mut subscription = Subscription::open(netns)?;
     let mut watcher = Watcher {
         opts,
-        store,
+        store: sandbox.store.clone(),
         netns: netns.display().to_string(),
         refused: Vec::new(),
         stuck: Vec::new(),
         over_cap: false,
+        not_followed: None,
         saved: 0,
     };
     tracing::info!(id = %opts.id, netns = %netns.display(), "watching");
@@ -167,7 +150,7 @@ pub fn watch(
             // What is queued now happened before the scan that follows: it is covered.
             subscription.drain(stop)?;
             let started = Instant::now();
-            let round = watcher.round(&mut nl, stop, &mut emit);
+            let round = watcher.round(nl, stop, &mut emit);
             pace.ran(started, Instant::now());
             rounds += 1;
             retry = match round {
@@ -201,6 +184,9 @@ struct Watcher<'a> {
     stuck: Vec<String>,
     /// The description is over a cap (reported once, until it is back under).
     over_cap: bool,
+    /// Address changes (l3) whose following failed (reported once): not retried while
+    /// the netns asks for the same ones.
+    not_followed: Option<Vec<crate::model::l3::follow::AddressChange>>,
     /// Descriptions saved.
     saved: u64,
 }
@@ -250,9 +236,35 @@ impl Watcher<'_> {
         self.refused.retain(|i| snapshot.link(*i).is_some());
         self.stuck
             .retain(|name| state.endpoints.iter().any(|e| &e.name == name));
-        let changes = diff::diff(&state, &snapshot);
         let mut outcome = Round::Done;
         let mut changed = false;
+        // l3: the addresses of the attached endpoints that settled, appeared or went.
+        let following = state.address_changes(&snapshot);
+        if following.is_empty() {
+            self.not_followed = None;
+        } else if self.not_followed.as_ref() != Some(&following) {
+            match crate::ops::follow_addresses(dir, id) {
+                Ok(followed) => {
+                    self.not_followed = None;
+                    if let Some(followed) = followed {
+                        changed = true;
+                        if let Some(guest) = followed.guest {
+                            emit(&WatchEvent::GuestChanged { guest });
+                        }
+                    }
+                }
+                Err(Error::Busy { .. }) => outcome = Round::Retry,
+                Err(e) => {
+                    let interface = match &e {
+                        Error::Unsupported { iface, .. } => Some(iface.clone()),
+                        _ => None,
+                    };
+                    self.not_followed = Some(following);
+                    Self::error(emit, interface.as_deref(), &e);
+                }
+            }
+        }
+        let changes = diff::diff(&state, &snapshot);
         for endpoint in changes.gone {
             if stop.load(Ordering::SeqCst) {
                 return Round::Done;
@@ -288,7 +300,7 @@ impl Watcher<'_> {
                     netns: self.netns.clone(),
                     reason: reason.clone(),
                 }),
-                Ok(_) => crate::ops::add_endpoint(dir, id, &new.name),
+                Ok(_) => crate::ops::add_endpoint_without_waiting(dir, id, &new.name),
             };
             match result {
                 Ok(change) => {
@@ -347,14 +359,14 @@ impl Watcher<'_> {
         emit: &mut impl FnMut(&WatchEvent),
     ) -> Round {
         if let Some(state) = seen {
-            let guest = diff::guest_now(state, snapshot);
+            let guest = state.guest_now(snapshot);
             if let Some(reason) = guest::over_cap(&guest) {
                 return self.over_cap(reason, emit);
             }
             if state
                 .guest
                 .as_ref()
-                .is_some_and(|recorded| diff::same_guest(&guest, recorded))
+                .is_some_and(|recorded| guest::same(&guest, recorded))
             {
                 self.over_cap = false;
                 return Round::Done;
@@ -382,7 +394,7 @@ impl Watcher<'_> {
                 return Round::Retry;
             }
         };
-        let guest = diff::guest_now(&state, snapshot);
+        let guest = state.guest_now(snapshot);
         if let Some(reason) = guest::over_cap(&guest) {
             return self.over_cap(reason, emit);
         }
@@ -393,7 +405,7 @@ impl Watcher<'_> {
         if state
             .guest
             .as_ref()
-            .is_some_and(|recorded| diff::same_guest(&guest, recorded))
+            .is_some_and(|recorded| guest::same(&guest, recorded))
         {
             return Round::Done;
         }

@@ -2,18 +2,20 @@
 
 use std::net::IpAddr;
 
-use super::GATEWAY_V6;
-use crate::endpoint::EndpointKind;
+use super::{GATEWAY_V6, host_route_of, routed_tap};
+use crate::endpoint::Endpoint;
 use crate::guest::{GuestConfig, GuestNeighbor, GuestRoute};
-use crate::state::Endpoint;
+use crate::journal::Entry;
 
-/// The endpoints the l3 model routes (the others are handed over as they are).
-fn routed(e: &Endpoint) -> bool {
-    matches!(
-        e.kind,
-        EndpointKind::Veth | EndpointKind::Macvlan | EndpointKind::Vlan | EndpointKind::Ipvlan
-    ) && e.vhost_user_socket.is_none()
-        && e.tap_mac.is_some()
+/// The addresses `journal` routes through the tap `tap` (its host routes).
+pub(super) fn routed_through<'a>(
+    journal: &'a [Entry],
+    tap: &'a str,
+) -> impl Iterator<Item = IpAddr> + 'a {
+    journal.iter().filter_map(move |e| match e {
+        Entry::AddedRoute { device, route, .. } if device == tap => host_route_of(route),
+        _ => None,
+    })
 }
 
 /// The network prefix of `addr`/`len`, as "ADDR/LEN".
@@ -36,19 +38,27 @@ fn prefix(addr: IpAddr, len: u8) -> String {
 }
 
 /// The guest description of a pod's network, as the guest sees it behind the l3 model's
-/// taps: for each routed endpoint, IPv4 as in the pod (the tap answers ARP for whatever
+/// taps: for each routed endpoint, the addresses `journal` routes to it (an address that
+/// has not settled is not, yet); IPv4 as in the pod (the tap answers ARP for whatever
 /// the pod routes elsewhere); each IPv6 address as a /128, with every IPv6 route, and a
-/// route for each address's prefix, via [`GATEWAY_V6`]; no NOARP; and, as neighbours, the
-/// tap's MAC for each IPv4 gateway and for [`GATEWAY_V6`] (the pod's own neighbours are
-/// behind the tap, never on the guest's link).
-pub fn guest_view(mut config: GuestConfig, endpoints: &[Endpoint]) -> GuestConfig {
-    for e in endpoints.iter().filter(|e| routed(e)) {
-        let Some(tap_mac) = e.tap_mac.as_deref() else {
+/// route for each address's prefix, via [`GATEWAY_V6`] (no IPv6 route without an IPv6
+/// address); no NOARP; and, as neighbours, the tap's MAC for each IPv4 gateway and for
+/// [`GATEWAY_V6`] (the pod's own neighbours are behind the tap, never on the guest's
+/// link).
+pub fn guest_view(
+    mut config: GuestConfig,
+    endpoints: &[Endpoint],
+    journal: &[Entry],
+) -> GuestConfig {
+    for e in endpoints {
+        let Some((tap, tap_mac)) = routed_tap(e) else {
             continue;
         };
         let Some(iface) = config.interfaces.iter_mut().find(|i| i.name == e.name) else {
             continue;
         };
+        let routed: Vec<IpAddr> = routed_through(journal, tap).collect();
+        iface.addresses.retain(|a| routed.contains(&a.address));
         iface.noarp = false;
         let mut prefixes = Vec::new();
         for a in iface.addresses.iter_mut().filter(|a| a.address.is_ipv6()) {
@@ -59,6 +69,11 @@ pub fn guest_view(mut config: GuestConfig, endpoints: &[Endpoint]) -> GuestConfi
             a.prefix_len = 128;
         }
         let ipv6 = iface.addresses.iter().any(|a| a.address.is_ipv6());
+        if !ipv6 {
+            config
+                .routes
+                .retain(|r| !(r.device == e.name && r.family == "inet6"));
+        }
         let mut gateways_v4 = Vec::new();
         for r in config.routes.iter_mut().filter(|r| r.device == e.name) {
             if r.family == "inet6" {
@@ -92,7 +107,7 @@ pub fn guest_view(mut config: GuestConfig, endpoints: &[Endpoint]) -> GuestConfi
             config.neighbors.push(GuestNeighbor {
                 family: if ip.is_ipv4() { "inet" } else { "inet6" }.into(),
                 ip,
-                mac: tap_mac.to_string(),
+                mac: tap_mac,
                 device: e.name.clone(),
                 state: "permanent".into(),
             });
@@ -104,6 +119,7 @@ pub fn guest_view(mut config: GuestConfig, endpoints: &[Endpoint]) -> GuestConfi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::{Backend, EndpointKind};
     use crate::guest::{GuestAddress, GuestInterface};
 
     fn route(family: &str, dst: &str, gw: Option<&str>, device: &str) -> GuestRoute {
@@ -129,7 +145,7 @@ mod tests {
         let config = GuestConfig {
             interfaces: vec![GuestInterface {
                 name: "eth0".into(),
-                mac: "02:00:00:00:00:02".into(),
+                mac: "02:00:00:00:00:02".parse().ok(),
                 mtu: 1500,
                 addresses: vec![address("10.0.0.2", 24), address("fd00:1::2", 64)],
                 noarp: true,
@@ -142,7 +158,7 @@ mod tests {
             neighbors: vec![GuestNeighbor {
                 family: "inet".into(),
                 ip: "10.0.0.1".parse().unwrap(),
-                mac: "02:00:00:00:00:01".into(),
+                mac: "02:00:00:00:00:01".parse().unwrap(),
                 device: "eth0".into(),
                 state: "permanent".into(),
             }],
@@ -151,18 +167,24 @@ mod tests {
             name: "eth0".into(),
             kind: EndpointKind::Veth,
             ifindex: 2,
-            tap: "tap0_sn".into(),
-            mac: "02:00:00:00:00:02".into(),
-            tap_mac: Some("02:aa:00:00:00:01".into()),
+            mac: "02:00:00:00:00:02".parse().ok(),
             mtu: 1500,
             queues: 1,
-            chardev: None,
-            pci_address: None,
-            vfio_group: None,
-            vhost_user_socket: None,
+            backend: Backend::Tap {
+                name: "tap0_sn".into(),
+                mac: "02:aa:00:00:00:01".parse().ok(),
+            },
             ifb: None,
         };
-        let view = guest_view(config.clone(), std::slice::from_ref(&ep));
+        let journal: Vec<Entry> = ["10.0.0.2", "fd00:1::2"]
+            .iter()
+            .map(|a| Entry::AddedRoute {
+                device: "tap0_sn".into(),
+                ifindex: Some(5),
+                route: super::super::host_route(a.parse().unwrap()),
+            })
+            .collect();
+        let view = guest_view(config.clone(), std::slice::from_ref(&ep), &journal);
         let iface = &view.interfaces[0];
         assert!(!iface.noarp);
         assert_eq!(iface.addresses[0], address("10.0.0.2", 24));
@@ -184,7 +206,7 @@ mod tests {
         let neighbours: Vec<(String, String)> = view
             .neighbors
             .iter()
-            .map(|n| (n.ip.to_string(), n.mac.clone()))
+            .map(|n| (n.ip.to_string(), n.mac.to_string()))
             .collect();
         assert_eq!(
             neighbours,
@@ -193,9 +215,18 @@ mod tests {
                 ("fe80::1".into(), "02:aa:00:00:00:01".into()),
             ]
         );
+        // An address not routed yet (it has not settled) is not described, and without an
+        // IPv6 address no IPv6 route is.
+        let view = guest_view(config.clone(), std::slice::from_ref(&ep), &journal[..1]);
+        assert_eq!(view.interfaces[0].addresses, vec![address("10.0.0.2", 24)]);
+        assert!(view.routes.iter().all(|r| r.family == "inet"), "{view:?}");
+        assert!(
+            view.neighbors.iter().all(|n| n.family == "inet"),
+            "{view:?}"
+        );
         // An endpoint handed over as it is (a tap) keeps its description.
         ep.kind = EndpointKind::Tap;
-        assert_eq!(guest_view(config.clone(), &[ep]), config);
+        assert_eq!(guest_view(config.clone(), &[ep], &[]), config);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! boot), read from the netlink socket every caller opens in there anyway. Every operation
 //! that goes back to a recorded netns (detach, gc, status, hotplug, set-rate, the guest
 //! description, watch, CNI DEL and CHECK, vmm-args and exec) goes through
-//! [`reopen_netns`].
+//! [`reopen_netns`], most of them by way of [`super::Sandbox::open`].
 
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
@@ -38,19 +38,6 @@ impl Lost {
             format!("sandbox {id}"),
             format!("{}; refusing to {operation}; detach it", self.reason),
         )
-    }
-}
-
-/// Refuse `operation` when another namespace is at the path of the netns a (non-static)
-/// state records: what it would read or hand over would be the new namespace's. A netns
-/// that is simply gone is not refused here (the recorded description still holds).
-pub fn refuse_replaced(state: &State, operation: &str) -> Result<()> {
-    if state.is_static() {
-        return Ok(());
-    }
-    match reopen_netns(state)? {
-        Reopened::Lost(lost) if lost.replaced => Err(lost.refusal(&state.id, operation)),
-        _ => Ok(()),
     }
 }
 

@@ -17,10 +17,9 @@
 
 use serde::Serialize;
 
-use crate::endpoint::{self, Class};
-use crate::journal::{self, Entry};
+use super::Entry;
+use crate::endpoint::{self, Class, Endpoint};
 use crate::netlink::link::Link;
-use crate::state::{Endpoint, State};
 
 /// The link kinds sandbox-net creates.
 pub const OUR_KINDS: &[&str] = &["tun", "macvtap", "ifb"];
@@ -31,16 +30,6 @@ pub const OUR_KINDS: &[&str] = &["tun", "macvtap", "ifb"];
 pub struct Owner<'a> {
     pub alias: String,
     pub endpoints: &'a [Endpoint],
-}
-
-impl Owner<'_> {
-    /// The owner of a sandbox's journal.
-    pub fn of(state: &State) -> Owner<'_> {
-        Owner {
-            alias: journal::owner_alias(&state.id),
-            endpoints: &state.endpoints,
-        }
-    }
 }
 
 /// A journalled object that undo did not touch because it is not provably ours.
@@ -154,17 +143,10 @@ mod tests {
 
     fn link(index: u32, name: &str, kind: Option<&str>, alias: Option<&str>) -> Link {
         Link {
-            index,
-            name: name.into(),
-            kind: kind.map(String::from),
             mac: None,
-            mtu: 1500,
-            tx_queue_len: 1000,
             flags: 0,
-            parent: None,
-            tun: None,
             alias: alias.map(String::from),
-            group: 0,
+            ..Link::test(index, name, kind)
         }
     }
 

@@ -7,8 +7,24 @@
 
 use crate::Result;
 use crate::journal::Entry;
+use crate::model::{Model, l3};
 use crate::netns::NsId;
 use crate::state::{State, StateDir};
+
+/// The last step of planning an l3 attach or hotplug, once the state holds the new
+/// entries from `start` on: the guest description as the guest sees it behind the taps
+/// ([`l3::guest_view`]) and the netns-wide settings settled against the other
+/// attachments of the netns ([`settle_for`]). Nothing for other models.
+pub(super) fn finish_plan(store: &StateDir, state: &mut State, start: usize) -> Result<()> {
+    if state.model != Model::L3 {
+        return Ok(());
+    }
+    state.guest = state
+        .guest
+        .take()
+        .map(|g| l3::guest_view(g, &state.endpoints, &state.journal));
+    settle_for(store, state, start)
+}
 
 /// The netns of an attachment, as states record it.
 #[derive(Debug, Clone, Copy)]
