@@ -139,9 +139,13 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub queues: u32,
-    /// The queue length (`txqueuelen`) of the taps and macvtaps; states written before it
-    /// was recorded load with the default.
-    #[serde(default = "default_tap_queue_len")]
+    /// The queue length (`txqueuelen`) of the taps and macvtaps; not written when it is
+    /// the default, so states written before it was recorded load (and are written back)
+    /// unchanged.
+    #[serde(
+        default = "default_tap_queue_len",
+        skip_serializing_if = "is_default_tap_queue_len"
+    )]
     pub tap_queue_len: u32,
     #[serde(default)]
     pub tap_owner: crate::tap::TapOwner,
@@ -159,6 +163,10 @@ pub struct Settings {
 
 fn default_tap_queue_len() -> u32 {
     crate::tap::DEFAULT_QUEUE_LEN
+}
+
+fn is_default_tap_queue_len(len: &u32) -> bool {
+    *len == crate::tap::DEFAULT_QUEUE_LEN
 }
 
 impl Default for Settings {
