@@ -8,7 +8,10 @@
 # ../shared/baselines into target/bench/, then runs everything on identically prepared
 # network namespaces, interleaved so machine drift hits every tool alike, and writes
 # target/bench/report.json (and prints a table; a copy goes to target/bench/report.txt).
-# --full (default) takes about 10 minutes on 2 cores; --smoke runs every section with a
+# Then the datapath section (crates/cli/examples/datapath/): packets per second, loss and CPU per
+# packet through each model against the bare veth, merged into the same report.json
+# (`datapath`, `datapath_queue_len`) and printed next to the setup ratios.
+# --full (default) takes about 15 minutes on 2 cores; --smoke runs every section with a
 # few iterations (CI). Namespaces have unique names and are removed on exit, Ctrl-C
 # included; the host's netns is never touched. See docs/BENCHMARKS.md.
 set -euo pipefail
@@ -20,7 +23,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --full | --smoke) mode=$1 ;;
     --rounds) extra+=(--rounds "$2"); shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "scripts/bench.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -51,7 +54,7 @@ cleanup() {
         done <"$OUT/fresh-netns-owned"
         rm -f "$OUT/fresh-netns-owned"
     fi
-    rm -rf "$STATE_DISK" "$STATE_TMPFS"
+    rm -rf "$STATE_DISK" "$STATE_TMPFS" "$STATE_TMPFS-datapath"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -79,7 +82,7 @@ echo "== building sandbox-net and the benchmark runner (release)"
 cargo build --release --quiet --bin sandbox-net
 # A separate invocation: building an example enables the dev-dependency features
 # (failpoints) for the library, and the measured CLI must not get them.
-cargo build --release --quiet --example bench
+cargo build --release --quiet --example bench --example datapath
 runner=(--cli "$TARGET/release/sandbox-net" --baselines "$BASELINES")
 if command -v go >/dev/null; then
     echo "== building the Go harness (tcbench)"
@@ -109,3 +112,7 @@ echo "== running ($mode); netns prefix $PREFIX"
     --state-disk "$STATE_DISK" --state-tmpfs "$STATE_TMPFS" --prefix "$PREFIX" \
     --out "$OUT/report.json" --work "$OUT" --command "scripts/bench.sh $mode ${extra[*]}" |
     tee "$OUT/report.txt"
+echo "== datapath ($mode): packets per second through each model"
+"$TARGET/release/examples/datapath" run "$mode" --prefix "$PREFIX" \
+    --state-dir "$STATE_TMPFS-datapath" --report "$OUT/report.json" |
+    tee -a "$OUT/report.txt"

@@ -743,8 +743,9 @@ fn steps(a: &StepsArgs) -> R<Value> {
                 || tap::ifindex_via(nl.as_fd(), "tap0_st"),
             )?;
             let veth = tap::ifindex("eth0")?;
-            s.time("attach: SETLINK tap mac+mtu+up+alias", || {
-                link::set_mtu_up(&mut nl, tapi, 1500, Some(&TAP_MAC), Some((&alias, 1)))
+            s.time("attach: SETLINK tap mac+mtu+txqueuelen+up+alias", || {
+                let qlen = Some(tap::DEFAULT_QUEUE_LEN);
+                link::set_mtu_up(&mut nl, tapi, 1500, Some(&TAP_MAC), Some((&alias, 1)), qlen)
             })
             .map_err(io_nl)?;
             s.time("attach: NEWQDISC ingress tap", || {

@@ -1,10 +1,16 @@
 //! End to end: a real VM (QEMU under TCG, a Debian cloud kernel, a busybox initramfs built
 //! by scripts/e2e-assets.sh) gets its network from sandbox-net, configures it from
-//! `guest-config --format kernel-ip`, pings the peer, and is pinged by the peer. Cases:
+//! `guest-config --format kernel-ip`, pings the peer, and is pinged by the peer. Then it
+//! moves 4 MiB of random data over TCP each way (busybox nc in the guest, a Rust listener
+//! and sender in the peer netns, sha256 compared on both sides) with the virtio-net
+//! offloads on (checksum and TSO both ways, which the guest must negotiate; the test checks
+//! the feature bits and that frames larger than the MTU crossed the tap). Cases:
 //! tcfilter with one queue (QEMU opens the tap by name, inside the pod netns, with the
 //! arguments `vmm-args` printed), tcfilter with two queues through `sandbox-net exec`
-//! (fd passing; QEMU in the caller's netns), macvtap through `exec`, and a negative
-//! control whose filters are deleted before the boot: its guest must not reach the peer.
+//! (fd passing; QEMU in the caller's netns), macvtap through `exec`, l3 by name (the pod's
+//! IP stack routes the guest's traffic; the guest also takes its IPv6 address and routes
+//! from `guest-config` and pings and is pinged over IPv6), and a negative control whose
+//! filters are deleted before the boot: its guest must not reach the peer.
 //!
 //! Needs root, qemu-system-x86, busybox-static and cpio (scripts/test.sh installs them).
 //! Every netns, attachment and QEMU process is removed on success, failure or timeout.
@@ -12,8 +18,8 @@
 //! A test binary of its own, outside `it`: each case boots a VM under TCG within a
 //! timeout, so the cases run after the other tests, not next to them.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{IpAddr, Ipv4Addr};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -29,6 +35,19 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 const MARKER: &str = "SANDBOX-NET-E2E: ";
 const QEMU: &str = "qemu-system-x86_64";
 const DNS: &str = "10.77.0.53";
+/// Bytes moved over TCP each way.
+const TCP_BYTES: usize = 4 << 20;
+/// The peer's port the guest sends to, and the guest's port the peer sends to.
+const TCP_UP_PORT: u16 = 7001;
+const TCP_DOWN_PORT: u16 = 7002;
+/// virtio-net feature bits the guest must negotiate for the offloads (virtio spec 5.1.3):
+/// VIRTIO_NET_F_CSUM, _GUEST_CSUM, _GUEST_TSO4, _HOST_TSO4.
+const OFFLOAD_BITS: [(usize, &str); 4] = [
+    (0, "csum"),
+    (1, "guest_csum"),
+    (7, "guest_tso4"),
+    (11, "host_tso4"),
+];
 
 struct Assets {
     kernel: PathBuf,
@@ -202,6 +221,8 @@ struct Case {
     launch: Launch,
     /// Delete the redirect filters before the boot (negative control).
     remove_filters: bool,
+    /// Also configure IPv6 in the guest (from `guest-config`) and ping both ways over it.
+    ipv6: bool,
 }
 
 fn sn(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -210,10 +231,17 @@ fn sn(dir: &Path, args: &[&str]) -> (i32, String, String) {
     run_bin(bin(), &full)
 }
 
-/// The QEMU command line without the network.
-fn qemu_base(kernel_ip: &str, peer: Ipv4Addr, smp: u32) -> Vec<String> {
+/// The QEMU command line without the network. With `tcp`, the guest moves TCP_BYTES each
+/// way after the pings. The virtio-net offloads are QEMU's defaults; they are set here
+/// explicitly so a changed default can't turn them off unnoticed.
+fn qemu_base(kernel_ip: &str, peer: Ipv4Addr, smp: u32, tcp: bool, ipv6: &str) -> Vec<String> {
     let a = assets();
-    [
+    let tcp_args = if tcp {
+        format!(" sn_tcp_bytes={TCP_BYTES} sn_tcp_up={TCP_UP_PORT} sn_tcp_down={TCP_DOWN_PORT}")
+    } else {
+        String::new()
+    };
+    let mut args: Vec<String> = [
         "-accel",
         "tcg",
         "-m",
@@ -227,11 +255,239 @@ fn qemu_base(kernel_ip: &str, peer: Ipv4Addr, smp: u32) -> Vec<String> {
         "-initrd",
         a.initramfs.to_str().expect("utf-8 path"),
         "-append",
-        &format!("console=ttyS0 quiet panic=-1 {kernel_ip} sn_peer={peer}"),
+        &format!(
+            "console=ttyS0 quiet panic=-1 no_timer_check {kernel_ip} sn_peer={peer}{tcp_args}{ipv6}"
+        ),
     ]
     .iter()
     .map(|s| s.to_string())
-    .collect()
+    .collect();
+    for prop in [
+        "csum",
+        "guest_csum",
+        "gso",
+        "host_tso4",
+        "guest_tso4",
+        "host_tso6",
+        "guest_tso6",
+        "mrg_rxbuf",
+    ] {
+        args.extend(["-global".into(), format!("virtio-net-pci.{prop}=on")]);
+    }
+    args
+}
+
+/// The guest's IPv6 configuration as init arguments (`sn_ip6=ADDR/LEN`,
+/// `sn_route6=DST,GATEWAY`, `sn_peer6=PEER`), from the `guest-config` JSON of interface
+/// `dev`: its global IPv6 addresses and the IPv6 routes through it.
+fn ipv6_args(guest: &Value, dev: &str, peer: Ipv6Addr) -> String {
+    let iface = guest["interfaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|i| i["name"] == dev)
+        .unwrap_or_else(|| panic!("no interface {dev} in {guest}"));
+    let mut args = String::new();
+    for a in iface["addresses"].as_array().into_iter().flatten() {
+        if a["family"] == "inet6" {
+            args += &format!(
+                " sn_ip6={}/{}",
+                a["address"].as_str().expect("address"),
+                a["prefix_len"]
+            );
+        }
+    }
+    for r in guest["routes"].as_array().into_iter().flatten() {
+        if r["family"] == "inet6" && r["device"] == dev {
+            let gw = r["gateway"]
+                .as_str()
+                .unwrap_or_else(|| panic!("IPv6 route without a gateway: {r}"));
+            args += &format!(" sn_route6={},{gw}", r["dst"].as_str().expect("dst"));
+        }
+    }
+    assert!(
+        args.contains("sn_ip6=") && args.contains("sn_route6="),
+        "no IPv6 in {guest}"
+    );
+    args + &format!(" sn_peer6={peer}")
+}
+
+/// The sha256 of `data`, as `sha256sum` prints it.
+fn sha256(data: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(data)
+        .expect("feed sha256sum");
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// (digest, bytes) of a "tcp up|down sha256 HEX bytes N" marker.
+fn digest_marker(marker: &str) -> (String, usize) {
+    let words: Vec<&str> = marker.split_whitespace().collect();
+    match words.as_slice() {
+        [_, _, "sha256", hex, "bytes", n] => (hex.to_string(), n.parse().unwrap_or(0)),
+        _ => panic!("bad digest marker {marker:?}"),
+    }
+}
+
+/// Frames and bytes a device counted, as (packets, bytes) received and sent.
+fn link_counts(ns: &str, dev: &str) -> [(u64, u64); 2] {
+    let l = ip_json(ns, &["-s", "link", "show", "dev", dev]);
+    let s = &l[0]["stats64"];
+    let pair = |d: &str| {
+        (
+            s[d]["packets"].as_u64().expect("packets"),
+            s[d]["bytes"].as_u64().expect("bytes"),
+        )
+    };
+    [pair("rx"), pair("tx")]
+}
+
+/// Accept one connection on `listener` (within the boot timeout) and read it to the end.
+fn receive_all(listener: TcpListener) -> std::io::Result<Vec<u8>> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    let (mut conn, _) = loop {
+        match listener.accept() {
+            Ok(c) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    conn.set_nonblocking(false)?;
+    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut data = Vec::with_capacity(TCP_BYTES);
+    conn.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// The TCP part of a case (after the pings): guest -> peer on TCP_UP_PORT, then peer ->
+/// guest on TCP_DOWN_PORT, digests compared on both sides; the negotiated offloads checked,
+/// and frames larger than the MTU seen crossing `vmm_dev` (the tap or macvtap) both ways.
+fn tcp_both_ways(
+    case: &Case,
+    vm: &mut Vm,
+    net: &ScratchNet,
+    up: std::thread::JoinHandle<std::io::Result<Vec<u8>>>,
+    vmm_dev: &str,
+) {
+    let id = case.id;
+    let pod_v4 = net.links[0].pod_v4;
+    let started = Instant::now();
+    let before = link_counts(&net.pod_name, vmm_dev);
+    let features = vm
+        .wait_marker("features ", &[])
+        .unwrap_or_else(|| panic!("[{id}] no features marker:\n{}", vm.transcript()));
+    let bits: Vec<char> = features
+        .trim_start_matches("features ")
+        .trim()
+        .chars()
+        .collect();
+    let on: Vec<&str> = OFFLOAD_BITS
+        .iter()
+        .filter(|(bit, _)| bits.get(*bit) == Some(&'1'))
+        .map(|(_, name)| *name)
+        .collect();
+    assert_eq!(
+        on.len(),
+        OFFLOAD_BITS.len(),
+        "[{id}] offloads negotiated: {on:?} of {OFFLOAD_BITS:?} ({features})"
+    );
+
+    // Guest -> peer.
+    let up_marker = vm
+        .wait_marker("tcp up sha256 ", &[])
+        .unwrap_or_else(|| panic!("[{id}] no upload digest:\n{}", vm.transcript()));
+    let (guest_digest, guest_bytes) = digest_marker(&up_marker);
+    let sent = vm.wait_marker("tcp up sent ", &[]).unwrap_or_default();
+    assert_eq!(sent, "tcp up sent rc 0", "[{id}]\n{}", vm.transcript());
+    let received = up
+        .join()
+        .expect("upload receiver thread")
+        .unwrap_or_else(|e| panic!("[{id}] peer receiving the upload: {e}"));
+    assert_eq!(
+        (guest_bytes, received.len()),
+        (TCP_BYTES, TCP_BYTES),
+        "[{id}] upload size"
+    );
+    assert_eq!(sha256(&received), guest_digest, "[{id}] upload digest");
+    let uploaded = link_counts(&net.pod_name, vmm_dev);
+    let upload_s = started.elapsed().as_secs_f64();
+
+    // Peer -> guest.
+    vm.wait_marker("tcp listening ", &[])
+        .unwrap_or_else(|| panic!("[{id}] the guest never listened:\n{}", vm.transcript()));
+    let mut data = vec![0u8; TCP_BYTES];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut data))
+        .expect("random data");
+    let addr = SocketAddr::from((pod_v4, TCP_DOWN_PORT));
+    net.peer
+        .run(|| -> std::io::Result<()> {
+            let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+            conn.set_write_timeout(Some(Duration::from_secs(60)))?;
+            conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+            conn.write_all(&data)?;
+            conn.shutdown(Shutdown::Write)?;
+            // The guest's nc closes once it has read everything.
+            let mut rest = Vec::new();
+            conn.read_to_end(&mut rest)?;
+            Ok(())
+        })
+        .expect("enter the peer netns")
+        .unwrap_or_else(|e| panic!("[{id}] peer -> guest TCP: {e}\n{}", vm.transcript()));
+    let down_marker = vm
+        .wait_marker("tcp down sha256 ", &[])
+        .unwrap_or_else(|| panic!("[{id}] no download digest:\n{}", vm.transcript()));
+    let (digest, bytes) = digest_marker(&down_marker);
+    assert_eq!(bytes, TCP_BYTES, "[{id}] download size");
+    assert_eq!(digest, sha256(&data), "[{id}] download digest");
+
+    // Segmentation offload crossed the plumbing: the guest's TSO frames arrive on the tap
+    // (tun counts what the guest writes as received; a macvtap as sent) and the peer's
+    // GSO frames leave through it whole, so the average data frame of each transfer (its
+    // phase, without the ACKs going the other way) exceeds a 1514-byte one.
+    let after = link_counts(&net.pod_name, vmm_dev);
+    let avg = |a: [(u64, u64); 2], b: [(u64, u64); 2], i: usize| {
+        let (p, bytes) = (b[i].0 - a[i].0, b[i].1 - a[i].1);
+        (p, bytes / p.max(1))
+    };
+    let (written, read) = if case.model == "macvtap" {
+        (1, 0)
+    } else {
+        (0, 1)
+    };
+    let from_guest = avg(before, uploaded, written);
+    let to_guest = avg(uploaded, after, read);
+    eprintln!(
+        "[{id}] TCP {TCP_BYTES} B each way in {upload_s:.1} + {:.1} s, digests match; \
+         offloads {on:?}; through {vmm_dev}: upload {} frames of {} B on average, download \
+         {} frames of {} B",
+        started.elapsed().as_secs_f64() - upload_s,
+        from_guest.0,
+        from_guest.1,
+        to_guest.0,
+        to_guest.1
+    );
+    assert!(
+        from_guest.1 > 1514 && to_guest.1 > 1514,
+        "[{id}] no frame larger than the MTU crossed {vmm_dev}: from the guest {from_guest:?}, \
+         to the guest {to_guest:?} (packets, average bytes)"
+    );
 }
 
 /// Run one case: attach, boot, ping both ways, check the markers. Returns the console.
@@ -290,7 +546,35 @@ fn run(case: &Case) -> String {
         }
     }
 
-    let base = qemu_base(&kernel_ip, link.peer_v4, case.queues.min(2));
+    let ipv6 = if case.ipv6 {
+        let (code, out, err) = sn(dir, &["guest-config", "--id", case.id]);
+        assert_eq!(code, 0, "guest-config: {err}");
+        let guest: Value = serde_json::from_str(&out).expect("guest-config JSON");
+        let args = ipv6_args(&guest, &link.name, link.peer_v6);
+        if case.model == "l3" {
+            // Behind l3 the guest has each address as a /128 and routes via the tap.
+            let gw = sandbox_net::model::l3::GATEWAY_V6;
+            assert!(
+                args.contains(&format!(" sn_ip6={}/128", link.pod_v6)),
+                "{args}"
+            );
+            assert!(args.contains(&format!("sn_route6=default,{gw}")), "{args}");
+        }
+        args
+    } else {
+        String::new()
+    };
+    let tcp = !case.remove_filters;
+    let base = qemu_base(&kernel_ip, link.peer_v4, case.queues.min(2), tcp, &ipv6);
+    // The peer listens for the guest's upload before the guest boots.
+    let up = tcp.then(|| {
+        let listener = net
+            .peer
+            .run(|| TcpListener::bind((link.peer_v4, TCP_UP_PORT)))
+            .expect("enter the peer netns")
+            .expect("listen in the peer netns");
+        std::thread::spawn(move || receive_all(listener))
+    });
     let cmd = match case.launch {
         Launch::ByName => {
             let (code, out, err) = sn(
@@ -386,6 +670,11 @@ fn run(case: &Case) -> String {
         .parse()
         .unwrap_or(0);
     assert!(n >= 3, "[{}] the guest answered {n} echo requests", case.id);
+    let rtts6 = case.ipv6.then(|| ping6_both_ways(case, &mut vm, &net));
+    if let Some(up) = up {
+        let vmm_dev = ep["tap"].as_str().expect("tap");
+        tcp_both_ways(case, &mut vm, &net, up, vmm_dev);
+    }
 
     let (status, stderr) = vm.wait_exit();
     assert!(status.success(), "[{}] QEMU: {status}\n{stderr}", case.id);
@@ -400,12 +689,44 @@ fn run(case: &Case) -> String {
         );
     }
     eprintln!(
-        "[{}] ok in {:.1} s: guest -> peer ok, peer -> guest rtts {:?}",
+        "[{}] ok in {:.1} s: guest -> peer ok, peer -> guest rtts {:?}, over IPv6 {:?}",
         case.id,
         started.elapsed().as_secs_f64(),
-        rtts
+        rtts,
+        rtts6
     );
     vm.transcript()
+}
+
+/// The guest pings the peer's IPv6 address, then the peer pings the guest's 3 times; the
+/// guest counts the echo requests it answered. Returns the peer's round-trip times.
+fn ping6_both_ways(case: &Case, vm: &mut Vm, net: &ScratchNet) -> Vec<Duration> {
+    let id = case.id;
+    let link = &net.links[0];
+    let ping = vm
+        .wait_marker("ping6 ", &[])
+        .unwrap_or_else(|| panic!("[{id}] no ping6 marker:\n{}", vm.transcript()));
+    assert!(
+        ping.starts_with("ping6 ok"),
+        "[{id}] the guest could not ping the peer over IPv6: {ping:?}\n{}",
+        vm.transcript()
+    );
+    let rtts = net
+        .peer
+        .run(|| peer::ping_from_current_netns(IpAddr::V6(link.pod_v6), 3, Duration::from_secs(3)))
+        .expect("enter the peer netns")
+        .unwrap_or_else(|e| panic!("[{id}] peer -> guest over IPv6: {e}\n{}", vm.transcript()));
+    assert_eq!(rtts.len(), 3, "[{id}] peer -> guest IPv6 replies");
+    let answered = vm
+        .wait_marker("echo6 requests answered ", &[])
+        .unwrap_or_else(|| panic!("[{id}] no echo6 marker:\n{}", vm.transcript()));
+    let n: u32 = answered
+        .trim_start_matches("echo6 requests answered ")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(n >= 3, "[{id}] the guest answered {n} IPv6 echo requests");
+    rtts
 }
 
 fn run_cmd(cmd: &str, args: &[&str]) {
@@ -428,6 +749,7 @@ fn tcfilter_one_queue_qemu_opens_the_tap_by_name() {
         queues: 1,
         launch: Launch::ByName,
         remove_filters: false,
+        ipv6: false,
     });
 }
 
@@ -439,6 +761,7 @@ fn tcfilter_two_queues_through_exec_fd_passing() {
         queues: 2,
         launch: Launch::Exec,
         remove_filters: false,
+        ipv6: false,
     });
 }
 
@@ -450,6 +773,19 @@ fn macvtap_through_exec() {
         queues: 1,
         launch: Launch::Exec,
         remove_filters: false,
+        ipv6: false,
+    });
+}
+
+#[test]
+fn l3_qemu_opens_the_tap_by_name_dual_stack() {
+    run(&Case {
+        id: "e2e-l3",
+        model: "l3",
+        queues: 1,
+        launch: Launch::ByName,
+        remove_filters: false,
+        ipv6: true,
     });
 }
 
@@ -461,6 +797,7 @@ fn negative_control_without_filters_the_guest_is_cut_off() {
         queues: 1,
         launch: Launch::ByName,
         remove_filters: true,
+        ipv6: false,
     });
     assert!(!console.contains("SANDBOX-NET-E2E: ping ok"), "{console}");
 }

@@ -61,6 +61,10 @@ pub enum Entry {
         /// in states written before it was recorded: the kernel's random one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mac: Option<MacAddr>,
+        /// Its queue length (`txqueuelen`, set in the same request as the MTU); None in
+        /// states written before it was recorded: the kernel's default.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tx_queue_len: Option<u32>,
     },
     /// An ingress qdisc on a device.
     IngressQdisc {
@@ -393,6 +397,7 @@ fn apply_one(
             mtu,
             owner,
             mac,
+            tx_queue_len,
         } => {
             tap::create_persistent(name, *queues, *owner).map_err(|e| ("create tap", e))?;
             *made = true;
@@ -400,8 +405,8 @@ fn apply_one(
                 tap::ifindex_via(nl.as_fd(), name).map_err(|e| ("look up tap ifindex", e))?;
             let owner = Some((alias, owner_group(alias)));
             let mac = mac.as_ref().map(|m| &m.as_bytes()[..]);
-            link::set_mtu_up(nl, index, *mtu, mac, owner)
-                .map_err(|e| ("set tap mac, mtu and up", nl_io(e)))?;
+            link::set_mtu_up(nl, index, *mtu, mac, owner, *tx_queue_len)
+                .map_err(|e| ("set tap mac, mtu, queue length and up", nl_io(e)))?;
             *ifindex = Some(index);
         }
         Entry::IngressQdisc { device, ifindex } => {
@@ -436,7 +441,7 @@ fn apply_one(
             link::create_macvtap(nl, &new).map_err(|e| ("create macvtap", nl_io(e)))?;
             *made = true;
             let index = tap::ifindex(name).map_err(|e| ("look up macvtap ifindex", e))?;
-            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))))
+            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))), None)
                 .map_err(|e| ("set macvtap alias", nl_io(e)))?;
             *ifindex = Some(index);
         }
@@ -444,7 +449,7 @@ fn apply_one(
             link::create_ifb(nl, name).map_err(|e| ("create ifb", nl_io(e)))?;
             *made = true;
             let index = tap::ifindex(name).map_err(|e| ("look up ifb ifindex", e))?;
-            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))))
+            link::set_mtu_up(nl, index, 0, None, Some((alias, owner_group(alias))), None)
                 .map_err(|e| ("set ifb alias", nl_io(e)))?;
             *ifindex = Some(index);
         }
@@ -997,6 +1002,7 @@ mod tests {
                 mtu: 1500,
                 owner: tap::TapOwner::default(),
                 mac: None,
+                tx_queue_len: None,
             },
             Entry::IngressQdisc {
                 device: "tap0".into(),
@@ -1023,6 +1029,7 @@ mod tests {
                 mtu: 1500,
                 owner: tap::TapOwner::default(),
                 mac: None,
+                tx_queue_len: None,
             },
         ];
         let mut order: Vec<&Entry> = entries.iter().rev().collect();

@@ -139,6 +139,14 @@ impl State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub queues: u32,
+    /// The queue length (`txqueuelen`) of the taps and macvtaps; not written when it is
+    /// the default, so states written before it was recorded load (and are written back)
+    /// unchanged.
+    #[serde(
+        default = "default_tap_queue_len",
+        skip_serializing_if = "is_default_tap_queue_len"
+    )]
+    pub tap_queue_len: u32,
     #[serde(default)]
     pub tap_owner: crate::tap::TapOwner,
     /// The process's sysfs root at attach, for information only: nothing is looked up or
@@ -153,10 +161,19 @@ pub struct Settings {
     pub tx_rate: Option<crate::rate::Rate>,
 }
 
+fn default_tap_queue_len() -> u32 {
+    crate::tap::DEFAULT_QUEUE_LEN
+}
+
+fn is_default_tap_queue_len(len: &u32) -> bool {
+    *len == crate::tap::DEFAULT_QUEUE_LEN
+}
+
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
             queues: 1,
+            tap_queue_len: crate::tap::DEFAULT_QUEUE_LEN,
             tap_owner: crate::tap::TapOwner::default(),
             sysfs_root: crate::physical::sysfs_root(),
             vhost_user_dir: None,
@@ -356,5 +373,24 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("version 99")));
+    }
+
+    #[test]
+    fn settings_written_before_the_tap_queue_length_load_with_the_default() {
+        let old: Settings =
+            serde_json::from_str(r#"{"queues": 2, "sysfs_root": "/sys"}"#).expect("old settings");
+        assert_eq!(old.tap_queue_len, crate::tap::DEFAULT_QUEUE_LEN);
+        assert_eq!(old.queues, 2);
+        let entry: crate::journal::Entry = serde_json::from_str(
+            r#"{"object": "tap", "name": "tap0_sn", "ifindex": 5, "queues": 1, "mtu": 1500}"#,
+        )
+        .expect("old tap entry");
+        assert!(matches!(
+            entry,
+            crate::journal::Entry::Tap {
+                tx_queue_len: None,
+                ..
+            }
+        ));
     }
 }

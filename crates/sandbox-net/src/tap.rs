@@ -26,6 +26,35 @@ const IFF_TUN_EXCL: i16 = -0x8000; // 0x8000 as i16
 /// Linux's limit on the queues of one tap.
 pub const MAX_QUEUES: u32 = 256;
 
+/// The frames a tap (or macvtap) queue holds for the guest to read, its `txqueuelen`, unless
+/// set (`AttachOptions::tap_queue_len`). Chosen by measurement: see docs/BENCHMARKS.md,
+/// "Tap queue length".
+pub const DEFAULT_QUEUE_LEN: u32 = 1000;
+
+/// The largest queue length accepted. A guest that stops reading leaves up to this many
+/// frames queued per queue, each up to 64 KiB with segmentation offload (1 GiB here), and
+/// at the drain rates measured (docs/BENCHMARKS.md) a full queue of small frames is some
+/// 30 ms of latency in front of the guest; the kernel also allocates the ring (8 bytes a
+/// slot) per queue when the VMM opens it.
+pub const MAX_QUEUE_LEN: u32 = 16384;
+
+/// Check a tap queue length: 1 to [`MAX_QUEUE_LEN`].
+pub fn validate_queue_len(len: u32) -> Result<(), String> {
+    if len == 0 {
+        return Err(format!(
+            "must be from 1 to {MAX_QUEUE_LEN}: a queue of 0 frames drops every frame toward \
+             the guest (a CNI bridge veth starts with txqueuelen 0; don't copy it onto a tap)"
+        ));
+    }
+    if len > MAX_QUEUE_LEN {
+        return Err(format!(
+            "must be from 1 to {MAX_QUEUE_LEN}: a stalled guest would leave that many \
+             frames (up to 64 KiB each) queued per queue, and a longer queue only adds latency"
+        ));
+    }
+    Ok(())
+}
+
 /// The flags a tap is created with, which a VMM must repeat to open its queues.
 pub fn tap_flags(queues: u32) -> i16 {
     let mut flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
@@ -136,5 +165,19 @@ mod tests {
         for bad in ["", "..", "a/b", "a b", "a:b", "0123456789abcdef"] {
             assert!(validate_ifname(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn queue_lengths_are_validated() {
+        for good in [1, DEFAULT_QUEUE_LEN, MAX_QUEUE_LEN] {
+            assert!(validate_queue_len(good).is_ok(), "{good}");
+        }
+        let zero = validate_queue_len(0).unwrap_err();
+        assert!(
+            zero.contains("drops every frame") && zero.contains("txqueuelen 0"),
+            "{zero}"
+        );
+        assert!(validate_queue_len(MAX_QUEUE_LEN + 1).is_err());
+        assert!(validate_queue_len(u32::MAX).is_err());
     }
 }

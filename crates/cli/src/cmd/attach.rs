@@ -14,7 +14,8 @@ pub struct Args {
     /// Attach the devices listed in a static configuration file instead of a netns
     /// (host taps, vhost-user sockets, PCI devices; see docs/static.md).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["netns", "model", "queues",
-        "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate", "no_guest"])]
+        "tap_queue_len", "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate",
+        "no_guest"])]
     config: Option<PathBuf>,
     /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
     #[arg(long)]
@@ -27,6 +28,10 @@ pub struct Args {
     /// Queues per tap (multi-queue when more than 1).
     #[arg(long, default_value_t = 1)]
     queues: u32,
+    /// Frames each tap (or macvtap) queue holds for the guest to read, its txqueuelen
+    /// (1 to 16384): a longer queue drops less under bursts and adds latency when full.
+    #[arg(long, value_name = "FRAMES", default_value_t = sandbox_net::tap::DEFAULT_QUEUE_LEN)]
+    tap_queue_len: u32,
     /// Allow attaching the caller's own netns or the host's.
     #[arg(long)]
     allow_host_netns: bool,
@@ -78,6 +83,7 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     let mut opts = AttachOptions::new(netns, args.id);
     opts.model = model;
     opts.queues = args.queues;
+    opts.tap_queue_len = args.tap_queue_len;
     opts.allow_host_netns = args.allow_host_netns;
     opts.interfaces = (!args.ifaces.is_empty()).then_some(args.ifaces);
     opts.vhost_user_dir = args.vhost_user_dir;

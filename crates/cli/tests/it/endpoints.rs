@@ -637,6 +637,7 @@ fn context<'a>(snapshot: &'a Snapshot, model: Model, root: &'a Path) -> PlanCont
         model,
         snapshot,
         queues: 4,
+        tap_queue_len: sandbox_net::tap::DEFAULT_QUEUE_LEN,
         tap_owner: TapOwner::default(),
         sysfs_root: root,
         net_sysfs_root: root,

@@ -39,5 +39,6 @@ mod rollback;
 mod scan;
 mod smoke;
 mod static_config;
+mod tap_queue_len;
 mod vmm;
 mod watch;

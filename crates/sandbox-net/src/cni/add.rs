@@ -48,6 +48,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     let state_dir = conf.state_dir()?;
     let model = settings.model;
     let queues = settings.queues;
+    let tap_queue_len = settings.tap_queue_len;
     let (rx_rate, tx_rate) = (settings.rx_rate, settings.tx_rate);
     let (tap, owner) = merge(settings, args, ifname);
     let sandbox = id::sandbox_id(container_id, ifname);
@@ -83,6 +84,7 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     let mut opts = AttachOptions::new(netns, sandbox.clone());
     opts.model = model;
     opts.queues = queues;
+    opts.tap_queue_len = tap_queue_len;
     opts.state_dir = state_dir.clone();
     opts.interfaces = Some(vec![ifname.to_string()]);
     opts.tap_names = vec![tap];
@@ -184,6 +186,7 @@ mod tests {
         let settings = AttachSettings {
             model: Model::Tcfilter,
             queues: 1,
+            tap_queue_len: 1000,
             tap_name: Some("conf0".into()),
             tap_uid: Some(1),
             tap_gid: Some(2),
@@ -208,6 +211,7 @@ mod tests {
         let none = AttachSettings {
             model: Model::Tcfilter,
             queues: 1,
+            tap_queue_len: 1000,
             tap_name: None,
             tap_uid: None,
             tap_gid: None,

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `model` | interworking model (default `tcfilter`) |
 //! | `queues` | queues per tap (default 1) |
+//! | `tapQueueLen` | frames each tap (or macvtap) queue holds for the guest, its `txqueuelen` (default 1000, at most 16384) |
 //! | `tapName` | the tap's name (default `tap_<CNI_IFNAME>`, cut to 15 bytes) |
 //! | `tapUid`, `tapGid` | owner and group of the tap |
 //! | `stateDir` | state directory (default `$SANDBOX_NET_STATE_DIR`, else `/run/sandbox-net`) |
@@ -42,6 +43,7 @@ pub struct NetConf {
 pub struct AttachSettings {
     pub model: Model,
     pub queues: u32,
+    pub tap_queue_len: u32,
     pub tap_name: Option<String>,
     pub tap_uid: Option<u32>,
     pub tap_gid: Option<u32>,
@@ -202,6 +204,10 @@ impl NetConf {
                 format!("{queues}: must be from 1 to {}", tap::MAX_QUEUES),
             ));
         }
+        let tap_queue_len = self.uint("tapQueueLen")?.unwrap_or(tap::DEFAULT_QUEUE_LEN);
+        tap::validate_queue_len(tap_queue_len).map_err(|reason| {
+            CniError::config("tapQueueLen", format!("{tap_queue_len} {reason}"))
+        })?;
         let tap_name = self.string("tapName")?.map(String::from);
         if let Some(name) = &tap_name {
             tap::validate_ifname(name)
@@ -210,6 +216,7 @@ impl NetConf {
         Ok(AttachSettings {
             model,
             queues,
+            tap_queue_len,
             tap_name,
             tap_uid: self.uint("tapUid")?,
             tap_gid: self.uint("tapGid")?,
@@ -319,10 +326,12 @@ mod tests {
         let s = c.attach_settings().expect("settings");
         assert_eq!(s.model, Model::Tcfilter);
         assert_eq!((s.queues, s.tap_name, s.tap_uid), (1, None, None));
+        assert_eq!(s.tap_queue_len, tap::DEFAULT_QUEUE_LEN);
 
-        let c = conf(r#"{"cniVersion":"1.0.0","name":"n","queues":4,"tapName":"fc0","tapUid":7,"rxRate":"20mbit","txRate":1000,"unknownKey":1}"#)
+        let c = conf(r#"{"cniVersion":"1.0.0","name":"n","queues":4,"tapQueueLen":4000,"tapName":"fc0","tapUid":7,"rxRate":"20mbit","txRate":1000,"unknownKey":1}"#)
             .expect("parse");
         let s = c.attach_settings().expect("settings");
+        assert_eq!(s.tap_queue_len, 4000);
         assert_eq!(s.rx_rate.map(Rate::bits_per_sec), Some(20_000_000));
         assert_eq!(s.tx_rate.map(Rate::bits_per_sec), Some(1000));
         assert_eq!(
@@ -333,6 +342,9 @@ mod tests {
         for (bad, code) in [
             (r#""queues":0"#, 7),
             (r#""queues":"2""#, 7),
+            (r#""tapQueueLen":0"#, 7),
+            (r#""tapQueueLen":16385"#, 7),
+            (r#""tapQueueLen":"1000""#, 7),
             (r#""model":"bogus""#, 7),
             (r#""tapName":"a/b""#, 7),
             (r#""tapUid":-1"#, 7),

@@ -158,6 +158,7 @@ mod tests {
             mtu: 1500,
             owner: Default::default(),
             mac: None,
+            tx_queue_len: None,
         }
     }
 

@@ -18,8 +18,14 @@ pub fn random_mac() -> Result<MacAddr, String> {
     MacAddr::random_local().map_err(|e| format!("getrandom for a new MAC: {e}"))
 }
 
-/// The journal (in creation order) that moves `link` behind a macvtap named `name`.
-pub fn entries(snapshot: &Snapshot, link: &Link, name: &str) -> Result<Vec<Entry>, String> {
+/// The journal (in creation order) that moves `link` behind a macvtap named `name` whose
+/// queues hold `queue_len` frames.
+pub fn entries(
+    snapshot: &Snapshot,
+    link: &Link,
+    name: &str,
+    queue_len: u32,
+) -> Result<Vec<Entry>, String> {
     let mac = link
         .mac
         .as_deref()
@@ -59,8 +65,8 @@ pub fn entries(snapshot: &Snapshot, link: &Link, name: &str) -> Result<Vec<Entry
         parent: link.index,
         mac,
         mtu: link.mtu,
-        // A CNI veth can have txqueuelen 0; a macvtap needs a queue: keep its default then.
-        tx_queue_len: (link.tx_queue_len > 0).then_some(link.tx_queue_len),
+        // Never the endpoint's: a CNI veth has txqueuelen 0, and a macvtap needs a queue.
+        tx_queue_len: Some(queue_len),
     });
     Ok(journal)
 }
@@ -111,7 +117,7 @@ mod tests {
             ],
             neighbours: vec![],
         };
-        let journal = entries(&snapshot, &link, "mvtap0_sn").unwrap();
+        let journal = entries(&snapshot, &link, "mvtap0_sn", 1000).unwrap();
         let d: Vec<String> = journal.iter().map(Entry::describe).collect();
         assert_eq!(
             d,
@@ -130,7 +136,8 @@ mod tests {
                 ..
             } => {
                 assert_eq!(mac.to_string(), "02:00:00:00:00:09");
-                assert_eq!(*tx_queue_len, None);
+                // The setting, not the veth's 0.
+                assert_eq!(*tx_queue_len, Some(1000));
                 assert_eq!(*mtu, 1450);
             }
             other => panic!("{other:?}"),

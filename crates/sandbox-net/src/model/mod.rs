@@ -74,6 +74,8 @@ pub struct PlanContext<'a> {
     pub model: Model,
     pub snapshot: &'a Snapshot,
     pub queues: u32,
+    /// The queue length (`txqueuelen`) of the taps and macvtaps created.
+    pub tap_queue_len: u32,
     pub tap_owner: TapOwner,
     /// Where PCI devices are bound and unbound (normally /sys).
     pub sysfs_root: &'a Path,
@@ -168,7 +170,7 @@ pub fn plan_endpoint(
         ),
         (_, Model::Macvtap) => {
             let device = name(names::macvtap);
-            let mut entries = macvtap::entries(ctx.snapshot, &c.link, &device)?;
+            let mut entries = macvtap::entries(ctx.snapshot, &c.link, &device, ctx.tap_queue_len)?;
             let ifb = names::ifb(c.link.index);
             entries.extend(rate_entries(ctx, &c.link.name, &device, Some(&ifb)));
             if ctx.rx_rate.is_some() {
@@ -186,11 +188,17 @@ pub fn plan_endpoint(
         (_, Model::Tcfilter | Model::None | Model::L3) => {
             let device = name(names::tap);
             let tap_mac = macvtap::random_mac()?;
+            let tap = tcfilter::NewTap {
+                name: &device,
+                mac: tap_mac,
+                queues: ctx.queues,
+                queue_len: ctx.tap_queue_len,
+                owner: ctx.tap_owner,
+            };
             let mut entries = if ctx.model == Model::L3 {
-                let tap = tcfilter::tap_entry(&c.link, &device, tap_mac, ctx.queues, ctx.tap_owner);
-                l3::entries(ctx.snapshot, &c.link, tap)?
+                l3::entries(ctx.snapshot, &c.link, tcfilter::tap_entry(&c.link, &tap))?
             } else {
-                tcfilter::entries(&c.link, &device, tap_mac, ctx.queues, ctx.tap_owner)
+                tcfilter::entries(&c.link, &tap)
             };
             entries.extend(rate_entries(ctx, &c.link.name, &device, None));
             endpoint.backend = Backend::Tap {
@@ -356,6 +364,7 @@ mod tests {
             model,
             snapshot,
             queues: 3,
+            tap_queue_len: crate::tap::DEFAULT_QUEUE_LEN,
             tap_owner: TapOwner::default(),
             sysfs_root: Path::new("/nonexistent"),
             net_sysfs_root: Path::new("/nonexistent"),

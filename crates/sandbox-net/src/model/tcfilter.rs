@@ -6,31 +6,36 @@ use crate::mac::MacAddr;
 use crate::netlink::link::Link;
 use crate::tap::TapOwner;
 
-/// The tap named `tap` with MAC `tap_mac` made for `link` (its MTU).
-pub fn tap_entry(link: &Link, tap: &str, tap_mac: MacAddr, queues: u32, owner: TapOwner) -> Entry {
+/// The tap a tcfilter (or l3) endpoint gets: its name, MAC, queues, queue length and owner.
+#[derive(Debug, Clone)]
+pub struct NewTap<'a> {
+    pub name: &'a str,
+    pub mac: MacAddr,
+    pub queues: u32,
+    pub queue_len: u32,
+    pub owner: TapOwner,
+}
+
+/// The journal entry of the tap `tap` made for `link` (its MTU).
+pub fn tap_entry(link: &Link, tap: &NewTap<'_>) -> Entry {
     Entry::Tap {
-        name: tap.to_string(),
+        name: tap.name.to_string(),
         ifindex: None,
-        queues,
+        queues: tap.queues,
         mtu: link.mtu,
-        owner,
-        mac: Some(tap_mac),
+        owner: tap.owner,
+        mac: Some(tap.mac),
+        tx_queue_len: Some(tap.queue_len),
     }
 }
 
-/// The journal (in creation order) that joins `link` to a new tap named `tap` with MAC
-/// `tap_mac`.
-pub fn entries(
-    link: &Link,
-    tap: &str,
-    tap_mac: MacAddr,
-    queues: u32,
-    owner: TapOwner,
-) -> Vec<Entry> {
+/// The journal (in creation order) that joins `link` to a new tap.
+pub fn entries(link: &Link, tap: &NewTap<'_>) -> Vec<Entry> {
+    let name = tap.name;
     vec![
-        tap_entry(link, tap, tap_mac, queues, owner),
+        tap_entry(link, tap),
         Entry::IngressQdisc {
-            device: tap.to_string(),
+            device: name.to_string(),
             ifindex: None,
         },
         Entry::IngressQdisc {
@@ -40,10 +45,10 @@ pub fn entries(
         Entry::RedirectFilter {
             device: link.name.clone(),
             ifindex: Some(link.index),
-            target: tap.to_string(),
+            target: name.to_string(),
         },
         Entry::RedirectFilter {
-            device: tap.to_string(),
+            device: name.to_string(),
             ifindex: None,
             target: link.name.clone(),
         },
@@ -63,13 +68,14 @@ mod tests {
             flags: 0,
             ..Link::test(2, "eth0", Some("veth"))
         };
-        let journal = entries(
-            &link,
-            "tap0_sn",
-            MacAddr::new([2, 0, 0, 0, 0, 1]),
-            4,
-            TapOwner::default(),
-        );
+        let tap = NewTap {
+            name: "tap0_sn",
+            mac: MacAddr::new([2, 0, 0, 0, 0, 1]),
+            queues: 4,
+            queue_len: 2000,
+            owner: TapOwner::default(),
+        };
+        let journal = entries(&link, &tap);
         let d: Vec<String> = journal.iter().map(Entry::describe).collect();
         assert_eq!(
             d,
@@ -86,6 +92,7 @@ mod tests {
             Entry::Tap {
                 mtu: 1450,
                 queues: 4,
+                tx_queue_len: Some(2000),
                 ..
             }
         ));

@@ -195,14 +195,15 @@ fn get_one(nl: &mut Netlink, mut req: LinkMessage) -> Result<Option<Link>, NlErr
     }
 }
 
-/// Set the UP flag, and optionally the MTU (0: unchanged), the MAC and an owner mark
-/// (alias and link group), in one request.
+/// Set the UP flag, and optionally the MTU (0: unchanged), the MAC, an owner mark (alias
+/// and link group) and the queue length (`txqueuelen`), in one request.
 pub fn set_mtu_up(
     nl: &mut Netlink,
     index: u32,
     mtu: u32,
     mac: Option<&[u8]>,
     owner: Option<(&str, u32)>,
+    tx_queue_len: Option<u32>,
 ) -> Result<(), NlError> {
     let mut msg = LinkMessage::default();
     msg.header.index = index;
@@ -210,6 +211,9 @@ pub fn set_mtu_up(
     msg.header.change_mask = LinkFlags::Up;
     if mtu > 0 {
         msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(q) = tx_queue_len {
+        msg.attributes.push(LinkAttribute::TxQueueLen(q));
     }
     if let Some(mac) = mac {
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
@@ -294,7 +298,7 @@ pub fn create_ifb(nl: &mut Netlink, name: &str) -> Result<(), NlError> {
 
 /// Bring a link up.
 pub fn set_up(nl: &mut Netlink, index: u32) -> Result<(), NlError> {
-    set_mtu_up(nl, index, 0, None, None)
+    set_mtu_up(nl, index, 0, None, None, None)
 }
 
 /// Delete a link by index.

@@ -27,6 +27,10 @@ pub struct AttachOptions {
     pub model: Model,
     /// Queues per tap (1 = single queue).
     pub queues: u32,
+    /// Frames each tap or macvtap queue holds for the guest to read (its `txqueuelen`):
+    /// 1 to [`tap::MAX_QUEUE_LEN`], default [`tap::DEFAULT_QUEUE_LEN`]. Recorded in the
+    /// state, so hotplug gives new endpoints the same.
+    pub tap_queue_len: u32,
     /// Allow the caller's own netns and the host netns.
     pub allow_host_netns: bool,
     pub state_dir: PathBuf,
@@ -66,6 +70,7 @@ impl AttachOptions {
             id: id.into(),
             model: Model::Tcfilter,
             queues: 1,
+            tap_queue_len: tap::DEFAULT_QUEUE_LEN,
             allow_host_netns: false,
             state_dir: StateDir::resolve(None),
             interfaces: None,
@@ -92,6 +97,7 @@ impl AttachOptions {
     fn settings(&self) -> Settings {
         Settings {
             queues: self.queues,
+            tap_queue_len: self.tap_queue_len,
             tap_owner: self.tap_owner,
             sysfs_root: physical::sysfs_root(),
             vhost_user_dir: self.vhost_user_dir.clone(),
@@ -144,6 +150,9 @@ fn check_queues(queues: u32) -> Result<()> {
 pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
     state::validate_id(&opts.id)?;
     check_queues(opts.queues)?;
+    tap::validate_queue_len(opts.tap_queue_len).map_err(|reason| {
+        Error::invalid(format!("tap queue length {}", opts.tap_queue_len), reason)
+    })?;
     for name in &opts.tap_names {
         tap::validate_ifname(name).map_err(|r| Error::invalid(format!("tap name {name:?}"), r))?;
     }
@@ -212,6 +221,7 @@ pub(super) fn plan(
         model,
         snapshot,
         queues: settings.queues,
+        tap_queue_len: settings.tap_queue_len,
         tap_owner: settings.tap_owner,
         sysfs_root: &sysfs_root,
         net_sysfs_root: view_path.as_deref().unwrap_or(&sysfs_root),

@@ -533,6 +533,7 @@ mod tests {
                 mtu: 1500,
                 owner: Default::default(),
                 mac: None,
+                tx_queue_len: None,
             },
             Entry::IngressQdisc {
                 device: "eth0".into(),

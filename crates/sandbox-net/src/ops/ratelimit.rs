@@ -200,6 +200,7 @@ fn change_one(
                 model: state.model,
                 snapshot: &snapshot,
                 queues: settings.queues,
+                tap_queue_len: settings.tap_queue_len,
                 tap_owner: settings.tap_owner,
                 sysfs_root: &sysfs_root,
                 net_sysfs_root: &sysfs_root,
