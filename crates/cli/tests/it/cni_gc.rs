@@ -54,3 +54,25 @@ fn gc_with_null_spares_other_networks() {
     bed.del(&a, Some(&result)).ok("DEL");
     check_nothing_left(&bed.state, &a.id(), &a.ns, "tap_eth0");
 }
+
+/// A record GC can't read (truncated): whose network it is can't be told, so it is left
+/// alone and logged, and GC succeeds (it would otherwise fail every GC from then on); DEL
+/// of its pair still removes it.
+#[test]
+fn gc_leaves_an_unreadable_record_alone() {
+    let bed = Bed::new("gcbad", "1.0.0", json!({}));
+    let a = bed.pod("ctr-gcbad", "eth0");
+    let result = bed.add(&a);
+    let record = bed.record_file(&a.id());
+    let text = std::fs::read(&record).expect("record");
+    std::fs::write(&record, &text[..text.len() / 2]).expect("truncate");
+    let out = bed.call_network("GC", &gc_conf(&bed, "gcbad", Some(Value::Null)));
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(out.stderr.contains("unreadable CNI record"), "{out:#?}");
+    assert!(
+        a.ns.link("tap_eth0").is_some(),
+        "GC removed what it can't tell is its"
+    );
+    bed.del(&a, Some(&result)).ok("DEL");
+    check_nothing_left(&bed.state, &a.id(), &a.ns, "tap_eth0");
+}

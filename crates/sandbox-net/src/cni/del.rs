@@ -221,6 +221,12 @@ pub fn gc(conf: &NetConf) -> Result<(), CniError> {
         let record = match records.load(&sandbox) {
             Ok(Some(r)) => r,
             Ok(None) => continue,
+            // Whose network it is can't be told: not GC's to remove, nor a reason to fail
+            // every GC from now on (DEL of its pair removes it).
+            Err(e @ crate::Error::CorruptState { .. }) => {
+                tracing::warn!(id = %sandbox, error = %e, "GC: an unreadable CNI record; left alone");
+                continue;
+            }
             Err(e) => {
                 failures.push(format!("{sandbox}: {e}"));
                 continue;

@@ -25,7 +25,12 @@ pub fn relocate(state_dir: &Path, id: &str) -> crate::Result<Option<PathBuf>> {
     let Some(mut state) = store.load(id)? else {
         return Ok(None);
     };
-    if state.is_static() || matches!(reopen_netns(&state)?, Reopened::Same { .. }) {
+    // The usual case, cheaply: the path still leads to the recorded inode (detach proves
+    // it is the same namespace by its cookie).
+    if state.is_static() || same_inode(&state.netns_path, &state) {
+        return Ok(None);
+    }
+    if let Reopened::Same { .. } = reopen_netns(&state)? {
         return Ok(None);
     }
     let Some(path) = find(&state)? else {
@@ -38,12 +43,16 @@ pub fn relocate(state_dir: &Path, id: &str) -> crate::Result<Option<PathBuf>> {
     Ok(Some(path))
 }
 
+/// Whether `path` leads to the device and inode `state` records for its netns.
+fn same_inode(path: &Path, state: &State) -> bool {
+    std::fs::metadata(path)
+        .is_ok_and(|m| m.dev() == state.netns_id.dev && m.ino() == state.netns_id.ino)
+}
+
 /// The first path, of the candidates, that is provably `state`'s netns.
 fn find(state: &State) -> crate::Result<Option<PathBuf>> {
     for path in candidates() {
-        let same_inode = std::fs::metadata(&path)
-            .is_ok_and(|m| m.dev() == state.netns_id.dev && m.ino() == state.netns_id.ino);
-        if !same_inode {
+        if !same_inode(&path, state) {
             continue;
         }
         let Ok(netns) = NetNs::open_path(&path.display().to_string(), &path) else {
