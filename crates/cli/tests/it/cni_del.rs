@@ -217,6 +217,7 @@ fn del_finds_a_netns_whose_proc_path_is_gone() {
     holder.exit();
     let out = bed.del(&lone, None);
     assert_ok(&out);
+    assert!(out.stderr.contains("no longer exists"), "{out:#?}");
     assert!(!bed.state_file(&lone_id).exists(), "state kept");
     assert!(!bed.record_file(&lone_id).exists(), "record kept");
 }

@@ -53,13 +53,21 @@ fn teardown(
         relocate::relocate(state_dir, sandbox)
     })? {
         Ok(_) => {}
-        // Only a search: detach decides below.
-        Err(e) => tracing::debug!(id = %sandbox, error = %e, "DEL: netns not looked for"),
+        // An unreadable state: detach below says so.
+        Err(crate::Error::CorruptState { .. }) => {}
+        // Only a search: detach decides below, by the recorded path.
+        Err(e) => tracing::warn!(id = %sandbox, error = %e,
+            "DEL: could not look for its netns beyond the recorded path"),
     }
     match wait::while_busy(deadline, &step("detach"), &state_lock, || {
         ops::detach(state_dir, sandbox)
     })? {
         Ok(ops::Detached::NotAttached { .. }) => collect_orphans(state_dir, sandbox, netns),
+        // The state dropped without undoing what was in the netns (gone with it, or another
+        // namespace at its path): reported.
+        Ok(outcome @ ops::Detached::NetnsGone { .. }) => {
+            tracing::warn!(id = %sandbox, %outcome, "CNI detach: its netns is gone")
+        }
         Ok(outcome) => tracing::info!(id = %sandbox, %outcome, "CNI detach"),
         Err(crate::Error::CorruptState { path, reason }) => {
             tracing::warn!(id = %sandbox, path = %path.display(), %reason,

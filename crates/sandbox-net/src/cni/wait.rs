@@ -68,7 +68,7 @@ mod tests {
             Path::new("/l/s.lock"),
             || Err(busy()),
         );
-        let e = got.err().expect("timed out");
+        let e = got.expect_err("timed out");
         assert_eq!(e.code(), 11);
         assert!(e.to_string().contains("/l/s.lock"), "{e}");
         assert!(start.elapsed() >= Duration::from_millis(200));
