@@ -45,6 +45,8 @@ fn del_waits_for_a_held_sandbox() {
     let lock_path = bed.state.path().join(format!("{id}.lock"));
     assert_cni_error(&out, 11, &lock_path.display().to_string());
     assert_cni_error(&out, 11, "another sandbox-net process");
+    // The holder is this test process.
+    assert_cni_error(&out, 11, &format!("pid {}", std::process::id()));
     assert!(
         waited >= Duration::from_millis(1500) && waited < Duration::from_secs(8),
         "DEL gave up after {waited:?}"

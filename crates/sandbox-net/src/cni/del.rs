@@ -49,7 +49,7 @@ fn teardown(
 ) -> Result<(), CniError> {
     let step = |what: &str| format!("DEL {sandbox}: {what}");
     let state_lock = state_dir.join(format!("{sandbox}.lock"));
-    match wait::while_busy(deadline, &step("find its netns"), &state_lock, || {
+    match wait::while_busy(deadline, &step("detach"), &state_lock, || {
         relocate::relocate(state_dir, sandbox)
     })? {
         Ok(_) => {}

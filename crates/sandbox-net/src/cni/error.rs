@@ -76,13 +76,16 @@ pub enum CniError {
     NotAvailable { reason: String },
 
     #[error(
-        "{step}: another sandbox-net process (a CLI command or a watch) still holds the lock {} after {:.1} s; try again later",
+        "{step}: another sandbox-net process (a CLI command or a watch) still holds the lock {}{} after {:.1} s; try again later",
         lock.display(),
+        if holder.is_empty() { String::new() } else { format!(" ({holder})") },
         waited.as_secs_f64()
     )]
     LockTimeout {
         step: String,
         lock: PathBuf,
+        /// Who holds it, as `/proc/locks` tells ("pid N (COMMAND)"), or empty.
+        holder: String,
         waited: Duration,
     },
 }

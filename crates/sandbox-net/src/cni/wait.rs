@@ -29,6 +29,7 @@ pub fn while_busy<T>(
                     return Err(CniError::LockTimeout {
                         step: step.to_string(),
                         lock: lock.to_path_buf(),
+                        holder: holder(lock),
                         waited: now - start,
                     });
                 }
@@ -41,6 +42,45 @@ pub fn while_busy<T>(
             outcome => return Ok(outcome),
         }
     }
+}
+
+/// Who holds the flock on `lock`, as far as `/proc/locks` tells: "pid N (COMMAND)" for
+/// each holder; empty when it can't be told (the lock released meanwhile).
+fn holder(lock: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(lock) else {
+        return String::new();
+    };
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    holders(&locks, meta.dev(), meta.ino())
+        .into_iter()
+        .map(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            format!("pid {pid} ({})", comm.trim())
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The pids holding a FLOCK on the file (`dev`, `ino`) in a `/proc/locks` text, whose
+/// lines read "1: FLOCK  ADVISORY  WRITE PID MAJOR:MINOR:INODE 0 EOF" (major and minor in
+/// hex).
+fn holders(locks: &str, dev: u64, ino: u64) -> Vec<u32> {
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    locks
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (kind, pid, file) = (fields.get(1)?, fields.get(4)?, fields.get(5)?);
+            let mut parts = file.split(':');
+            let at = (
+                u32::from_str_radix(parts.next()?, 16).ok()?,
+                u32::from_str_radix(parts.next()?, 16).ok()?,
+                parts.next()?.parse::<u64>().ok()?,
+            );
+            (*kind == "FLOCK" && at == (major, minor, ino)).then(|| pid.parse().ok())?
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -72,5 +112,17 @@ mod tests {
         assert_eq!(e.code(), 11);
         assert!(e.to_string().contains("/l/s.lock"), "{e}");
         assert!(start.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn holders_are_read_from_proc_locks() {
+        let text = "\
+1: FLOCK  ADVISORY  WRITE 25844 fe:00:5857282 0 EOF
+2: POSIX  ADVISORY  WRITE 9 fe:00:42 0 EOF
+3: FLOCK  ADVISORY  WRITE 77 fe:00:42 0 EOF
+4: FLOCK  ADVISORY  WRITE 78 fe:01:42 0 EOF
+";
+        assert_eq!(holders(text, libc::makedev(0xfe, 0), 42), vec![77]);
+        assert_eq!(holders(text, libc::makedev(0xfe, 0), 43), Vec::<u32>::new());
     }
 }
