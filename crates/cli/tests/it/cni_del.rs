@@ -162,16 +162,14 @@ impl Holder {
 
     /// Wait until the process is in another netns than ours, i.e. inside.
     fn settled(self) -> Holder {
-        let ours = std::fs::metadata("/proc/self/ns/net").map(|m| {
+        let ino = |path: &str| {
             use std::os::unix::fs::MetadataExt;
-            m.ino()
-        });
+            std::fs::metadata(path).map(|m| m.ino()).ok()
+        };
+        let ours = ino("/proc/self/ns/net");
         for _ in 0..200 {
-            let theirs = std::fs::metadata(self.path()).map(|m| {
-                use std::os::unix::fs::MetadataExt;
-                m.ino()
-            });
-            if theirs.is_ok() && theirs.ok() != ours.as_ref().ok().copied() {
+            let theirs = ino(&self.path());
+            if theirs.is_some() && theirs != ours {
                 return self;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
