@@ -1261,7 +1261,8 @@ fn cni_with_model_l3() {
     assert!(added.contains("tap_eth0"), "{added}");
     // CHECK and DEL get ADD's result as prevResult, as libcni passes it.
     conf["prevResult"] = serde_json::from_str(&added).expect("ADD printed its result");
-    let st = sandbox_net::status(dir.path(), "ctr-l3-eth0")
+    let id = sandbox_net::cni::sandbox_id("ctr-l3", "eth0");
+    let st = sandbox_net::status(dir.path(), &id)
         .expect("status")
         .expect("attached");
     assert_eq!(st.model, Model::L3);

@@ -13,6 +13,12 @@ mod watch_child;
 
 mod bad_input;
 mod cni;
+mod cni_bed;
+mod cni_del;
+mod cni_gc;
+mod cni_id;
+mod cni_lock;
+mod cni_status;
 mod concurrency;
 mod crash;
 mod dataplane;

@@ -58,17 +58,24 @@ pub fn add(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     let mut lock = records
         .lock(&sandbox)
         .map_err(|e| CniError::op(format!("ADD {sandbox}: lock"), e))?;
-    if let Some(r) = records
-        .load(&sandbox)
-        .map_err(|e| CniError::op(format!("ADD {sandbox}: read the CNI record"), e))?
-    {
-        return Err(CniError::Taken {
-            id: sandbox,
-            by: format!(
-                "container {} interface {} of network {}",
-                r.container_id, r.ifname, r.network
-            ),
-        });
+    // This pair's record under the id an earlier build gave it counts too.
+    let legacy = id::legacy_sandbox_id(container_id, ifname);
+    for at in [&sandbox, &legacy] {
+        let record = records
+            .load(at)
+            .map_err(|e| CniError::op(format!("ADD {sandbox}: read the CNI record {at}"), e))?;
+        match record {
+            Some(r) if at == &sandbox || r.is_for(container_id, ifname) => {
+                return Err(CniError::Taken {
+                    id: at.clone(),
+                    by: format!(
+                        "container {} interface {} of network {}",
+                        r.container_id, r.ifname, r.network
+                    ),
+                });
+            }
+            _ => {}
+        }
     }
     let record = Record {
         version: RECORD_VERSION,

@@ -28,15 +28,22 @@ pub fn check(env: &CniEnv, conf: &NetConf) -> Result<(), CniError> {
     };
     let prev = CniResult::decode(prev)?;
     let state_dir = conf.state_dir()?;
-    let sandbox = id::sandbox_id(container_id, ifname);
+    let records = Records::open(&state_dir).map_err(|e| {
+        CniError::op(
+            format!("CHECK {container_id} {ifname}: open the CNI record directory"),
+            e,
+        )
+    })?;
+    let sandbox = records
+        .find(container_id, ifname)
+        .map_err(|e| CniError::op(format!("CHECK {container_id} {ifname}: read its record"), e))?
+        .unwrap_or_else(|| id::sandbox_id(container_id, ifname));
     let failed = |problems: Vec<String>| CniError::CheckFailed {
         id: sandbox.clone(),
         problems,
     };
     let step = |what: &str| format!("CHECK {sandbox}: {what}");
 
-    let records = Records::open(&state_dir)
-        .map_err(|e| CniError::op(step("open the CNI record directory"), e))?;
     match records
         .load(&sandbox)
         .map_err(|e| CniError::op(step("read the CNI record"), e))?

@@ -10,10 +10,12 @@
 //! | `tapUid`, `tapGid` | owner and group of the tap |
 //! | `stateDir` | state directory (default `$SANDBOX_NET_STATE_DIR`, else `/run/sandbox-net`) |
 //! | `rxRate`, `txRate` | rate limits toward / from the guest: `"20mbit"` (iproute2 units) or bits per second |
+//! | `lockTimeout` | seconds DEL waits for a sandbox another sandbox-net process holds (default 10, at most 600) |
 //!
 //! Other keys are ignored, as the spec asks.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -28,6 +30,10 @@ use crate::tap;
 pub const VALID_ATTACHMENTS: &str = "cni.dev/valid-attachments";
 /// The same list under the name an earlier draft used; libcni sends both.
 const ATTACHMENTS_ALIAS: &str = "cni.dev/attachments";
+/// How long DEL waits for a sandbox another process holds, when `lockTimeout` is not set.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest `lockTimeout`: a runtime's own DEL timeout is shorter than this.
+const MAX_LOCK_TIMEOUT_SECS: f64 = 600.0;
 
 /// A parsed network configuration.
 #[derive(Debug, Clone)]
@@ -247,7 +253,40 @@ impl NetConf {
         }
     }
 
-    /// The attachments GC must keep (`cni.dev/valid-attachments`).
+    /// `lockTimeout`: how long DEL waits for a sandbox another process holds, in seconds
+    /// (a number from 0 to 600; default 10).
+    pub fn lock_timeout(&self) -> Result<Duration, CniError> {
+        const KEY: &str = "lockTimeout";
+        match self.get(KEY) {
+            None => Ok(DEFAULT_LOCK_TIMEOUT),
+            Some(v) => v
+                .as_f64()
+                .filter(|s| (0.0..=MAX_LOCK_TIMEOUT_SECS).contains(s))
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    CniError::config(
+                        KEY,
+                        format!(
+                            "must be a number of seconds from 0 to {MAX_LOCK_TIMEOUT_SECS}, got {}",
+                            describe(v)
+                        ),
+                    )
+                }),
+        }
+    }
+
+    /// Everything an ADD would refuse in the configuration alone (STATUS asks this):
+    /// sandbox-net's keys, the state directory's path and `lockTimeout`.
+    pub fn validate(&self) -> Result<(), CniError> {
+        self.attach_settings()?;
+        self.state_dir()?;
+        self.lock_timeout()?;
+        Ok(())
+    }
+
+    /// The attachments GC must keep (`cni.dev/valid-attachments`). Missing or `null` is
+    /// an empty list, as the Go plugins read it (CRI-O sends `null` for a network with no
+    /// live pod): GC then collects every attachment of this network.
     pub fn valid_attachments(&self) -> Result<Vec<AttachmentKey>, CniError> {
         let key = if self.get(VALID_ATTACHMENTS).is_some() {
             VALID_ATTACHMENTS
@@ -255,10 +294,7 @@ impl NetConf {
             ATTACHMENTS_ALIAS
         };
         let Some(value) = self.get(key) else {
-            return Err(CniError::config(
-                VALID_ATTACHMENTS,
-                "is missing (GC needs the list of attachments to keep)",
-            ));
+            return Ok(Vec::new());
         };
         let Value::Array(items) = value else {
             return Err(CniError::config(
@@ -371,8 +407,38 @@ mod tests {
                 ifname: "eth0".into()
             }]
         );
-        let c = conf(r#"{"cniVersion":"1.1.0","name":"n"}"#).expect("parse");
+        // Missing or null: an empty list (collect everything of this network).
+        for text in [
+            r#"{"cniVersion":"1.1.0","name":"n"}"#,
+            r#"{"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":null}"#,
+        ] {
+            let c = conf(text).expect("parse");
+            assert_eq!(c.valid_attachments().expect("list"), vec![], "{text}");
+        }
+        let c = conf(r#"{"cniVersion":"1.1.0","name":"n","cni.dev/valid-attachments":{}}"#)
+            .expect("parse");
         assert_eq!(c.valid_attachments().err().map(|e| e.code()), Some(7));
+    }
+
+    #[test]
+    fn lock_timeout_is_bounded() {
+        let timeout = |extra: &str| {
+            conf(&format!(r#"{{"cniVersion":"1.0.0","name":"n"{extra}}}"#))
+                .expect("parse")
+                .lock_timeout()
+        };
+        assert_eq!(timeout("").ok(), Some(DEFAULT_LOCK_TIMEOUT));
+        assert_eq!(
+            timeout(r#","lockTimeout":1.5"#).ok(),
+            Some(Duration::from_millis(1500))
+        );
+        for bad in [
+            r#","lockTimeout":-1"#,
+            r#","lockTimeout":601"#,
+            r#","lockTimeout":"5""#,
+        ] {
+            assert_eq!(timeout(bad).err().map(|e| e.code()), Some(7), "{bad}");
+        }
     }
 
     #[test]

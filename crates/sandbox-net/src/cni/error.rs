@@ -6,9 +6,12 @@
 //! failure, 6 failed to decode content, 7 invalid network configuration, 11 try again
 //! later, 50 plugin not available (STATUS). Codes of 100 and up are this plugin's own.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use serde::Serialize;
 
-use super::version;
+use super::{env, version};
 
 pub const INCOMPATIBLE_VERSION: u32 = 1;
 pub const INVALID_ENV: u32 = 4;
@@ -71,6 +74,20 @@ pub enum CniError {
 
     #[error("not available: {reason}")]
     NotAvailable { reason: String },
+
+    #[error(
+        "{step}: another sandbox-net process (a CLI command or a watch) still holds the lock {}{} after {:.1} s; try again later",
+        lock.display(),
+        if holder.is_empty() { String::new() } else { format!(" ({holder})") },
+        waited.as_secs_f64()
+    )]
+    LockTimeout {
+        step: String,
+        lock: PathBuf,
+        /// Who holds it, as `/proc/locks` tells ("pid N (COMMAND)"), or empty.
+        holder: String,
+        waited: Duration,
+    },
 }
 
 impl CniError {
@@ -95,10 +112,16 @@ impl CniError {
         }
     }
 
+    /// A failure of the library's operation `step`. A netns that can't be used is the
+    /// runtime's CNI_NETNS: code 4, naming the variable.
     pub fn op(step: impl Into<String>, source: crate::Error) -> CniError {
-        CniError::Operation {
-            step: step.into(),
-            source,
+        let step = step.into();
+        match source {
+            crate::Error::BadNetns { .. } => CniError::Env {
+                var: env::NETNS,
+                reason: format!("{step}: {source}"),
+            },
+            source => CniError::Operation { step, source },
         }
     }
 
@@ -117,16 +140,21 @@ impl CniError {
             CniError::CheckFailed { .. } => CHECK_FAILED,
             CniError::GcFailed { .. } => IO_FAILURE,
             CniError::NotAvailable { .. } => NOT_AVAILABLE,
+            CniError::LockTimeout { .. } => TRY_AGAIN_LATER,
         }
     }
 
     /// The spec's error JSON: `{"cniVersion","code","msg","details"}`.
     pub fn to_json(&self, cni_version: &str) -> String {
         let details = match self {
-            CniError::IncompatibleVersion { .. } => {
+            CniError::IncompatibleVersion { .. } | CniError::CommandNeedsVersion { .. } => {
                 format!("supported versions: {}", version::SUPPORTED.join(", "))
             }
-            CniError::Operation { source, .. } => format!("{source:?}"),
+            CniError::Env { var, .. } => format!("environment variable {var}"),
+            CniError::Config { key, .. } => format!("configuration key {key}"),
+            CniError::Taken { id, .. } => format!("sandbox id {id}"),
+            CniError::LockTimeout { lock, .. } => format!("lock file {}", lock.display()),
+            CniError::Operation { source, .. } => causes(source),
             _ => String::new(),
         };
         let body = ErrorJson {
@@ -142,6 +170,20 @@ impl CniError {
             )
         })
     }
+}
+
+/// The error and what caused it, as readable text: "a: b: c".
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let more = cause.to_string();
+        if !text.ends_with(&more) {
+            text = format!("{text}: {more}");
+        }
+        next = cause.source();
+    }
+    text
 }
 
 /// The error JSON, fields in the spec's order.
@@ -195,6 +237,34 @@ mod tests {
         assert_eq!(j["cniVersion"], "1.0.0");
         assert_eq!(j["code"], 4);
         assert_eq!(j["msg"], "environment variable CNI_IFNAME: is not set");
-        assert_eq!(j["details"], "");
+        assert_eq!(j["details"], "environment variable CNI_IFNAME");
+    }
+
+    #[test]
+    fn a_bad_netns_names_the_variable_and_details_are_text() {
+        let bad = crate::Error::BadNetns {
+            netns: "/run/netns/x".into(),
+            reason: "does not exist".into(),
+        };
+        let e = CniError::op("ADD s: attach eth0", bad);
+        assert_eq!(e.code(), 4);
+        assert!(
+            e.to_string()
+                .starts_with("environment variable CNI_NETNS: "),
+            "{e}"
+        );
+        let io = crate::Error::state(
+            std::path::Path::new("/s/x.json"),
+            "read",
+            std::io::Error::from_raw_os_error(libc::EIO),
+        );
+        let text = CniError::op("DEL s", io).to_json("1.0.0");
+        let j: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let details = j["details"].as_str().unwrap_or_default();
+        assert!(details.contains("/s/x.json"), "{details}");
+        assert!(
+            !details.contains("State {") && !details.contains("Os {"),
+            "{details}"
+        );
     }
 }

@@ -16,6 +16,8 @@
 //! | `config` | the network configuration and sandbox-net's keys |
 //! | `result` | decoding prevResult, adding our interfaces, encoding per version |
 //! | `id`, `record` | the sandbox id and tap name rules; the CNI records |
+//! | `wait` | waiting a bounded time (`lockTimeout`) for a sandbox another process holds |
+//! | `relocate` | finding a sandbox's netns by its identity when its recorded path is gone |
 //! | `add`, `del`, `check`, `status` | the commands (DEL and GC share `del`) |
 
 pub mod add;
@@ -27,9 +29,11 @@ pub mod env;
 pub mod error;
 pub mod id;
 pub mod record;
+pub mod relocate;
 pub mod result;
 pub mod status;
 pub mod version;
+pub mod wait;
 
 use std::io::{Read, Write};
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::id;
 use crate::state::{self, Lock, StateDir};
 use crate::trusted_dir::TrustedDir;
 use crate::{Error, Result};
@@ -56,6 +57,39 @@ impl Records {
             .trusted()
             .child(RECORD_DIR, "CNI record directory")?;
         Ok(Records { dir })
+    }
+
+    /// Open `STATE_DIR/cni` when the state directory exists (None: nothing was ever
+    /// attached there); the record directory is created in it when missing.
+    pub fn open_existing(state_dir: &Path) -> Result<Option<Records>> {
+        let Some(store) = StateDir::open_existing(state_dir)? else {
+            return Ok(None);
+        };
+        let dir = store.trusted().child(RECORD_DIR, "CNI record directory")?;
+        Ok(Some(Records { dir }))
+    }
+
+    /// The lock file of a sandbox id's record.
+    pub fn lock_path(&self, id: &str) -> PathBuf {
+        self.dir.file_path(&format!("{id}.lock"))
+    }
+
+    /// The sandbox id under which (`container_id`, `ifname`) has a record of its own: its
+    /// id ([`id::sandbox_id`]), else the one an earlier build gave it
+    /// ([`id::legacy_sandbox_id`]). None when neither has one. Takes no lock.
+    pub fn find(&self, container_id: &str, ifname: &str) -> Result<Option<String>> {
+        for sandbox in [
+            id::sandbox_id(container_id, ifname),
+            id::legacy_sandbox_id(container_id, ifname),
+        ] {
+            if self
+                .load(&sandbox)?
+                .is_some_and(|r| r.is_for(container_id, ifname))
+            {
+                return Ok(Some(sandbox));
+            }
+        }
+        Ok(None)
     }
 
     /// Take the record lock of a sandbox id without waiting (`Error::Busy` when held).

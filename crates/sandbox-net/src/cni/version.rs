@@ -1,7 +1,9 @@
 //! CNI spec versions: which ones this plugin speaks, and comparing them.
 
 /// The spec versions this plugin supports, oldest first.
-pub const SUPPORTED: &[&str] = &["0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+/// 0.3.0 and 0.3.1 results have the same shape (`ips[].version`, `interfaces`), which
+/// 0.4.0 kept; 1.0.0 dropped `ips[].version`.
+pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The newest supported version: used when the caller gave none we can use.
 pub const LATEST: &str = "1.1.0";
@@ -61,7 +63,8 @@ mod tests {
     #[test]
     fn supported_list_is_what_we_claim() {
         assert!(is_supported("0.4.0") && is_supported("1.1.0"));
-        assert!(!is_supported("0.1.0") && !is_supported("9.9.9") && !is_supported("0.3.0"));
+        assert!(is_supported("0.3.0") && is_supported("0.3.1"));
+        assert!(!is_supported("0.1.0") && !is_supported("0.2.0") && !is_supported("9.9.9"));
         assert_eq!(SUPPORTED.last(), Some(&LATEST));
     }
 }

@@ -16,7 +16,7 @@
 //! in a netns is its tenant's to shape) is a problem of the report, naming it, and gc goes
 //! on with the others. A dry run takes no lock and changes nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -178,7 +178,7 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport> {
         }
     }
     for scan in &scans {
-        match scan.run(|| collect_links(store.as_ref(), scan, opts.dry_run)) {
+        match scan.run(|| collect_links(store.as_ref(), scan, opts.dry_run, None)) {
             Ok(Ok(found)) => {
                 report.links.extend(found.links);
                 report.skipped.extend(found.skipped);
@@ -190,6 +190,20 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport> {
         }
     }
     Ok(report)
+}
+
+/// Remove the orphan links of sandbox `id` alone in `netns` (ours by alias and kind, and
+/// not accounted for by its state, if it has one), as [`gc`] does for every sandbox: for a
+/// CNI DEL whose record outlived the state. The report lists the links only.
+pub fn collect_orphans_of(state_dir: &Path, netns: &NetNs, id: &str) -> Result<GcReport> {
+    let store = StateDir::open(state_dir)?;
+    let found = netns.run(|| collect_links(Some(&store), netns, false, Some(id)))??;
+    Ok(GcReport {
+        links: found.links,
+        skipped: found.skipped,
+        problems: found.problems,
+        ..GcReport::default()
+    })
 }
 
 /// Take a sandbox's lock for a change; None (noted as skipped) when it is busy.
@@ -358,7 +372,13 @@ fn accounts_for(state: &State, ns: Identity, name: &str) -> bool {
 }
 
 /// The orphan links of the netns the calling thread is in. Runs inside the netns.
-fn collect_links(store: Option<&StateDir>, netns: &NetNs, dry_run: bool) -> Result<Found> {
+/// Only the links of sandbox `only`, when given.
+fn collect_links(
+    store: Option<&StateDir>,
+    netns: &NetNs,
+    dry_run: bool,
+    only: Option<&str>,
+) -> Result<Found> {
     let label = format!("netns {}", netns.display());
     let mut nl =
         Netlink::open_here().map_err(|e| Error::kernel(&label, "open netlink socket", e))?;
@@ -373,6 +393,9 @@ fn collect_links(store: Option<&StateDir>, netns: &NetNs, dry_run: bool) -> Resu
         let Some(id) = l.alias.as_deref().and_then(crate::names::owner_of) else {
             continue;
         };
+        if only.is_some_and(|o| o != id) {
+            continue;
+        }
         let kind = l.kind.clone().unwrap_or_default();
         if !OUR_KINDS.contains(&kind.as_str()) {
             found.skipped.push(format!(

@@ -21,7 +21,7 @@ pub use detach::{Detached, detach};
 #[cfg(feature = "failpoints")]
 pub use follow::follow_addresses_with_failpoint;
 pub use follow::{Followed, follow_addresses};
-pub use gc::{GcOptions, GcReport, OrphanLink, StaleState, gc};
+pub use gc::{GcOptions, GcReport, OrphanLink, StaleState, collect_orphans_of, gc};
 #[cfg(feature = "failpoints")]
 pub use hotplug::add_endpoint_with_failpoint;
 pub(crate) use hotplug::add_endpoint_without_waiting;
