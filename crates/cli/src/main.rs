@@ -39,15 +39,30 @@ struct Cli {
 }
 
 /// Logs go to stderr (stdout is the command's output), at `warn` unless SANDBOX_NET_LOG
-/// says otherwise (an `EnvFilter`: `info`, `sandbox_net=debug`...).
+/// says otherwise (an `EnvFilter`: `info`, `sandbox_net=debug`...). Colour only when
+/// stderr is a terminal: a log written to a pipe or a file carries no escape codes.
 fn init_logging() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SANDBOX_NET_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// `--state-dir` made absolute once, before anything runs: a relative one means the same
+/// directory for every later command, whatever its working directory.
+fn absolute(state_dir: &std::path::Path) -> Result<PathBuf, sandbox_net::Error> {
+    std::path::absolute(state_dir).map_err(|e| {
+        sandbox_net::Error::kernel(
+            format!("state dir {}", state_dir.display()),
+            "make it absolute (from the current directory)",
+            e,
+        )
+    })
 }
 
 fn main() -> ExitCode {
@@ -57,10 +72,11 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     sandbox_net::physical::set_sysfs_root(cli.sysfs_root);
-    match cmd::run(cli.command, &cli.state_dir) {
+    let started = cmd::privileges(&cli.command).and_then(|()| absolute(&cli.state_dir));
+    match started.and_then(|state_dir| cmd::run(cli.command, &state_dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sandbox-net: error: {e}");
+            output::write_err(format_args!("sandbox-net: error: {e}"));
             ExitCode::from(e.exit_code() as u8)
         }
     }

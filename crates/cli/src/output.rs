@@ -2,14 +2,52 @@
 //! several of them. Notes and warnings go to stderr, so that stdout stays what was asked
 //! for.
 
+use std::io::Write;
+
 use sandbox_net::rate::Rate;
 use sandbox_net::{Attachment, Backend, Endpoint, Error};
+
+/// `println!` for command output: a reader that went away (`EPIPE`: `status | head -1`)
+/// is not a failure of the command, which ends with its own exit code; another write
+/// failure is an error naming stdout.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+pub(crate) use outln;
+
+/// `print!` for command output, as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*))
+    };
+}
+pub(crate) use out;
+
+/// Write to stdout; a closed pipe is ignored (the process ignores SIGPIPE, as every Rust
+/// program does, so the write fails with `EPIPE` instead of killing it).
+pub fn write_out(args: std::fmt::Arguments<'_>) -> Result<(), Error> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::kernel("stdout", "write the output", e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A line on stderr; a closed stderr loses it (there is nowhere left to say so).
+pub fn write_err(args: std::fmt::Arguments<'_>) {
+    let mut stderr = std::io::stderr().lock();
+    // Best effort by design: stderr is where failures are reported.
+    let _ = writeln!(stderr, "{args}");
+}
 
 /// A value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::encode("output", e))?;
-    println!("{text}");
-    Ok(())
+    outln!("{text}")
 }
 
 /// An attachment as JSON, or a header line and one line per endpoint.
@@ -17,9 +55,9 @@ pub fn print_attachment(a: &Attachment, json: bool, header: &str) -> Result<(), 
     if json {
         return print_json(a);
     }
-    println!("{header}");
+    outln!("{header}")?;
     for ep in &a.endpoints {
-        println!("  {}", describe_endpoint(ep));
+        outln!("  {}", describe_endpoint(ep))?;
     }
     Ok(())
 }
@@ -58,7 +96,7 @@ pub fn describe_endpoint(ep: &Endpoint) -> String {
 
 /// A note on stderr (what a rendering could not carry, a default taken).
 pub fn note(text: &str) {
-    eprintln!("sandbox-net: note: {text}");
+    write_err(format_args!("sandbox-net: note: {text}"));
 }
 
 #[cfg(test)]

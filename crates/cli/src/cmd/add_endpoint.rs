@@ -4,7 +4,7 @@ use std::path::Path;
 
 use sandbox_net::Error;
 
-use crate::output::{describe_endpoint, print_json};
+use crate::output::{describe_endpoint, outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -21,11 +21,11 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     if args.json {
         print_json(&change)
     } else {
-        println!(
+        outln!(
             "sandbox {}: added {}",
             args.id,
             describe_endpoint(&change.endpoint)
-        );
+        )?;
         Ok(())
     }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use sandbox_net::Error;
 
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,7 +19,7 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     if args.json {
         print_json(&outcome)
     } else {
-        println!("{outcome}");
+        outln!("{outcome}")?;
         Ok(())
     }
 }

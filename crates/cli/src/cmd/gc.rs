@@ -4,7 +4,7 @@ use std::path::Path;
 
 use sandbox_net::{Error, GcOptions};
 
-use crate::output::print_json;
+use crate::output::{out, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,7 +30,7 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     if args.json {
         print_json(&report)?;
     } else {
-        print!("{report}");
+        out!("{report}")?;
     }
     if !report.problems.is_empty() {
         return Err(Error::kernel(

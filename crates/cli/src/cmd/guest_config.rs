@@ -8,7 +8,7 @@ use sandbox_net::Error;
 use sandbox_net::guest_formats::{self, Format};
 use sandbox_net::sandbox::not_attached;
 
-use crate::output::{note, print_json};
+use crate::output::{note, out, outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -42,8 +42,8 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     // What the format can't carry goes to stderr as notes.
     let rendered = guest_formats::render(state_dir, id, format)?;
     match format {
-        Format::CloudInit => print!("{}", rendered.text),
-        Format::KernelIp => println!("{}", rendered.text),
+        Format::CloudInit => out!("{}", rendered.text)?,
+        Format::KernelIp => outln!("{}", rendered.text)?,
     }
     for n in &rendered.notes {
         note(n);

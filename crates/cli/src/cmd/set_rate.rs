@@ -5,7 +5,7 @@ use std::path::Path;
 use sandbox_net::Error;
 use sandbox_net::ops::RateChange;
 
-use crate::output::{print_json, show_rate};
+use crate::output::{outln, print_json, show_rate};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -40,13 +40,13 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
         return print_json(&limits);
     }
     for l in limits {
-        println!(
+        outln!(
             "  {} {}: {} (kernel: {})",
             l.endpoint,
             l.direction.as_str(),
             show_rate(l.rate_bps),
             show_rate(l.kernel_bps)
-        );
+        )?;
     }
     Ok(())
 }

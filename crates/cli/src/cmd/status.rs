@@ -4,12 +4,14 @@ use std::path::Path;
 
 use sandbox_net::Error;
 
-use crate::output::{print_json, show_rate};
+use crate::output::{outln, print_json, show_rate};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// Check this sandbox against the kernel (exit 1 on drift); without it, list every
+    /// attachment of the state directory.
     #[arg(long)]
-    id: Option<String>,
+    pub id: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -27,39 +29,39 @@ fn one(state_dir: &Path, id: &str, json: bool) -> Result<(), Error> {
         if json {
             print_json(&serde_json::json!({"id": id, "attached": false}))?;
         } else {
-            println!("sandbox {id}: not attached");
+            outln!("sandbox {id}: not attached")?;
         }
         return Ok(());
     };
     if json {
         return print_json(&s);
     }
-    println!(
+    outln!(
         "sandbox {}: {:?} in {} (model {}){}",
         s.id,
         s.phase,
         s.netns,
         s.model,
         if s.drift { "  DRIFT" } else { "" }
-    );
+    )?;
     if let Some(p) = &s.problem {
-        println!("  problem: {p}");
+        outln!("  problem: {p}")?;
     }
     for l in s.limits.iter().flatten().filter(|l| l.rate_bps.is_some()) {
-        println!(
+        outln!(
             "  {} {} limit {} (kernel: {})",
             l.endpoint,
             l.direction.as_str(),
             show_rate(l.rate_bps),
             show_rate(l.kernel_bps)
-        );
+        )?;
     }
     for o in s.objects.iter().flatten() {
-        println!(
+        outln!(
             "  {:<40} {}",
             o.object,
             if o.present { "ok" } else { "MISSING" }
-        );
+        )?;
     }
     Ok(())
 }
@@ -71,7 +73,7 @@ fn list(state_dir: &Path, json: bool) -> Result<(), Error> {
         return print_json(&all);
     }
     if all.is_empty() {
-        println!("no attachments in {}", state_dir.display());
+        outln!("no attachments in {}", state_dir.display())?;
     }
     for s in all {
         let eps: Vec<String> = s
@@ -79,7 +81,7 @@ fn list(state_dir: &Path, json: bool) -> Result<(), Error> {
             .iter()
             .map(|e| format!("{}->{}", e.name, e.device().unwrap_or_default()))
             .collect();
-        println!("{}  {:?}  {}  {}", s.id, s.phase, s.netns, eps.join(" "));
+        outln!("{}  {:?}  {}  {}", s.id, s.phase, s.netns, eps.join(" "))?;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use clap::ValueEnum;
 use sandbox_net::Error;
 use sandbox_net::vmm::{self, RenderOptions, Vmm};
 
-use crate::output::{note, print_json};
+use crate::output::{note, outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -72,7 +72,7 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
         print_json(ifaces)?;
     } else {
         let line: Vec<String> = rendered.args.iter().map(|a| vmm::shell_quote(a)).collect();
-        println!("{}", line.join(" "));
+        outln!("{}", line.join(" "))?;
     }
     for n in &rendered.notes {
         note(n);

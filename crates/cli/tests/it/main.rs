@@ -12,6 +12,7 @@ mod common;
 mod watch_child;
 
 mod bad_input;
+mod cli_pipe;
 mod cni;
 mod concurrency;
 mod crash;
