@@ -25,7 +25,7 @@ mod signals;
 #[derive(Parser, Debug)]
 #[command(name = "sandbox-net", version, long_about)]
 struct Cli {
-    /// Directory holding one state file per sandbox.
+    /// Directory holding one state file per sandbox (an absolute path).
     #[arg(long, global = true, env = STATE_DIR_ENV, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
 
@@ -53,16 +53,18 @@ fn init_logging() {
         .init();
 }
 
-/// `--state-dir` made absolute once, before anything runs: a relative one means the same
-/// directory for every later command, whatever its working directory.
+/// A relative `--state-dir` (or `$SANDBOX_NET_STATE_DIR`) is refused before anything
+/// runs: it would name another directory from every working directory, so a detach from
+/// elsewhere would find nothing attached and leave the taps behind.
 fn absolute(state_dir: &std::path::Path) -> Result<PathBuf, sandbox_net::Error> {
-    std::path::absolute(state_dir).map_err(|e| {
-        sandbox_net::Error::kernel(
-            format!("state dir {}", state_dir.display()),
-            "make it absolute (from the current directory)",
-            e,
-        )
-    })
+    if state_dir.is_absolute() {
+        return Ok(state_dir.to_path_buf());
+    }
+    Err(sandbox_net::Error::invalid(
+        format!("--state-dir {}", state_dir.display()),
+        "a relative path names another directory from each working directory (a detach run \
+         elsewhere would not find the attach); give an absolute path",
+    ))
 }
 
 fn main() -> ExitCode {

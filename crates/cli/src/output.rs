@@ -4,7 +4,10 @@
 
 use std::io::Write;
 
+use std::path::Path;
+
 use sandbox_net::rate::Rate;
+use sandbox_net::state::StateDir;
 use sandbox_net::{Attachment, Backend, Endpoint, Error};
 
 /// `println!` for command output: a reader that went away (`EPIPE`: `status | head -1`)
@@ -50,16 +53,69 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Error> {
     outln!("{text}")
 }
 
-/// An attachment as JSON, or a header line and one line per endpoint.
-pub fn print_attachment(a: &Attachment, json: bool, header: &str) -> Result<(), Error> {
+/// The rate limits every endpoint of a sandbox gets (attach's `--rx-rate`/`--tx-rate`,
+/// `set-rate` without `--iface`): what `add-endpoint` and `watch` give a new endpoint.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Defaults {
+    /// Toward the guest, in bits per second (null: none).
+    pub rx_rate_bps: Option<u64>,
+    /// From the guest, in bits per second (null: none).
+    pub tx_rate_bps: Option<u64>,
+}
+
+impl Defaults {
+    pub fn new(rx: Option<Rate>, tx: Option<Rate>) -> Defaults {
+        Defaults {
+            rx_rate_bps: rx.map(Rate::bits_per_sec),
+            tx_rate_bps: tx.map(Rate::bits_per_sec),
+        }
+    }
+
+    /// The sandbox's, as its state records them now (none when it has no state).
+    pub fn recorded(state_dir: &Path, id: &str) -> Result<Defaults, Error> {
+        let Some(store) = StateDir::open_existing(state_dir)? else {
+            return Ok(Defaults::default());
+        };
+        Ok(store.load(id)?.map_or_else(Defaults::default, |s| {
+            Defaults::new(s.settings.rx_rate, s.settings.tx_rate)
+        }))
+    }
+
+    /// "rx 10mbit, tx none".
+    pub fn describe(self) -> String {
+        format!(
+            "rx {}, tx {}",
+            show_rate(self.rx_rate_bps),
+            show_rate(self.tx_rate_bps)
+        )
+    }
+}
+
+/// An attachment as JSON (with `rate_limits`: those of every endpoint), or a header
+/// line, one line per endpoint and one for the limits.
+pub fn print_attachment(
+    a: &Attachment,
+    limits: Defaults,
+    json: bool,
+    header: &str,
+) -> Result<(), Error> {
     if json {
-        return print_json(a);
+        #[derive(serde::Serialize)]
+        struct WithLimits<'a> {
+            #[serde(flatten)]
+            attachment: &'a Attachment,
+            rate_limits: Defaults,
+        }
+        return print_json(&WithLimits {
+            attachment: a,
+            rate_limits: limits,
+        });
     }
     outln!("{header}")?;
     for ep in &a.endpoints {
         outln!("  {}", describe_endpoint(ep))?;
     }
-    Ok(())
+    outln!("  rate limits of every endpoint: {}", limits.describe())
 }
 
 /// A rate in bits per second as iproute2 writes it, or "none".

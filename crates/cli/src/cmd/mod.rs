@@ -75,7 +75,8 @@ pub fn run(command: Command, state_dir: &Path) -> Result<(), Error> {
     }
 }
 
-/// The capabilities every command but the list of `status` needs: CAP_NET_ADMIN (links,
+/// The capabilities every command needs (`status` reopens every netns to say whether it
+/// is still there): CAP_NET_ADMIN (links,
 /// qdiscs, filters) and CAP_SYS_ADMIN (entering a netns). Checked before anything runs, so
 /// that a caller without them learns it before any state directory is created.
 const NEEDED_CAPS: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
@@ -83,14 +84,13 @@ const NEEDED_CAPS: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMI
 /// Refuse, before anything is created, a command run without the capabilities it needs.
 pub fn privileges(command: &Command) -> Result<(), Error> {
     let name = match command {
-        Command::Status(args) if args.id.is_none() => return Ok(()),
         Command::Attach(_) => "attach",
         Command::AddEndpoint(_) => "add-endpoint",
         Command::RemoveEndpoint(_) => "remove-endpoint",
         Command::SetRate(_) => "set-rate",
         Command::Detach(_) => "detach",
         Command::Gc(_) => "gc",
-        Command::Status(_) => "status --id",
+        Command::Status(_) => "status",
         Command::GuestConfig(_) => "guest-config",
         Command::VmmArgs(_) => "vmm-args",
         Command::Exec(_) => "exec",
@@ -132,8 +132,54 @@ pub fn privileges(command: &Command) -> Result<(), Error> {
     ))
 }
 
-/// A rate argument (`--rx-rate`, `--rx`...): iproute2 units.
+/// A rate argument (`--rx-rate`, `--tx-rate`): iproute2 units; a unit iproute2 does not
+/// have (`10M`, `10MB`, `10m`) is refused with the spelling meant.
 fn parse_rate(text: &str) -> Result<Rate, Error> {
-    text.parse()
-        .map_err(|reason: String| Error::invalid(format!("rate {text:?}"), reason))
+    text.parse().map_err(|reason: String| {
+        let reason = match did_you_mean(text) {
+            Some(hint) => format!("{reason}; did you mean {hint}?"),
+            None => reason,
+        };
+        Error::invalid(format!("rate {text:?}"), reason)
+    })
+}
+
+/// The iproute2 spelling of a rate written with a bare SI prefix: `10M` -> `10mbit`,
+/// `10MB` -> `10mbps` (bytes per second) or `10mbit`.
+fn did_you_mean(text: &str) -> Option<String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return None;
+    }
+    let unit = unit.to_ascii_lowercase();
+    let (prefix, bytes) = match unit.as_str() {
+        "k" | "m" | "g" | "t" => (unit.as_str(), false),
+        "kb" | "mb" | "gb" | "tb" => (&unit[..1], true),
+        _ => return None,
+    };
+    Some(if bytes {
+        format!("{number}{prefix}bps (bytes per second) or {number}{prefix}bit")
+    } else {
+        format!("{number}{prefix}bit")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_prefix_gets_the_iproute2_spelling() {
+        assert_eq!(did_you_mean("10M").as_deref(), Some("10mbit"));
+        assert_eq!(did_you_mean("10m").as_deref(), Some("10mbit"));
+        assert_eq!(did_you_mean("1.5G").as_deref(), Some("1.5gbit"));
+        assert_eq!(
+            did_you_mean("10MB").as_deref(),
+            Some("10mbps (bytes per second) or 10mbit")
+        );
+        assert_eq!(did_you_mean("fast"), None);
+        assert_eq!(did_you_mean("10furlongs"), None);
+    }
 }

@@ -266,7 +266,8 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_cli_and_detach_touches
     };
 
     let (code, out, err) = run_cli(with(&["status", "--id", r.id, "--json"]));
-    assert_eq!(code, 0, "status: {out} {err}");
+    // Drift is exit 1 (issue #17: 0 means healthy).
+    assert_eq!(code, 1, "status: {out} {err}");
     let st: Value = serde_json::from_str(&out).expect("status JSON");
     assert_eq!(st["drift"], true, "{st}");
     assert_refusal("status", st["problem"].as_str().unwrap_or_default(), &r);

@@ -13,6 +13,9 @@ mod watch_child;
 
 mod bad_input;
 mod cli_pipe;
+mod cli_rates;
+mod cli_state_dir;
+mod cli_status;
 mod cni;
 mod concurrency;
 mod crash;

@@ -30,7 +30,7 @@ pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
 pub use ratelimit::set_rate_with_failpoint;
 pub use ratelimit::{LimitStatus, RateChange, set_rate};
 pub use static_attach::{StaticOptions, attach_static};
-pub use status::{ObjectStatus, Status, list, status};
+pub use status::{Listed, ObjectStatus, Status, list, status};
 
 /// The ways back into a recorded netns (see [`crate::sandbox`]).
 pub use crate::sandbox::{Lost, Reopened, prove_recorded, reopen_netns};
