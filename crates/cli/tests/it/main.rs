@@ -16,6 +16,7 @@ mod cli_pipe;
 mod cli_rates;
 mod cli_state_dir;
 mod cli_status;
+mod cli_taps;
 mod cni;
 mod concurrency;
 mod crash;
