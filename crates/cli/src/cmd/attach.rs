@@ -17,7 +17,8 @@ pub struct Args {
         "tap_queue_len", "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate",
         "no_guest"])]
     config: Option<PathBuf>,
-    /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
+    /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}; every later command names the
+    /// sandbox by it.
     #[arg(long)]
     id: String,
     /// Interworking model: tcfilter (a tap joined by tc redirect filters), macvtap
@@ -57,7 +58,7 @@ pub struct Args {
     /// from the netns when asked.
     #[arg(long)]
     no_guest: bool,
-    /// Print the attachment as one JSON object.
+    /// Print the attachment as one JSON object (with `rate_limits`).
     #[arg(long)]
     json: bool,
 }

@@ -8,8 +8,10 @@ use crate::output::{outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The sandbox id (an unknown one: "nothing was attached", exit 0).
     #[arg(long)]
     id: String,
+    /// Print `{"outcome","id",...}` (outcome: detached, not-attached or netns-gone).
     #[arg(long)]
     json: bool,
 }

@@ -17,6 +17,7 @@ pub struct Args {
     /// Allow the caller's own netns or the host's among --netns.
     #[arg(long)]
     allow_host_netns: bool,
+    /// Print `{"dry_run","links","states","skipped","problems"}`.
     #[arg(long)]
     json: bool,
 }

@@ -8,10 +8,14 @@ use crate::output::{outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The sandbox id.
     #[arg(long)]
     id: String,
+    /// The attached interface to detach (the others stay attached).
     #[arg(long, value_name = "NAME")]
     iface: String,
+    /// Print `{"id","endpoint","guest"}`: the endpoint removed and the new guest
+    /// description.
     #[arg(long)]
     json: bool,
 }

@@ -12,8 +12,10 @@ use crate::output::{note, outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The sandbox id.
     #[arg(long)]
     id: String,
+    /// The VMM to print arguments (or network-interfaces entries) for.
     #[arg(long, value_enum)]
     vmm: VmmName,
     /// QEMU: vhost=off even when /dev/vhost-net exists.
@@ -27,7 +29,7 @@ pub struct Args {
     json: bool,
 }
 
-/// `--vmm` values (`vmm-args` and `exec`).
+/// `--vmm` values of `vmm-args`.
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum VmmName {
     Qemu,

@@ -14,6 +14,7 @@ use crate::signals;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The sandbox id (attached; its netns is followed).
     #[arg(long)]
     id: String,
     /// One JSON object per line: endpoint-added, endpoint-removed, guest-changed,

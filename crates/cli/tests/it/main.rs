@@ -12,6 +12,7 @@ mod common;
 mod watch_child;
 
 mod bad_input;
+mod cli_json;
 mod cli_pipe;
 mod cli_rates;
 mod cli_state_dir;
