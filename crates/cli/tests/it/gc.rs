@@ -99,7 +99,7 @@ fn orphan_links_are_removed_and_foreign_ones_survive() {
     println!("gc: {out}{err}");
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("removed orphan tun tap0_sn of sandbox gc-orphan"),
+        out.contains("removed orphan tap tap0_sn of sandbox gc-orphan"),
         "{out}"
     );
     assert_eq!(
