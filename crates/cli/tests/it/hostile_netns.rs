@@ -664,6 +664,7 @@ fn vfio_netns_gone(id: &str) -> VfioNetnsGone {
         sysfs_root: fake.root().to_path_buf(),
     };
     let state = State {
+        detached_by_user: Vec::new(),
         version: state::STATE_VERSION,
         id: id.into(),
         netns: net.pod_name.clone(),

@@ -106,6 +106,7 @@ fn cli_in(dir: &Path, args: &[&str]) -> (i32, String) {
 fn state_of(id: &str, ns: Option<(&Path, NsId)>, journal: Vec<Entry>) -> State {
     let (path, ns_id) = ns.unwrap_or((Path::new(""), NsId { dev: 0, ino: 0 }));
     State {
+        detached_by_user: Vec::new(),
         version: STATE_VERSION,
         id: id.to_string(),
         netns: path.display().to_string(),

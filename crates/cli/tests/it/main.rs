@@ -18,6 +18,7 @@ mod cli_rates;
 mod cli_state_dir;
 mod cli_status;
 mod cli_taps;
+mod cli_watch;
 mod cni;
 mod concurrency;
 mod crash;

@@ -24,8 +24,8 @@ pub use follow::{Followed, follow_addresses};
 pub use gc::{GcOptions, GcReport, OrphanLink, StaleState, gc};
 #[cfg(feature = "failpoints")]
 pub use hotplug::add_endpoint_with_failpoint;
-pub(crate) use hotplug::add_endpoint_without_waiting;
 pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
+pub(crate) use hotplug::{add_endpoint_without_waiting, remove_gone_endpoint};
 #[cfg(feature = "failpoints")]
 pub use ratelimit::set_rate_with_failpoint;
 pub use ratelimit::{LimitStatus, RateChange, set_rate};
