@@ -13,14 +13,6 @@ use serde_json::Value;
 
 use crate::common::*;
 
-fn cli_at(dir: &TempStateDir, args: &[&str]) -> (i32, String, String) {
-    let mut full = vec!["--state-dir", dir.path().to_str().expect("utf-8")];
-    full.extend_from_slice(args);
-    let (code, out, err) = cli(&full);
-    println!("sandbox-net {full:?} -> {code}\n{out}{err}");
-    (code, out, err)
-}
-
 /// The help line of `flag` in `sandbox-net SUBCOMMAND -h` (one line per option).
 fn help_line(subcommand: &str, flag: &str) -> Option<String> {
     let (code, out, err) = cli(&[subcommand, "-h"]);
@@ -78,19 +70,11 @@ fn guest_config_json_carries_the_nameservers_and_json_is_the_same() {
     let dir = TempStateDir::new();
     let id = unique_name("gc-dns");
     let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
-    let (code, _, err) = cli_at(
+    let (code, _, err) = cli_attach(
         &dir,
-        &[
-            "attach",
-            "--netns",
-            &net.pod_name,
-            "--id",
-            &id,
-            "--dns",
-            "10.77.0.53",
-            "--dns",
-            "fd77::53",
-        ],
+        &net.pod_name,
+        &id,
+        &["--dns", "10.77.0.53", "--dns", "fd77::53"],
     );
     assert_eq!(code, 0, "{err}");
     let (code, format_json, err) = cli_at(&dir, &["guest-config", "--id", &id, "--format", "json"]);
@@ -133,19 +117,7 @@ fn json_shapes_share_their_names() {
     let dir = TempStateDir::new();
     let id = unique_name("shapes");
     let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
-    let (code, out, err) = cli_at(
-        &dir,
-        &[
-            "attach",
-            "--netns",
-            &net.pod_name,
-            "--id",
-            &id,
-            "--iface",
-            "eth0",
-            "--json",
-        ],
-    );
+    let (code, out, err) = cli_attach(&dir, &net.pod_name, &id, &["--iface", "eth0", "--json"]);
     assert_eq!(code, 0, "{err}");
     let attached: Value = serde_json::from_str(&out).expect("attach JSON");
     let (_, out, _) = cli_at(
@@ -189,7 +161,7 @@ fn gc_calls_a_tap_a_tap_and_removes_stale_lock_files_safely() {
     let dir = TempStateDir::new();
     let id = unique_name("locks");
     let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
-    let (code, _, err) = cli_at(&dir, &["attach", "--netns", &net.pod_name, "--id", &id]);
+    let (code, _, err) = cli_attach(&dir, &net.pod_name, &id, &[]);
     assert_eq!(code, 0, "{err}");
 
     // Unknown ids leave no lock file, whatever the command.

@@ -8,14 +8,6 @@ use serde_json::Value;
 
 use crate::common::*;
 
-fn cli_at(dir: &TempStateDir, args: &[&str]) -> (i32, String, String) {
-    let mut full = vec!["--state-dir", dir.path().to_str().expect("utf-8")];
-    full.extend_from_slice(args);
-    let (code, out, err) = cli(&full);
-    println!("sandbox-net {full:?} -> {code}\n{out}{err}");
-    (code, out, err)
-}
-
 #[test]
 fn rates_are_spelled_one_way_shown_and_explained() {
     let net = scratch(2);
@@ -29,37 +21,17 @@ fn rates_are_spelled_one_way_shown_and_explained() {
         ("10m", "did you mean 10mbit?"),
         ("10MB", "did you mean 10mbps (bytes per second) or 10mbit?"),
     ] {
-        let (code, _, err) = cli_at(
-            &dir,
-            &[
-                "attach",
-                "--netns",
-                &net.pod_name,
-                "--id",
-                &id,
-                "--rx-rate",
-                bad,
-            ],
-        );
+        let (code, _, err) = cli_attach(&dir, &net.pod_name, &id, &["--rx-rate", bad]);
         assert_eq!(code, 2, "{err}");
         assert!(err.contains(hint), "{bad}: {err}");
     }
     assert!(!link_names(&net.pod_name).iter().any(|n| n == "tap0_sn"));
 
-    let (code, out, err) = cli_at(
+    let (code, out, err) = cli_attach(
         &dir,
-        &[
-            "attach",
-            "--netns",
-            &net.pod_name,
-            "--id",
-            &id,
-            "--iface",
-            "eth0",
-            "--rx-rate",
-            "10mbit",
-            "--json",
-        ],
+        &net.pod_name,
+        &id,
+        &["--iface", "eth0", "--rx-rate", "10mbit", "--json"],
     );
     assert_eq!(code, 0, "{err}");
     let a: Value = serde_json::from_str(&out).expect("attach JSON");

@@ -8,14 +8,6 @@ use serde_json::Value;
 
 use crate::common::*;
 
-fn cli_at(dir: &TempStateDir, args: &[&str]) -> (i32, String, String) {
-    let mut full = vec!["--state-dir", dir.path().to_str().expect("utf-8")];
-    full.extend_from_slice(args);
-    let (code, out, err) = cli(&full);
-    println!("sandbox-net {full:?} -> {code}\n{out}{err}");
-    (code, out, err)
-}
-
 fn list_json(dir: &TempStateDir) -> Vec<Value> {
     let (code, out, err) = cli_at(dir, &["status", "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -28,7 +20,7 @@ fn with_the_netns_gone_list_and_status_agree_and_status_exits_1() {
     let dir = TempStateDir::new();
     let id = unique_name("st-gone");
     let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
-    let (code, _, err) = cli_at(&dir, &["attach", "--netns", &net.pod_name, "--id", &id]);
+    let (code, _, err) = cli_attach(&dir, &net.pod_name, &id, &[]);
     assert_eq!(code, 0, "{err}");
 
     // Healthy: exit 0, no drift, in the list too.
@@ -80,7 +72,7 @@ fn a_corrupt_state_file_is_listed_by_name_and_hides_no_other_sandbox() {
     let dir = TempStateDir::new();
     let id = unique_name("st-ok");
     let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
-    let (code, _, err) = cli_at(&dir, &["attach", "--netns", &net.pod_name, "--id", &id]);
+    let (code, _, err) = cli_attach(&dir, &net.pod_name, &id, &[]);
     assert_eq!(code, 0, "{err}");
     // A truncated state file of another sandbox, as a crash of a foreign writer leaves.
     let bad = dir.path().join("broken.json");
@@ -112,18 +104,7 @@ fn under_macvtap_a_moved_address_is_reported_removed_not_ok() {
     let dir = TempStateDir::new();
     let id = unique_name("st-mvt");
     let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
-    let (code, _, err) = cli_at(
-        &dir,
-        &[
-            "attach",
-            "--netns",
-            &net.pod_name,
-            "--id",
-            &id,
-            "--model",
-            "macvtap",
-        ],
-    );
+    let (code, _, err) = cli_attach(&dir, &net.pod_name, &id, &["--model", "macvtap"]);
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = cli_at(&dir, &["status", "--id", &id]);
     assert_eq!(code, 0, "{err}");

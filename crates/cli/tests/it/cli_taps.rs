@@ -6,14 +6,6 @@
 
 use crate::common::*;
 
-fn cli_at(dir: &TempStateDir, args: &[&str]) -> (i32, String, String) {
-    let mut full = vec!["--state-dir", dir.path().to_str().expect("utf-8")];
-    full.extend_from_slice(args);
-    let (code, out, err) = cli(&full);
-    println!("sandbox-net {full:?} -> {code}\n{out}{err}");
-    (code, out, err)
-}
-
 fn taps(ns: &str) -> Vec<String> {
     let mut names: Vec<String> = link_names(ns)
         .into_iter()
@@ -37,18 +29,7 @@ fn two_sandboxes_in_one_netns_get_their_own_taps() {
     let _gb = DetachOnDrop::new(dir.path(), b.clone());
     let _gc = DetachOnDrop::new(dir.path(), c.clone());
     for (id, iface) in [(&a, "eth0"), (&b, "eth1")] {
-        let (code, out, err) = cli_at(
-            &dir,
-            &[
-                "attach",
-                "--netns",
-                &net.pod_name,
-                "--id",
-                id,
-                "--iface",
-                iface,
-            ],
-        );
+        let (code, out, err) = cli_attach(&dir, &net.pod_name, id, &["--iface", iface]);
         assert_eq!(code, 0, "attach {id} {iface}: {err}");
         assert!(out.contains(iface), "{out}");
     }
@@ -59,18 +40,7 @@ fn two_sandboxes_in_one_netns_get_their_own_taps() {
         &net.pod_name,
         &["tuntap", "add", "dev", "tap2_sn", "mode", "tap"],
     );
-    let (code, out, err) = cli_at(
-        &dir,
-        &[
-            "attach",
-            "--netns",
-            &net.pod_name,
-            "--id",
-            &c,
-            "--iface",
-            "eth2",
-        ],
-    );
+    let (code, out, err) = cli_attach(&dir, &net.pod_name, &c, &["--iface", "eth2"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("tap tap3_sn"), "{out}");
     ip(&net.pod_name, &["link", "del", "tap2_sn"]);

@@ -17,14 +17,6 @@ fn is(event: &Value, kind: &str, iface: &str) -> bool {
     event["event"] == kind && event["endpoint"]["name"] == iface
 }
 
-fn cli_at(dir: &TempStateDir, args: &[&str]) -> (i32, String, String) {
-    let mut full = vec!["--state-dir", dir.path().to_str().expect("utf-8")];
-    full.extend_from_slice(args);
-    let (code, out, err) = cli(&full);
-    println!("sandbox-net {full:?} -> {code}\n{out}{err}");
-    (code, out, err)
-}
-
 fn attached(dir: &TempStateDir, id: &str) -> Vec<String> {
     sandbox_net::status(dir.path(), id)
         .expect("status")
@@ -51,7 +43,7 @@ fn remove_endpoint_is_not_undone_by_watch_until_add_endpoint() {
     let dir = TempStateDir::new();
     let id = unique_name("w-removed");
     let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
-    let (code, _, err) = cli_at(&dir, &["attach", "--netns", &net.pod_name, "--id", &id]);
+    let (code, _, err) = cli_attach(&dir, &net.pod_name, &id, &[]);
     assert_eq!(code, 0, "{err}");
     let mut watch = Watch::start(&dir, &id);
 
@@ -98,7 +90,7 @@ fn two_watchers_each_report_what_the_other_did() {
     let dir = TempStateDir::new();
     let id = unique_name("w-two");
     let _cleanup = DetachOnDrop::new(dir.path(), id.clone());
-    let (code, _, err) = cli_at(&dir, &["attach", "--netns", &net.pod_name, "--id", &id]);
+    let (code, _, err) = cli_attach(&dir, &net.pod_name, &id, &[]);
     assert_eq!(code, 0, "{err}");
     let mut first = Watch::start(&dir, &id);
     let mut second = Watch::start(&dir, &id);
