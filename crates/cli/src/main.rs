@@ -12,6 +12,7 @@ mod cmd;
 mod cni;
 mod demo;
 mod output;
+mod privileges;
 mod signals;
 
 /// Connect a container's network namespace to a virtual machine.
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     sandbox_net::physical::set_sysfs_root(cli.sysfs_root);
-    let started = cmd::privileges(&cli.command).and_then(|()| absolute(&cli.state_dir));
+    let started = privileges::require(cli.command.name()).and_then(|()| absolute(&cli.state_dir));
     match started.and_then(|state_dir| cmd::run(cli.command, &state_dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -36,11 +36,13 @@ enum GuestFormat {
 }
 
 /// What `guest-config --format json` prints: the guest description and the nameservers
-/// the kernel-ip and cloud-init formats carry too.
+/// the kernel-ip and cloud-init formats carry too (left out when attach was given none:
+/// the object is then the `guest` of `attach --json`).
 #[derive(serde::Serialize)]
 struct WithNameservers<'a> {
     #[serde(flatten)]
     guest: &'a GuestConfig,
+    #[serde(skip_serializing_if = "<[IpAddr]>::is_empty")]
     nameservers: &'a [IpAddr],
 }
 

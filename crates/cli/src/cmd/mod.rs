@@ -75,61 +75,24 @@ pub fn run(command: Command, state_dir: &Path) -> Result<(), Error> {
     }
 }
 
-/// The capabilities every command needs (`status` reopens every netns to say whether it
-/// is still there): CAP_NET_ADMIN (links,
-/// qdiscs, filters) and CAP_SYS_ADMIN (entering a netns). Checked before anything runs, so
-/// that a caller without them learns it before any state directory is created.
-const NEEDED_CAPS: [(u32, &str); 2] = [(12, "CAP_NET_ADMIN"), (21, "CAP_SYS_ADMIN")];
-
-/// Refuse, before anything is created, a command run without the capabilities it needs.
-pub fn privileges(command: &Command) -> Result<(), Error> {
-    let name = match command {
-        Command::Attach(_) => "attach",
-        Command::AddEndpoint(_) => "add-endpoint",
-        Command::RemoveEndpoint(_) => "remove-endpoint",
-        Command::SetRate(_) => "set-rate",
-        Command::Detach(_) => "detach",
-        Command::Gc(_) => "gc",
-        Command::Status(_) => "status",
-        Command::GuestConfig(_) => "guest-config",
-        Command::VmmArgs(_) => "vmm-args",
-        Command::Exec(_) => "exec",
-        Command::Watch(_) => "watch",
-        Command::Demo => "demo",
-    };
-    let object = format!("sandbox-net {name}");
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(|e| Error::kernel(&object, "read /proc/self/status (capabilities)", e))?;
-    let effective = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .ok_or_else(|| {
-            Error::kernel(
-                &object,
-                "read the effective capabilities",
-                std::io::Error::other("no CapEff line in /proc/self/status"),
-            )
-        })?;
-    let missing: Vec<&str> = NEEDED_CAPS
-        .iter()
-        .filter(|(bit, _)| effective & (1 << bit) == 0)
-        .map(|(_, cap)| *cap)
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
+impl Command {
+    /// The subcommand's name, as the user typed it (for messages).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Attach(_) => "attach",
+            Command::AddEndpoint(_) => "add-endpoint",
+            Command::RemoveEndpoint(_) => "remove-endpoint",
+            Command::SetRate(_) => "set-rate",
+            Command::Detach(_) => "detach",
+            Command::Gc(_) => "gc",
+            Command::Status(_) => "status",
+            Command::GuestConfig(_) => "guest-config",
+            Command::VmmArgs(_) => "vmm-args",
+            Command::Exec(_) => "exec",
+            Command::Watch(_) => "watch",
+            Command::Demo => "demo",
+        }
     }
-    Err(Error::kernel(
-        object,
-        "check privileges",
-        std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN; missing {}): run as root",
-                missing.join(", ")
-            ),
-        ),
-    ))
 }
 
 /// A rate argument (`--rx-rate`, `--tx-rate`): iproute2 units; a unit iproute2 does not
