@@ -72,3 +72,52 @@ fn a_closed_stdout_ends_every_command_quietly_with_its_own_exit_code() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!link_names(&net.pod_name).iter().any(|n| n == "tap0_sn"));
 }
+
+/// `watch` whose reader went away stops at its next event, with exit 0 (a stop asked
+/// for), and what it was doing is done: the interface that made the event is attached.
+#[test]
+fn watch_stops_quietly_when_its_reader_goes_away() {
+    let _serial = serial();
+    let mut net = scratch(1);
+    let dir = TempStateDir::new();
+    let id = unique_name("pipe-watch");
+    let _guard = DetachOnDrop::new(dir.path(), id.clone());
+    let (code, _, err) = cli_attach(&dir, &net.pod_name, &id, &[]);
+    assert_eq!(code, 0, "{err}");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut child = Command::new(bin())
+        .args(["--state-dir", dir.path().to_str().expect("utf-8")])
+        .args(["watch", "--id", &id, "--json"])
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    net.add_link(1, 1500, false).expect("add eth1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("watch did not stop when its reader went away");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("stderr");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    let state = sandbox_net::status(dir.path(), &id)
+        .expect("status")
+        .expect("attached");
+    assert!(
+        state.endpoints.iter().any(|e| e.name == "eth1"),
+        "{state:?}"
+    );
+}
