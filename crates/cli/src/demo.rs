@@ -10,6 +10,7 @@ use sandbox_net_testkit::dataplane;
 use sandbox_net_testkit::guard::DetachOnDrop;
 use sandbox_net_testkit::scratch::ScratchNet;
 
+use crate::output::outln;
 use crate::signals;
 
 /// Stop between steps once SIGINT or SIGTERM came (the guards clean up).
@@ -23,28 +24,30 @@ fn check_interrupt(stop: &AtomicBool) -> Result<(), Error> {
 }
 
 pub fn run(state_dir: &Path) -> Result<(), Error> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Error::invalid(
-            "demo",
-            "needs root (it creates network namespaces)",
-        ));
-    }
     let stop = signals::stop_on_signals("demo")?;
 
-    println!("== 1. scratch network: a pod netns wired like a CNI bridge plugin would, and a peer");
+    outln!("== 1. scratch network: a pod netns wired like a CNI bridge plugin would, and a peer")?;
     let mut net = ScratchNet::new("sn-demo")?;
     let veth = net.add_link(0, 1500, true)?;
-    println!(
+    outln!(
         "   pod netns {} : {} {} / {} , default via {} / {}",
-        net.pod_name, veth.name, veth.pod_v4, veth.pod_v6, veth.peer_v4, veth.peer_v6
-    );
-    println!(
+        net.pod_name,
+        veth.name,
+        veth.pod_v4,
+        veth.pod_v6,
+        veth.peer_v4,
+        veth.peer_v6
+    )?;
+    outln!(
         "   peer netns {} : {} {} / {}",
-        net.peer_name, veth.peer_name, veth.peer_v4, veth.peer_v6
-    );
+        net.peer_name,
+        veth.peer_name,
+        veth.peer_v4,
+        veth.peer_v6
+    )?;
     check_interrupt(stop)?;
 
-    println!("\n== 2. attach (model tcfilter, 2 queues)");
+    outln!("\n== 2. attach (model tcfilter, 2 queues)")?;
     let id = format!("demo-{}", std::process::id());
     let mut opts = AttachOptions::new(net.pod.path().display().to_string(), id.clone());
     opts.queues = 2;
@@ -53,16 +56,16 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
     // Detaches the demo sandbox if the demo stops before it detached on its own.
     let guard = DetachOnDrop::new(state_dir, id.clone());
     let json = |v: &dyn erased::Json| v.to_pretty();
-    println!("{}", json(&attachment));
-    println!("\n== 3. guest config");
+    outln!("{}", json(&attachment))?;
+    outln!("\n== 3. guest config")?;
     // The demo attaches with the default `describe_guest`, so the description is there.
     let guest = attachment.guest.as_ref().ok_or_else(|| {
         sandbox_net::Error::invalid("the demo's attachment", "carries no guest description")
     })?;
-    println!("{}", json(guest));
+    outln!("{}", json(guest))?;
     check_interrupt(stop)?;
 
-    println!("\n== 4. dataplane: a fake guest on the tap fd answers and sends ARP/NDP and pings");
+    outln!("\n== 4. dataplane: a fake guest on the tap fd answers and sends ARP/NDP and pings")?;
     let endpoint = &attachment.endpoints[0];
     let iface = guest.interfaces.first().ok_or_else(|| {
         sandbox_net::Error::invalid("the demo's guest description", "has no interface")
@@ -76,19 +79,19 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
             .iter()
             .map(|d| format!("{:.3} ms", d.as_secs_f64() * 1e3))
             .collect();
-        println!(
+        outln!(
             "   {:<28} {} replies, rtt {}",
             r.direction,
             r.rtts.len(),
             rtts.join(", ")
-        );
+        )?;
     }
     check_interrupt(stop)?;
 
-    println!("\n== 5. detach");
+    outln!("\n== 5. detach")?;
     let outcome = sandbox_net::detach(state_dir, &id)?;
     guard.disarm();
-    println!("   {outcome}");
+    outln!("   {outcome}")?;
     let mut nl = Netlink::open_in(&net.pod)?;
     let links = link::dump(&mut nl)
         .map_err(|e| Error::kernel("demo pod netns", "dump links", e.into_io()))?;
@@ -97,22 +100,22 @@ pub fn run(state_dir: &Path) -> Result<(), Error> {
     let names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
     let ingress = qdiscs.iter().filter(|q| q.kind == "ingress").count();
     let state_left = sandbox_net::ops::load_existing(&opts.state_dir, &id)?.is_some();
-    println!(
+    outln!(
         "   links left in the pod netns: {names:?}; ingress qdiscs: {ingress}; state file left: {state_left}"
-    );
+    )?;
     if names.len() != 2 || ingress != 0 || state_left {
         return Err(Error::invalid("demo", "detach left something behind"));
     }
 
-    println!("\n== 6. remove the scratch namespaces");
+    outln!("\n== 6. remove the scratch namespaces")?;
     let (pod, peer) = (net.pod_name.clone(), net.peer_name.clone());
     drop(net);
     let left = [&pod, &peer]
         .iter()
         .filter(|n| Path::new("/run/netns").join(n).exists())
         .count();
-    println!("   {pod}, {peer} removed ({left} left)");
-    println!("\ndemo OK");
+    outln!("   {pod}, {peer} removed ({left} left)")?;
+    outln!("\ndemo OK")?;
     Ok(())
 }
 

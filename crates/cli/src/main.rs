@@ -12,6 +12,7 @@ mod cmd;
 mod cni;
 mod demo;
 mod output;
+mod privileges;
 mod signals;
 
 /// Connect a container's network namespace to a virtual machine.
@@ -25,7 +26,7 @@ mod signals;
 #[derive(Parser, Debug)]
 #[command(name = "sandbox-net", version, long_about)]
 struct Cli {
-    /// Directory holding one state file per sandbox.
+    /// Directory holding one state file per sandbox (an absolute path).
     #[arg(long, global = true, env = STATE_DIR_ENV, default_value = DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
 
@@ -39,15 +40,32 @@ struct Cli {
 }
 
 /// Logs go to stderr (stdout is the command's output), at `warn` unless SANDBOX_NET_LOG
-/// says otherwise (an `EnvFilter`: `info`, `sandbox_net=debug`...).
+/// says otherwise (an `EnvFilter`: `info`, `sandbox_net=debug`...). Colour only when
+/// stderr is a terminal: a log written to a pipe or a file carries no escape codes.
 fn init_logging() {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SANDBOX_NET_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// A relative `--state-dir` (or `$SANDBOX_NET_STATE_DIR`) is refused before anything
+/// runs: it would name another directory from every working directory, so a detach from
+/// elsewhere would find nothing attached and leave the taps behind.
+fn absolute(state_dir: &std::path::Path) -> Result<PathBuf, sandbox_net::Error> {
+    if state_dir.is_absolute() {
+        return Ok(state_dir.to_path_buf());
+    }
+    Err(sandbox_net::Error::invalid(
+        format!("--state-dir {}", state_dir.display()),
+        "a relative path names another directory from each working directory (a detach run \
+         elsewhere would not find the attach); give an absolute path",
+    ))
 }
 
 fn main() -> ExitCode {
@@ -57,10 +75,11 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     sandbox_net::physical::set_sysfs_root(cli.sysfs_root);
-    match cmd::run(cli.command, &cli.state_dir) {
+    let started = privileges::require(cli.command.name()).and_then(|()| absolute(&cli.state_dir));
+    match started.and_then(|state_dir| cmd::run(cli.command, &state_dir)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sandbox-net: error: {e}");
+            output::write_err(format_args!("sandbox-net: error: {e}"));
             ExitCode::from(e.exit_code() as u8)
         }
     }

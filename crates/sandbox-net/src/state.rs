@@ -87,6 +87,10 @@ pub struct State {
     /// kernel-ip|cloud-init`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<std::net::IpAddr>,
+    /// Interfaces the user detached with `remove-endpoint`: `watch` does not attach them
+    /// again (they may still have addresses) until an explicit `add-endpoint`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detached_by_user: Vec<String>,
 }
 
 impl State {

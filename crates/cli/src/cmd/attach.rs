@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use sandbox_net::{AttachOptions, Error, Model, StaticOptions};
 
-use crate::output::print_attachment;
+use crate::output::{Defaults, print_attachment};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,7 +17,8 @@ pub struct Args {
         "tap_queue_len", "allow_host_netns", "ifaces", "vhost_user_dir", "rx_rate", "tx_rate",
         "no_guest"])]
     config: Option<PathBuf>,
-    /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
+    /// The sandbox id: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}; every later command names the
+    /// sandbox by it.
     #[arg(long)]
     id: String,
     /// Interworking model: tcfilter (a tap joined by tc redirect filters), macvtap
@@ -44,10 +45,10 @@ pub struct Args {
     vhost_user_dir: Option<PathBuf>,
     /// Limit traffic toward the guest on every endpoint (iproute2 units: 500kbit,
     /// 20mbit, 1gbit, or bits per second).
-    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true, alias = "rx")]
     rx_rate: Option<String>,
     /// Limit traffic from the guest on every endpoint.
-    #[arg(long, value_name = "RATE", allow_hyphen_values = true)]
+    #[arg(long, value_name = "RATE", allow_hyphen_values = true, alias = "tx")]
     tx_rate: Option<String>,
     /// A nameserver for the guest (repeat for several); guest-config renders it.
     #[arg(long = "dns", value_name = "ADDR")]
@@ -57,7 +58,7 @@ pub struct Args {
     /// from the netns when asked.
     #[arg(long)]
     no_guest: bool,
-    /// Print the attachment as one JSON object.
+    /// Print the attachment as one JSON object (with `rate_limits`).
     #[arg(long)]
     json: bool,
 }
@@ -74,7 +75,7 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
             a.endpoints.len(),
             opts.config.display()
         );
-        return print_attachment(&a, args.json, &header);
+        return print_attachment(&a, Defaults::default(), args.json, &header);
     }
     let Some(netns) = args.netns else {
         return Err(Error::invalid("attach", "give --netns NS or --config FILE"));
@@ -100,5 +101,10 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
         a.netns,
         a.model
     );
-    print_attachment(&a, args.json, &header)
+    print_attachment(
+        &a,
+        Defaults::new(opts.rx_rate, opts.tx_rate),
+        args.json,
+        &header,
+    )
 }

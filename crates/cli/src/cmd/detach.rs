@@ -4,12 +4,14 @@ use std::path::Path;
 
 use sandbox_net::Error;
 
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The sandbox id (an unknown one: "nothing was attached", exit 0).
     #[arg(long)]
     id: String,
+    /// Print `{"outcome","id",...}` (outcome: detached, not-attached or netns-gone).
     #[arg(long)]
     json: bool,
 }
@@ -19,7 +21,7 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     if args.json {
         print_json(&outcome)
     } else {
-        println!("{outcome}");
+        outln!("{outcome}")?;
         Ok(())
     }
 }

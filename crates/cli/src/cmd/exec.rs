@@ -7,20 +7,35 @@ use std::path::Path;
 use sandbox_net::Error;
 use sandbox_net::vmm::{self, Vmm};
 
-use super::vmm_args::VmmName;
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The sandbox id.
     #[arg(long)]
     id: String,
+    /// The VMM: only QEMU takes its queues as inherited fds (for Cloud Hypervisor and
+    /// Firecracker, use vmm-args).
     #[arg(long, value_enum)]
-    vmm: VmmName,
+    vmm: ExecVmm,
     /// Do not use vhost-net.
     #[arg(long)]
     no_vhost: bool,
     /// The VMM command line.
     #[arg(last = true, required = true, value_name = "VMM-COMMAND")]
     command: Vec<OsString>,
+}
+
+/// The VMMs `exec` supports (`vmm-args` knows more).
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum ExecVmm {
+    Qemu,
+}
+
+impl From<ExecVmm> for Vmm {
+    fn from(v: ExecVmm) -> Vmm {
+        match v {
+            ExecVmm::Qemu => Vmm::Qemu,
+        }
+    }
 }
 
 /// Returns only on failure.

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use sandbox_net::{Error, GcOptions};
 
-use crate::output::print_json;
+use crate::output::{out, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -17,6 +17,7 @@ pub struct Args {
     /// Allow the caller's own netns or the host's among --netns.
     #[arg(long)]
     allow_host_netns: bool,
+    /// Print `{"dry_run","links","states","skipped","problems"}`.
     #[arg(long)]
     json: bool,
 }
@@ -30,7 +31,7 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     if args.json {
         print_json(&report)?;
     } else {
-        print!("{report}");
+        out!("{report}")?;
     }
     if !report.problems.is_empty() {
         return Err(Error::kernel(

@@ -75,8 +75,74 @@ pub fn run(command: Command, state_dir: &Path) -> Result<(), Error> {
     }
 }
 
-/// A rate argument (`--rx-rate`, `--rx`...): iproute2 units.
+impl Command {
+    /// The subcommand's name, as the user typed it (for messages).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Attach(_) => "attach",
+            Command::AddEndpoint(_) => "add-endpoint",
+            Command::RemoveEndpoint(_) => "remove-endpoint",
+            Command::SetRate(_) => "set-rate",
+            Command::Detach(_) => "detach",
+            Command::Gc(_) => "gc",
+            Command::Status(_) => "status",
+            Command::GuestConfig(_) => "guest-config",
+            Command::VmmArgs(_) => "vmm-args",
+            Command::Exec(_) => "exec",
+            Command::Watch(_) => "watch",
+            Command::Demo => "demo",
+        }
+    }
+}
+
+/// A rate argument (`--rx-rate`, `--tx-rate`): iproute2 units; a unit iproute2 does not
+/// have (`10M`, `10MB`, `10m`) is refused with the spelling meant.
 fn parse_rate(text: &str) -> Result<Rate, Error> {
-    text.parse()
-        .map_err(|reason: String| Error::invalid(format!("rate {text:?}"), reason))
+    text.parse().map_err(|reason: String| {
+        let reason = match did_you_mean(text) {
+            Some(hint) => format!("{reason}; did you mean {hint}?"),
+            None => reason,
+        };
+        Error::invalid(format!("rate {text:?}"), reason)
+    })
+}
+
+/// The iproute2 spelling of a rate written with a bare SI prefix: `10M` -> `10mbit`,
+/// `10MB` -> `10mbps` (bytes per second) or `10mbit`.
+fn did_you_mean(text: &str) -> Option<String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    if number.is_empty() {
+        return None;
+    }
+    let unit = unit.to_ascii_lowercase();
+    let (prefix, bytes) = match unit.as_str() {
+        "k" | "m" | "g" | "t" => (unit.as_str(), false),
+        "kb" | "mb" | "gb" | "tb" => (&unit[..1], true),
+        _ => return None,
+    };
+    Some(if bytes {
+        format!("{number}{prefix}bps (bytes per second) or {number}{prefix}bit")
+    } else {
+        format!("{number}{prefix}bit")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_prefix_gets_the_iproute2_spelling() {
+        assert_eq!(did_you_mean("10M").as_deref(), Some("10mbit"));
+        assert_eq!(did_you_mean("10m").as_deref(), Some("10mbit"));
+        assert_eq!(did_you_mean("1.5G").as_deref(), Some("1.5gbit"));
+        assert_eq!(
+            did_you_mean("10MB").as_deref(),
+            Some("10mbps (bytes per second) or 10mbit")
+        );
+        assert_eq!(did_you_mean("fast"), None);
+        assert_eq!(did_you_mean("10furlongs"), None);
+    }
 }

@@ -4,14 +4,18 @@ use std::path::Path;
 
 use sandbox_net::Error;
 
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The sandbox id.
     #[arg(long)]
     id: String,
+    /// The attached interface to detach (the others stay attached).
     #[arg(long, value_name = "NAME")]
     iface: String,
+    /// Print `{"id","endpoint","guest"}`: the endpoint removed and the new guest
+    /// description.
     #[arg(long)]
     json: bool,
 }
@@ -21,7 +25,7 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     if args.json {
         print_json(&change)
     } else {
-        println!("sandbox {}: removed {}", args.id, change.endpoint.name);
+        outln!("sandbox {}: removed {}", args.id, change.endpoint.name)?;
         Ok(())
     }
 }

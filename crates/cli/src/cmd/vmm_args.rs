@@ -8,12 +8,14 @@ use clap::ValueEnum;
 use sandbox_net::Error;
 use sandbox_net::vmm::{self, RenderOptions, Vmm};
 
-use crate::output::{note, print_json};
+use crate::output::{note, outln, print_json};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The sandbox id.
     #[arg(long)]
     id: String,
+    /// The VMM to print arguments (or network-interfaces entries) for.
     #[arg(long, value_enum)]
     vmm: VmmName,
     /// QEMU: vhost=off even when /dev/vhost-net exists.
@@ -27,7 +29,7 @@ pub struct Args {
     json: bool,
 }
 
-/// `--vmm` values (`vmm-args` and `exec`).
+/// `--vmm` values of `vmm-args`.
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum VmmName {
     Qemu,
@@ -72,7 +74,7 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
         print_json(ifaces)?;
     } else {
         let line: Vec<String> = rendered.args.iter().map(|a| vmm::shell_quote(a)).collect();
-        println!("{}", line.join(" "));
+        outln!("{}", line.join(" "))?;
     }
     for n in &rendered.notes {
         note(n);

@@ -14,6 +14,7 @@ use crate::signals;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The sandbox id (attached; its netns is followed).
     #[arg(long)]
     id: String,
     /// One JSON object per line: endpoint-added, endpoint-removed, guest-changed,
@@ -72,13 +73,20 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     let result = sandbox_net::watch(&opts, stop, |event| {
         let written = line(event, json).and_then(|text| {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{text}")
-                .and_then(|()| out.flush())
-                .map_err(|e| Error::kernel("stdout", "write a watch event", e))
+            match writeln!(out, "{text}").and_then(|()| out.flush()) {
+                Ok(()) => Ok(true),
+                // The reader went away: a stop asked for, not a failure.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+                Err(e) => Err(Error::kernel("stdout", "write a watch event", e)),
+            }
         });
-        if let Err(e) = written {
-            stop.store(true, Ordering::SeqCst);
-            failure.get_or_insert(e);
+        match written {
+            Ok(true) => {}
+            Ok(false) => stop.store(true, Ordering::SeqCst),
+            Err(e) => {
+                stop.store(true, Ordering::SeqCst);
+                failure.get_or_insert(e);
+            }
         }
     });
     if let Err(e) = &result

@@ -376,7 +376,7 @@ fn bad_input_corpus_exits_2_and_changes_nothing() {
         case(
             "set-rate with no change",
             &["set-rate", "--id", "a"],
-            &["give --rx and/or --tx"],
+            &["give --rx-rate and/or --tx-rate"],
         ),
         // Interface names.
         attach_case(

@@ -12,3 +12,25 @@ pub fn bin() -> &'static str {
 pub fn cli(args: &[&str]) -> (i32, String, String) {
     run_bin(bin(), args)
 }
+
+/// Run the CLI with `--state-dir DIR` first, printing what it did; (exit code, stdout,
+/// stderr).
+pub fn cli_at(dir: &TempStateDir, args: &[&str]) -> (i32, String, String) {
+    let mut full = vec!["--state-dir", dir.path().to_str().expect("utf-8 state dir")];
+    full.extend_from_slice(args);
+    let (code, out, err) = cli(&full);
+    println!("sandbox-net {full:?} -> {code}\n{out}{err}");
+    (code, out, err)
+}
+
+/// `sandbox-net attach --netns NS --id ID EXTRA...` with `--state-dir DIR`.
+pub fn cli_attach(
+    dir: &TempStateDir,
+    netns: &str,
+    id: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let mut args = vec!["attach", "--netns", netns, "--id", id];
+    args.extend_from_slice(extra);
+    cli_at(dir, &args)
+}

@@ -116,7 +116,7 @@ fn eight_processes_attach_and_detach_in_parallel_with_contention() {
     let attached: Vec<String> = sandbox_net::list(dir.path())
         .expect("list")
         .into_iter()
-        .map(|s| s.id)
+        .map(|s| s.id().to_string())
         .collect();
     println!("attached at the end: {attached:?}");
     for (w, net) in nets.iter().enumerate() {

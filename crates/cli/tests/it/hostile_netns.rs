@@ -266,7 +266,8 @@ fn a_recreated_netns_with_the_old_inode_is_refused_by_the_cli_and_detach_touches
     };
 
     let (code, out, err) = run_cli(with(&["status", "--id", r.id, "--json"]));
-    assert_eq!(code, 0, "status: {out} {err}");
+    // Drift is exit 1 (issue #17: 0 means healthy).
+    assert_eq!(code, 1, "status: {out} {err}");
     let st: Value = serde_json::from_str(&out).expect("status JSON");
     assert_eq!(st["drift"], true, "{st}");
     assert_refusal("status", st["problem"].as_str().unwrap_or_default(), &r);
@@ -663,6 +664,7 @@ fn vfio_netns_gone(id: &str) -> VfioNetnsGone {
         sysfs_root: fake.root().to_path_buf(),
     };
     let state = State {
+        detached_by_user: Vec::new(),
         version: state::STATE_VERSION,
         id: id.into(),
         netns: net.pod_name.clone(),

@@ -106,6 +106,7 @@ fn cli_in(dir: &Path, args: &[&str]) -> (i32, String) {
 fn state_of(id: &str, ns: Option<(&Path, NsId)>, journal: Vec<Entry>) -> State {
     let (path, ns_id) = ns.unwrap_or((Path::new(""), NsId { dev: 0, ino: 0 }));
     State {
+        detached_by_user: Vec::new(),
         version: STATE_VERSION,
         id: id.to_string(),
         netns: path.display().to_string(),
@@ -520,18 +521,24 @@ fn a_planted_temp_symlink_is_not_followed_by_a_save() {
 fn read_only_commands_create_no_state_dir() {
     let top = PathBuf::from("/").join(unique_name("snt-nonexistent"));
     let typo = top.join("typo/dir");
+    // An unknown id is answered as every command answers it (issue #17).
+    let unknown = sandbox_net::sandbox::not_attached("x").exit_code();
     for (args, code, says) in [
-        (&["status", "--id", "x"][..], 0, "sandbox x: not attached"),
+        (
+            &["status", "--id", "x"][..],
+            unknown,
+            "sandbox x: not attached",
+        ),
         (
             &["status", "--id", "x", "--json"][..],
-            0,
-            "\"attached\": false",
+            unknown,
+            "not attached",
         ),
-        (&["status"][..], 0, "no attachments in"),
-        (&["guest-config", "--id", "x"][..], 2, "not attached"),
+        (&["status"][..], 0, "no state dir"),
+        (&["guest-config", "--id", "x"][..], unknown, "not attached"),
         (
             &["vmm-args", "--id", "x", "--vmm", "qemu"][..],
-            2,
+            unknown,
             "not attached",
         ),
         (&["gc", "--dry-run"][..], 0, "nothing to collect"),

@@ -12,6 +12,13 @@ mod common;
 mod watch_child;
 
 mod bad_input;
+mod cli_json;
+mod cli_pipe;
+mod cli_rates;
+mod cli_state_dir;
+mod cli_status;
+mod cli_taps;
+mod cli_watch;
 mod cni;
 mod cni_bed;
 mod cni_del;

@@ -248,7 +248,8 @@ fn attach_and_read_back(queues: u32, mtu: u32) {
         &id,
         "--json",
     ]);
-    assert_eq!(code, 0, "status: {err}");
+    // Drift is exit 1 (issue #17: 0 means healthy).
+    assert_eq!(code, 1, "status: {err}");
     let json: Value = serde_json::from_str(&out).expect("status JSON");
     assert_eq!(json["drift"], true, "{out}");
     let missing_cli: Vec<&Value> = json["objects"]

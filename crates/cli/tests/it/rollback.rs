@@ -178,12 +178,20 @@ fn tap_name_taken_fails_and_leaves_the_existing_tap() {
         ],
     );
     let before = snapshot(&net.pod_name);
-    let err = sandbox_net::attach(&options(&net, &dir, id))
+    // The name asked for explicitly (as the CNI plugin's tapName does): a tap named
+    // automatically takes a free name instead (issue #17, it::cli_taps).
+    let mut opts = options(&net, &dir, id);
+    opts.tap_names = vec!["tap0_sn".into()];
+    let err = sandbox_net::attach(&opts)
         .expect_err("attach must fail: tap0_sn exists")
         .to_string();
     println!("{err}");
     assert!(err.contains("tap0_sn"), "{err}");
     assert!(err.contains("create tap"), "{err}");
+    assert!(
+        err.contains("the name is in use by a device that is not sandbox-net's"),
+        "{err}"
+    );
     assert_eq!(snapshot(&net.pod_name), before);
     assert!(
         link_exists(&net.pod_name, "tap0_sn"),
@@ -218,7 +226,10 @@ fn second_tap_name_taken_rolls_back_the_first_endpoint() {
         ],
     );
     let before = snapshot(&net.pod_name);
-    let err = sandbox_net::attach(&options(&net, &dir, id))
+    // Names asked for explicitly (a tap named automatically takes a free name).
+    let mut opts = options(&net, &dir, id);
+    opts.tap_names = vec!["tap0_sn".into(), "tap1_sn".into()];
+    let err = sandbox_net::attach(&opts)
         .expect_err("attach must fail: tap1_sn exists")
         .to_string();
     println!("{err}");

@@ -294,8 +294,11 @@ fn plan_physical(
 }
 
 /// Plan `candidates` in order. Devices sandbox-net creates are numbered with the lowest
-/// slots not used by `existing` endpoints; `device_names[i]` names candidate i's device.
-/// An endpoint that can't be attached is an error naming it.
+/// slots whose names are free in the netns: not used by `existing` endpoints, not a link
+/// of the snapshot, and no device of that name in the calling thread's netns (planning
+/// runs inside it), so that two sandboxes of one netns (`attach --id a --iface eth0`, then
+/// `--id b --iface eth1`) get different taps. `device_names[i]` names candidate i's
+/// device. An endpoint that can't be attached is an error naming it.
 pub fn plan_all(
     ctx: &PlanContext<'_>,
     candidates: &[Candidate],
@@ -304,9 +307,13 @@ pub fn plan_all(
 ) -> Result<(Vec<Endpoint>, Vec<Entry>), (String, String)> {
     let taken = |slot: usize| {
         let names = [names::tap(slot), names::macvtap(slot)];
-        existing
-            .iter()
-            .any(|e| e.device().is_some_and(|d| names.iter().any(|n| n == d)))
+        names.iter().any(|n| {
+            existing.iter().any(|e| e.device() == Some(n.as_str()))
+                || ctx.snapshot.links.iter().any(|l| &l.name == n)
+                // One SIOCGIFINDEX, not a netlink request: the snapshot may hold only
+                // the named interfaces.
+                || crate::tap::ifindex(n).is_ok()
+        })
     };
     let mut endpoints = Vec::with_capacity(candidates.len());
     let mut journal = Vec::new();

@@ -301,6 +301,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
     )?;
     let indexes: Vec<u32> = endpoints.iter().map(|e| e.ifindex).collect();
     let mut state = State {
+        detached_by_user: Vec::new(),
         version: state::STATE_VERSION,
         id: opts.id.clone(),
         netns: opts.netns.clone(),

@@ -84,6 +84,9 @@ pub struct GcReport {
     pub dry_run: bool,
     pub links: Vec<OrphanLink>,
     pub states: Vec<StaleState>,
+    /// Lock files of sandboxes without a state (`ID.lock`), removed (or, in a dry run,
+    /// that would be): each only while gc holds it, a regular file of ours.
+    pub lock_files: Vec<String>,
     /// Left alone, and why (busy, unreadable state, a malformed alias).
     pub skipped: Vec<String>,
     /// What could not be removed, and the sandboxes and namespaces that could not be
@@ -130,13 +133,16 @@ impl std::fmt::Display for GcReport {
                 writeln!(f, "  restored: {r}")?;
             }
         }
+        for l in &self.lock_files {
+            writeln!(f, "{} stale lock file {l}", verb(!self.dry_run))?;
+        }
         for s in &self.skipped {
             writeln!(f, "skipped: {s}")?;
         }
         for p in &self.problems {
             writeln!(f, "problem: {p}")?;
         }
-        if self.links.is_empty() && self.states.is_empty() {
+        if self.links.is_empty() && self.states.is_empty() && self.lock_files.is_empty() {
             writeln!(f, "nothing to collect")?;
         }
         Ok(())
@@ -176,6 +182,9 @@ pub fn gc(opts: &GcOptions) -> Result<GcReport> {
                 Err(e) => report.problems.push(format!("sandbox {id}: {e}")),
             }
         }
+        if let Err(e) = collect_locks(store, opts.dry_run, &mut report) {
+            report.problems.push(format!("stale lock files: {e}"));
+        }
     }
     for scan in &scans {
         match scan.run(|| collect_links(store.as_ref(), scan, opts.dry_run, None)) {
@@ -204,6 +213,38 @@ pub fn collect_orphans_of(state_dir: &Path, netns: &NetNs, id: &str) -> Result<G
         problems: found.problems,
         ..GcReport::default()
     })
+}
+
+/// Remove the lock files of ids that have no state (an operation killed before it
+/// removed its own). Each is taken first, as every operation takes it (`O_NOFOLLOW`, a
+/// regular file owned by us and writable by nobody else, or it is skipped naming why; a
+/// held one is busy and skipped), and removed while held, if there is still no state.
+fn collect_locks(store: &StateDir, dry_run: bool, report: &mut GcReport) -> Result<()> {
+    for name in store.trusted().names()? {
+        let Some(id) = name.strip_suffix(".lock") else {
+            continue;
+        };
+        if crate::state::validate_id(id).is_err() || store.has_state(id)? {
+            continue;
+        }
+        if dry_run {
+            report.lock_files.push(name);
+            continue;
+        }
+        let Some(mut lock) = lock_for_change(store, id, &mut report.skipped).unwrap_or_else(|e| {
+            report.skipped.push(format!("lock file {name}: {e}"));
+            None
+        }) else {
+            continue;
+        };
+        if store.has_state(id)? {
+            continue;
+        }
+        lock.remove_on_release();
+        drop(lock);
+        report.lock_files.push(name);
+    }
+    Ok(())
 }
 
 /// Take a sandbox's lock for a change; None (noted as skipped) when it is busy.
@@ -371,6 +412,15 @@ fn accounts_for(state: &State, ns: Identity, name: &str) -> bool {
             .any(|e| e.creates_device() && e.device() == name)
 }
 
+/// A link kind as gc reports it: the kernel's "tun" is a tap (sandbox-net creates taps,
+/// never tun devices), the others as the kernel names them.
+fn reported_kind(kind: &str) -> &str {
+    match kind {
+        "tun" => "tap",
+        other => other,
+    }
+}
+
 /// The orphan links of the netns the calling thread is in. Runs inside the netns.
 /// Only the links of sandbox `only`, when given.
 fn collect_links(
@@ -448,7 +498,7 @@ fn collect_links(
         let mut orphan = OrphanLink {
             netns: netns.display().to_string(),
             name: l.name.clone(),
-            kind,
+            kind: reported_kind(&kind).to_string(),
             id: id.to_string(),
             also: Vec::new(),
             removed: false,

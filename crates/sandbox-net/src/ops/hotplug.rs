@@ -136,6 +136,9 @@ fn add_inside(
         .pop()
         .ok_or_else(|| Error::invalid(format!("interface {iface}"), "was not planned"))?;
     let before = state.clone();
+    // Attached on purpose: watch follows it again (a failure saves `before`, where it is
+    // still recorded as detached by the user).
+    state.detached_by_user.retain(|name| name != iface);
     // The other endpoints' part of the guest description stays as it was recorded (under
     // macvtap their addresses are no longer in the netns); the new one is added.
     if let Some(recorded) = &mut state.guest {
@@ -199,8 +202,23 @@ fn add_inside(
 }
 
 /// Detach one interface of the sandbox, leaving the others attached. Removing the last
-/// one leaves an empty attachment.
+/// one leaves an empty attachment. The interface is recorded as detached by the user
+/// (`State::detached_by_user`): `watch` does not attach it again until `add-endpoint`.
 pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<EndpointChange> {
+    remove(state_dir, id, iface, true)
+}
+
+/// [`remove_endpoint`] of an interface that went away (`watch`): not recorded as
+/// detached by the user, so that one coming back under its name is attached again.
+pub(crate) fn remove_gone_endpoint(
+    state_dir: &Path,
+    id: &str,
+    iface: &str,
+) -> Result<EndpointChange> {
+    remove(state_dir, id, iface, false)
+}
+
+fn remove(state_dir: &Path, id: &str, iface: &str, by_user: bool) -> Result<EndpointChange> {
     let mut sandbox = open_attached(state_dir, id, iface)?;
     let (netns, nl) = sandbox.place.netns(id, HOTPLUG)?;
     let (store, state) = (&sandbox.store, &mut sandbox.state);
@@ -246,6 +264,9 @@ pub fn remove_endpoint(state_dir: &Path, id: &str, iface: &str) -> Result<Endpoi
         recorded.interfaces.retain(|i| i.name != iface);
         recorded.routes.retain(|r| r.device != iface);
         recorded.neighbors.retain(|n| n.device != iface);
+    }
+    if by_user && !state.detached_by_user.iter().any(|n| n == iface) {
+        state.detached_by_user.push(iface.to_string());
     }
     store.save(state)?;
     let guest = match after {

@@ -24,13 +24,13 @@ pub use follow::{Followed, follow_addresses};
 pub use gc::{GcOptions, GcReport, OrphanLink, StaleState, collect_orphans_of, gc};
 #[cfg(feature = "failpoints")]
 pub use hotplug::add_endpoint_with_failpoint;
-pub(crate) use hotplug::add_endpoint_without_waiting;
 pub use hotplug::{EndpointChange, add_endpoint, remove_endpoint};
+pub(crate) use hotplug::{add_endpoint_without_waiting, remove_gone_endpoint};
 #[cfg(feature = "failpoints")]
 pub use ratelimit::set_rate_with_failpoint;
 pub use ratelimit::{LimitStatus, RateChange, set_rate};
 pub use static_attach::{StaticOptions, attach_static};
-pub use status::{ObjectStatus, Status, list, status};
+pub use status::{Listed, ObjectStatus, Status, list, status};
 
 /// The ways back into a recorded netns (see [`crate::sandbox`]).
 pub use crate::sandbox::{Lost, Reopened, prove_recorded, reopen_netns};

@@ -74,6 +74,7 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
         return Err(e);
     }
     let mut state = State {
+        detached_by_user: Vec::new(),
         version: state::STATE_VERSION,
         id: opts.id.clone(),
         netns: String::new(),

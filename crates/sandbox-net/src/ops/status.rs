@@ -18,7 +18,13 @@ use crate::{Error, Result, physical, tap};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObjectStatus {
     pub object: String,
+    /// The journal entry is in force: the object exists, or (a removal: an address, a
+    /// route the macvtap model moves to the guest) it is still removed.
     pub present: bool,
+    /// What is true of it, in a word: `present` or `missing` for what sandbox-net made,
+    /// `removed` or `back` for what it removed by design, `set` or `changed` for a setting
+    /// it changed (a MAC, a network setting), `not-ours`.
+    pub condition: &'static str,
     /// Its place is taken by something that is not ours (named here): detach leaves it
     /// alone.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,19 +69,71 @@ impl Status {
     }
 }
 
-/// Status of every sandbox in the state dir (no kernel check).
-pub fn list(state_dir: &std::path::Path) -> Result<Vec<Status>> {
+/// One entry of [`list`]: a sandbox, or a state file that could not be read (named, so
+/// that one bad file does not hide the others).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Listed {
+    Sandbox(Status),
+    Unreadable {
+        id: String,
+        state_file: String,
+        error: String,
+    },
+}
+
+impl Listed {
+    /// The sandbox id of the entry.
+    pub fn id(&self) -> &str {
+        match self {
+            Listed::Sandbox(s) => &s.id,
+            Listed::Unreadable { id, .. } => id,
+        }
+    }
+}
+
+/// Every sandbox of the state dir, with where it lives checked (its netns still there and
+/// the same: `drift` and `problem` as [`status`] says them) but not its objects. A state
+/// file that can't be read is an [`Listed::Unreadable`] entry naming it; the others are
+/// still listed. An empty list when the directory does not exist (nothing is created).
+pub fn list(state_dir: &std::path::Path) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
     let Some(store) = StateDir::open_existing(state_dir)? else {
         return Ok(out);
     };
     for id in store.ids()? {
-        if let Some(s) = store.load(&id)? {
-            out.push(Status::recorded(&s));
+        let listed = store.load(&id).and_then(|loaded| match loaded {
+            Some(state) => located(&state).map(Some),
+            None => Ok(None),
+        });
+        match listed {
+            Ok(Some(status)) => out.push(Listed::Sandbox(status)),
+            Ok(None) => {}
+            Err(e) => out.push(Listed::Unreadable {
+                state_file: store.state_path(&id).display().to_string(),
+                id,
+                error: e.to_string(),
+            }),
         }
     }
     Ok(out)
 }
+
+/// What the state says, and whether the sandbox still lives where it was attached.
+fn located(state: &State) -> Result<Status> {
+    let mut status = Status::recorded(state);
+    status.drift = state.phase != Phase::Attached;
+    if state.phase != Phase::Attached {
+        status.problem = Some(UNFINISHED.into());
+    }
+    if let Place::Lost(lost) = Place::of(state)? {
+        status.drift = true;
+        status.problem = Some(lost.reason);
+    }
+    Ok(status)
+}
+
+const UNFINISHED: &str = "attach did not finish (crashed?); run detach to clean up";
 
 /// Status of one sandbox, checking every journalled object against the kernel.
 pub fn status(state_dir: &std::path::Path, id: &str) -> Result<Option<Status>> {
@@ -108,7 +166,7 @@ pub fn status(state_dir: &std::path::Path, id: &str) -> Result<Option<Status>> {
         .map(|o| o.object.as_str())
         .collect();
     if state.phase != Phase::Attached {
-        status.problem = Some("attach did not finish (crashed?); run detach to clean up".into());
+        status.problem = Some(UNFINISHED.into());
     } else if !foreign.is_empty() {
         status.problem = Some(format!(
             "not ours any more (detach leaves them alone): {}",
@@ -130,9 +188,28 @@ fn check_objects(nl: &mut Netlink, netns: &NetNs, state: &State) -> Result<Vec<O
         .map(|(entry, c)| ObjectStatus {
             object: entry.describe(),
             present: c.present,
+            condition: condition(entry, c.present, c.not_ours.is_some()),
             not_ours: c.not_ours,
         })
         .collect())
+}
+
+/// What is true of a journalled object, in a word (see [`ObjectStatus::condition`]).
+fn condition(entry: &Entry, present: bool, not_ours: bool) -> &'static str {
+    let removal = matches!(
+        entry,
+        Entry::RemovedAddress { .. } | Entry::RemovedRoute { .. } | Entry::RemovedLocalRoute { .. }
+    );
+    let setting = matches!(entry, Entry::LinkMac { .. } | Entry::Sysctl { .. });
+    match (not_ours, removal, setting, present) {
+        (true, ..) => "not-ours",
+        (_, true, _, true) => "removed",
+        (_, true, _, false) => "back",
+        (_, _, true, true) => "set",
+        (_, _, true, false) => "changed",
+        (.., true) => "present",
+        (.., false) => "missing",
+    }
 }
 
 /// What a static attachment holds, and whether it is still there: every VFIO binding, every
@@ -148,24 +225,33 @@ fn static_objects(state: &State) -> Result<Vec<ObjectStatus>> {
             out.push(ObjectStatus {
                 object: entry.describe(),
                 present: bound,
+                condition: condition(entry, bound, false),
                 not_ours: None,
             });
         }
     }
     for ep in &state.endpoints {
         match (&ep.backend, ep.device()) {
-            (Backend::VhostUser { socket }, _) => out.push(ObjectStatus {
-                object: format!("vhost-user socket {} of {}", socket.display(), ep.name),
-                present: std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket()),
-                not_ours: None,
-            }),
-            (_, Some(name)) if here => out.push(ObjectStatus {
-                object: format!("tap {name} of {}", ep.name),
-                present: tap::ifindex(name).is_ok_and(|i| i == ep.ifindex),
-                not_ours: None,
-            }),
+            (Backend::VhostUser { socket }, _) => out.push(found(
+                format!("vhost-user socket {} of {}", socket.display(), ep.name),
+                std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket()),
+            )),
+            (_, Some(name)) if here => out.push(found(
+                format!("tap {name} of {}", ep.name),
+                tap::ifindex(name).is_ok_and(|i| i == ep.ifindex),
+            )),
             _ => {}
         }
     }
     Ok(out)
+}
+
+/// An object a static attachment uses (it made none of them): there or not.
+fn found(object: String, present: bool) -> ObjectStatus {
+    ObjectStatus {
+        object,
+        present,
+        condition: if present { "present" } else { "missing" },
+        not_ours: None,
+    }
 }

@@ -34,10 +34,16 @@ pub(super) fn apply(
     let total = state.journal.len() - start;
     let outcome = match journal::apply_at(nl, &mut state.journal[start..], &alias, fail_at) {
         Ok(()) => finish(nl, state).map_err(|e| (total, e)),
-        Err(e) => Err((
-            e.applied,
-            Error::kernel(format!("{object}: {}", e.entry.describe()), e.step, e.error),
-        )),
+        Err(e) => {
+            let step = match name_taken_by(nl, &e.entry, &e.error) {
+                Some(holder) => format!("{} (the name is in use by {holder})", e.step),
+                None => e.step.to_string(),
+            };
+            Err((
+                e.applied,
+                Error::kernel(format!("{object}: {}", e.entry.describe()), step, e.error),
+            ))
+        }
     };
     let Err((applied, error)) = outcome else {
         return Ok(());
@@ -53,6 +59,25 @@ pub(super) fn apply(
         }
     };
     Err(Failed { error, kept })
+}
+
+/// Who holds the name of a device the journal could not create because the name is
+/// taken (`EBUSY`, `EEXIST`): "sandbox ID" (its owner alias, data from the netns) or "a
+/// device that is not sandbox-net's". None for any other failure, or when it is gone.
+fn name_taken_by(nl: &mut Netlink, entry: &Entry, error: &std::io::Error) -> Option<String> {
+    let busy = matches!(error.raw_os_error(), Some(libc::EBUSY) | Some(libc::EEXIST));
+    let name = match entry {
+        Entry::Tap { name, .. } | Entry::Macvtap { name, .. } | Entry::Ifb { name, .. } => name,
+        _ => return None,
+    };
+    if !busy {
+        return None;
+    }
+    let link = crate::netlink::link::get_by_name(nl, name).ok()??;
+    Some(match link.alias.as_deref().and_then(names::owner_of) {
+        Some(id) => format!("sandbox {id:?}"),
+        None => "a device that is not sandbox-net's".into(),
+    })
 }
 
 /// The `finish` of an attach (or an added endpoint): report the character devices of the

@@ -60,7 +60,8 @@ pub fn diff(state: &State, snapshot: &Snapshot) -> Diff {
             .alias
             .as_deref()
             .is_some_and(|a| crate::names::owner_of(a).is_some());
-        if attached || marked || ours(state, &link.name) {
+        let removed_by_user = state.detached_by_user.contains(&link.name);
+        if attached || marked || removed_by_user || ours(state, &link.name) {
             continue;
         }
         if !endpoint::is_configured(snapshot, link) {

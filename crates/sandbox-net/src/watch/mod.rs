@@ -127,18 +127,28 @@ pub fn watch(
         over_cap: false,
         not_followed: None,
         saved: 0,
+        known: state.endpoints.clone(),
     };
     tracing::info!(id = %opts.id, netns = %netns.display(), "watching");
     let mut pace = Pace::new(Instant::now());
     let mut rounds: u64 = 0;
     let mut pending = true;
     let mut retry = false;
+    let state_file = watcher.store.state_path(&opts.id);
+    let mut state_seen = file_identity(&state_file);
     let reason = loop {
         if stop.load(Ordering::SeqCst) {
             break StopReason::Requested;
         }
         if file.gone()? {
             break StopReason::NetnsGone;
+        }
+        // Another process changed the state (every save puts a new file in place): a
+        // round reports what it did even when the netns said nothing (one stat a tick).
+        let identity = file_identity(&state_file);
+        if identity != state_seen {
+            state_seen = identity;
+            pending = true;
         }
         if pending {
             let wait = pace.wait(Instant::now());
@@ -171,6 +181,15 @@ pub fn watch(
     Ok(reason)
 }
 
+/// The device, inode and change time of the file at `path` (None when there is none): a
+/// save puts a new file in place, so a change of identity is a change of the state.
+fn file_identity(path: &std::path::Path) -> Option<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.ctime(), m.ctime_nsec()))
+}
+
 /// The work of one watch: compare, attach, detach, describe.
 struct Watcher<'a> {
     opts: &'a WatchOptions,
@@ -189,6 +208,10 @@ struct Watcher<'a> {
     not_followed: Option<Vec<crate::model::l3::follow::AddressChange>>,
     /// Descriptions saved.
     saved: u64,
+    /// The endpoints as this watch last knew them (the state it read, and its own changes
+    /// since): what another process attached or detached meanwhile (another watch,
+    /// add-endpoint, remove-endpoint) is reported from the state's change.
+    known: Vec<Endpoint>,
 }
 
 impl Watcher<'_> {
@@ -233,6 +256,7 @@ impl Watcher<'_> {
             // Another operation is under way (or died half-way: detach will report it).
             return Round::Retry;
         }
+        self.report_others(&state, &snapshot, emit);
         self.refused.retain(|i| snapshot.link(*i).is_some());
         self.stuck
             .retain(|name| state.endpoints.iter().any(|e| &e.name == name));
@@ -272,15 +296,18 @@ impl Watcher<'_> {
             if self.stuck.contains(&endpoint.name) {
                 continue;
             }
-            match crate::ops::remove_endpoint(dir, id, &endpoint.name) {
+            match crate::ops::remove_gone_endpoint(dir, id, &endpoint.name) {
                 Ok(change) => {
                     changed = true;
+                    self.known.retain(|e| e.name != change.endpoint.name);
                     emit(&WatchEvent::EndpointRemoved {
                         endpoint: change.endpoint,
                         guest: change.guest,
                     });
                 }
                 Err(Error::Busy { .. }) => outcome = Round::Retry,
+                // Another process detached it first: reported from the state's change.
+                Err(_) if !self.recorded(&endpoint.name) => outcome = Round::Retry,
                 Err(e) => {
                     self.stuck.push(endpoint.name.clone());
                     Self::error(emit, Some(&endpoint.name), &e);
@@ -305,12 +332,15 @@ impl Watcher<'_> {
             match result {
                 Ok(change) => {
                     changed = true;
+                    self.known.push(change.endpoint.clone());
                     emit(&WatchEvent::EndpointAdded {
                         endpoint: change.endpoint,
                         guest: change.guest,
                     });
                 }
                 Err(Error::Busy { .. }) => outcome = Round::Retry,
+                // Another process attached it first: reported from the state's change.
+                Err(_) if self.recorded(&new.name) => outcome = Round::Retry,
                 Err(e) => {
                     self.refused.push(new.ifindex);
                     Self::error(emit, Some(&new.name), &e);
@@ -333,6 +363,56 @@ impl Watcher<'_> {
             Round::Done => outcome,
             other => other,
         }
+    }
+
+    /// Whether the sandbox's state has an endpoint `name` now (false when it can't be
+    /// read: the failure at hand is then reported as it is).
+    fn recorded(&self, name: &str) -> bool {
+        self.store
+            .load(&self.opts.id)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.endpoints.iter().any(|e| e.name == name))
+    }
+
+    /// Report what another process attached or detached since this watch last looked
+    /// (the state against [`Watcher::known`]), then know the state's endpoints.
+    fn report_others(
+        &mut self,
+        state: &State,
+        snapshot: &Snapshot,
+        emit: &mut impl FnMut(&WatchEvent),
+    ) {
+        let same = |a: &Endpoint, b: &Endpoint| a.name == b.name && a.ifindex == b.ifindex;
+        let removed: Vec<&Endpoint> = self
+            .known
+            .iter()
+            .filter(|k| !state.endpoints.iter().any(|e| same(e, k)))
+            .collect();
+        let added: Vec<&Endpoint> = state
+            .endpoints
+            .iter()
+            .filter(|e| !self.known.iter().any(|k| same(e, k)))
+            .collect();
+        if !removed.is_empty() || !added.is_empty() {
+            let guest = state
+                .guest
+                .clone()
+                .unwrap_or_else(|| state.guest_now(snapshot));
+            for endpoint in removed {
+                emit(&WatchEvent::EndpointRemoved {
+                    endpoint: endpoint.clone(),
+                    guest: guest.clone(),
+                });
+            }
+            for endpoint in added {
+                emit(&WatchEvent::EndpointAdded {
+                    endpoint: endpoint.clone(),
+                    guest: guest.clone(),
+                });
+            }
+        }
+        self.known = state.endpoints.clone();
     }
 
     /// The description is over a cap: report it once, record nothing.
