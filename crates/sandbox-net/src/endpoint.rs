@@ -95,6 +95,25 @@ impl Backend {
     }
 }
 
+impl Refused {
+    /// The error for this refusal in netns `netns`: [`crate::Error::InterfaceNotFound`]
+    /// for an interface that is not there, [`crate::Error::Unsupported`] otherwise.
+    pub fn into_error(self, netns: &str) -> crate::Error {
+        if self.reason == NO_SUCH_INTERFACE {
+            return crate::Error::InterfaceNotFound {
+                iface: self.iface,
+                within: format!("in netns {netns}"),
+                reason: self.reason,
+            };
+        }
+        crate::Error::Unsupported {
+            iface: self.iface,
+            netns: netns.to_string(),
+            reason: self.reason,
+        }
+    }
+}
+
 impl Endpoint {
     /// An endpoint for `link` with nothing for the VMM yet.
     pub fn new(link: &Link, kind: EndpointKind, queues: u32) -> Endpoint {
@@ -217,6 +236,9 @@ pub fn is_link_local_v6(addr: &IpAddr) -> bool {
     matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
 }
 
+/// The reason [`Refused`] gives for a named interface that is not in the netns.
+pub const NO_SUCH_INTERFACE: &str = "no such interface";
+
 /// Why a configured interface was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
@@ -236,7 +258,7 @@ pub fn candidates(snapshot: &Snapshot, only: Option<&[String]>) -> Result<Vec<Ca
                 None => {
                     return Err(Refused {
                         iface: name.clone(),
-                        reason: "no such interface".into(),
+                        reason: NO_SUCH_INTERFACE.into(),
                     });
                 }
                 Some(l) if !is_configured(snapshot, l) => {
@@ -311,7 +333,7 @@ pub fn named(snapshot: &Snapshot, names: &[String]) -> Result<Vec<Candidate>, Re
             reason,
         };
         let Some(link) = snapshot.links.iter().find(|l| &l.name == name) else {
-            return Err(refuse("no such interface".into()));
+            return Err(refuse(NO_SUCH_INTERFACE.into()));
         };
         if out.iter().any(|c: &Candidate| c.link.index == link.index) {
             continue; // named twice

@@ -78,5 +78,4 @@ pub fn run(command: Command, state_dir: &Path) -> Result<(), Error> {
 /// A rate argument (`--rx-rate`, `--rx`...): iproute2 units.
 fn parse_rate(text: &str) -> Result<Rate, Error> {
     text.parse()
-        .map_err(|reason: String| Error::invalid(format!("rate {text:?}"), reason))
 }

@@ -24,12 +24,11 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
 /// One sandbox, checked against the kernel (drift, limits, every object).
 fn one(state_dir: &Path, id: &str, json: bool) -> Result<(), Error> {
     let Some(s) = sandbox_net::status(state_dir, id)? else {
+        // Exit 3, as every command that needs an attached sandbox (docs/cli.md).
         if json {
             print_json(&serde_json::json!({"id": id, "attached": false}))?;
-        } else {
-            println!("sandbox {id}: not attached");
         }
-        return Ok(());
+        return Err(Error::not_attached(id));
     };
     if json {
         return print_json(&s);

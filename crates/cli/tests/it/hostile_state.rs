@@ -521,18 +521,22 @@ fn read_only_commands_create_no_state_dir() {
     let top = PathBuf::from("/").join(unique_name("snt-nonexistent"));
     let typo = top.join("typo/dir");
     for (args, code, says) in [
-        (&["status", "--id", "x"][..], 0, "sandbox x: not attached"),
+        (&["status", "--id", "x"][..], 3, "sandbox x: not attached"),
         (
             &["status", "--id", "x", "--json"][..],
-            0,
+            3,
             "\"attached\": false",
         ),
         (&["status"][..], 0, "no attachments in"),
-        (&["guest-config", "--id", "x"][..], 2, "not attached"),
+        (
+            &["guest-config", "--id", "x"][..],
+            3,
+            "sandbox x: not attached",
+        ),
         (
             &["vmm-args", "--id", "x", "--vmm", "qemu"][..],
-            2,
-            "not attached",
+            3,
+            "sandbox x: not attached",
         ),
         (&["gc", "--dry-run"][..], 0, "nothing to collect"),
     ] {

@@ -18,6 +18,7 @@ mod crash;
 mod dataplane;
 mod detach;
 mod endpoints;
+mod exit_codes;
 mod failpoints;
 mod fuzz_seeds;
 mod gc;

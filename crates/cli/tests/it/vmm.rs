@@ -338,8 +338,8 @@ fn exec_refusals_and_failures_name_the_problem() {
         dir.path(),
         &["exec", "--id", "nope", "--vmm", "qemu", "--", "true"],
     );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("not attached"), "{err}");
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("sandbox nope: not attached"), "{err}");
     let (code, _, err) = sn(
         dir.path(),
         &[
@@ -453,7 +453,8 @@ ethernets:
         dir.path(),
         &["guest-config", "--id", "nope", "--format", "cloud-init"],
     );
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("sandbox nope: not attached"), "{err}");
 }
 
 #[test]
@@ -539,7 +540,7 @@ fn a_failed_run_leaves_no_netns_attachment_or_process() {
         !Path::new(&format!("/run/netns/{pod}")).exists(),
         "netns {pod} is gone"
     );
-    let (code, out, _) = sn(dir.path(), &["status", "--id", "fail-1"]);
-    assert_eq!(code, 0);
-    assert!(out.contains("not attached"), "{out}");
+    let (code, _, err) = sn(dir.path(), &["status", "--id", "fail-1"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("sandbox fail-1: not attached"), "{err}");
 }

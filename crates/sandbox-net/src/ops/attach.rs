@@ -259,11 +259,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         (Some(names), true) => endpoint::named(&snapshot, names),
         (only, _) => endpoint::candidates(&snapshot, only.as_deref()),
     }
-    .map_err(|r| Error::Unsupported {
-        iface: r.iface,
-        netns: netns.display().to_string(),
-        reason: r.reason,
-    })?;
+    .map_err(|r| r.into_error(netns.display()))?;
     // A NIC handed to VFIO leaves the netns: what the guest needs must be read now.
     let describe = !partial || candidates.iter().any(|c| c.kind == EndpointKind::Physical);
     if partial && describe {

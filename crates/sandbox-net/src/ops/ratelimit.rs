@@ -106,10 +106,11 @@ fn set_rate_at(
     if let Some(name) = iface
         && !state.endpoints.iter().any(|e| e.name == name)
     {
-        return Err(Error::invalid(
-            format!("interface {name} of sandbox {id}"),
-            "is not attached",
-        ));
+        return Err(Error::InterfaceNotFound {
+            iface: name.to_string(),
+            within: format!("of sandbox {id}"),
+            reason: "is not attached".into(),
+        });
     }
     let (netns, nl) = sandbox.place.netns(id, "change its rate limits")?;
     let store = &sandbox.store;

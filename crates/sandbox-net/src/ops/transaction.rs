@@ -34,10 +34,15 @@ pub(super) fn apply(
     let total = state.journal.len() - start;
     let outcome = match journal::apply_at(nl, &mut state.journal[start..], &alias, fail_at) {
         Ok(()) => finish(nl, state).map_err(|e| (total, e)),
-        Err(e) => Err((
-            e.applied,
-            Error::kernel(format!("{object}: {}", e.entry.describe()), e.step, e.error),
-        )),
+        Err(e) => {
+            let error = match name_in_use(nl, &state.netns, &e.entry, e.step, e.error) {
+                Ok(in_use) => in_use,
+                Err(error) => {
+                    Error::kernel(format!("{object}: {}", e.entry.describe()), e.step, error)
+                }
+            };
+            Err((e.applied, error))
+        }
     };
     let Err((applied, error)) = outcome else {
         return Ok(());
@@ -53,6 +58,44 @@ pub(super) fn apply(
         }
     };
     Err(Failed { error, kept })
+}
+
+/// A device of ours that could not be created because its name is taken in the netns
+/// (`EBUSY` from `TUNSETIFF` with `IFF_TUN_EXCL`, `EEXIST` from `RTM_NEWLINK`) as
+/// [`Error::NameInUse`], naming the sandbox whose owner alias the device carries (the alias
+/// is tenant data: only named, never trusted); any other failure is given back.
+fn name_in_use(
+    nl: &mut Netlink,
+    netns: &str,
+    entry: &Entry,
+    step: &str,
+    error: std::io::Error,
+) -> std::result::Result<Error, std::io::Error> {
+    let creates = matches!(
+        entry,
+        Entry::Tap { .. } | Entry::Macvtap { .. } | Entry::Ifb { .. }
+    );
+    let taken = matches!(error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST));
+    if !creates || !taken {
+        return Err(error);
+    }
+    let name = entry.device().to_string();
+    let by = match crate::netlink::link::get_by_name(nl, &name) {
+        Ok(link) => link
+            .and_then(|l| l.alias)
+            .and_then(|alias| names::owner_of(&alias).map(str::to_string)),
+        Err(e) => {
+            tracing::debug!(device = %name, error = ?e, "the device in the way can't be looked up");
+            None
+        }
+    };
+    Ok(Error::NameInUse {
+        name,
+        netns: netns.to_string(),
+        by,
+        step: step.to_string(),
+        source: error,
+    })
 }
 
 /// The `finish` of an attach (or an added endpoint): report the character devices of the
