@@ -60,4 +60,5 @@ pub use ops::{
     describe_guest, detach, gc, guest_config, list, remove_endpoint, set_rate, status,
 };
 pub use ops::{StaticOptions, attach_static};
+pub use vmm::{Handoff, HandoffOptions, handoff};
 pub use watch::{WatchEvent, WatchOptions, watch};

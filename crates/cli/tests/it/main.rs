@@ -23,6 +23,7 @@ mod failpoints;
 mod fuzz_seeds;
 mod gc;
 mod guest_on_demand;
+mod handoff;
 mod hostile_netns;
 mod hostile_state;
 mod hostile_tenant;

@@ -158,9 +158,14 @@ struct ErrorJson<'a> {
 fn code_of(e: &crate::Error) -> u32 {
     use crate::Error as E;
     match e {
-        E::InvalidInput { .. } | E::Unsupported { .. } | E::NothingToAttach { .. } => {
-            INVALID_CONFIG
-        }
+        // The kinds that were `InvalidInput` before they had variants of their own keep
+        // its code.
+        E::InvalidInput { .. }
+        | E::Unsupported { .. }
+        | E::NothingToAttach { .. }
+        | E::NotAttached { .. }
+        | E::NetnsLost { .. }
+        | E::InterfaceNotFound { .. } => INVALID_CONFIG,
         E::BadNetns { .. } => INVALID_ENV,
         E::AlreadyAttached { .. } => ALREADY_ATTACHED,
         E::Busy { .. } => TRY_AGAIN_LATER,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Vmm, VmmArgs, guest_mac, queues, unsupported};
 use crate::Result;
 use crate::endpoint::Backend;
-use crate::state::State;
+use crate::endpoint::Endpoint;
 
 const VMM: Vmm = Vmm::Firecracker;
 
@@ -37,10 +37,10 @@ fn iface_id(name: &str) -> String {
     if id.is_empty() { "net".into() } else { id }
 }
 
-pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
+pub(super) fn render(endpoints: &[Endpoint], out: &mut VmmArgs) -> Result<()> {
     let mut interfaces = Vec::new();
     let mut mtu_notes = Vec::new();
-    for ep in &state.endpoints {
+    for ep in endpoints {
         let queues = queues(ep);
         match &ep.backend {
             Backend::Tap { name, .. } => {
