@@ -83,7 +83,10 @@ pub enum Error {
     /// A device name sandbox-net was to give is taken in the netns (by another sandbox,
     /// when the device's owner alias says so). Not retryable: unlike [`Error::Busy`], the
     /// name stays taken until its owner lets it go.
-    #[error("{name} in netns {netns}: {step}: the name is in use{}", in_use_by(by))]
+    #[error(
+        "{name} in netns {netns}: cannot be created: the name is in use{}",
+        in_use_by(by)
+    )]
     NameInUse {
         /// The device name.
         name: String,
@@ -91,8 +94,6 @@ pub enum Error {
         netns: String,
         /// The sandbox whose alias the device carries, when it carries one.
         by: Option<String>,
-        /// The step that found it taken ("create tap").
-        step: String,
         /// The kernel's answer.
         #[source]
         source: io::Error,
@@ -297,7 +298,6 @@ mod tests {
             name: "tap0_sn".into(),
             netns: "pod1".into(),
             by: Some("other".into()),
-            step: "create tap".into(),
             source: io::Error::from_raw_os_error(libc::EBUSY),
         };
         let text = e.to_string();

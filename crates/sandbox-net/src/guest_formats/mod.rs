@@ -35,9 +35,9 @@ pub struct GuestNetwork<'a> {
 /// A format [`render`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// The kernel `ip=` parameter ([`kernel_ip`]).
+    /// The kernel `ip=` parameter (`kernel_ip`).
     KernelIp,
-    /// A cloud-init network-config version 2 document ([`cloud_init`]).
+    /// A cloud-init network-config version 2 document (`cloud_init`).
     CloudInit,
 }
 

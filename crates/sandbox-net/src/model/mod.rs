@@ -106,7 +106,7 @@ fn vhost_user_socket(ctx: &PlanContext<'_>, c: &Candidate) -> Result<Option<Path
 }
 
 /// Plan one endpoint: the endpoint as reported to the VMM, and the journal entries that
-/// build it. `slot` numbers the devices sandbox-net creates (tap<slot>_sn, mvtap<slot>_sn)
+/// build it. `slot` numbers the devices sandbox-net creates (`tap<slot>_sn`, `mvtap<slot>_sn`)
 /// unless `device_name` is given. Errors are the reason the endpoint can't be attached.
 pub fn plan_endpoint(
     ctx: &PlanContext<'_>,

@@ -35,7 +35,7 @@ pub(super) fn apply(
     let outcome = match journal::apply_at(nl, &mut state.journal[start..], &alias, fail_at) {
         Ok(()) => finish(nl, state).map_err(|e| (total, e)),
         Err(e) => {
-            let error = match name_in_use(nl, &state.netns, &e.entry, e.step, e.error) {
+            let error = match name_in_use(nl, &state.netns, &e.entry, e.error) {
                 Ok(in_use) => in_use,
                 Err(error) => {
                     Error::kernel(format!("{object}: {}", e.entry.describe()), e.step, error)
@@ -68,7 +68,6 @@ fn name_in_use(
     nl: &mut Netlink,
     netns: &str,
     entry: &Entry,
-    step: &str,
     error: std::io::Error,
 ) -> std::result::Result<Error, std::io::Error> {
     let creates = matches!(
@@ -93,7 +92,6 @@ fn name_in_use(
         name,
         netns: netns.to_string(),
         by,
-        step: step.to_string(),
         source: error,
     })
 }
@@ -135,5 +133,56 @@ pub(super) fn record_attached(
         )?;
         state.phase = Phase::Attached;
         store.save(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netns::NetNs;
+    use crate::tap;
+    use sandbox_net_testkit::iproute::ip;
+    use sandbox_net_testkit::scratch::ScratchNet;
+    use std::path::Path;
+
+    /// A tap name taken by another sandbox's device: the kernel's EBUSY for "create tap"
+    /// is `NameInUse` naming that sandbox, not a `Kernel` error that reads like `Busy`.
+    #[test]
+    fn a_taken_tap_name_is_name_in_use_naming_the_other_sandbox() {
+        let net = ScratchNet::new("snt-inuse").expect("scratch netns");
+        let path = Path::new(crate::netns::NETNS_RUN_DIR).join(&net.pod_name);
+        let ns = NetNs::open_path(&net.pod_name, &path).expect("open the pod netns");
+        let mut nl = Netlink::open_in(&ns).expect("netlink");
+        ns.run(|| tap::create_persistent("tap0_sn", 1, Default::default()))
+            .expect("enter")
+            .expect("create the other sandbox's tap");
+        ip(
+            &net.pod_name,
+            &["link", "set", "tap0_sn", "alias", "sandbox-net:other"],
+        );
+        let busy = ns
+            .run(|| tap::create_persistent("tap0_sn", 1, Default::default()))
+            .expect("enter")
+            .expect_err("the name is taken");
+        assert_eq!(busy.raw_os_error(), Some(libc::EBUSY));
+        let entry = Entry::Tap {
+            name: "tap0_sn".into(),
+            ifindex: None,
+            queues: 1,
+            mtu: 1500,
+            owner: Default::default(),
+            mac: None,
+            tx_queue_len: None,
+        };
+        let e = name_in_use(&mut nl, "pod1", &entry, busy).expect("recognised");
+        assert!(
+            matches!(&e, Error::NameInUse { name, by: Some(by), .. } if name == "tap0_sn" && by == "other"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("by sandbox other"), "{e}");
+        assert_eq!(e.exit_code(), 1);
+        // Any other failure is given back as it was.
+        let other = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert!(name_in_use(&mut nl, "pod1", &entry, other).is_err());
     }
 }
