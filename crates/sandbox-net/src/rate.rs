@@ -16,10 +16,12 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// A rate of `bits_per_sec`; None for 0.
     pub fn from_bits_per_sec(bits_per_sec: u64) -> Option<Rate> {
         (bits_per_sec > 0).then_some(Rate { bits_per_sec })
     }
 
+    /// The rate in bits per second.
     pub fn bits_per_sec(self) -> u64 {
         self.bits_per_sec
     }

@@ -34,8 +34,10 @@ pub enum Model {
 }
 
 impl Model {
+    /// The names `--model` takes.
     pub const NAMES: &'static [&'static str] = &["tcfilter", "macvtap", "none", "l3"];
 
+    /// The model's name, as `--model` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Model::Tcfilter => "tcfilter",

@@ -24,8 +24,11 @@ use crate::{Error, Result, tap};
 /// The endpoint added or removed, and the guest description after the change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EndpointChange {
+    /// The sandbox id.
     pub id: String,
+    /// The endpoint added or removed.
     pub endpoint: Endpoint,
+    /// The whole guest description after the change.
     pub guest: GuestConfig,
 }
 

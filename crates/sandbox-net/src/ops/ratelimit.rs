@@ -18,15 +18,20 @@ use crate::{Error, Result, tap};
 /// What to do with one direction's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateChange {
+    /// Set the limit to this rate (added, or changed in place).
     Set(Rate),
+    /// Remove the limit.
     Remove,
 }
 
 /// One limit after set-rate, read back from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LimitStatus {
+    /// The endpoint.
     pub endpoint: String,
+    /// Toward the guest (rx) or from it (tx).
     pub direction: Direction,
+    /// The device the limit sits on (empty when there is none).
     pub device: String,
     /// The rate asked for, in bits per second (None: no limit).
     pub rate_bps: Option<u64>,

@@ -17,7 +17,9 @@ use crate::{Error, Result, physical, tap};
 /// One journalled object and whether the kernel still has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObjectStatus {
+    /// The object, as the journal describes it.
     pub object: String,
+    /// Whether the kernel still has it.
     pub present: bool,
     /// Its place is taken by something that is not ours (named here): detach leaves it
     /// alone.
@@ -28,10 +30,15 @@ pub struct ObjectStatus {
 /// The status of one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
+    /// The sandbox id.
     pub id: String,
+    /// The netns path.
     pub netns: String,
+    /// Its model.
     pub model: Model,
+    /// `attaching` (an attach that never finished) or `attached`.
     pub phase: Phase,
+    /// The attached endpoints.
     pub endpoints: Vec<Endpoint>,
     /// Per journalled object, whether it exists (only when checked against the kernel).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,6 +50,7 @@ pub struct Status {
     /// True when the kernel no longer matches the journal (or the netns is gone).
     pub drift: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the sandbox can't be checked (its netns is gone or replaced), if so.
     pub problem: Option<String>,
 }
 

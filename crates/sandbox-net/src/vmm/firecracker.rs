@@ -16,8 +16,11 @@ const VMM: Vmm = Vmm::Firecracker;
 /// One entry of Firecracker's `network-interfaces`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FirecrackerInterface {
+    /// The interface id: the interface name, characters Firecracker does not take as `_`.
     pub iface_id: String,
+    /// The tap Firecracker opens by name (in the sandbox netns).
     pub host_dev_name: String,
+    /// The MAC of the guest NIC.
     pub guest_mac: String,
 }
 

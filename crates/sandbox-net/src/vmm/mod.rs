@@ -44,14 +44,19 @@ pub const FIRST_FD: i32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Vmm {
+    /// QEMU.
     Qemu,
+    /// Cloud Hypervisor.
     CloudHypervisor,
+    /// Firecracker.
     Firecracker,
 }
 
 impl Vmm {
+    /// The names `--vmm` takes.
     pub const NAMES: &'static [&'static str] = &["qemu", "cloud-hypervisor", "firecracker"];
 
+    /// The VMM's name, as `--vmm` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Vmm::Qemu => "qemu",
@@ -180,7 +185,9 @@ pub struct RenderOptions {
 /// Everything a VMM needs for an attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VmmArgs {
+    /// The sandbox id.
     pub id: String,
+    /// The VMM rendered for.
     pub vmm: Vmm,
     /// The sandbox netns.
     pub netns: PathBuf,
