@@ -84,10 +84,12 @@ pub enum Error {
     /// when the device's owner alias says so). Not retryable: unlike [`Error::Busy`], the
     /// name stays taken until its owner lets it go.
     #[error(
-        "{name} in netns {netns}: cannot be created: the name is in use{}",
+        "{kind} {name} in netns {netns}: cannot be created: the name is in use{}",
         in_use_by(by)
     )]
     NameInUse {
+        /// What was to be created ("tap", "macvtap", "ifb").
+        kind: &'static str,
         /// The device name.
         name: String,
         /// The netns.
@@ -295,6 +297,7 @@ mod tests {
     #[test]
     fn name_in_use_names_the_other_sandbox_and_chains_its_source() {
         let e = Error::NameInUse {
+            kind: "tap",
             name: "tap0_sn".into(),
             netns: "pod1".into(),
             by: Some("other".into()),

@@ -13,18 +13,24 @@ fn sn(dir: &Path, args: &[&str]) -> (i32, String, String) {
     cli(&full)
 }
 
-#[test]
-fn every_command_that_needs_an_attached_sandbox_exits_3_naming_the_id() {
+/// A scratch pod attached by the CLI as `id`, detached on drop (the guard goes last).
+fn attached(id: &str) -> (ScratchNet, TempStateDir, DetachOnDrop) {
     let net = scratch(1);
     let dir = TempStateDir::new();
-    // One sandbox is attached, so that the state directory exists and is not empty: the
-    // unknown id is unknown among others.
     let (code, _, err) = sn(
         dir.path(),
-        &["attach", "--netns", &net.pod_name, "--id", "known"],
+        &["attach", "--netns", &net.pod_name, "--id", id],
     );
     assert_eq!(code, 0, "{err}");
-    let _detach = DetachOnDrop::new(dir.path(), "known");
+    let guard = DetachOnDrop::new(dir.path(), id);
+    (net, dir, guard)
+}
+
+#[test]
+fn every_command_that_needs_an_attached_sandbox_exits_3_naming_the_id() {
+    // One sandbox is attached, so that the state directory exists and is not empty: the
+    // unknown id is unknown among others.
+    let (_net, dir, _detach) = attached("known");
     let id = "nosuch-3";
     let commands: &[&[&str]] = &[
         &["status", "--id", id],
@@ -56,14 +62,7 @@ fn every_command_that_needs_an_attached_sandbox_exits_3_naming_the_id() {
 
 #[test]
 fn removing_what_is_not_there_succeeds() {
-    let net = scratch(1);
-    let dir = TempStateDir::new();
-    let (code, _, err) = sn(
-        dir.path(),
-        &["attach", "--netns", &net.pod_name, "--id", "rm-ok"],
-    );
-    assert_eq!(code, 0, "{err}");
-    let _detach = DetachOnDrop::new(dir.path(), "rm-ok");
+    let (_net, dir, _detach) = attached("rm-ok");
 
     let (code, out, err) = sn(dir.path(), &["detach", "--id", "nosuch-0"]);
     assert_eq!(code, 0, "{err}");

@@ -70,12 +70,13 @@ fn name_in_use(
     entry: &Entry,
     error: std::io::Error,
 ) -> std::result::Result<Error, std::io::Error> {
-    let creates = matches!(
-        entry,
-        Entry::Tap { .. } | Entry::Macvtap { .. } | Entry::Ifb { .. }
-    );
-    let taken = matches!(error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST));
-    if !creates || !taken {
+    let kind = match entry {
+        Entry::Tap { .. } => "tap",
+        Entry::Macvtap { .. } => "macvtap",
+        Entry::Ifb { .. } => "ifb",
+        _ => return Err(error),
+    };
+    if !matches!(error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) {
         return Err(error);
     }
     let name = entry.device().to_string();
@@ -89,6 +90,7 @@ fn name_in_use(
         }
     };
     Ok(Error::NameInUse {
+        kind,
         name,
         netns: netns.to_string(),
         by,

@@ -28,9 +28,6 @@ pub(super) fn render(
     opts: &RenderOptions,
     out: &mut VmmArgs,
 ) -> Result<()> {
-    if let Some(numbers) = &opts.fd_numbers {
-        super::check_numbers(endpoints, numbers)?;
-    }
     let by_fds = |ep: &Endpoint| {
         let numbers = opts.fd_numbers.as_deref()?;
         numbers.iter().find(|n| n.endpoint == ep.name)

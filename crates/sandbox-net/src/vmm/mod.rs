@@ -282,6 +282,15 @@ fn render_for(target: Target<'_>, vmm: Vmm, opts: &RenderOptions) -> Result<VmmA
         notes: Vec::new(),
     };
     let endpoints = target.endpoints;
+    if let Some(numbers) = &opts.fd_numbers {
+        if vmm == Vmm::Firecracker {
+            return Err(Error::invalid(
+                "fd numbers for Firecracker",
+                "Firecracker opens its taps by name (run it in the sandbox netns); it takes no fds",
+            ));
+        }
+        check_numbers(endpoints, numbers)?;
+    }
     match vmm {
         Vmm::Qemu => qemu::render(endpoints, opts, &mut out)?,
         Vmm::CloudHypervisor => cloud_hypervisor::render(endpoints, opts, &mut out)?,

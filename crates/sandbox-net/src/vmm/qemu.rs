@@ -87,7 +87,6 @@ pub(super) fn render(
     out: &mut VmmArgs,
 ) -> Result<()> {
     if let Some(numbers) = &opts.fd_numbers {
-        super::check_numbers(endpoints, numbers)?;
         let vhost = numbers.iter().any(|n| !n.vhost_fds.is_empty());
         render_with(endpoints, vhost, Some(numbers), out);
         out.vhost = Some(vhost);
