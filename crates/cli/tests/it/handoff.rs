@@ -41,6 +41,22 @@ fn hands_over_every_queue_of_the_tap_proven_ours() {
 }
 
 #[test]
+fn hands_over_a_macvtap_through_its_character_device() {
+    let net = scratch(1);
+    let dir = TempStateDir::new();
+    let mut opts = options(&net.pod_name, &dir, "ho-mvt");
+    opts.model = sandbox_net::Model::Macvtap;
+    opts.queues = 2;
+    let (_, _guard) = attach(&opts);
+    let before = link_names(&net.pod_name);
+    let h = handoff(dir.path(), "ho-mvt", HandoffOptions::default()).expect("handoff");
+    assert_eq!(h.endpoints.len(), 1);
+    assert_eq!(h.endpoints[0].device, "mvtap0_sn");
+    assert_eq!(h.endpoints[0].queues.len(), 2);
+    assert_eq!(link_names(&net.pod_name), before, "nothing created");
+}
+
+#[test]
 fn refuses_a_replaced_netns_with_a_tap_of_the_same_name() {
     let _serial = serial();
     let dir = TempStateDir::new();
