@@ -5,6 +5,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -272,10 +273,59 @@ impl Error {
     }
 }
 
+/// Run `op` again while it fails with [`Error::Busy`] (another process holds the sandbox's
+/// lock), for up to `wait`: a bounded wait on the lock, which the operations themselves
+/// never wait for. Sleeps on the calling thread between tries (5 ms, doubling up to
+/// 100 ms); the last `Busy` is returned when `wait` runs out, any other outcome at once.
+pub fn wait_while_busy<T>(wait: Duration, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match op() {
+            Err(Error::Busy { id }) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Error::Busy { id });
+                }
+                tracing::debug!(%id, ?pause, "busy; trying again");
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    #[test]
+    fn busy_is_tried_again_until_the_wait_runs_out() {
+        let mut tries = 0;
+        let r = wait_while_busy(Duration::from_secs(2), || {
+            tries += 1;
+            if tries < 3 {
+                Err(Error::Busy { id: "x".into() })
+            } else {
+                Ok(tries)
+            }
+        });
+        assert_eq!(r.ok(), Some(3));
+        let start = Instant::now();
+        let r: Result<()> = wait_while_busy(Duration::from_millis(50), || {
+            Err(Error::Busy { id: "x".into() })
+        });
+        assert!(matches!(r, Err(Error::Busy { .. })));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        let mut calls = 0;
+        let r: Result<()> = wait_while_busy(Duration::from_secs(2), || {
+            calls += 1;
+            Err(Error::not_attached("x"))
+        });
+        assert!(matches!(r, Err(Error::NotAttached { .. })) && calls == 1);
+    }
 
     #[test]
     fn exit_codes_and_kinds() {

@@ -46,7 +46,8 @@
 //!   calls: netlink requests, file I/O in the state directory, and (l3) up to 3 s waiting
 //!   for IPv6 addresses to settle. Under an async runtime, call it from a blocking thread
 //!   (`tokio::task::spawn_blocking`). A sandbox another process is working on is
-//!   [`Error::Busy`] at once: the lock is never waited for.
+//!   [`Error::Busy`] at once: the lock is never waited for, unless the caller asks for a
+//!   bounded wait ([`wait_while_busy`]).
 //! - **Fds.** Every fd sandbox-net opens is close-on-exec and closed before the call
 //!   returns, except those it hands over: the [`Handoff`]'s queue and vhost-net fds are
 //!   owned by the caller ([`std::os::fd::OwnedFd`]: closed when dropped), and
@@ -121,7 +122,7 @@ pub mod vmm;
 pub mod watch;
 
 pub use endpoint::{Backend, Endpoint, EndpointKind};
-pub use error::{Error, NetnsProblem, Result};
+pub use error::{Error, NetnsProblem, Result, wait_while_busy};
 pub use guest::GuestConfig;
 pub use mac::MacAddr;
 pub use model::Model;

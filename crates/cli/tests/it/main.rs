@@ -30,6 +30,7 @@ mod hostile_tenant;
 mod hostile_watch;
 mod hotplug;
 mod l3;
+mod lock_wait;
 mod models;
 mod named_netns;
 mod netns_entry;
