@@ -31,9 +31,10 @@
 //! [`add_endpoint`], [`remove_endpoint`], [`set_rate`], [`status`], [`list`], [`gc`],
 //! [`guest_config`], [`watch`], [`attach_static`]), the [`Attachment`] with its typed
 //! [`Endpoint`]s ([`Backend`], [`MacAddr`]), the options, the [`Error`], and the VMM
-//! hand-off ([`handoff`], [`render`], [`Handoff::place`]). The modules are internal: the
-//! CLI, the CNI plugin and the test kit build on them, and they are not documented or
-//! kept stable as an API.
+//! hand-off ([`handoff`], [`render`], [`Handoff::place`]), also in their modules
+//! [`error`] and [`vmm`]. The other modules are internal (hidden from the documentation):
+//! the CLI, the CNI plugin and the test kit build on them, and they are not kept stable as
+//! an API.
 //!
 //! # Threads, blocking and fds
 //!
@@ -69,7 +70,6 @@
 pub mod cni;
 #[doc(hidden)]
 pub mod endpoint;
-#[doc(hidden)]
 pub mod error;
 mod failpoint;
 #[doc(hidden)]
@@ -116,7 +116,6 @@ pub mod tap;
 pub mod trusted_dir;
 #[doc(hidden)]
 pub mod vhost_user;
-#[doc(hidden)]
 pub mod vmm;
 #[doc(hidden)]
 pub mod watch;
@@ -133,7 +132,7 @@ pub use ops::{
 };
 pub use rate::Rate;
 pub use vmm::{
-    EndpointFds, EndpointQueues, ExecPlan, FirecrackerInterface, Handoff, HandoffOptions, Placed,
+    EndpointFds, EndpointQueues, FirecrackerInterface, Handoff, HandoffOptions, Placed,
     RenderOptions, Vmm, VmmArgs, handoff, render,
 };
 pub use watch::{WatchEvent, WatchOptions, watch};

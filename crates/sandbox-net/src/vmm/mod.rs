@@ -23,10 +23,13 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-pub use exec::{ExecPlan, Placed, prepare_exec};
+pub use exec::Placed;
+#[doc(hidden)]
+pub use exec::{ExecPlan, prepare_exec};
 pub use firecracker::FirecrackerInterface;
 pub use handoff::{EndpointQueues, Handoff, HandoffOptions, handoff};
 pub use qemu::netdev_id;
+#[doc(hidden)]
 pub use queues::open_endpoint_queues;
 
 use crate::endpoint::{Backend, Endpoint};
@@ -225,6 +228,7 @@ pub(crate) fn unsupported(vmm: Vmm, ep: &Endpoint, reason: impl Into<String>) ->
 /// when it is not attached, when its attach never finished, or when another namespace is
 /// at its netns's path now (what was rendered or opened would be the new namespace's
 /// devices, not the sandbox's).
+#[doc(hidden)]
 pub fn open_attached(state_dir: &Path, id: &str) -> Result<Sandbox> {
     let sandbox = Sandbox::open(state_dir, id, Access::Read)?;
     sandbox.finished()?;
@@ -235,6 +239,7 @@ pub fn open_attached(state_dir: &Path, id: &str) -> Result<Sandbox> {
 }
 
 /// Render what `vmm` needs for every endpoint of an attached sandbox, from its state.
+#[doc(hidden)]
 pub fn vmm_args(state: &State, vmm: Vmm, opts: &RenderOptions) -> Result<VmmArgs> {
     let target = Target {
         id: &state.id,
