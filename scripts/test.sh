@@ -37,6 +37,16 @@ echo "== cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test --workspace"
 cargo test --workspace -- --test-threads "${TEST_THREADS:-4}"
+echo "== library examples (the runtime flow, and the same under tokio; each checks that nothing is left)"
+cargo run --quiet -p sandbox-net --example runtime
+cargo run --quiet -p sandbox-net --example runtime_tokio
+echo "== library dependency tree: no CLI-only crates"
+if cargo tree -p sandbox-net -e normal --prefix none | grep -E '^(clap|tracing-subscriber|tokio) '; then
+    echo "scripts/test.sh: the library depends on a CLI-only crate" >&2
+    exit 1
+fi
+echo "== cargo doc -p sandbox-net (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc -p sandbox-net --no-deps --quiet
 echo "== demo"
 demo_state=$(mktemp -d)
 cargo run --release --quiet --bin sandbox-net -- --state-dir "$demo_state" demo | tail -n 14

@@ -22,7 +22,8 @@ mod signals;
 /// records every kernel object in an undo journal under --state-dir, and prints what the
 /// VMM (tap names, MACs, queues) and the guest (addresses, routes, neighbours) need.
 ///
-/// Exit codes: 0 ok, 1 the operation failed, 2 bad usage or bad input.
+/// Exit codes: 0 ok, 1 the operation failed, 2 bad usage or bad input, 3 the sandbox is
+/// not attached.
 #[derive(Parser, Debug)]
 #[command(name = "sandbox-net", version, long_about)]
 struct Cli {

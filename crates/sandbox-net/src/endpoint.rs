@@ -24,12 +24,16 @@ use crate::scan::Snapshot;
 pub struct Endpoint {
     /// The interface in the netns (or the device's name in a static configuration).
     pub name: String,
+    /// What the interface is (veth, macvlan, a NIC, ...).
     pub kind: EndpointKind,
+    /// Its ifindex in the netns when attached (the kernel reuses ifindexes: a name and kind check goes with it).
     pub ifindex: u32,
     /// The MAC the guest NIC must use (None: the interface has none, or a static device
     /// was given none).
     pub mac: Option<MacAddr>,
+    /// The MTU the guest NIC must use.
     pub mtu: u32,
+    /// The queue pairs of its tap or macvtap (1: single queue).
     pub queues: u32,
     /// What the VMM gets for it.
     pub backend: Backend,
@@ -43,20 +47,36 @@ pub enum Backend {
     /// A persistent tap, opened by name (or by fd through `exec`): one sandbox-net made,
     /// or one handed over as it is. `mac` is the tap's own (a CNI result lists it; None
     /// for a static attachment's tap).
-    Tap { name: String, mac: Option<MacAddr> },
+    Tap {
+        /// The tap's name.
+        name: String,
+        /// The tap's own MAC, when known.
+        mac: Option<MacAddr>,
+    },
     /// A macvtap, whose queues are opened through its character device ("MAJOR:MINOR",
     /// known once it exists: a macvtap of an attach that never finished reads back as a
     /// tap).
     Macvtap {
+        /// The macvtap's name.
         name: String,
+        /// The macvtap's own MAC, when known.
         mac: Option<MacAddr>,
+        /// Its character device, "MAJOR:MINOR".
         chardev: Option<String>,
     },
     /// A physical NIC bound to vfio-pci: its PCI address and the VFIO group device the VMM
     /// opens.
-    Vfio { pci_address: String, group: PathBuf },
+    Vfio {
+        /// The NIC's PCI address (`0000:03:00.0`).
+        pci_address: String,
+        /// The VFIO group device (`/dev/vfio/12`).
+        group: PathBuf,
+    },
     /// A vhost-user socket the VMM connects to.
-    VhostUser { socket: PathBuf },
+    VhostUser {
+        /// The socket's path.
+        socket: PathBuf,
+    },
     /// Nothing (model none): the interface is only described to the guest.
     None,
 }
@@ -91,6 +111,25 @@ impl Backend {
         match self {
             Backend::Vfio { pci_address, .. } => Some(pci_address),
             _ => None,
+        }
+    }
+}
+
+impl Refused {
+    /// The error for this refusal in netns `netns`: [`crate::Error::InterfaceNotFound`]
+    /// for an interface that is not there, [`crate::Error::Unsupported`] otherwise.
+    pub fn into_error(self, netns: &str) -> crate::Error {
+        if self.reason == NO_SUCH_INTERFACE {
+            return crate::Error::InterfaceNotFound {
+                iface: self.iface,
+                within: format!("in netns {netns}"),
+                reason: self.reason,
+            };
+        }
+        crate::Error::Unsupported {
+            iface: self.iface,
+            netns: netns.to_string(),
+            reason: self.reason,
         }
     }
 }
@@ -130,10 +169,15 @@ impl Endpoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EndpointKind {
+    /// A veth (what most CNI plugins give a pod).
     Veth,
+    /// A macvlan.
     Macvlan,
+    /// A macvtap the pod had.
     Macvtap,
+    /// An ipvlan (refused on kernels without it).
     Ipvlan,
+    /// A VLAN device.
     Vlan,
     /// An existing tun/tap device in tap mode.
     Tap,
@@ -147,6 +191,7 @@ pub enum EndpointKind {
 }
 
 impl EndpointKind {
+    /// The kind as state files and JSON output write it (`veth`, `vhost-user`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             EndpointKind::Veth => "veth",
@@ -217,6 +262,9 @@ pub fn is_link_local_v6(addr: &IpAddr) -> bool {
     matches!(addr, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80)
 }
 
+/// The reason [`Refused`] gives for a named interface that is not in the netns.
+pub const NO_SUCH_INTERFACE: &str = "no such interface";
+
 /// Why a configured interface was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
@@ -236,7 +284,7 @@ pub fn candidates(snapshot: &Snapshot, only: Option<&[String]>) -> Result<Vec<Ca
                 None => {
                     return Err(Refused {
                         iface: name.clone(),
-                        reason: "no such interface".into(),
+                        reason: NO_SUCH_INTERFACE.into(),
                     });
                 }
                 Some(l) if !is_configured(snapshot, l) => {
@@ -311,7 +359,7 @@ pub fn named(snapshot: &Snapshot, names: &[String]) -> Result<Vec<Candidate>, Re
             reason,
         };
         let Some(link) = snapshot.links.iter().find(|l| &l.name == name) else {
-            return Err(refuse("no such interface".into()));
+            return Err(refuse(NO_SUCH_INTERFACE.into()));
         };
         if out.iter().any(|c: &Candidate| c.link.index == link.index) {
             continue; // named twice

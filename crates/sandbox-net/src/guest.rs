@@ -19,41 +19,57 @@ const RTN_UNICAST: u8 = 1;
 /// The guest's whole network configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestConfig {
+    /// The interfaces, with their addresses.
     pub interfaces: Vec<GuestInterface>,
+    /// The routes, by interface.
     pub routes: Vec<GuestRoute>,
+    /// The static neighbour entries the guest needs.
     pub neighbors: Vec<GuestNeighbor>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One guest interface: the endpoint as the guest must configure it.
 pub struct GuestInterface {
     /// The interface's name in the netns; the guest NIC should get the same name.
     pub name: String,
     /// None (written "") when the interface has no MAC.
     #[serde(with = "mac::or_empty")]
     pub mac: Option<MacAddr>,
+    /// Its MTU.
     pub mtu: u32,
+    /// Its addresses.
     pub addresses: Vec<GuestAddress>,
+    /// The interface resolves no neighbours (ARP off).
     pub noarp: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An address with its prefix length.
 pub struct GuestAddress {
     /// "inet" or "inet6".
     pub family: String,
+    /// The address.
     pub address: IpAddr,
+    /// Its prefix length.
     pub prefix_len: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A route the guest must install.
 pub struct GuestRoute {
+    /// `inet` or `inet6`.
     pub family: String,
     /// "default" or "ADDR/LEN".
     pub dst: String,
+    /// The next hop, if any (none: a device route).
     pub gateway: Option<IpAddr>,
+    /// The preferred source address, if any.
     pub source: Option<IpAddr>,
     /// "universe", "site", "link", "host" or "nowhere".
     pub scope: String,
+    /// The guest interface it goes through.
     pub device: String,
+    /// Its MTU, if the route sets one.
     pub mtu: Option<u32>,
     /// The route's metric (priority), when it has one.
     #[serde(default)]
@@ -61,10 +77,15 @@ pub struct GuestRoute {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A static neighbour entry the guest must install.
 pub struct GuestNeighbor {
+    /// `inet` or `inet6`.
     pub family: String,
+    /// The neighbour's address.
     pub ip: IpAddr,
+    /// Its MAC.
     pub mac: MacAddr,
+    /// The guest interface it is on.
     pub device: String,
     /// "permanent" or "reachable".
     pub state: String,

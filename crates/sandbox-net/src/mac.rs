@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub struct MacAddr([u8; 6]);
 
 impl MacAddr {
+    /// A MAC from its six bytes.
     pub const fn new(bytes: [u8; 6]) -> MacAddr {
         MacAddr(bytes)
     }
@@ -21,10 +22,12 @@ impl MacAddr {
         <[u8; 6]>::try_from(bytes).ok().map(MacAddr)
     }
 
+    /// Its six bytes.
     pub const fn bytes(self) -> [u8; 6] {
         self.0
     }
 
+    /// Its six bytes, borrowed.
     pub fn as_bytes(&self) -> &[u8; 6] {
         &self.0
     }
@@ -42,6 +45,7 @@ impl MacAddr {
         self.0[0] & 1 != 0
     }
 
+    /// Whether it is 00:00:00:00:00:00.
     pub fn is_zero(self) -> bool {
         self.0 == [0; 6]
     }

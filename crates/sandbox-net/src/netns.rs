@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::sched::{CloneFlags, setns};
 use serde::{Deserialize, Serialize};
 
+use crate::error::NetnsProblem;
 use crate::{Error, Result};
 
 /// Where `ip netns` keeps named namespaces.
@@ -59,20 +60,21 @@ impl Drop for ReturnHome {
 /// Turn a `--netns` argument into a path: a bare name means `/run/netns/NAME`.
 pub fn resolve(spec: &str) -> Result<PathBuf> {
     if spec.is_empty() {
-        return Err(bad(spec, "empty netns argument"));
+        return Err(bad(spec, NetnsProblem::Unusable, "empty netns argument"));
     }
     if spec.contains('/') {
         return Ok(PathBuf::from(spec));
     }
     if spec == "." || spec == ".." || spec.len() > 255 {
-        return Err(bad(spec, "not a valid netns name"));
+        return Err(bad(spec, NetnsProblem::Unusable, "not a valid netns name"));
     }
     Ok(Path::new(NETNS_RUN_DIR).join(spec))
 }
 
-fn bad(netns: &str, reason: impl Into<String>) -> Error {
+fn bad(netns: &str, problem: NetnsProblem, reason: impl Into<String>) -> Error {
     Error::BadNetns {
         netns: netns.to_string(),
+        problem,
         reason: reason.into(),
     }
 }
@@ -136,18 +138,28 @@ impl NetNs {
             .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| {
-                let reason = if e.kind() == io::ErrorKind::NotFound {
-                    format!("{} does not exist", path.display())
+                if e.kind() == io::ErrorKind::NotFound {
+                    bad(
+                        label,
+                        NetnsProblem::NotFound,
+                        format!("{} does not exist", path.display()),
+                    )
                 } else {
-                    format!("cannot open {}: {e}", path.display())
-                };
-                bad(label, reason)
+                    let reason = format!("cannot open {}: {e}", path.display());
+                    bad(label, NetnsProblem::Unusable, reason)
+                }
             })?;
-        let fs = nix::sys::statfs::fstatfs(&located)
-            .map_err(|e| bad(label, format!("statfs {}: {e}", path.display())))?;
+        let fs = nix::sys::statfs::fstatfs(&located).map_err(|e| {
+            bad(
+                label,
+                NetnsProblem::Unusable,
+                format!("statfs {}: {e}", path.display()),
+            )
+        })?;
         if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
             return Err(bad(
                 label,
+                NetnsProblem::NotANetns,
                 format!("{} is not a namespace file (not on nsfs)", path.display()),
             ));
         }
@@ -156,19 +168,30 @@ impl NetNs {
             .read(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(&by_fd)
-            .map_err(|e| bad(label, format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| {
+                bad(
+                    label,
+                    NetnsProblem::Unusable,
+                    format!("cannot open {}: {e}", path.display()),
+                )
+            })?;
         if crate::sys::ns::ns_type(file.as_fd()) != libc::CLONE_NEWNET {
             return Err(bad(
                 label,
+                NetnsProblem::NotANetns,
                 format!(
                     "{} is a namespace, but not a network namespace",
                     path.display()
                 ),
             ));
         }
-        let meta = file
-            .metadata()
-            .map_err(|e| bad(label, format!("stat {}: {e}", path.display())))?;
+        let meta = file.metadata().map_err(|e| {
+            bad(
+                label,
+                NetnsProblem::Unusable,
+                format!("stat {}: {e}", path.display()),
+            )
+        })?;
         Ok(NetNs {
             label: label.to_string(),
             path: path.to_path_buf(),
@@ -181,18 +204,21 @@ impl NetNs {
         let own = own_id().map_err(|e| {
             bad(
                 &self.label,
+                NetnsProblem::Unusable,
                 format!("cannot identify the caller's netns: {e}"),
             )
         })?;
         if own == self.id {
             return Err(bad(
                 &self.label,
+                NetnsProblem::HostRefused,
                 "this is the caller's own network namespace; refusing (use --allow-host-netns to override)",
             ));
         }
         if host_netns() == Some(self.id) {
             return Err(bad(
                 &self.label,
+                NetnsProblem::HostRefused,
                 "this is the host network namespace (that of PID 1); refusing (use --allow-host-netns to override)",
             ));
         }

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+
 /// A rate in bits per second (never 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -14,10 +16,12 @@ pub struct Rate {
 }
 
 impl Rate {
+    /// A rate of `bits_per_sec`; None for 0.
     pub fn from_bits_per_sec(bits_per_sec: u64) -> Option<Rate> {
         (bits_per_sec > 0).then_some(Rate { bits_per_sec })
     }
 
+    /// The rate in bits per second.
     pub fn bits_per_sec(self) -> u64 {
         self.bits_per_sec
     }
@@ -51,28 +55,34 @@ const UNITS: &[(&str, u64)] = &[
 ];
 
 impl FromStr for Rate {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Rate, String> {
-        let lower = text.trim().to_ascii_lowercase();
-        let (number, unit) = UNITS
-            .iter()
-            .find_map(|(suffix, mult)| lower.strip_suffix(suffix).map(|n| (n, *mult)))
-            .unwrap_or((lower.as_str(), 1));
-        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            return Err(format!(
-                "{text:?} is not a rate (examples: 500kbit, 20mbit, 1gbit, 1000000)"
-            ));
-        }
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} is not a rate (examples: 500kbit, 20mbit, 1gbit)"))?;
-        let bits = value * unit as f64;
-        if !bits.is_finite() || bits >= u64::MAX as f64 {
-            return Err(format!("{text:?} is too large"));
-        }
-        let bits = bits.round() as u64;
-        Rate::from_bits_per_sec(bits).ok_or_else(|| format!("{text:?}: a rate must be above 0"))
+    type Err = Error;
+    /// Parse iproute2's rate syntax; a malformed, zero or too large rate is an
+    /// [`Error::InvalidInput`] naming the text.
+    fn from_str(text: &str) -> Result<Rate, Error> {
+        parse(text).map_err(|reason| Error::invalid(format!("rate {text:?}"), reason))
     }
+}
+
+fn parse(text: &str) -> Result<Rate, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (number, unit) = UNITS
+        .iter()
+        .find_map(|(suffix, mult)| lower.strip_suffix(suffix).map(|n| (n, *mult)))
+        .unwrap_or((lower.as_str(), 1));
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!(
+            "{text:?} is not a rate (examples: 500kbit, 20mbit, 1gbit, 1000000)"
+        ));
+    }
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a rate (examples: 500kbit, 20mbit, 1gbit)"))?;
+    let bits = value * unit as f64;
+    if !bits.is_finite() || bits >= u64::MAX as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    let bits = bits.round() as u64;
+    Rate::from_bits_per_sec(bits).ok_or_else(|| format!("{text:?}: a rate must be above 0"))
 }
 
 impl fmt::Display for Rate {

@@ -87,9 +87,9 @@ pub struct Sandbox {
     pub place: Place,
 }
 
-/// The error for an id with nothing attached.
+/// The error for an id with nothing attached ([`Error::NotAttached`], exit 3).
 pub fn not_attached(id: &str) -> Error {
-    Error::invalid(format!("sandbox {id}"), "not attached")
+    Error::not_attached(id)
 }
 
 impl Sandbox {
@@ -126,7 +126,7 @@ impl Sandbox {
         }))
     }
 
-    /// [`Sandbox::find`], with nothing attached an error (exit 2).
+    /// [`Sandbox::find`], with nothing attached an error ([`Error::NotAttached`], exit 3).
     pub fn open(state_dir: &Path, id: &str, access: Access) -> Result<Sandbox> {
         Sandbox::find(state_dir, id, access)?.ok_or_else(|| not_attached(id))
     }

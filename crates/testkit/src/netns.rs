@@ -87,6 +87,7 @@ pub fn create(name: &str) -> Result<NetNs> {
     if name.contains('/') {
         return Err(Error::BadNetns {
             netns: name.to_string(),
+            problem: sandbox_net::error::NetnsProblem::Unusable,
             reason: "create takes a name, not a path".into(),
         });
     }

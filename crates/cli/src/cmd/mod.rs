@@ -98,12 +98,11 @@ impl Command {
 /// A rate argument (`--rx-rate`, `--tx-rate`): iproute2 units; a unit iproute2 does not
 /// have (`10M`, `10MB`, `10m`) is refused with the spelling meant.
 fn parse_rate(text: &str) -> Result<Rate, Error> {
-    text.parse().map_err(|reason: String| {
-        let reason = match did_you_mean(text) {
-            Some(hint) => format!("{reason}; did you mean {hint}?"),
-            None => reason,
-        };
-        Error::invalid(format!("rate {text:?}"), reason)
+    text.parse().map_err(|e| match (e, did_you_mean(text)) {
+        (Error::InvalidInput { what, reason }, Some(hint)) => {
+            Error::invalid(what, format!("{reason}; did you mean {hint}?"))
+        }
+        (e, _) => e,
     })
 }
 

@@ -21,7 +21,24 @@ pub struct Args {
 }
 
 pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
-    let change = sandbox_net::remove_endpoint(state_dir, &args.id, &args.iface)?;
+    let change = match sandbox_net::remove_endpoint(state_dir, &args.id, &args.iface) {
+        Ok(change) => change,
+        // Removing what is not there succeeds (exit 0), in detach's words.
+        Err(Error::InterfaceNotFound { .. }) => {
+            return if args.json {
+                print_json(&serde_json::json!({
+                    "outcome": "not-attached", "id": args.id, "iface": args.iface,
+                }))
+            } else {
+                println!(
+                    "sandbox {}: interface {}: nothing was attached",
+                    args.id, args.iface
+                );
+                Ok(())
+            };
+        }
+        Err(e) => return Err(e),
+    };
     if args.json {
         print_json(&change)
     } else {

@@ -8,7 +8,6 @@ use std::path::Path;
 
 use sandbox_net::Error;
 use sandbox_net::ops::{Listed, Status};
-use sandbox_net::sandbox::not_attached;
 
 use crate::output::{note, outln, print_json, show_rate};
 
@@ -33,7 +32,13 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
 
 /// One sandbox, checked against the kernel (drift, limits, every object).
 fn one(state_dir: &Path, id: &str, json: bool) -> Result<(), Error> {
-    let s = sandbox_net::status(state_dir, id)?.ok_or_else(|| not_attached(id))?;
+    let Some(s) = sandbox_net::status(state_dir, id)? else {
+        // Exit 3, as every command that needs an attached sandbox (docs/cli.md).
+        if json {
+            print_json(&serde_json::json!({"id": id, "attached": false}))?;
+        }
+        return Err(Error::not_attached(id));
+    };
     if json {
         print_json(&s)?;
     } else {

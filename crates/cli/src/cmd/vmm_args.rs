@@ -53,14 +53,12 @@ pub fn run(state_dir: &Path, args: Args) -> Result<(), Error> {
     let state = vmm::open_attached(state_dir, &args.id)?.state;
     let available = vmm::vhost_net_available();
     let vhost = want_vhost && available;
-    let mut rendered = vmm::vmm_args(
-        &state,
-        vmm,
-        RenderOptions {
-            vhost,
-            fds: args.fds,
-        },
-    )?;
+    let opts = RenderOptions {
+        vhost,
+        fds: args.fds,
+        fd_numbers: None,
+    };
+    let mut rendered = vmm::vmm_args(&state, vmm, &opts)?;
     if vmm == Vmm::Qemu && want_vhost && !available {
         rendered.notes.push(format!(
             "{} is absent on this machine: vhost=off",

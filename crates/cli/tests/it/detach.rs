@@ -434,9 +434,10 @@ fn cli_json_attach_and_detach_and_file_modes() {
     assert!(!lock_file(&dir, id).exists());
     assert_eq!(mode(dir.path()), 0o700, "state dir mode after detach");
 
-    // Detached: an unknown id, answered as every command answers one (issue #17).
+    // Not attached any more: exit 3 (docs/cli.md), the JSON answer still on stdout.
     let (code, out, err) = cli(&["--state-dir", &state_dir, "status", "--id", id, "--json"]);
-    let unknown = sandbox_net::sandbox::not_attached(id).exit_code();
-    assert_eq!(code, unknown, "stdout {out} stderr {err}");
+    assert_eq!(code, 3, "stdout {out} stderr {err}");
+    let st: Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(st["attached"], false, "{st}");
     assert!(err.contains("not attached"), "{err}");
 }

@@ -117,9 +117,10 @@ fn vmm_args_per_vmm_and_qemu_accepts_them() {
         } else {
             "off"
         };
-        let mut netdev = "tap,id=sn0,ifname=tap0_sn,script=no,downscript=no".to_string();
+        let mut netdev = "tap,id=sn-eth0,ifname=tap0_sn,script=no,downscript=no".to_string();
         let mut device =
-            "virtio-net-pci,netdev=sn0,id=sn0-nic,mac=02:77:00:00:00:02,host_mtu=1500".to_string();
+            "virtio-net-pci,netdev=sn-eth0,id=sn-eth0-nic,mac=02:77:00:00:00:02,host_mtu=1500"
+                .to_string();
         if queues > 1 {
             netdev.push_str(&format!(",queues={queues}"));
             device.push_str(&format!(",mq=on,vectors={}", 2 * queues + 2));
@@ -216,7 +217,7 @@ fn exec_puts_the_queues_at_fd_3_and_appends_the_arguments() {
             "{out}"
         );
         assert_eq!(target(7), "none", "{out}");
-        assert!(out.contains("ARGS -netdev tap,id=sn0,fds=3:4,vhost=on,vhostfds=5:6 -device"));
+        assert!(out.contains("ARGS -netdev tap,id=sn-eth0,fds=3:4,vhost=on,vhostfds=5:6 -device"));
     } else {
         assert_eq!(
             (target(5), target(6), target(7)),
@@ -225,8 +226,8 @@ fn exec_puts_the_queues_at_fd_3_and_appends_the_arguments() {
         );
         assert!(
             out.contains(
-                "ARGS -netdev tap,id=sn0,fds=3:4,vhost=off -device \
-                 virtio-net-pci,netdev=sn0,id=sn0-nic,mac=02:77:00:00:00:02,host_mtu=1500,mq=on,vectors=6"
+                "ARGS -netdev tap,id=sn-eth0,fds=3:4,vhost=off -device \
+                 virtio-net-pci,netdev=sn-eth0,id=sn-eth0-nic,mac=02:77:00:00:00:02,host_mtu=1500,mq=on,vectors=6"
             ),
             "{out}"
         );
@@ -339,8 +340,8 @@ fn exec_refusals_and_failures_name_the_problem() {
         dir.path(),
         &["exec", "--id", "nope", "--vmm", "qemu", "--", "true"],
     );
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("not attached"), "{err}");
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("sandbox nope: not attached"), "{err}");
     let (code, _, err) = sn(
         dir.path(),
         &[
@@ -454,7 +455,8 @@ ethernets:
         dir.path(),
         &["guest-config", "--id", "nope", "--format", "cloud-init"],
     );
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("sandbox nope: not attached"), "{err}");
 }
 
 #[test]
@@ -540,12 +542,7 @@ fn a_failed_run_leaves_no_netns_attachment_or_process() {
         !Path::new(&format!("/run/netns/{pod}")).exists(),
         "netns {pod} is gone"
     );
-    // An unknown id, as every command answers it (issue #17).
     let (code, _, err) = sn(dir.path(), &["status", "--id", "fail-1"]);
-    assert_eq!(
-        code,
-        sandbox_net::sandbox::not_attached("fail-1").exit_code(),
-        "{err}"
-    );
-    assert!(err.contains("not attached"), "{err}");
+    assert_eq!(code, 3);
+    assert!(err.contains("sandbox fail-1: not attached"), "{err}");
 }

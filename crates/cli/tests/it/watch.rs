@@ -331,7 +331,7 @@ fn watch_refuses_what_it_cannot_watch() {
         "nosuch",
         "--json",
     ]);
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 3, "{err}");
     assert!(
         err.contains("sandbox nosuch") && err.contains("not attached"),
         "{err}"

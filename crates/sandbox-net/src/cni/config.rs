@@ -238,7 +238,10 @@ impl NetConf {
         };
         match self.get(key) {
             None => Ok(None),
-            Some(v @ Value::String(s)) => s.parse::<Rate>().map(Some).map_err(|e| bad(v, e)),
+            Some(v @ Value::String(s)) => s.parse::<Rate>().map(Some).map_err(|e| match e {
+                crate::Error::InvalidInput { reason, .. } => bad(v, reason),
+                other => bad(v, other.to_string()),
+            }),
             Some(v) => v
                 .as_u64()
                 .and_then(Rate::from_bits_per_sec)

@@ -200,9 +200,14 @@ struct ErrorJson<'a> {
 fn code_of(e: &crate::Error) -> u32 {
     use crate::Error as E;
     match e {
-        E::InvalidInput { .. } | E::Unsupported { .. } | E::NothingToAttach { .. } => {
-            INVALID_CONFIG
-        }
+        // The kinds that were `InvalidInput` before they had variants of their own keep
+        // its code.
+        E::InvalidInput { .. }
+        | E::Unsupported { .. }
+        | E::NothingToAttach { .. }
+        | E::NotAttached { .. }
+        | E::NetnsLost { .. }
+        | E::InterfaceNotFound { .. } => INVALID_CONFIG,
         E::BadNetns { .. } => INVALID_ENV,
         E::AlreadyAttached { .. } => ALREADY_ATTACHED,
         E::Busy { .. } => TRY_AGAIN_LATER,
@@ -244,6 +249,7 @@ mod tests {
     fn a_bad_netns_names_the_variable_and_details_are_text() {
         let bad = crate::Error::BadNetns {
             netns: "/run/netns/x".into(),
+            problem: crate::error::NetnsProblem::NotFound,
             reason: "does not exist".into(),
         };
         let e = CniError::op("ADD s: attach eth0", bad);

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::{GuestNetwork, Rendered};
 use crate::guest::GuestInterface;
+use crate::{Error, Result};
 
 /// The netmask of an IPv4 prefix length (0..=32).
 pub(super) fn netmask(prefix_len: u8) -> Ipv4Addr {
@@ -24,7 +25,7 @@ fn first_v4(iface: &GuestInterface) -> Option<(Ipv4Addr, u8)> {
 
 /// Render `ip=...` for the first interface with an IPv4 address. An attachment without any
 /// IPv4 address can't be expressed: the error says why.
-pub fn kernel_ip(net: GuestNetwork<'_>) -> Result<Rendered, String> {
+pub fn kernel_ip(net: GuestNetwork<'_>) -> Result<Rendered> {
     let guest = net.guest;
     let Some((iface, (client, prefix))) = guest
         .interfaces
@@ -37,7 +38,7 @@ pub fn kernel_ip(net: GuestNetwork<'_>) -> Result<Rendered, String> {
             "no attached interface has an IPv4 address (IPv6-only?), and the kernel ip= \
              parameter configures IPv4 only; use --format cloud-init"
         };
-        return Err(why.to_string());
+        return Err(Error::invalid("kernel ip= parameter", why));
     };
     let mut notes = Vec::new();
     let default_v4 = guest
@@ -266,7 +267,8 @@ mod tests {
             guest: &g,
             dns: &[],
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("IPv6-only"), "{e}");
         assert!(e.contains("cloud-init"), "{e}");
     }

@@ -35,9 +35,9 @@ pub struct GuestNetwork<'a> {
 /// A format [`render`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// The kernel `ip=` parameter ([`kernel_ip`]).
+    /// The kernel `ip=` parameter (`kernel_ip`).
     KernelIp,
-    /// A cloud-init network-config version 2 document ([`cloud_init`]).
+    /// A cloud-init network-config version 2 document (`cloud_init`).
     CloudInit,
 }
 
@@ -55,8 +55,12 @@ pub fn render(state_dir: &Path, id: &str, format: Format) -> Result<Rendered> {
         dns: &sandbox.state.dns,
     };
     match format {
-        Format::KernelIp => kernel_ip(net)
-            .map_err(|why| Error::invalid(format!("kernel ip= for sandbox {id}"), why)),
+        Format::KernelIp => kernel_ip(net).map_err(|e| match e {
+            Error::InvalidInput { reason, .. } => {
+                Error::invalid(format!("kernel ip= for sandbox {id}"), reason)
+            }
+            other => other,
+        }),
         Format::CloudInit => Ok(cloud_init(net)),
     }
 }

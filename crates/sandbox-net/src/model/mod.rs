@@ -34,8 +34,10 @@ pub enum Model {
 }
 
 impl Model {
+    /// The names `--model` takes.
     pub const NAMES: &'static [&'static str] = &["tcfilter", "macvtap", "none", "l3"];
 
+    /// The model's name, as `--model` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Model::Tcfilter => "tcfilter",
@@ -106,7 +108,7 @@ fn vhost_user_socket(ctx: &PlanContext<'_>, c: &Candidate) -> Result<Option<Path
 }
 
 /// Plan one endpoint: the endpoint as reported to the VMM, and the journal entries that
-/// build it. `slot` numbers the devices sandbox-net creates (tap<slot>_sn, mvtap<slot>_sn)
+/// build it. `slot` numbers the devices sandbox-net creates (`tap<slot>_sn`, `mvtap<slot>_sn`)
 /// unless `device_name` is given. Errors are the reason the endpoint can't be attached.
 pub fn plan_endpoint(
     ctx: &PlanContext<'_>,

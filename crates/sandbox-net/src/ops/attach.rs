@@ -23,7 +23,9 @@ use crate::{Error, Result, macvtap, physical};
 pub struct AttachOptions {
     /// A netns name (under /run/netns) or a path to a netns file.
     pub netns: String,
+    /// The sandbox id: `[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`.
     pub id: String,
+    /// How each endpoint is connected (default tcfilter).
     pub model: Model,
     /// Queues per tap (1 = single queue).
     pub queues: u32,
@@ -33,6 +35,7 @@ pub struct AttachOptions {
     pub tap_queue_len: u32,
     /// Allow the caller's own netns and the host netns.
     pub allow_host_netns: bool,
+    /// The state directory (default `/run/sandbox-net`, or `$SANDBOX_NET_STATE_DIR`).
     pub state_dir: PathBuf,
     /// Attach only these interfaces (e.g. a CNI plugin's CNI_IFNAME); None = every
     /// configured interface.
@@ -64,6 +67,7 @@ pub struct AttachOptions {
 }
 
 impl AttachOptions {
+    /// Options for attaching `netns` (a name under `/run/netns` or a path) as sandbox `id`, every other option at its default.
     pub fn new(netns: impl Into<String>, id: impl Into<String>) -> AttachOptions {
         AttachOptions {
             netns: netns.into(),
@@ -110,9 +114,13 @@ impl AttachOptions {
 /// The result of an attach: what the VMM and the guest need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Attachment {
+    /// The sandbox id.
     pub id: String,
+    /// The netns path (empty for a static attachment).
     pub netns: String,
+    /// The model the endpoints are connected by.
     pub model: Model,
+    /// The attached interfaces, in natural order of names, each with what the VMM gets for it.
     pub endpoints: Vec<Endpoint>,
     /// None (left out of the JSON) when the attach did not take it
     /// (`AttachOptions::describe_guest` off).
@@ -259,11 +267,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         (Some(names), true) => endpoint::named(&snapshot, names),
         (only, _) => endpoint::candidates(&snapshot, only.as_deref()),
     }
-    .map_err(|r| Error::Unsupported {
-        iface: r.iface,
-        netns: netns.display().to_string(),
-        reason: r.reason,
-    })?;
+    .map_err(|r| r.into_error(netns.display()))?;
     // A NIC handed to VFIO leaves the netns: what the guest needs must be read now.
     let describe = !partial || candidates.iter().any(|c| c.kind == EndpointKind::Physical);
     if partial && describe {

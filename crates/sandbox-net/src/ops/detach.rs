@@ -14,6 +14,7 @@ use crate::{Error, Result};
 pub enum Detached {
     /// Every journalled object that was still ours was removed.
     Detached {
+        /// The sandbox id.
         id: String,
         /// How many journalled objects were undone (or found gone already).
         objects: usize,
@@ -22,10 +23,15 @@ pub enum Detached {
         left_alone: Vec<LeftAlone>,
     },
     /// Nothing was attached under this id.
-    NotAttached { id: String },
+    NotAttached {
+        /// The sandbox id.
+        id: String,
+    },
     /// The netns no longer exists; the state was dropped.
     NetnsGone {
+        /// The sandbox id.
         id: String,
+        /// The path of the netns that is gone.
         netns: String,
         /// Another namespace is at its path now (re-created under the same name): nothing
         /// in it was touched.

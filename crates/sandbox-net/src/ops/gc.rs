@@ -32,6 +32,7 @@ use crate::{Error, Result};
 /// What to collect.
 #[derive(Debug, Clone)]
 pub struct GcOptions {
+    /// The state directory.
     pub state_dir: PathBuf,
     /// Namespaces to look for orphan links in, besides those of the state files.
     pub netns: Vec<String>,
@@ -42,6 +43,7 @@ pub struct GcOptions {
 }
 
 impl GcOptions {
+    /// Options for collecting in `state_dir`, only the netns of its states looked in.
     pub fn new(state_dir: impl Into<PathBuf>) -> GcOptions {
         GcOptions {
             state_dir: state_dir.into(),
@@ -55,23 +57,31 @@ impl GcOptions {
 /// A link of ours that no state accounts for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OrphanLink {
+    /// The netns it is in.
     pub netns: String,
+    /// Its name.
     pub name: String,
+    /// Its link kind.
     pub kind: String,
     /// The sandbox id its alias names.
     pub id: String,
     /// Our redirect filters and ingress qdiscs on other devices that went (or would go)
     /// with it.
     pub also: Vec<String>,
+    /// Whether it was removed (false on a dry run or a failure).
     pub removed: bool,
 }
 
 /// A state file that accounts for nothing any more.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StaleState {
+    /// The sandbox id.
     pub id: String,
+    /// The netns it records.
     pub netns: String,
+    /// Why it is stale.
     pub reason: String,
+    /// Whether it was removed (false on a dry run or a failure).
     pub removed: bool,
     /// What lived outside the lost netns and was undone with it (VFIO bindings).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -81,8 +91,11 @@ pub struct StaleState {
 /// What gc found and did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct GcReport {
+    /// Nothing was removed: what would be is listed.
     pub dry_run: bool,
+    /// Our links no state accounts for.
     pub links: Vec<OrphanLink>,
+    /// States whose netns or objects are gone.
     pub states: Vec<StaleState>,
     /// Lock files of sandboxes without a state (`ID.lock`), removed (or, in a dry run,
     /// that would be): each only while gc holds it, a regular file of ours.

@@ -24,8 +24,11 @@ use crate::{Error, Result, tap};
 /// The endpoint added or removed, and the guest description after the change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EndpointChange {
+    /// The sandbox id.
     pub id: String,
+    /// The endpoint added or removed.
     pub endpoint: Endpoint,
+    /// The whole guest description after the change.
     pub guest: GuestConfig,
 }
 
@@ -108,11 +111,7 @@ fn add_inside(
     let mut snapshot = super::scan_in(nl, netns)?;
     let only = [iface.to_string()];
     let candidates =
-        endpoint::candidates(&snapshot, Some(&only)).map_err(|r| Error::Unsupported {
-            iface: r.iface,
-            netns: netns.display().to_string(),
-            reason: r.reason,
-        })?;
+        endpoint::candidates(&snapshot, Some(&only)).map_err(|r| r.into_error(netns.display()))?;
     if state.model == Model::L3 {
         let indexes: Vec<u32> = candidates.iter().map(|c| c.link.index).collect();
         snapshot = l3::await_settled(nl, snapshot, &indexes, wait).map_err(|e| {
@@ -226,11 +225,10 @@ fn remove(state_dir: &Path, id: &str, iface: &str, by_user: bool) -> Result<Endp
         .endpoints
         .iter()
         .position(|e| e.name == iface)
-        .ok_or_else(|| {
-            Error::invalid(
-                format!("interface {iface} of sandbox {id}"),
-                "is not attached",
-            )
+        .ok_or_else(|| Error::InterfaceNotFound {
+            iface: iface.to_string(),
+            within: format!("of sandbox {id}"),
+            reason: "is not attached".into(),
         })?;
     let endpoint = state.endpoints.remove(position);
     let (owned, kept): (Vec<_>, Vec<_>) = state

@@ -18,15 +18,20 @@ use crate::{Error, Result, tap};
 /// What to do with one direction's limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateChange {
+    /// Set the limit to this rate (added, or changed in place).
     Set(Rate),
+    /// Remove the limit.
     Remove,
 }
 
 /// One limit after set-rate, read back from the kernel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LimitStatus {
+    /// The endpoint.
     pub endpoint: String,
+    /// Toward the guest (rx) or from it (tx).
     pub direction: Direction,
+    /// The device the limit sits on (empty when there is none).
     pub device: String,
     /// The rate asked for, in bits per second (None: no limit).
     pub rate_bps: Option<u64>,
@@ -106,10 +111,11 @@ fn set_rate_at(
     if let Some(name) = iface
         && !state.endpoints.iter().any(|e| e.name == name)
     {
-        return Err(Error::invalid(
-            format!("interface {name} of sandbox {id}"),
-            "is not attached",
-        ));
+        return Err(Error::InterfaceNotFound {
+            iface: name.to_string(),
+            within: format!("of sandbox {id}"),
+            reason: "is not attached".into(),
+        });
     }
     let (netns, nl) = sandbox.place.netns(id, "change its rate limits")?;
     let store = &sandbox.store;

@@ -30,13 +30,16 @@ use crate::{Error, Result, physical};
 pub struct StaticOptions {
     /// The static configuration file (its schema: docs/static.md).
     pub config: PathBuf,
+    /// The sandbox id.
     pub id: String,
+    /// The state directory.
     pub state_dir: PathBuf,
     /// Nameservers for the guest, kept in the state for `guest-config`.
     pub dns: Vec<std::net::IpAddr>,
 }
 
 impl StaticOptions {
+    /// Options for attaching the static configuration file `config` as sandbox `id`.
     pub fn new(config: impl Into<PathBuf>, id: impl Into<String>) -> StaticOptions {
         StaticOptions {
             config: config.into(),

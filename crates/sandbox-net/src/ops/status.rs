@@ -17,6 +17,7 @@ use crate::{Error, Result, physical, tap};
 /// One journalled object and whether the kernel still has it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObjectStatus {
+    /// The object, as the journal describes it.
     pub object: String,
     /// The journal entry is in force: the object exists, or (a removal: an address, a
     /// route the macvtap model moves to the guest) it is still removed.
@@ -34,10 +35,15 @@ pub struct ObjectStatus {
 /// The status of one sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Status {
+    /// The sandbox id.
     pub id: String,
+    /// The netns path.
     pub netns: String,
+    /// Its model.
     pub model: Model,
+    /// `attaching` (an attach that never finished) or `attached`.
     pub phase: Phase,
+    /// The attached endpoints.
     pub endpoints: Vec<Endpoint>,
     /// Per journalled object, whether it exists (only when checked against the kernel).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +55,7 @@ pub struct Status {
     /// True when the kernel no longer matches the journal (or the netns is gone).
     pub drift: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why the sandbox can't be checked (its netns is gone or replaced), if so.
     pub problem: Option<String>,
 }
 

@@ -35,14 +35,13 @@ pub(super) fn apply(
     let outcome = match journal::apply_at(nl, &mut state.journal[start..], &alias, fail_at) {
         Ok(()) => finish(nl, state).map_err(|e| (total, e)),
         Err(e) => {
-            let step = match name_taken_by(nl, &e.entry, &e.error) {
-                Some(holder) => format!("{} (the name is in use by {holder})", e.step),
-                None => e.step.to_string(),
+            let error = match name_in_use(nl, &state.netns, &e.entry, e.error) {
+                Ok(in_use) => in_use,
+                Err(error) => {
+                    Error::kernel(format!("{object}: {}", e.entry.describe()), e.step, error)
+                }
             };
-            Err((
-                e.applied,
-                Error::kernel(format!("{object}: {}", e.entry.describe()), step, e.error),
-            ))
+            Err((e.applied, error))
         }
     };
     let Err((applied, error)) = outcome else {
@@ -61,22 +60,41 @@ pub(super) fn apply(
     Err(Failed { error, kept })
 }
 
-/// Who holds the name of a device the journal could not create because the name is
-/// taken (`EBUSY`, `EEXIST`): "sandbox ID" (its owner alias, data from the netns) or "a
-/// device that is not sandbox-net's". None for any other failure, or when it is gone.
-fn name_taken_by(nl: &mut Netlink, entry: &Entry, error: &std::io::Error) -> Option<String> {
-    let busy = matches!(error.raw_os_error(), Some(libc::EBUSY) | Some(libc::EEXIST));
-    let name = match entry {
-        Entry::Tap { name, .. } | Entry::Macvtap { name, .. } | Entry::Ifb { name, .. } => name,
-        _ => return None,
+/// A device of ours that could not be created because its name is taken in the netns
+/// (`EBUSY` from `TUNSETIFF` with `IFF_TUN_EXCL`, `EEXIST` from `RTM_NEWLINK`) as
+/// [`Error::NameInUse`], naming the sandbox whose owner alias the device carries (the alias
+/// is tenant data: only named, never trusted); any other failure is given back.
+fn name_in_use(
+    nl: &mut Netlink,
+    netns: &str,
+    entry: &Entry,
+    error: std::io::Error,
+) -> std::result::Result<Error, std::io::Error> {
+    let kind = match entry {
+        Entry::Tap { .. } => "tap",
+        Entry::Macvtap { .. } => "macvtap",
+        Entry::Ifb { .. } => "ifb",
+        _ => return Err(error),
     };
-    if !busy {
-        return None;
+    if !matches!(error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)) {
+        return Err(error);
     }
-    let link = crate::netlink::link::get_by_name(nl, name).ok()??;
-    Some(match link.alias.as_deref().and_then(names::owner_of) {
-        Some(id) => format!("sandbox {id:?}"),
-        None => "a device that is not sandbox-net's".into(),
+    let name = entry.device().to_string();
+    let by = match crate::netlink::link::get_by_name(nl, &name) {
+        Ok(link) => link
+            .and_then(|l| l.alias)
+            .and_then(|alias| names::owner_of(&alias).map(str::to_string)),
+        Err(e) => {
+            tracing::debug!(device = %name, error = ?e, "the device in the way can't be looked up");
+            None
+        }
+    };
+    Ok(Error::NameInUse {
+        kind,
+        name,
+        netns: netns.to_string(),
+        by,
+        source: error,
     })
 }
 
@@ -117,5 +135,56 @@ pub(super) fn record_attached(
         )?;
         state.phase = Phase::Attached;
         store.save(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netns::NetNs;
+    use crate::tap;
+    use sandbox_net_testkit::iproute::ip;
+    use sandbox_net_testkit::scratch::ScratchNet;
+    use std::path::Path;
+
+    /// A tap name taken by another sandbox's device: the kernel's EBUSY for "create tap"
+    /// is `NameInUse` naming that sandbox, not a `Kernel` error that reads like `Busy`.
+    #[test]
+    fn a_taken_tap_name_is_name_in_use_naming_the_other_sandbox() {
+        let net = ScratchNet::new("snt-inuse").expect("scratch netns");
+        let path = Path::new(crate::netns::NETNS_RUN_DIR).join(&net.pod_name);
+        let ns = NetNs::open_path(&net.pod_name, &path).expect("open the pod netns");
+        let mut nl = Netlink::open_in(&ns).expect("netlink");
+        ns.run(|| tap::create_persistent("tap0_sn", 1, Default::default()))
+            .expect("enter")
+            .expect("create the other sandbox's tap");
+        ip(
+            &net.pod_name,
+            &["link", "set", "tap0_sn", "alias", "sandbox-net:other"],
+        );
+        let busy = ns
+            .run(|| tap::create_persistent("tap0_sn", 1, Default::default()))
+            .expect("enter")
+            .expect_err("the name is taken");
+        assert_eq!(busy.raw_os_error(), Some(libc::EBUSY));
+        let entry = Entry::Tap {
+            name: "tap0_sn".into(),
+            ifindex: None,
+            queues: 1,
+            mtu: 1500,
+            owner: Default::default(),
+            mac: None,
+            tx_queue_len: None,
+        };
+        let e = name_in_use(&mut nl, "pod1", &entry, busy).expect("recognised");
+        assert!(
+            matches!(&e, Error::NameInUse { name, by: Some(by), .. } if name == "tap0_sn" && by == "other"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("by sandbox other"), "{e}");
+        assert_eq!(e.exit_code(), 1);
+        // Any other failure is given back as it was.
+        let other = std::io::Error::from_raw_os_error(libc::EPERM);
+        assert!(name_in_use(&mut nl, "pod1", &entry, other).is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! description, watch, CNI DEL and CHECK, vmm-args and exec) goes through
 //! [`reopen_netns`], most of them by way of [`super::Sandbox::open`].
 
+use crate::error::NetnsProblem;
 use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::state::State;
@@ -34,10 +35,15 @@ impl Lost {
     /// The refusal of an operation that needs the sandbox's netns, naming the sandbox and
     /// the netns.
     pub fn refusal(&self, id: &str, operation: &str) -> Error {
-        Error::invalid(
-            format!("sandbox {id}"),
-            format!("{}; refusing to {operation}; detach it", self.reason),
-        )
+        Error::NetnsLost {
+            id: id.to_string(),
+            problem: if self.replaced {
+                NetnsProblem::Replaced
+            } else {
+                NetnsProblem::NotFound
+            },
+            reason: format!("{}; refusing to {operation}; detach it", self.reason),
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 //! which sandbox-net makes it when attached with `--queues` > 1). `--net` takes one value
 //! per NIC. vhost-user sockets: `vhost_user=true,socket=...`; VFIO NICs: `--device path=`.
 
-use super::{Vmm, VmmArgs, guest_mac, queues, unsupported};
+use super::{RenderOptions, Vmm, VmmArgs, guest_mac, queues, unsupported};
 use crate::Result;
 use crate::endpoint::Backend;
-use crate::state::State;
+use crate::endpoint::Endpoint;
 
 const VMM: Vmm = Vmm::CloudHypervisor;
 
@@ -21,15 +21,42 @@ fn check_value(value: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
-pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
+/// With `opts.fd_numbers`, taps and macvtaps go by the caller's fds (`fd=[..]`, Cloud
+/// Hypervisor's list syntax; no vhost-net fds: it has its own vhost-net handling).
+pub(super) fn render(
+    endpoints: &[Endpoint],
+    opts: &RenderOptions,
+    out: &mut VmmArgs,
+) -> Result<()> {
+    let by_fds = |ep: &Endpoint| {
+        let numbers = opts.fd_numbers.as_deref()?;
+        numbers.iter().find(|n| n.endpoint == ep.name)
+    };
     let mut nets = Vec::new();
     let mut devices = Vec::new();
     let mut vhost_user = false;
-    for ep in &state.endpoints {
+    for ep in endpoints {
         let check = |v: &str| check_value(v).map_err(|r| unsupported(VMM, ep, r));
         let queues = queues(ep);
-        match &ep.backend {
-            Backend::Tap { name, .. } => {
+        match (&ep.backend, by_fds(ep)) {
+            (Backend::Tap { .. } | Backend::Macvtap { .. }, Some(fds)) => {
+                if !fds.vhost_fds.is_empty() {
+                    return Err(unsupported(
+                        VMM,
+                        ep,
+                        "Cloud Hypervisor takes no vhost-net fds; give queue fds only",
+                    ));
+                }
+                let list: Vec<String> = fds.queue_fds.iter().map(i32::to_string).collect();
+                nets.push(format!(
+                    "fd=[{}],mac={},num_queues={},mtu={}",
+                    list.join(","),
+                    guest_mac(ep),
+                    2 * queues,
+                    ep.mtu
+                ));
+            }
+            (Backend::Tap { name, .. }, None) => {
                 check(name)?;
                 out.run_in_netns = true;
                 nets.push(format!(
@@ -39,7 +66,7 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
                     ep.mtu
                 ));
             }
-            Backend::Macvtap { name, .. } => {
+            (Backend::Macvtap { name, .. }, None) => {
                 return Err(unsupported(
                     VMM,
                     ep,
@@ -50,7 +77,7 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
                     ),
                 ));
             }
-            Backend::VhostUser { socket } => {
+            (Backend::VhostUser { socket }, _) => {
                 let socket = socket.to_string_lossy();
                 check(&socket)?;
                 vhost_user = true;
@@ -60,11 +87,11 @@ pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
                     2 * queues
                 ));
             }
-            Backend::Vfio { pci_address, .. } => {
+            (Backend::Vfio { pci_address, .. }, _) => {
                 check(pci_address)?;
                 devices.push(format!("path=/sys/bus/pci/devices/{pci_address}/"));
             }
-            Backend::None => {}
+            (Backend::None, _) => {}
         }
     }
     if !nets.is_empty() {

@@ -12,31 +12,42 @@ use std::process::Command;
 
 use crate::sys::fd;
 
-/// Fds waiting to be placed at `first`, `first + 1`, ... in an exec'd program.
+/// Fds waiting to be placed at their numbers in a program about to be spawned or exec'd.
 #[derive(Debug)]
 pub struct FdMap {
     /// Close-on-exec duplicates above every target; kept open until the exec.
-    sources: Vec<OwnedFd>,
+    _sources: Vec<OwnedFd>,
     /// (source, target) pairs.
     pairs: Vec<(RawFd, RawFd)>,
 }
 
 impl FdMap {
-    /// Plan `fds` (in order) at `first..`.
-    pub fn new(fds: Vec<OwnedFd>, first: RawFd) -> io::Result<FdMap> {
-        let count = RawFd::try_from(fds.len())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many fds"))?;
-        let base = first
-            .checked_add(count)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "fd numbers overflow"))?;
+    /// Plan each fd at its own number. The numbers must be distinct and not 0, 1 or 2.
+    pub fn at(fds: Vec<(OwnedFd, RawFd)>) -> io::Result<FdMap> {
+        let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_string());
+        let mut targets: Vec<RawFd> = fds.iter().map(|&(_, t)| t).collect();
+        if targets.iter().any(|&t| t < 3) {
+            return Err(invalid("fd numbers must be 3 or above (0-2 are stdio)"));
+        }
+        targets.sort_unstable();
+        if targets.windows(2).any(|w| w[0] == w[1]) {
+            return Err(invalid("an fd number is given twice"));
+        }
+        let base = targets
+            .last()
+            .map_or(Some(3), |&t| t.checked_add(1))
+            .ok_or_else(|| invalid("fd numbers overflow"))?;
         let mut sources = Vec::with_capacity(fds.len());
         let mut pairs = Vec::with_capacity(fds.len());
-        for (i, owned) in fds.iter().enumerate() {
+        for (owned, target) in &fds {
             let dup = fd::dup_at_or_above(owned.as_fd(), base)?;
-            pairs.push((dup.as_raw_fd(), first + i as RawFd));
+            pairs.push((dup.as_raw_fd(), *target));
             sources.push(dup);
         }
-        Ok(FdMap { sources, pairs })
+        Ok(FdMap {
+            _sources: sources,
+            pairs,
+        })
     }
 
     /// The fd numbers the program gets, in order.
@@ -49,11 +60,6 @@ impl FdMap {
     pub fn install(&self, cmd: &mut Command) {
         fd::place_at_exec(cmd, self.pairs.clone());
     }
-
-    /// How many fds are placed.
-    pub fn len(&self) -> usize {
-        self.sources.len()
-    }
 }
 
 #[cfg(test)]
@@ -63,10 +69,22 @@ mod tests {
     use std::os::unix::net::UnixStream;
 
     #[test]
+    fn numbers_must_be_distinct_and_above_stdio() {
+        let (a, b) = UnixStream::pair().unwrap();
+        assert!(FdMap::at(vec![(OwnedFd::from(a), 2)]).is_err());
+        let (c, _d) = UnixStream::pair().unwrap();
+        assert!(FdMap::at(vec![(OwnedFd::from(b), 10), (OwnedFd::from(c), 10)]).is_err());
+    }
+
+    #[test]
     fn a_child_finds_the_fds_at_their_numbers_and_nothing_else() {
         let (ours0, theirs0) = UnixStream::pair().unwrap();
         let (ours1, theirs1) = UnixStream::pair().unwrap();
-        let map = FdMap::new(vec![OwnedFd::from(theirs0), OwnedFd::from(theirs1)], 3).unwrap();
+        let map = FdMap::at(vec![
+            (OwnedFd::from(theirs0), 3),
+            (OwnedFd::from(theirs1), 4),
+        ])
+        .unwrap();
         assert_eq!(map.targets(), vec![3, 4]);
         let mut cmd = Command::new("/bin/sh");
         // fd 3 and 4 are the sockets; fd 5 (a duplicate) must be closed in the child.

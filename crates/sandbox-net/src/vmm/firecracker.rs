@@ -9,15 +9,18 @@ use serde::Serialize;
 use super::{Vmm, VmmArgs, guest_mac, queues, unsupported};
 use crate::Result;
 use crate::endpoint::Backend;
-use crate::state::State;
+use crate::endpoint::Endpoint;
 
 const VMM: Vmm = Vmm::Firecracker;
 
 /// One entry of Firecracker's `network-interfaces`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FirecrackerInterface {
+    /// The interface id: the interface name, characters Firecracker does not take as `_`.
     pub iface_id: String,
+    /// The tap Firecracker opens by name (in the sandbox netns).
     pub host_dev_name: String,
+    /// The MAC of the guest NIC.
     pub guest_mac: String,
 }
 
@@ -37,10 +40,10 @@ fn iface_id(name: &str) -> String {
     if id.is_empty() { "net".into() } else { id }
 }
 
-pub(super) fn render(state: &State, out: &mut VmmArgs) -> Result<()> {
+pub(super) fn render(endpoints: &[Endpoint], out: &mut VmmArgs) -> Result<()> {
     let mut interfaces = Vec::new();
     let mut mtu_notes = Vec::new();
-    for ep in &state.endpoints {
+    for ep in endpoints {
         let queues = queues(ep);
         match &ep.backend {
             Backend::Tap { name, .. } => {

@@ -10,9 +10,10 @@
 //!   so the VMM runs in the caller's netns. A macvtap can only be given this way.
 
 mod cloud_hypervisor;
-pub mod exec;
+mod exec;
 mod fdmap;
 mod firecracker;
+mod handoff;
 mod qemu;
 mod queues;
 
@@ -22,11 +23,17 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
+pub use exec::Placed;
+#[doc(hidden)]
 pub use exec::{ExecPlan, prepare_exec};
 pub use firecracker::FirecrackerInterface;
+pub use handoff::{EndpointQueues, Handoff, HandoffOptions, handoff};
+pub use qemu::netdev_id;
+#[doc(hidden)]
 pub use queues::open_endpoint_queues;
 
 use crate::endpoint::{Backend, Endpoint};
+use crate::ops::Attachment;
 use crate::sandbox::{Access, Sandbox};
 use crate::state::State;
 use crate::{Error, Result};
@@ -40,14 +47,19 @@ pub const FIRST_FD: i32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Vmm {
+    /// QEMU.
     Qemu,
+    /// Cloud Hypervisor.
     CloudHypervisor,
+    /// Firecracker.
     Firecracker,
 }
 
 impl Vmm {
+    /// The names `--vmm` takes.
     pub const NAMES: &'static [&'static str] = &["qemu", "cloud-hypervisor", "firecracker"];
 
+    /// The VMM's name, as `--vmm` takes it.
     pub fn as_str(self) -> &'static str {
         match self {
             Vmm::Qemu => "qemu",
@@ -88,7 +100,8 @@ fn guest_mac(ep: &Endpoint) -> String {
     crate::mac::text_or_empty(ep.mac)
 }
 
-/// The fds `exec` gives one endpoint, as numbers in the VMM.
+/// The fd numbers one endpoint's queues (and vhost-net fds) have in the VMM: chosen by
+/// the caller, or by [`fd_layout`] (as `exec` places them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EndpointFds {
     /// The endpoint (interface name in the netns).
@@ -99,10 +112,10 @@ pub struct EndpointFds {
     pub vhost_fds: Vec<i32>,
 }
 
-/// Where each endpoint's fds land in the VMM: endpoints in order, each one's queue fds then
-/// its vhost fds, from [`FIRST_FD`] up.
-pub fn fd_layout(endpoints: &[Endpoint], vhost: bool) -> Vec<Option<EndpointFds>> {
-    let mut next = FIRST_FD;
+/// Consecutive fd numbers from `first` for every endpoint with queues, in order: each
+/// one's queue fds, then its vhost fds when `vhost`.
+pub fn fd_layout(endpoints: &[Endpoint], vhost: bool, first: i32) -> Vec<EndpointFds> {
+    let mut next = first;
     let mut take = |n: u32| -> Vec<i32> {
         let fds: Vec<i32> = (0..n as i32).map(|i| next + i).collect();
         next += n as i32;
@@ -110,7 +123,7 @@ pub fn fd_layout(endpoints: &[Endpoint], vhost: bool) -> Vec<Option<EndpointFds>
     };
     endpoints
         .iter()
-        .map(|ep| {
+        .filter_map(|ep| {
             ep.fd_queues().map(|queues| EndpointFds {
                 endpoint: ep.name.clone(),
                 queue_fds: take(queues),
@@ -120,20 +133,64 @@ pub fn fd_layout(endpoints: &[Endpoint], vhost: bool) -> Vec<Option<EndpointFds>
         .collect()
 }
 
+/// Caller-chosen fd numbers must cover every endpoint with queues, one number per queue
+/// (and per vhost fd: none, or as many as queues), and name no other endpoint.
+fn check_numbers(endpoints: &[Endpoint], numbers: &[EndpointFds]) -> Result<()> {
+    for n in numbers {
+        let what = || format!("fd numbers for endpoint {}", n.endpoint);
+        let Some(ep) = endpoints.iter().find(|e| e.name == n.endpoint) else {
+            return Err(Error::invalid(
+                what(),
+                "the attachment has no such endpoint",
+            ));
+        };
+        let Some(queues) = ep.fd_queues() else {
+            return Err(Error::invalid(
+                what(),
+                "it has no tap or macvtap: nothing is passed as fds",
+            ));
+        };
+        let fits = n.queue_fds.len() == queues as usize
+            && (n.vhost_fds.is_empty() || n.vhost_fds.len() == queues as usize);
+        if !fits {
+            return Err(Error::invalid(
+                what(),
+                format!("it has {queues} queue(s): give as many queue fds (and vhost fds, if any)"),
+            ));
+        }
+    }
+    let uncovered = endpoints
+        .iter()
+        .find(|ep| ep.fd_queues().is_some() && !numbers.iter().any(|n| n.endpoint == ep.name));
+    if let Some(ep) = uncovered {
+        return Err(Error::invalid(
+            format!("fd numbers for endpoint {}", ep.name),
+            "missing: every tap and macvtap goes by fd once any does",
+        ));
+    }
+    Ok(())
+}
+
 /// How to render.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RenderOptions {
     /// QEMU: use vhost-net (`vhost=on`).
     pub vhost: bool,
-    /// QEMU: render every tap in the fd form `exec` uses, even when it could be opened by
-    /// name.
+    /// QEMU: render every tap in the fd form `exec` uses (fds from 3 up), even when it
+    /// could be opened by name.
     pub fds: bool,
+    /// QEMU and Cloud Hypervisor: the fd numbers the caller gives each endpoint's queues
+    /// in the VMM (e.g. from [`Handoff::numbered_from`]); every tap and macvtap then goes
+    /// by fd. QEMU takes vhost-net fds too (`vhost` is then whether any are given).
+    pub fd_numbers: Option<Vec<EndpointFds>>,
 }
 
 /// Everything a VMM needs for an attachment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VmmArgs {
+    /// The sandbox id.
     pub id: String,
+    /// The VMM rendered for.
     pub vmm: Vmm,
     /// The sandbox netns.
     pub netns: PathBuf,
@@ -171,6 +228,7 @@ pub(crate) fn unsupported(vmm: Vmm, ep: &Endpoint, reason: impl Into<String>) ->
 /// when it is not attached, when its attach never finished, or when another namespace is
 /// at its netns's path now (what was rendered or opened would be the new namespace's
 /// devices, not the sandbox's).
+#[doc(hidden)]
 pub fn open_attached(state_dir: &Path, id: &str) -> Result<Sandbox> {
     let sandbox = Sandbox::open(state_dir, id, Access::Read)?;
     sandbox.finished()?;
@@ -180,12 +238,46 @@ pub fn open_attached(state_dir: &Path, id: &str) -> Result<Sandbox> {
     Ok(sandbox)
 }
 
-/// Render what `vmm` needs for every endpoint of an attached sandbox.
-pub fn vmm_args(state: &State, vmm: Vmm, opts: RenderOptions) -> Result<VmmArgs> {
+/// Render what `vmm` needs for every endpoint of an attached sandbox, from its state.
+#[doc(hidden)]
+pub fn vmm_args(state: &State, vmm: Vmm, opts: &RenderOptions) -> Result<VmmArgs> {
+    let target = Target {
+        id: &state.id,
+        netns: &state.netns_path,
+        is_static: state.is_static(),
+        endpoints: &state.endpoints,
+    };
+    render_for(target, vmm, opts)
+}
+
+/// Render what `vmm` needs for every endpoint of `attachment` (QEMU: `-netdev` and
+/// `-device` per endpoint, with ids from the interface names, see [`netdev_id`]; Cloud
+/// Hypervisor: `--net`; Firecracker: `network-interfaces` entries with `iface_id` from the
+/// interface name). With [`RenderOptions::fd_numbers`] the taps go by the caller's fds.
+pub fn render(attachment: &Attachment, vmm: Vmm, opts: &RenderOptions) -> Result<VmmArgs> {
+    let netns = PathBuf::from(&attachment.netns);
+    let target = Target {
+        id: &attachment.id,
+        netns: &netns,
+        is_static: attachment.netns.is_empty(),
+        endpoints: &attachment.endpoints,
+    };
+    render_for(target, vmm, opts)
+}
+
+/// What is rendered for: a state's or an attachment's.
+struct Target<'a> {
+    id: &'a str,
+    netns: &'a Path,
+    is_static: bool,
+    endpoints: &'a [Endpoint],
+}
+
+fn render_for(target: Target<'_>, vmm: Vmm, opts: &RenderOptions) -> Result<VmmArgs> {
     let mut out = VmmArgs {
-        id: state.id.clone(),
+        id: target.id.to_string(),
         vmm,
-        netns: state.netns_path.clone(),
+        netns: target.netns.to_path_buf(),
         run_in_netns: false,
         needs_exec: false,
         vhost: None,
@@ -194,12 +286,22 @@ pub fn vmm_args(state: &State, vmm: Vmm, opts: RenderOptions) -> Result<VmmArgs>
         fds: Vec::new(),
         notes: Vec::new(),
     };
-    match vmm {
-        Vmm::Qemu => qemu::render(state, opts, &mut out)?,
-        Vmm::CloudHypervisor => cloud_hypervisor::render(state, &mut out)?,
-        Vmm::Firecracker => firecracker::render(state, &mut out)?,
+    let endpoints = target.endpoints;
+    if let Some(numbers) = &opts.fd_numbers {
+        if vmm == Vmm::Firecracker {
+            return Err(Error::invalid(
+                "fd numbers for Firecracker",
+                "Firecracker opens its taps by name (run it in the sandbox netns); it takes no fds",
+            ));
+        }
+        check_numbers(endpoints, numbers)?;
     }
-    for ep in &state.endpoints {
+    match vmm {
+        Vmm::Qemu => qemu::render(endpoints, opts, &mut out)?,
+        Vmm::CloudHypervisor => cloud_hypervisor::render(endpoints, opts, &mut out)?,
+        Vmm::Firecracker => firecracker::render(endpoints, &mut out)?,
+    }
+    for ep in endpoints {
         if ep.backend == Backend::None {
             out.notes.push(format!(
                 "endpoint {}: model none, nothing to hand to the VMM",
@@ -207,7 +309,7 @@ pub fn vmm_args(state: &State, vmm: Vmm, opts: RenderOptions) -> Result<VmmArgs>
             ));
         }
     }
-    if out.run_in_netns && state.is_static() {
+    if out.run_in_netns && target.is_static {
         out.notes.push(format!(
             "{vmm} opens the tap(s) by name: run it in the network namespace where the taps \
              are (the one `attach --config` ran in)"
@@ -216,8 +318,8 @@ pub fn vmm_args(state: &State, vmm: Vmm, opts: RenderOptions) -> Result<VmmArgs>
         out.notes.push(format!(
             "{vmm} opens the tap(s) by name: run it inside the sandbox netns, e.g. \
              `ip netns exec {} ...` or `nsenter --net={} ...`",
-            netns_label(&state.netns_path),
-            state.netns_path.display()
+            netns_label(target.netns),
+            target.netns.display()
         ));
     }
     Ok(out)
@@ -261,9 +363,10 @@ pub(crate) mod tests {
     }
 
     /// Neither vhost-net nor the fd form.
-    pub const OPTS: RenderOptions = RenderOptions {
+    pub const OPTS: &RenderOptions = &RenderOptions {
         vhost: false,
         fds: false,
+        fd_numbers: None,
     };
 
     /// An attached tcfilter state with `endpoints`.
@@ -299,20 +402,95 @@ pub(crate) mod tests {
             none,
             endpoint("eth1", "tap1_sn", 1),
         ];
-        let l = fd_layout(&eps, true);
-        let a = l[0].as_ref().unwrap();
+        let l = fd_layout(&eps, true, FIRST_FD);
+        assert_eq!(l.len(), 2, "eth2 has no queues");
+        let (a, b) = (&l[0], &l[1]);
         assert_eq!(
             (a.queue_fds.as_slice(), a.vhost_fds.as_slice()),
             (&[3, 4][..], &[5, 6][..])
         );
-        assert!(l[1].is_none());
-        let b = l[2].as_ref().unwrap();
         assert_eq!(
-            (b.queue_fds.as_slice(), b.vhost_fds.as_slice()),
-            (&[7][..], &[8][..])
+            (
+                b.endpoint.as_str(),
+                b.queue_fds.as_slice(),
+                b.vhost_fds.as_slice()
+            ),
+            ("eth1", &[7][..], &[8][..])
         );
-        let l = fd_layout(&eps, false);
-        assert_eq!(l[2].as_ref().unwrap().queue_fds, vec![5]);
+        let l = fd_layout(&eps, false, 10);
+        assert_eq!(l[1].queue_fds, vec![12]);
+    }
+
+    #[test]
+    fn caller_numbers_must_cover_every_queue() {
+        let s = state(vec![
+            endpoint("eth0", "tap0_sn", 2),
+            endpoint("eth1", "tap1_sn", 1),
+        ]);
+        let mut numbers = fd_layout(&s.endpoints, false, 10);
+        numbers[1].queue_fds.push(99);
+        let opts = RenderOptions {
+            fd_numbers: Some(numbers),
+            ..RenderOptions::default()
+        };
+        assert_eq!(vmm_args(&s, Vmm::Qemu, &opts).unwrap_err().exit_code(), 2);
+        let opts = RenderOptions {
+            fd_numbers: Some(fd_layout(&s.endpoints[..1], false, 10)),
+            ..RenderOptions::default()
+        };
+        let e = vmm_args(&s, Vmm::Qemu, &opts).unwrap_err().to_string();
+        assert!(e.contains("eth1") && e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn caller_numbers_render_for_qemu_and_cloud_hypervisor() {
+        let s = state(vec![
+            endpoint("eth0", "tap0_sn", 2),
+            endpoint("eth1", "tap1_sn", 1),
+        ]);
+        let opts = RenderOptions {
+            fd_numbers: Some(fd_layout(&s.endpoints, true, 10)),
+            ..RenderOptions::default()
+        };
+        let a = vmm_args(&s, Vmm::Qemu, &opts).unwrap();
+        assert_eq!(
+            a.args[1],
+            "tap,id=sn-eth0,fds=10:11,vhost=on,vhostfds=12:13"
+        );
+        assert_eq!(a.args[5], "tap,id=sn-eth1,fd=14,vhost=on,vhostfd=15");
+        let opts = RenderOptions {
+            fd_numbers: Some(fd_layout(&s.endpoints, false, 10)),
+            ..RenderOptions::default()
+        };
+        let a = vmm_args(&s, Vmm::CloudHypervisor, &opts).unwrap();
+        assert_eq!(
+            a.args,
+            vec![
+                "--net",
+                "fd=[10,11],mac=02:77:00:00:00:02,num_queues=4,mtu=1500",
+                "fd=[12],mac=02:77:00:00:00:02,num_queues=2,mtu=1500",
+            ]
+        );
+        assert!(!a.run_in_netns);
+    }
+
+    #[test]
+    fn netdev_ids_follow_the_interface_not_its_position() {
+        let both = state(vec![
+            endpoint("eth0", "tap0_sn", 1),
+            endpoint("eth1", "tap1_sn", 1),
+        ]);
+        let after = state(vec![endpoint("eth1", "tap1_sn", 1)]);
+        let a = vmm_args(&both, Vmm::Qemu, OPTS).unwrap();
+        let b = vmm_args(&after, Vmm::Qemu, OPTS).unwrap();
+        assert_eq!(
+            a.args[5], b.args[1],
+            "eth1 keeps its netdev after eth0 goes"
+        );
+        assert!(b.args[1].starts_with("tap,id=sn-eth1,"), "{}", b.args[1]);
+        assert_eq!(netdev_id("a_b"), "sn-a_5fb");
+        assert_eq!(netdev_id("a@b"), "sn-a_40b");
+        assert_ne!(netdev_id("a_40b"), netdev_id("a@b"));
     }
 
     #[test]

@@ -4,10 +4,9 @@
 //! for a multi-queue NIC; `-netdev vhost-user` for a vhost-user socket, `-device vfio-pci`
 //! for a NIC bound to vfio-pci.
 
-use super::{EndpointFds, RenderOptions, VmmArgs, fd_layout, guest_mac, queues};
+use super::{EndpointFds, FIRST_FD, RenderOptions, VmmArgs, fd_layout, guest_mac, queues};
 use crate::Result;
 use crate::endpoint::{Backend, Endpoint};
-use crate::state::State;
 
 /// A value inside a QEMU option list: commas are doubled.
 fn esc(value: &str) -> String {
@@ -63,22 +62,43 @@ pub(super) fn netdev_by_fds(id: &str, fds: &EndpointFds) -> String {
     n
 }
 
-/// The netdev id of endpoint number `index`.
-pub(super) fn netdev_id(index: usize) -> String {
-    format!("sn{index}")
+/// The netdev id of the endpoint on interface `name`: `sn-` and the name, stable across
+/// hotplug (removing eth0 leaves eth1's id as it was). QEMU ids are letters, digits, '-',
+/// '.' and '_': any other byte of the name is written `_XX` (hex), and '_' itself `_5f`,
+/// so that two names never share an id.
+pub fn netdev_id(name: &str) -> String {
+    let mut id = String::from("sn-");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'.' {
+            id.push(char::from(b));
+        } else {
+            id.push_str(&format!("_{b:02x}"));
+        }
+    }
+    id
 }
 
 /// Render for QEMU. Taps go by name unless a macvtap (or `opts.fds`) calls for the fd form,
 /// in which case every tap and macvtap goes by fd, as `exec` passes them.
-pub(super) fn render(state: &State, opts: RenderOptions, out: &mut VmmArgs) -> Result<()> {
-    let macvtap = state
-        .endpoints
+/// With `opts.fd_numbers`, every tap and macvtap goes by the caller's fd numbers.
+pub(super) fn render(
+    endpoints: &[Endpoint],
+    opts: &RenderOptions,
+    out: &mut VmmArgs,
+) -> Result<()> {
+    if let Some(numbers) = &opts.fd_numbers {
+        let vhost = numbers.iter().any(|n| !n.vhost_fds.is_empty());
+        render_with(endpoints, vhost, Some(numbers), out);
+        out.vhost = Some(vhost);
+        return Ok(());
+    }
+    let macvtap = endpoints
         .iter()
         .any(|ep| matches!(ep.backend, Backend::Macvtap { .. }));
     let needs_fds = opts.fds || macvtap;
-    let layout = fd_layout(&state.endpoints, opts.vhost);
+    let layout = fd_layout(endpoints, opts.vhost, FIRST_FD);
     render_with(
-        state,
+        endpoints,
         opts.vhost,
         needs_fds.then_some(layout.as_slice()),
         out,
@@ -102,20 +122,21 @@ pub(super) fn render(state: &State, opts: RenderOptions, out: &mut VmmArgs) -> R
     Ok(())
 }
 
-/// Render the arguments; `layout` = Some for the fd form (as `exec` places the fds).
+/// Render the arguments; `layout` = Some for the fd form (the fd numbers of each
+/// endpoint, found by its name).
 pub(super) fn render_with(
-    state: &State,
+    endpoints: &[Endpoint],
     vhost: bool,
-    layout: Option<&[Option<EndpointFds>]>,
+    layout: Option<&[EndpointFds]>,
     out: &mut VmmArgs,
 ) {
     let mut vhost_user = false;
-    for (i, ep) in state.endpoints.iter().enumerate() {
-        let id = netdev_id(i);
+    for ep in endpoints {
+        let id = netdev_id(&ep.name);
         let queues = queues(ep);
         match &ep.backend {
             Backend::Tap { name, .. } | Backend::Macvtap { name, .. } => {
-                let fds = layout.and_then(|l| l.get(i)).and_then(Option::as_ref);
+                let fds = layout.and_then(|l| l.iter().find(|f| f.endpoint == ep.name));
                 let netdev = match fds {
                     Some(fds) => {
                         out.fds.push(fds.clone());
@@ -174,20 +195,24 @@ mod tests {
     use crate::vmm::{FIRST_FD, Vmm, vmm_args};
 
     fn opts(vhost: bool, fds: bool) -> RenderOptions {
-        RenderOptions { vhost, fds }
+        RenderOptions {
+            vhost,
+            fds,
+            fd_numbers: None,
+        }
     }
 
     #[test]
     fn single_queue_by_name() {
         let s = state(vec![endpoint("eth0", "tap0_sn", 1)]);
-        let a = vmm_args(&s, Vmm::Qemu, opts(false, false)).unwrap();
+        let a = vmm_args(&s, Vmm::Qemu, &opts(false, false)).unwrap();
         assert_eq!(
             a.args,
             vec![
                 "-netdev",
-                "tap,id=sn0,ifname=tap0_sn,script=no,downscript=no,vhost=off",
+                "tap,id=sn-eth0,ifname=tap0_sn,script=no,downscript=no,vhost=off",
                 "-device",
-                "virtio-net-pci,netdev=sn0,id=sn0-nic,mac=02:77:00:00:00:02,host_mtu=1500",
+                "virtio-net-pci,netdev=sn-eth0,id=sn-eth0-nic,mac=02:77:00:00:00:02,host_mtu=1500",
             ]
         );
         assert!(a.run_in_netns && !a.needs_exec);
@@ -197,10 +222,10 @@ mod tests {
     #[test]
     fn multi_queue_by_name_with_vhost() {
         let s = state(vec![endpoint("eth0", "tap0_sn", 4)]);
-        let a = vmm_args(&s, Vmm::Qemu, opts(true, false)).unwrap();
+        let a = vmm_args(&s, Vmm::Qemu, &opts(true, false)).unwrap();
         assert_eq!(
             a.args[1],
-            "tap,id=sn0,ifname=tap0_sn,script=no,downscript=no,queues=4,vhost=on"
+            "tap,id=sn-eth0,ifname=tap0_sn,script=no,downscript=no,queues=4,vhost=on"
         );
         assert!(a.args[3].ends_with(",mq=on,vectors=10"), "{}", a.args[3]);
     }
@@ -211,14 +236,14 @@ mod tests {
             endpoint("eth0", "tap0_sn", 2),
             endpoint("eth1", "tap1_sn", 1),
         ]);
-        let a = vmm_args(&s, Vmm::Qemu, opts(true, true)).unwrap();
-        assert_eq!(a.args[1], "tap,id=sn0,fds=3:4,vhost=on,vhostfds=5:6");
-        assert_eq!(a.args[5], "tap,id=sn1,fd=7,vhost=on,vhostfd=8");
+        let a = vmm_args(&s, Vmm::Qemu, &opts(true, true)).unwrap();
+        assert_eq!(a.args[1], "tap,id=sn-eth0,fds=3:4,vhost=on,vhostfds=5:6");
+        assert_eq!(a.args[5], "tap,id=sn-eth1,fd=7,vhost=on,vhostfd=8");
         assert!(a.needs_exec && !a.run_in_netns);
         assert_eq!(a.fds[0].queue_fds[0], FIRST_FD);
-        let a = vmm_args(&s, Vmm::Qemu, opts(false, true)).unwrap();
-        assert_eq!(a.args[1], "tap,id=sn0,fds=3:4,vhost=off");
-        assert_eq!(a.args[5], "tap,id=sn1,fd=5,vhost=off");
+        let a = vmm_args(&s, Vmm::Qemu, &opts(false, true)).unwrap();
+        assert_eq!(a.args[1], "tap,id=sn-eth0,fds=3:4,vhost=off");
+        assert_eq!(a.args[5], "tap,id=sn-eth1,fd=5,vhost=off");
     }
 
     #[test]
@@ -231,9 +256,9 @@ mod tests {
             chardev: Some("240:1".into()),
         };
         let s = state(vec![ep, endpoint("eth1", "tap1_sn", 1)]);
-        let a = vmm_args(&s, Vmm::Qemu, opts(false, false)).unwrap();
-        assert_eq!(a.args[1], "tap,id=sn0,fd=3,vhost=off");
-        assert_eq!(a.args[5], "tap,id=sn1,fd=4,vhost=off");
+        let a = vmm_args(&s, Vmm::Qemu, &opts(false, false)).unwrap();
+        assert_eq!(a.args[1], "tap,id=sn-eth0,fd=3,vhost=off");
+        assert_eq!(a.args[5], "tap,id=sn-eth1,fd=4,vhost=off");
         assert!(a.needs_exec && !a.run_in_netns);
         assert!(a.notes.iter().any(|n| n.contains("character device")));
     }
@@ -255,18 +280,18 @@ mod tests {
         );
         let none = endpoint("eth2", "", 1);
         let s = state(vec![vu, vfio, none]);
-        let a = vmm_args(&s, Vmm::Qemu, opts(false, false)).unwrap();
+        let a = vmm_args(&s, Vmm::Qemu, &opts(false, false)).unwrap();
         assert_eq!(
             a.args,
             vec![
                 "-chardev",
-                "socket,id=sn0-chr,path=/run/vhu,,1/vhu.sock",
+                "socket,id=sn-eth0-chr,path=/run/vhu,,1/vhu.sock",
                 "-netdev",
-                "vhost-user,id=sn0,chardev=sn0-chr,queues=2",
+                "vhost-user,id=sn-eth0,chardev=sn-eth0-chr,queues=2",
                 "-device",
-                "virtio-net-pci,netdev=sn0,id=sn0-nic,mac=02:77:00:00:00:02,host_mtu=1500,mq=on,vectors=6",
+                "virtio-net-pci,netdev=sn-eth0,id=sn-eth0-nic,mac=02:77:00:00:00:02,host_mtu=1500,mq=on,vectors=6",
                 "-device",
-                "vfio-pci,host=0000:03:00.0,id=sn1-nic",
+                "vfio-pci,host=0000:03:00.0,id=sn-eth1-nic",
             ]
         );
         assert!(a.notes.iter().any(|n| n.contains("share=on")));

@@ -38,13 +38,16 @@ use subscription::{Activity, Subscription};
 /// Which sandbox to watch.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
+    /// The state directory.
     pub state_dir: PathBuf,
+    /// The sandbox to watch.
     pub id: String,
     /// The longest wait between two checks of the stop flag and of the netns file.
     pub tick: Duration,
 }
 
 impl WatchOptions {
+    /// Watch sandbox `id` of `state_dir`.
     pub fn new(state_dir: impl Into<PathBuf>, id: impl Into<String>) -> WatchOptions {
         WatchOptions {
             state_dir: state_dir.into(),
@@ -72,24 +75,36 @@ pub enum StopReason {
 pub enum WatchEvent {
     /// An interface was attached; `guest` is the whole new guest description.
     EndpointAdded {
+        /// The endpoint attached.
         endpoint: Endpoint,
+        /// The whole new guest description.
         guest: GuestConfig,
     },
     /// An attached interface disappeared and was detached.
     EndpointRemoved {
+        /// The endpoint detached.
         endpoint: Endpoint,
+        /// The whole new guest description.
         guest: GuestConfig,
     },
     /// Addresses, routes or usable neighbours of the attached interfaces changed.
-    GuestChanged { guest: GuestConfig },
+    GuestChanged {
+        /// The whole new guest description.
+        guest: GuestConfig,
+    },
     /// Something could not be done; the watch goes on.
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
+        /// The interface it is about, if any.
         interface: Option<String>,
+        /// What went wrong.
         message: String,
     },
     /// The last event: the watch ended.
-    Stopped { reason: StopReason },
+    Stopped {
+        /// Why.
+        reason: StopReason,
+    },
 }
 
 /// The outcome of one comparison of the netns with the state.
