@@ -4,7 +4,8 @@
 //! moves 4 MiB of random data over TCP each way (busybox nc in the guest, a Rust listener
 //! and sender in the peer netns, sha256 compared on both sides) with the virtio-net
 //! offloads on (checksum and TSO both ways, which the guest must negotiate; the test checks
-//! the feature bits and that frames larger than the MTU crossed the tap). Cases:
+//! the feature bits and that frames larger than the MTU crossed the tap; a guest that sent
+//! no TSO frame gets one more run, as a slow TCG guest may choose not to). Cases:
 //! tcfilter with one queue (QEMU opens the tap by name, inside the pod netns, with the
 //! arguments `vmm-args` printed), tcfilter with two queues through `sandbox-net exec`
 //! (fd passing; QEMU in the caller's netns), macvtap through `exec`, l3 by name (the pod's
@@ -384,7 +385,7 @@ fn tcp_both_ways(
     net: &ScratchNet,
     up: std::thread::JoinHandle<std::io::Result<Vec<u8>>>,
     vmm_dev: &str,
-) {
+) -> Result<(), String> {
     let id = case.id;
     let pod_v4 = net.links[0].pod_v4;
     let started = Instant::now();
@@ -484,14 +485,41 @@ fn tcp_both_ways(
         to_guest.1
     );
     assert!(
-        from_guest.1 > 1514 && to_guest.1 > 1514,
-        "[{id}] no frame larger than the MTU crossed {vmm_dev}: from the guest {from_guest:?}, \
-         to the guest {to_guest:?} (packets, average bytes)"
+        to_guest.1 > 1514,
+        "[{id}] no frame larger than the MTU crossed {vmm_dev} to the guest: {to_guest:?} \
+         (packets, average bytes)"
     );
+    // Whether the guest's TCP builds TSO frames is its own choice (a TCG guest slowed down
+    // by a busy host sometimes sends one segment per frame): the caller runs the case once
+    // more before calling it a failure.
+    if from_guest.1 > 1514 {
+        Ok(())
+    } else {
+        Err(format!(
+            "[{id}] no frame larger than the MTU crossed {vmm_dev} from the guest: \
+             {from_guest:?} (packets, average bytes)"
+        ))
+    }
 }
 
-/// Run one case: attach, boot, ping both ways, check the markers. Returns the console.
-fn run(case: &Case) -> String {
+/// Run `case` ([`run`]); when the only failure was a guest that sent no TSO frame, run it
+/// once more and fail if it again sends none. Returns the console.
+fn run_case(case: &Case) -> String {
+    let (console, upload) = run(case);
+    let Err(why) = upload else {
+        return console;
+    };
+    eprintln!("{why}: running the case once more");
+    let (console, upload) = run(case);
+    if let Err(why) = upload {
+        panic!("{why} (twice)");
+    }
+    console
+}
+
+/// Run one case: attach, boot, ping both ways, check the markers. Returns the console, and
+/// whether frames larger than the MTU came from the guest (Err naming what crossed).
+fn run(case: &Case) -> (String, Result<(), String>) {
     let started = Instant::now();
     let net: ScratchNet = scratch(1);
     let link = net.links[0].clone();
@@ -644,7 +672,7 @@ fn run(case: &Case) -> String {
             case.id,
             started.elapsed().as_secs_f64()
         );
-        return vm.transcript();
+        return (vm.transcript(), Ok(()));
     }
     assert!(
         ping.starts_with("ping ok"),
@@ -671,9 +699,10 @@ fn run(case: &Case) -> String {
         .unwrap_or(0);
     assert!(n >= 3, "[{}] the guest answered {n} echo requests", case.id);
     let rtts6 = case.ipv6.then(|| ping6_both_ways(case, &mut vm, &net));
+    let mut upload = Ok(());
     if let Some(up) = up {
         let vmm_dev = ep["tap"].as_str().expect("tap");
-        tcp_both_ways(case, &mut vm, &net, up, vmm_dev);
+        upload = tcp_both_ways(case, &mut vm, &net, up, vmm_dev);
     }
 
     let (status, stderr) = vm.wait_exit();
@@ -695,7 +724,7 @@ fn run(case: &Case) -> String {
         rtts,
         rtts6
     );
-    vm.transcript()
+    (vm.transcript(), upload)
 }
 
 /// The guest pings the peer's IPv6 address, then the peer pings the guest's 3 times; the
@@ -743,7 +772,7 @@ fn run_cmd(cmd: &str, args: &[&str]) {
 
 #[test]
 fn tcfilter_one_queue_qemu_opens_the_tap_by_name() {
-    run(&Case {
+    run_case(&Case {
         id: "e2e-tc1",
         model: "tcfilter",
         queues: 1,
@@ -755,7 +784,7 @@ fn tcfilter_one_queue_qemu_opens_the_tap_by_name() {
 
 #[test]
 fn tcfilter_two_queues_through_exec_fd_passing() {
-    run(&Case {
+    run_case(&Case {
         id: "e2e-tc2",
         model: "tcfilter",
         queues: 2,
@@ -767,7 +796,7 @@ fn tcfilter_two_queues_through_exec_fd_passing() {
 
 #[test]
 fn macvtap_through_exec() {
-    run(&Case {
+    run_case(&Case {
         id: "e2e-mvt",
         model: "macvtap",
         queues: 1,
@@ -779,7 +808,7 @@ fn macvtap_through_exec() {
 
 #[test]
 fn l3_qemu_opens_the_tap_by_name_dual_stack() {
-    run(&Case {
+    run_case(&Case {
         id: "e2e-l3",
         model: "l3",
         queues: 1,
@@ -791,7 +820,7 @@ fn l3_qemu_opens_the_tap_by_name_dual_stack() {
 
 #[test]
 fn negative_control_without_filters_the_guest_is_cut_off() {
-    let console = run(&Case {
+    let console = run_case(&Case {
         id: "e2e-neg",
         model: "tcfilter",
         queues: 1,

@@ -181,7 +181,7 @@ mod tests {
             matches!(&e, Error::NameInUse { name, by: Some(by), .. } if name == "tap0_sn" && by == "other"),
             "{e:?}"
         );
-        assert!(e.to_string().contains("by sandbox other"), "{e}");
+        assert!(e.to_string().contains("by sandbox \"other\""), "{e}");
         assert_eq!(e.exit_code(), 1);
         // Any other failure is given back as it was.
         let other = std::io::Error::from_raw_os_error(libc::EPERM);
