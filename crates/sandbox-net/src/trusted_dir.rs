@@ -628,6 +628,24 @@ mod tests {
     }
 
     #[test]
+    fn a_leftover_temp_file_is_unlinked_and_the_write_goes_through() {
+        let path = scratch_dir("leftover");
+        let dir = TrustedDir::create(&path, "test directory").expect("create");
+        // What a write killed before its rename leaves: the create (O_EXCL) meets it.
+        std::fs::write(path.join(".s.json.tmp"), b"half").expect("plant leftover");
+        dir.write_atomically("s.json", b"whole", false, 100)
+            .expect("write");
+        assert_eq!(
+            dir.read("s.json", 100, "test file")
+                .expect("read")
+                .as_deref(),
+            Some(&b"whole"[..])
+        );
+        assert!(!path.join(".s.json.tmp").exists(), "leftover temp gone");
+        let _ = std::fs::remove_dir_all(&path);
+    }
+
+    #[test]
     fn a_replacing_write_leaves_the_new_content_and_no_temp_file() {
         use std::os::unix::fs::PermissionsExt;
         let path = scratch_dir("replace");
