@@ -532,13 +532,11 @@ fn prepend(todo: &mut VecDeque<OsString>, path: &Path) {
 /// 0700) when asked; a directory is returned open. `at` is its path, for errors.
 ///
 /// A directory (the usual case) is opened straight away (`O_DIRECTORY | O_NOFOLLOW`: a
-/// symlink or anything else is refused by the open itself); only what is not one is looked
-/// at with `fstatat`, to say what it is.
+/// symlink or anything else is refused by the open itself); only when that fails is the
+/// name looked at with `fstatat`, to say what it is (and to fail as the walk always has).
 fn step(dir: &OwnedFd, name: &OsStr, create: bool, at: &Path) -> Result<(Found, Option<OwnedFd>)> {
-    match openat(dir.as_fd(), name, dir_flags(), Mode::empty()) {
-        Ok(fd) => return Ok((Found::Dir, Some(fd))),
-        Err(Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR) => {}
-        Err(e) => return Err(Error::state(at, "open", e.into())),
+    if let Ok(fd) = openat(dir.as_fd(), name, dir_flags(), Mode::empty()) {
+        return Ok((Found::Dir, Some(fd)));
     }
     let stat = |d: &OwnedFd| fstatat(d.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW);
     let st = match stat(dir) {
