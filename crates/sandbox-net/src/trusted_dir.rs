@@ -15,8 +15,8 @@
 //! `O_NONBLOCK`, so a FIFO can't block the open) and checked on its fd: a regular file,
 //! owned by the effective uid, writable by neither group nor others. Reads are bounded by
 //! the caller's limit (refused from `fstat` before reading when larger). A write goes to a
-//! temp file created with `O_EXCL` (a leftover one is unlinked first, never followed), then
-//! is put in place with `renameat2`.
+//! temp file created with `O_EXCL` (a leftover one is unlinked, never followed, and the
+//! create tried again), then is put in place with `renameat2`.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -339,7 +339,8 @@ impl TrustedDir {
     }
 
     /// Write `bytes` to `name` atomically: into a temp file created with `O_EXCL` (mode
-    /// 0600; a leftover one from a killed write is unlinked first), then, when `durable`,
+    /// 0600; a leftover one from a killed write is unlinked and the create retried), then,
+    /// when `durable`,
     /// fsync and rename over `name`, else exchange with an existing `name` (see
     /// [`replace`]). More than `limit` bytes are refused before anything is written (the
     /// read would refuse them). A failed write removes the temp file.
@@ -367,9 +368,17 @@ impl TrustedDir {
         let tmp = Self::temp_name(name);
         let dir = self.fd.as_fd();
         let write = || -> nix::Result<()> {
-            ignore_missing(unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir))?;
             let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | file_flags();
-            let fd = openat(dir, tmp.as_str(), flags, Mode::from_bits_truncate(0o600))?;
+            let create = || openat(dir, tmp.as_str(), flags, Mode::from_bits_truncate(0o600));
+            // A leftover temp file (a write killed before its rename) is unlinked, never
+            // followed, and the create tried again: no unlink up front when there is none.
+            let fd = match create() {
+                Err(Errno::EEXIST) => {
+                    ignore_missing(unlinkat(dir, tmp.as_str(), UnlinkatFlags::NoRemoveDir))?;
+                    create()?
+                }
+                created => created?,
+            };
             fchmod(&fd, Mode::from_bits_truncate(0o600))?;
             let mut file = File::from(fd);
             file.write_all(bytes).map_err(errno_of)?;
@@ -521,7 +530,14 @@ fn prepend(todo: &mut VecDeque<OsString>, path: &Path) {
 
 /// Look at `name` in `dir` without following it, creating a missing directory (mode
 /// 0700) when asked; a directory is returned open. `at` is its path, for errors.
+///
+/// A directory (the usual case) is opened straight away (`O_DIRECTORY | O_NOFOLLOW`: a
+/// symlink or anything else is refused by the open itself); only when that fails is the
+/// name looked at with `fstatat`, to say what it is (and to fail as the walk always has).
 fn step(dir: &OwnedFd, name: &OsStr, create: bool, at: &Path) -> Result<(Found, Option<OwnedFd>)> {
+    if let Ok(fd) = openat(dir.as_fd(), name, dir_flags(), Mode::empty()) {
+        return Ok((Found::Dir, Some(fd)));
+    }
     let stat = |d: &OwnedFd| fstatat(d.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW);
     let st = match stat(dir) {
         Ok(st) => st,
@@ -607,6 +623,24 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sn-trusted-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn a_leftover_temp_file_is_unlinked_and_the_write_goes_through() {
+        let path = scratch_dir("leftover");
+        let dir = TrustedDir::create(&path, "test directory").expect("create");
+        // What a write killed before its rename leaves: the create (O_EXCL) meets it.
+        std::fs::write(path.join(".s.json.tmp"), b"half").expect("plant leftover");
+        dir.write_atomically("s.json", b"whole", false, 100)
+            .expect("write");
+        assert_eq!(
+            dir.read("s.json", 100, "test file")
+                .expect("read")
+                .as_deref(),
+            Some(&b"whole"[..])
+        );
+        assert!(!path.join(".s.json.tmp").exists(), "leftover temp gone");
+        let _ = std::fs::remove_dir_all(&path);
     }
 
     #[test]

@@ -64,9 +64,12 @@ pub struct Netlink {
 
 impl Netlink {
     /// Open a socket in the calling thread's network namespace.
+    /// Connected to the kernel (port 0), so nothing but the kernel can send to it (a pod's
+    /// process with CAP_NET_ADMIN could otherwise send it forged answers). `connect` also
+    /// binds the socket to a port the kernel picks: no separate `bind` and `getsockname`
+    /// (two syscalls per attach), as nothing here needs to know the port.
     pub fn open_here() -> io::Result<Self> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
+        let socket = Socket::new(NETLINK_ROUTE)?;
         socket.connect(&SocketAddr::new(0, 0))?;
         socket.set_ext_ack(true)?;
         socket.set_cap_ack(true)?;

@@ -177,11 +177,12 @@ pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
         ));
     }
     // Validate the netns before touching the state directory: bad input creates nothing.
-    let netns = NetNs::open(&opts.netns, opts.allow_host_netns)?;
+    // The calling thread's own netns is opened once, to refuse it and to come back to.
+    let (netns, home) = NetNs::open_with_home(&opts.netns, opts.allow_host_netns)?;
     let store = StateDir::open(&opts.state_dir)?;
     let mut lock = store.lock_to_attach(&opts.id)?;
     let result = netns
-        .run(|| attach_inside(opts, &store, &netns))
+        .run_from(&home, || attach_inside(opts, &store, &netns))
         .and_then(|r| r);
     // A failed attach that left no state behind (refused, or rolled back) leaves no lock
     // file either: the state directory is as it was.
