@@ -123,7 +123,26 @@ fn across_recreation(s: NetnsSnapshot) -> NetnsSnapshot {
     s.addresses.retain(|l| !(ifb(l) && l.contains("fe80:")));
     s.routes
         .retain(|l| !(ifb(l) && l.contains("\"dst\":\"fe80::") && l.contains("local")));
+    // A re-created filter's action gets the lowest free index, and the old action's index
+    // is freed only once the kernel has released it (RCU; late under load).
+    for line in &mut s.filters {
+        *line = without_action_indexes(line);
+    }
     s
+}
+
+/// `line` with every `"index":N` written `"index":_`.
+fn without_action_indexes(line: &str) -> String {
+    const KEY: &str = "\"index\":";
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(KEY) {
+        out.push_str(&rest[..at + KEY.len()]);
+        rest = rest[at + KEY.len()..].trim_start_matches(|c: char| c.is_ascii_digit());
+        out.push('_');
+    }
+    out.push_str(rest);
+    out
 }
 
 fn rate(text: &str) -> RateChange {
