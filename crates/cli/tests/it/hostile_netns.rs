@@ -12,7 +12,6 @@
 //! - A FIFO, a device node or a socket given as the netns is refused at once, without
 //!   being opened.
 
-use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -784,34 +783,16 @@ fn cni_del_restores_the_driver_of_a_vfio_nic_whose_netns_is_gone() {
         "cniVersion": "1.0.0", "name": "vfionet", "type": "sandbox-net", "stateDir": v.dir.path()
     })
     .to_string();
-    let mut child = Command::new(bin())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .envs([
-            ("CNI_COMMAND", "DEL"),
-            ("CNI_CONTAINERID", "ctr-vfio"),
-            ("CNI_IFNAME", "eth5"),
-            ("CNI_NETNS", v.netns.as_str()),
-        ])
-        .env(sandbox_net::physical::SYSFS_ROOT_ENV, v.fake.root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the plugin");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(conf.as_bytes())
-        .expect("write config");
-    let out = child.wait_with_output().expect("DEL");
-    assert!(
-        out.status.success(),
-        "DEL: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let sysfs_root = v.fake.root().display().to_string();
+    let env = [
+        ("CNI_COMMAND", "DEL"),
+        ("CNI_CONTAINERID", "ctr-vfio"),
+        ("CNI_IFNAME", "eth5"),
+        ("CNI_NETNS", v.netns.as_str()),
+        (sandbox_net::physical::SYSFS_ROOT_ENV, sysfs_root.as_str()),
+    ];
+    let out = crate::cni::plugin(&env, &conf);
+    assert_eq!(out.code, 0, "DEL: {} {}", out.stdout, out.stderr);
     assert_restored(&v.fake);
     assert!(
         !v.dir.path().join(format!("{id}.json")).exists(),

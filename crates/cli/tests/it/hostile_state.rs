@@ -286,33 +286,18 @@ fn cni(command: &str, dir: &Path, netns: &Path) -> (i32, String) {
     let conf = serde_json::json!({"cniVersion": "1.0.0", "name": "hostile", "type": "sandbox-net",
                                   "stateDir": dir})
     .to_string();
-    let mut child = Command::new(bin())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", "ctr")
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_NETNS", netns)
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the plugin");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(conf.as_bytes())
-        .expect("write conf");
-    let out = child.wait_with_output().expect("wait for the plugin");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("CNI {command} -> {:?}\n{text}", out.status.code());
-    (out.status.code().unwrap_or(-1), text)
+    let netns = netns.to_string_lossy();
+    let env = [
+        ("CNI_COMMAND", command),
+        ("CNI_CONTAINERID", "ctr"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_NETNS", netns.as_ref()),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    let out = crate::cni::plugin(&env, &conf);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    println!("CNI {command} -> {}\n{text}", out.code);
+    (out.code, text)
 }
 
 /// (b) The planted-state attack: a state whose journal has a `vfio-bind` entry carrying

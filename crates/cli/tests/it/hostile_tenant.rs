@@ -11,9 +11,8 @@
 //! as they are (see `witness`).
 
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
@@ -403,33 +402,20 @@ fn cni_add_check_and_del_work_in_a_hostile_netns() {
         })
     };
     let plugin = |command: &str, conf: &Value| {
-        let mut child = Command::new(bin())
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", "hostile-container")
-            .env("CNI_NETNS", &netns)
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the plugin");
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(conf.to_string().as_bytes())
-            .expect("write the configuration");
-        let out = child.wait_with_output().expect("wait for the plugin");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "CNI {command} failed: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
+        let env = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", "hostile-container"),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ];
+        let out = crate::cni::plugin(&env, &conf.to_string());
+        assert_eq!(
+            out.code, 0,
+            "CNI {command} failed: {}{}",
+            out.stdout, out.stderr
         );
-        stdout
+        out.stdout
     };
 
     let result: Value = serde_json::from_str(&plugin("ADD", &conf(&prev))).expect("ADD result");

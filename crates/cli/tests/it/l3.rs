@@ -1228,33 +1228,18 @@ fn cni_with_model_l3() {
                     {"address": "fd77::2/64", "interface": 0}]
         }
     });
+    let netns = format!("/run/netns/{pod}");
     let run = |command: &str, conf: &serde_json::Value| {
-        let mut child = Command::new(bin())
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", "ctr-l3")
-            .env("CNI_NETNS", format!("/run/netns/{pod}"))
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the plugin");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(conf.to_string().as_bytes())
-            .expect("write config");
-        let out = child.wait_with_output().expect("plugin");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{command}: {text}");
+        let env = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", "ctr-l3"),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ];
+        let out = crate::cni::plugin(&env, &conf.to_string());
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert_eq!(out.code, 0, "{command}: {text}");
         text
     };
     let added = run("ADD", &conf);

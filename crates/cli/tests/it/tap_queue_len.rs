@@ -4,9 +4,6 @@
 //! attach makes as many netlink requests as before (the length rides on the tap's existing
 //! RTM_SETLINK); 0 and absurd values are refused before anything is created.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use crate::common::*;
 use sandbox_net::state::StateDir;
 use sandbox_net::{Model, tap};
@@ -194,32 +191,16 @@ fn cni_add(state: &TempStateDir, netns: &str, extra: Value) -> (i32, Value, Stri
     if let (Some(c), Value::Object(e)) = (conf.as_object_mut(), extra) {
         c.extend(e);
     }
-    let mut child = Command::new(bin())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", "tql-ctr")
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the plugin");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(conf.to_string().as_bytes())
-        .expect("write the configuration");
-    let out = child.wait_with_output().expect("wait for the plugin");
-    let stdout: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (
-        out.status.code().unwrap_or(-1),
-        stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "tql-ctr"),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    let out = crate::cni::plugin(&env, &conf.to_string());
+    let stdout: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+    (out.code, stdout, out.stderr)
 }
 
 #[test]
