@@ -296,7 +296,8 @@ fn plan_physical(
 }
 
 /// Plan `candidates` in order. Devices sandbox-net creates are numbered with the lowest
-/// slots whose names are free in the netns: not used by `existing` endpoints, not a link
+/// slots whose name (the model's device: `tapN_sn`, or `mvtapN_sn` under the macvtap
+/// model) is free in the netns: not used by `existing` endpoints, not a link
 /// of the snapshot, and no device of that name in the calling thread's netns (planning
 /// runs inside it), so that two sandboxes of one netns (`attach --id a --iface eth0`, then
 /// `--id b --iface eth1`) get different taps. `device_names[i]` names candidate i's
@@ -307,15 +308,19 @@ pub fn plan_all(
     existing: &[Endpoint],
     device_names: &[String],
 ) -> Result<(Vec<Endpoint>, Vec<Entry>), (String, String)> {
+    // The name of slot N is the one device this model creates there: a tap, or under the
+    // macvtap model a macvtap (other endpoints of the slot create nothing of ours).
+    let slot_name = |slot: usize| match ctx.model {
+        Model::Macvtap => names::macvtap(slot),
+        _ => names::tap(slot),
+    };
     let taken = |slot: usize| {
-        let names = [names::tap(slot), names::macvtap(slot)];
-        names.iter().any(|n| {
-            existing.iter().any(|e| e.device() == Some(n.as_str()))
-                || ctx.snapshot.links.iter().any(|l| &l.name == n)
-                // One SIOCGIFINDEX, not a netlink request: the snapshot may hold only
-                // the named interfaces.
-                || crate::tap::ifindex(n).is_ok()
-        })
+        let n = slot_name(slot);
+        existing.iter().any(|e| e.device() == Some(n.as_str()))
+            || ctx.snapshot.links.iter().any(|l| l.name == n)
+            // One SIOCGIFINDEX, not a netlink request: the snapshot may hold only the
+            // named interfaces.
+            || crate::tap::ifindex(&n).is_ok()
     };
     let mut endpoints = Vec::with_capacity(candidates.len());
     let mut journal = Vec::new();
