@@ -3,8 +3,6 @@
 //! (env, config, ADD/DEL/CHECK/GC/STATUS/VERSION, results and error codes) is the
 //! library's `cni` module.
 
-use std::process::ExitCode;
-
 use sandbox_net::physical::{SYSFS_ROOT_ENV, set_sysfs_root};
 
 /// Whether a container runtime called us as a CNI plugin.
@@ -13,9 +11,9 @@ pub fn called() -> bool {
 }
 
 /// Run as the plugin; the exit code is the plugin's.
-pub fn run() -> ExitCode {
+pub fn run() -> u8 {
     if let Some(root) = std::env::var_os(SYSFS_ROOT_ENV) {
         set_sysfs_root(root);
     }
-    ExitCode::from(sandbox_net::cni::run())
+    sandbox_net::cni::run()
 }

@@ -1,8 +1,11 @@
 //! The `sandbox-net` command line: parse, set up logging, run one subcommand (`cmd/`), or
-//! act as a CNI plugin when a container runtime calls the binary (`cni.rs`).
+//! act as a CNI plugin when a container runtime calls the binary (`cni.rs`). The process
+//! starts at `main` below, not at Rust's runtime start (`start.rs` says why and what it
+//! does instead).
+
+#![cfg_attr(not(test), no_main)]
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Parser;
 use sandbox_net::physical::{DEFAULT_SYSFS_ROOT, SYSFS_ROOT_ENV};
@@ -14,6 +17,7 @@ mod demo;
 mod output;
 mod privileges;
 mod signals;
+mod start;
 
 /// Connect a container's network namespace to a virtual machine.
 ///
@@ -45,14 +49,16 @@ struct Cli {
 /// stderr is a terminal: a log written to a pipe or a file carries no escape codes.
 fn init_logging() {
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SANDBOX_NET_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match tracing_subscriber::EnvFilter::try_from_env("SANDBOX_NET_LOG") {
+        Ok(filter) => logs.with_env_filter(filter).init(),
+        // The same as `EnvFilter::new("warn")`, without the directive parser's set-up.
+        Err(_) => logs
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .init(),
+    }
 }
 
 /// A relative `--state-dir` (or `$SANDBOX_NET_STATE_DIR`) is refused before anything
@@ -69,7 +75,17 @@ fn absolute(state_dir: &std::path::Path) -> Result<PathBuf, sandbox_net::Error> 
     ))
 }
 
-fn main() -> ExitCode {
+/// The process entry (`start.rs`). In the unit tests' build the test harness has the
+/// entry, and this is a plain function.
+// SAFETY: the C entry point of a `#![no_main]` binary: the C runtime calls it once, with
+// the program's arguments, which `std::env::args` reads on its own.
+#[cfg_attr(not(test), unsafe(no_mangle))]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    start::run(sandbox_net_main)
+}
+
+/// The command: the CNI plugin when a runtime called it, else the command line.
+fn sandbox_net_main() -> u8 {
     init_logging();
     if cni::called() {
         return cni::run();
@@ -78,10 +94,10 @@ fn main() -> ExitCode {
     sandbox_net::physical::set_sysfs_root(cli.sysfs_root);
     let started = privileges::require(cli.command.name()).and_then(|()| absolute(&cli.state_dir));
     match started.and_then(|state_dir| cmd::run(cli.command, &state_dir)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(e) => {
             output::write_err(format_args!("sandbox-net: error: {e}"));
-            ExitCode::from(e.exit_code() as u8)
+            e.exit_code() as u8
         }
     }
 }

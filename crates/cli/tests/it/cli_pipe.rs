@@ -121,3 +121,74 @@ fn watch_stops_quietly_when_its_reader_goes_away() {
         "{state:?}"
     );
 }
+
+/// `command` with its stdin and stdout closed, as a careless supervisor may start it.
+fn with_closed_stdin_and_stdout(command: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the child only calls close(2), which is
+    // async-signal-safe; it closes stdin and stdout of the child alone.
+    unsafe {
+        command.pre_exec(|| {
+            libc::close(0);
+            libc::close(1);
+            Ok(())
+        })
+    }
+}
+
+/// A command started with its stdin and stdout closed opens files and sockets as it
+/// works: none of them may become fd 1 and take the command's output. The closed fds are
+/// opened on /dev/null at start (`start.rs`): the attach succeeds and its state file is
+/// what it should be, and a running `watch` (which holds its netlink socket and prints
+/// events) has /dev/null as its fds 0 and 1.
+#[test]
+fn a_command_started_with_its_standard_fds_closed_writes_into_no_file_it_opens() {
+    let net = scratch(1);
+    let dir = TempStateDir::new();
+    let sd = dir.path().to_str().expect("utf-8");
+    let id = unique_name("closed-fds");
+    let _guard = DetachOnDrop::new(dir.path(), id.clone());
+    let out = with_closed_stdin_and_stdout(
+        Command::new(bin())
+            .args(["--state-dir", sd, "attach", "--netns", &net.pod_name])
+            .args(["--id", &id, "--json"])
+            .stderr(Stdio::piped()),
+    )
+    .output()
+    .expect("run attach");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let state = std::fs::read_to_string(dir.path().join(format!("{id}.json"))).expect("state");
+    let parsed: serde_json::Value = serde_json::from_str(&state).expect("the state is JSON");
+    assert_eq!(parsed["id"], id.as_str(), "{state}");
+
+    let watch = with_closed_stdin_and_stdout(
+        Command::new(bin())
+            .args(["--state-dir", sd, "watch", "--id", &id, "--json"])
+            .stderr(Stdio::piped()),
+    )
+    .spawn()
+    .expect("spawn watch");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let fds: Vec<String> = [0, 1]
+        .iter()
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/{}/fd/{fd}", watch.id()))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|e| format!("fd {fd}: {e}"))
+        })
+        .collect();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM watch");
+    let out = watch.wait_with_output().expect("wait for watch");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(fds, ["/dev/null", "/dev/null"], "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+
+    let (code, _, err) = cli_at(&dir, &["detach", "--id", &id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!link_names(&net.pod_name).iter().any(|n| n == "tap0_sn"));
+}

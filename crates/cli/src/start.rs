@@ -1,0 +1,80 @@
+//! The process entry. The binary starts at a C `main` of its own instead of Rust's
+//! runtime start (`#![no_main]`), because it runs on every sandbox start and every CNI
+//! call and that start-up is a tenth of its process: Rust's start reads the whole of
+//! `/proc/self/maps` (the main thread's stack bounds, for its stack overflow message) and
+//! sets up an alternate signal stack, about 100 µs of a 1.1 ms `--version` here
+//! (docs/BENCHMARKS.md, "Process start"). What that start did and this binary relies on
+//! is done here: standard fds 0 to 2 that are closed are opened on `/dev/null` (so no file
+//! the command opens can become its stdout), SIGPIPE is ignored (a closed stdout is an
+//! `EPIPE` the output module answers quietly), a panic exits 101 after its message, and
+//! stdout is flushed before exit. A stack overflow of the main thread is a plain SIGSEGV
+//! instead of Rust's message.
+
+use std::io::Write;
+
+/// Make fds 0, 1 and 2 open: each one that is closed is opened on `/dev/null`. An open
+/// takes the lowest free fd, so opening in the order the fds are found closed fills
+/// exactly those. Aborts when that is impossible, as Rust's own start does.
+fn sanitize_standard_fds() {
+    let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    });
+    loop {
+        // SAFETY: `fds` is a valid array of three pollfd that outlives the call; a timeout
+        // of 0 never blocks.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 3, 0) } != -1 {
+            break;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            // poll can't run (fd limit, memory): ask each fd instead.
+            Some(libc::EINVAL | libc::EAGAIN | libc::ENOMEM) => {
+                for entry in &mut fds {
+                    // SAFETY: F_GETFD only reads the fd's flags; any fd number is valid input.
+                    let closed = unsafe { libc::fcntl(entry.fd, libc::F_GETFD) } == -1
+                        && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF);
+                    entry.revents = if closed { libc::POLLNVAL } else { 0 };
+                }
+                break;
+            }
+            _ => std::process::abort(),
+        }
+    }
+    for entry in fds {
+        if entry.revents & libc::POLLNVAL != 0 {
+            // SAFETY: the path is a NUL-terminated literal; the fd is deliberately left open
+            // for the life of the process as the standard fd it fills.
+            if unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) } == -1 {
+                std::process::abort();
+            }
+        }
+    }
+}
+
+/// Run `command` as the process: the set-up above, then `command`'s exit status, 101 if it
+/// panicked (its message is already printed by the panic hook).
+pub fn run(command: fn() -> u8) -> libc::c_int {
+    sanitize_standard_fds();
+    // SAFETY: setting SIGPIPE's disposition to SIG_IGN at start, before any thread exists,
+    // races with nothing; no handler of SIGPIPE is relied upon in this process.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let status = std::panic::catch_unwind(command).unwrap_or(101);
+    // The commands flush what they print as they print it (`output::write_out`, the CNI
+    // result), and report a failure there; this flush, as Rust's own exit does, only
+    // covers a stray buffered write, with nowhere left to report its failure.
+    let _ = std::io::stdout().lock().flush();
+    libc::c_int::from(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run;
+
+    #[test]
+    fn the_exit_status_is_the_commands_and_101_after_a_panic() {
+        assert_eq!(run(|| 3), 3);
+        assert_eq!(run(|| panic!("a command that panics")), 101);
+    }
+}
