@@ -28,8 +28,8 @@ macro_rules! out {
 }
 pub(crate) use out;
 
-/// Write to stdout; a closed pipe is ignored (the process ignores SIGPIPE, as every Rust
-/// program does, so the write fails with `EPIPE` instead of killing it).
+/// Write to stdout; a closed pipe is ignored (the process ignores SIGPIPE from its start,
+/// `start.rs`, so the write fails with `EPIPE` instead of killing it).
 pub fn write_out(args: std::fmt::Arguments<'_>) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
