@@ -78,19 +78,20 @@ fn absolute(state_dir: &std::path::Path) -> Result<PathBuf, sandbox_net::Error> 
 /// The process entry (`start.rs`). In the unit tests' build the test harness has the
 /// entry, and this is a plain function.
 // SAFETY: the C entry point of a `#![no_main]` binary: the C runtime calls it once, with
-// the program's arguments, which `std::env::args` reads on its own.
+// the program's arguments.
 #[cfg_attr(not(test), unsafe(no_mangle))]
-extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    start::run(sandbox_net_main)
+extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: argc and argv are what the C runtime passed to main.
+    unsafe { start::run(argc, argv, sandbox_net_main) }
 }
 
 /// The command: the CNI plugin when a runtime called it, else the command line.
-fn sandbox_net_main() -> u8 {
+fn sandbox_net_main(args: Vec<std::ffi::OsString>) -> u8 {
     init_logging();
     if cni::called() {
         return cni::run();
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args);
     sandbox_net::physical::set_sysfs_root(cli.sysfs_root);
     let started = privileges::require(cli.command.name()).and_then(|()| absolute(&cli.state_dir));
     match started.and_then(|state_dir| cmd::run(cli.command, &state_dir)) {

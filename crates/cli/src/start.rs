@@ -7,10 +7,14 @@
 //! is done here: standard fds 0 to 2 that are closed are opened on `/dev/null` (so no file
 //! the command opens can become its stdout), SIGPIPE is ignored (a closed stdout is an
 //! `EPIPE` the output module answers quietly), a panic exits 101 after its message, and
-//! stdout is flushed before exit. A stack overflow of the main thread is a plain SIGSEGV
-//! instead of Rust's message.
+//! stdout is flushed before exit. The arguments are taken from `main`'s own `argv`, not
+//! from `std::env::args` (which only glibc fills without Rust's start; a musl build would
+//! see none). A stack overflow of the main thread is a plain SIGSEGV instead of Rust's
+//! message.
 
+use std::ffi::{CStr, OsString, c_char, c_int};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 
 /// Make fds 0, 1 and 2 open: each one that is closed is opened on `/dev/null`. An open
 /// takes the lowest free fd, so opening in the order the fds are found closed fills
@@ -53,28 +57,86 @@ fn sanitize_standard_fds() {
     }
 }
 
-/// Run `command` as the process: the set-up above, then `command`'s exit status, 101 if it
-/// panicked (its message is already printed by the panic hook).
-pub fn run(command: fn() -> u8) -> libc::c_int {
+/// The arguments `main` was given.
+///
+/// # Safety
+/// `argv` must hold `argc` pointers to NUL-terminated strings that live for the whole
+/// process, as the C runtime passes them to `main`.
+unsafe fn arguments(argc: c_int, argv: *const *const c_char) -> Vec<OsString> {
+    let count = usize::try_from(argc).unwrap_or(0);
+    (0..count)
+        .map(|i| {
+            // SAFETY: i < argc, so argv[i] is within the array the caller vouches for.
+            let arg = unsafe { *argv.add(i) };
+            // SAFETY: each argv[i] is a NUL-terminated string that outlives this copy.
+            std::ffi::OsStr::from_bytes(unsafe { CStr::from_ptr(arg) }.to_bytes()).to_owned()
+        })
+        .collect()
+}
+
+/// Run `command` with the process's arguments as the process: the set-up above, then
+/// `command`'s exit status, 101 if it panicked (its message is already printed by the
+/// panic hook).
+///
+/// # Safety
+/// `argc` and `argv` must be what the C runtime passed to `main`.
+pub unsafe fn run(
+    argc: c_int,
+    argv: *const *const c_char,
+    command: fn(Vec<OsString>) -> u8,
+) -> c_int {
     sanitize_standard_fds();
     // SAFETY: setting SIGPIPE's disposition to SIG_IGN at start, before any thread exists,
     // races with nothing; no handler of SIGPIPE is relied upon in this process.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    let status = std::panic::catch_unwind(command).unwrap_or(101);
+    // SAFETY: the caller passes main's own argc and argv.
+    let args = unsafe { arguments(argc, argv) };
+    let status = std::panic::catch_unwind(|| command(args)).unwrap_or(101);
     // The commands flush what they print as they print it (`output::write_out`, the CNI
     // result), and report a failure there; this flush, as Rust's own exit does, only
     // covers a stray buffered write, with nowhere left to report its failure.
     let _ = std::io::stdout().lock().flush();
-    libc::c_int::from(status)
+    c_int::from(status)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::{CString, OsString, c_char};
+
     use super::run;
 
+    /// `run` as `main` calls it, with `args` as argv.
+    fn run_with(args: &[&str], command: fn(Vec<OsString>) -> u8) -> i32 {
+        let owned: Vec<CString> = args
+            .iter()
+            .map(|a| CString::new(*a).expect("no NUL"))
+            .collect();
+        let mut argv: Vec<*const c_char> = owned.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let argc = i32::try_from(owned.len()).expect("few arguments");
+        // SAFETY: argv holds argc NUL-terminated strings (and a NULL) that outlive the call.
+        unsafe { run(argc, argv.as_ptr(), command) }
+    }
+
     #[test]
-    fn the_exit_status_is_the_commands_and_101_after_a_panic() {
-        assert_eq!(run(|| 3), 3);
-        assert_eq!(run(|| panic!("a command that panics")), 101);
+    fn the_command_gets_main_s_arguments_and_its_status_is_the_process_s() {
+        assert_eq!(
+            run_with(&["sandbox-net", "status", "--json"], |args| {
+                if args == ["sandbox-net", "status", "--json"] {
+                    3
+                } else {
+                    1
+                }
+            }),
+            3
+        );
+    }
+
+    #[test]
+    fn a_panic_exits_101() {
+        assert_eq!(
+            run_with(&["sandbox-net"], |_| panic!("a command that panics")),
+            101
+        );
     }
 }
