@@ -10,7 +10,7 @@
 //! stdout is flushed before exit. The arguments are taken from `main`'s own `argv`, not
 //! from `std::env::args` (which only glibc fills without Rust's start; a musl build would
 //! see none). A stack overflow of the main thread is a plain SIGSEGV instead of Rust's
-//! message.
+//! message, and a panic's message names the thread `<unnamed>` instead of `main`.
 
 use std::ffi::{CStr, OsString, c_char, c_int};
 use std::io::Write;
