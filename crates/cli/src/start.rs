@@ -1,16 +1,16 @@
-//! The process entry. The binary starts at a C `main` of its own instead of Rust's
-//! runtime start (`#![no_main]`), because it runs on every sandbox start and every CNI
-//! call and that start-up is a tenth of its process: Rust's start reads the whole of
+//! The process entry. The binary starts at a C `main` of its own instead of Rust's runtime
+//! start (`#![no_main]`), because it runs on every sandbox start and every CNI call and
+//! that start-up is a tenth of its process: Rust's start reads the whole of
 //! `/proc/self/maps` (the main thread's stack bounds, for its stack overflow message) and
 //! sets up an alternate signal stack, about 100 µs of a 1.1 ms `--version` here
-//! (docs/BENCHMARKS.md, "Process start"). What that start did and this binary relies on
-//! is done here: standard fds 0 to 2 that are closed are opened on `/dev/null` (so no file
-//! the command opens can become its stdout), SIGPIPE is ignored (a closed stdout is an
-//! `EPIPE` the output module answers quietly), a panic exits 101 after its message, and
-//! stdout is flushed before exit. The arguments are taken from `main`'s own `argv`, not
-//! from `std::env::args` (which only glibc fills without Rust's start; a musl build would
-//! see none). A stack overflow of the main thread is a plain SIGSEGV instead of Rust's
-//! message, and a panic's message names the thread `<unnamed>` instead of `main`.
+//! (docs/BENCHMARKS.md, "Setup, round two", item 3). What that start did and this binary
+//! relies on is done here: standard fds 0 to 2 that are closed are opened on `/dev/null`
+//! (so no file the command opens can become its stdout), SIGPIPE is ignored (a closed
+//! stdout is an `EPIPE` the output module answers quietly), a panic exits 101 after its
+//! message, and stdout is flushed before exit. The arguments are taken from `main`'s own
+//! `argv`, not from `std::env::args` (which only glibc fills without Rust's start; a musl
+//! build would see none). A stack overflow of the main thread is a plain SIGSEGV instead of
+//! Rust's message, and a panic's message names the thread `<unnamed>` instead of `main`.
 
 use std::ffi::{CStr, OsString, c_char, c_int};
 use std::io::Write;
