@@ -77,11 +77,14 @@ fn absolute(state_dir: &std::path::Path) -> Result<PathBuf, sandbox_net::Error> 
 
 /// The process entry (`start.rs`). In the unit tests' build the test harness has the
 /// entry, and this is a plain function.
-// SAFETY: the C entry point of a `#![no_main]` binary: the C runtime calls it once, with
-// the program's arguments.
+///
+/// # Safety
+/// Only the C runtime calls it, with the program's `argc` and `argv`.
+// SAFETY (the attribute): the C entry point of a `#![no_main]` binary; no other symbol of
+// the program is named `main`.
 #[cfg_attr(not(test), unsafe(no_mangle))]
-extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
-    // SAFETY: argc and argv are what the C runtime passed to main.
+unsafe extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: argc and argv are what the C runtime passed to main (this function's contract).
     unsafe { start::run(argc, argv, sandbox_net_main) }
 }
 

@@ -9,8 +9,10 @@
 //! stdout is an `EPIPE` the output module answers quietly), a panic exits 101 after its
 //! message, and stdout is flushed before exit. The arguments are taken from `main`'s own
 //! `argv`, not from `std::env::args` (which only glibc fills without Rust's start; a musl
-//! build would see none). A stack overflow of the main thread is a plain SIGSEGV instead of
-//! Rust's message, and a panic's message names the thread `<unnamed>` instead of `main`.
+//! build would see none). What differs: a stack overflow, of any thread, is a plain SIGSEGV
+//! (exit by signal 11) without Rust's "has overflowed its stack" message and its abort
+//! (signal 6); a panic's message names the main thread `<unnamed>`, and a backtrace goes
+//! on below `main`.
 
 use std::ffi::{CStr, OsString, c_char, c_int};
 use std::io::Write;
@@ -60,8 +62,8 @@ fn sanitize_standard_fds() {
 /// The arguments `main` was given.
 ///
 /// # Safety
-/// `argv` must hold `argc` pointers to NUL-terminated strings that live for the whole
-/// process, as the C runtime passes them to `main`.
+/// `argv` must hold `argc` pointers to NUL-terminated strings that outlive the call, as
+/// the C runtime passes them to `main`.
 unsafe fn arguments(argc: c_int, argv: *const *const c_char) -> Vec<OsString> {
     let count = usize::try_from(argc).unwrap_or(0);
     (0..count)
@@ -79,17 +81,18 @@ unsafe fn arguments(argc: c_int, argv: *const *const c_char) -> Vec<OsString> {
 /// panic hook).
 ///
 /// # Safety
-/// `argc` and `argv` must be what the C runtime passed to `main`.
+/// As for [`arguments`]: `argv` holds `argc` pointers to NUL-terminated strings that
+/// outlive the call (what the C runtime passes to `main` does).
 pub unsafe fn run(
     argc: c_int,
     argv: *const *const c_char,
     command: fn(Vec<OsString>) -> u8,
 ) -> c_int {
     sanitize_standard_fds();
-    // SAFETY: setting SIGPIPE's disposition to SIG_IGN at start, before any thread exists,
-    // races with nothing; no handler of SIGPIPE is relied upon in this process.
+    // SAFETY: signal(2) only sets SIGPIPE's disposition (thread-safe); no handler of
+    // SIGPIPE is relied upon in this process.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-    // SAFETY: the caller passes main's own argc and argv.
+    // SAFETY: the caller vouches for argc and argv (this function's contract).
     let args = unsafe { arguments(argc, argv) };
     let status = std::panic::catch_unwind(|| command(args)).unwrap_or(101);
     // The commands flush what they print as they print it (`output::write_out`, the CNI
