@@ -523,41 +523,12 @@ struct UploadCapture {
 
 impl UploadCapture {
     fn start(net: &ScratchNet, dev: &str) -> std::io::Result<UploadCapture> {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        use std::os::fd::{AsRawFd, OwnedFd};
         let fd = net
             .pod
             .run(|| -> std::io::Result<OwnedFd> {
                 let index = sandbox_net::tap::ifindex(dev)?;
-                let all = (libc::ETH_P_ALL as u16).to_be();
-                // SAFETY: plain socket(2); the fd is checked and owned below.
-                let fd = unsafe {
-                    libc::socket(
-                        libc::AF_PACKET,
-                        libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                        all.into(),
-                    )
-                };
-                if fd < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // SAFETY: a new fd we own.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-                let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-                sll.sll_family = libc::AF_PACKET as u16;
-                sll.sll_protocol = all;
-                sll.sll_ifindex = index as i32;
-                // SAFETY: bind reads a sockaddr_ll of the given size that outlives the call.
-                let rc = unsafe {
-                    libc::bind(
-                        fd.as_raw_fd(),
-                        &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-                        std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-                    )
-                };
-                if rc < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
+                let fd = sandbox_net_testkit::packet::bound(index, libc::ETH_P_ALL as u16)?;
                 let tv = libc::timeval {
                     tv_sec: 0,
                     tv_usec: 50_000,

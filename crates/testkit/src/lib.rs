@@ -8,6 +8,7 @@
 //! - [`fake_sysfs`]: a sysfs tree with one PCI NIC, for the physical-NIC path;
 //! - [`snapshot`]: what iproute2 says a netns holds, compared once the kernel has settled;
 //! - [`iproute`]: `ip` and `tc` run against one netns;
+//! - [`packet`]: `AF_PACKET` sockets bound to one device;
 //! - [`guard`]: cleanup on drop (detach a sandbox, remove a directory).
 //!
 //! Everything here may panic: it is test equipment (the demo uses only the parts that
@@ -19,6 +20,7 @@ pub mod fakeguest;
 pub mod guard;
 pub mod iproute;
 pub mod netns;
+pub mod packet;
 pub mod scratch;
 pub mod snapshot;
 

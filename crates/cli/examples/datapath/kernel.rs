@@ -119,13 +119,7 @@ pub const UNPACED_SNDBUF: i32 = 64 << 20;
 /// An AF_PACKET socket bound to `ifindex` for sending only (protocol 0: it receives
 /// nothing), bypassing the qdisc, unpaced unless `paced`. Call inside the device's netns.
 pub fn packet_sender(ifindex: u32, paced: bool) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the fd is checked and owned below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new fd we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = sandbox_net_testkit::packet::bound(ifindex, 0)?;
     set_int_option(fd.as_raw_fd(), libc::SOL_PACKET, PACKET_QDISC_BYPASS, 1)?;
     if !paced {
         set_int_option(
@@ -134,21 +128,6 @@ pub fn packet_sender(ifindex: u32, paced: bool) -> io::Result<OwnedFd> {
             libc::SO_SNDBUFFORCE,
             UNPACED_SNDBUF,
         )?;
-    }
-    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_ifindex = ifindex as i32;
-    // SAFETY: bind reads a sockaddr_ll of the given size that outlives the call.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
     }
     Ok(fd)
 }
