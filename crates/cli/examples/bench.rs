@@ -668,10 +668,25 @@ impl Steps {
 /// The MAC the step replay gives its tap (the library chooses a random one per tap).
 const TAP_MAC: [u8; 6] = [0x02, 0x5e, 0, 0, 0, 1];
 
-/// What `StateDir::save` does, with the library's own writer (temp file created with
-/// O_EXCL, then exchanged with an existing state file or renamed into place; no fsync).
-fn save_like_state(dir: &TrustedDir, bytes: &[u8]) -> sandbox_net::Result<()> {
-    dir.write_atomically("steps.json", bytes, false, u64::MAX)
+/// What an attach's two state writes do (`StateDir::create`, then `StateDir::save_next`),
+/// with the library's own writers: the first record written into the held lock file and
+/// linked as the state file, the second appended to it.
+fn save_like_state(
+    dir: &TrustedDir,
+    lock: &mut sandbox_net::state::Lock,
+    name: &str,
+    first: bool,
+    bytes: &[u8],
+) -> R<()> {
+    let done = if first {
+        dir.link_lock_as(lock, name, bytes)?
+    } else {
+        dir.append_to_lock(lock, name, bytes, u64::MAX)?
+    };
+    if !done {
+        return fail(format!("{name}: the state file is not the lock file"));
+    }
+    Ok(())
 }
 
 fn io_nl(e: sandbox_net::netlink::NlError) -> std::io::Error {
@@ -690,8 +705,13 @@ fn steps(a: &StepsArgs) -> R<Value> {
     opts.state_dir = a.state_dir_disk.clone();
     let att = attach(&opts)?;
     let requests = att.netlink_requests;
-    let state_bytes = fs::metadata(StateDir::open(&a.state_dir_disk)?.state_path(&id))?.len();
+    // The size of one record (the state file holds two after an attach).
+    let state = StateDir::open(&a.state_dir_disk)?
+        .load(&id)?
+        .ok_or("no state after the attach")?;
+    let state_bytes = serde_json::to_vec_pretty(&state)?.len() as u64 + 1;
     detach(&a.state_dir_disk, &id)?;
+    let json = format!("{id}.json");
     let blob = vec![b' '; state_bytes as usize];
     let alias = format!("sandbox-net:{id}");
 
@@ -704,13 +724,17 @@ fn steps(a: &StepsArgs) -> R<Value> {
             "attach: open+check netns (nsfs, NS_GET_NSTYPE, own/host)",
             || NetNs::open(&name, false),
         )?;
-        let store = s.time("attach: state dir open + flock + load", || -> R<_> {
+        let (store, mut lock) = s.time("attach: state dir open + flock + load", || -> R<_> {
             let store = StateDir::open(&a.state_dir_disk)?;
             let mut lock = store.lock(&id)?;
             store.load(&id)?;
             lock.remove_on_release();
             Ok((store, lock))
         })?;
+        let mut tmpfs_lock = tmpfs
+            .lock(&format!("{id}.lock"))?
+            .ok_or("tmpfs lock busy")?;
+        tmpfs_lock.remove_on_release();
         s.time("attach: setns in and back (empty NetNs::run)", || {
             ns.run(|| ())
         })?;
@@ -728,12 +752,13 @@ fn steps(a: &StepsArgs) -> R<Value> {
             })
             .map_err(io_nl)?;
             s.time(
-                "attach: state save #1 (disk: write+rename, new file)",
-                || save_like_state(&disk, &blob),
+                "attach: state save #1 (disk: write into the lock file, link)",
+                || save_like_state(&disk, &mut lock, &json, true, &blob),
             )?;
-            s.time("(alt) state save on tmpfs (write+rename, new file)", || {
-                save_like_state(&tmpfs, &blob)
-            })?;
+            s.time(
+                "(alt) state save #1 on tmpfs (write into the lock file, link)",
+                || save_like_state(&tmpfs, &mut tmpfs_lock, &json, true, &blob),
+            )?;
             s.time(
                 "attach: tap create (open tun, TUNSETIFF, TUNSETPERSIST)",
                 || tap::create_persistent("tap0_st", 1, Default::default()),
@@ -764,10 +789,9 @@ fn steps(a: &StepsArgs) -> R<Value> {
                 tc::add_redirect(&mut nl, tapi, veth)
             })
             .map_err(io_nl)?;
-            s.time(
-                "attach: state save #2 (disk: write+exchange+unlink)",
-                || save_like_state(&disk, &blob),
-            )?;
+            s.time("attach: state save #2 (disk: append)", || {
+                save_like_state(&disk, &mut lock, &json, false, &blob)
+            })?;
             s.time("detach: DELTFILTER tap", || tc::del_redirect(&mut nl, tapi))
                 .map_err(io_nl)?;
             s.time("detach: DELTFILTER veth", || {
@@ -785,12 +809,14 @@ fn steps(a: &StepsArgs) -> R<Value> {
             Ok(s)
         })??;
         s.merge(inner);
-        s.time("detach: state file remove", || {
-            fs::remove_file(a.state_dir_disk.join("steps.json"))
+        s.time("detach: state file and lock file remove", || -> R<()> {
+            store.remove(&id)?;
+            drop(lock);
+            Ok(())
         })?;
-        drop(store);
         s.add("total of the replay (attach+detach)", us(t_all.elapsed()));
-        let _ = fs::remove_file(a.state_dir_tmpfs.join("steps.json"));
+        let _ = fs::remove_file(a.state_dir_tmpfs.join(&json));
+        drop(tmpfs_lock);
         if i > 0 {
             st.merge(s);
         }

@@ -1,7 +1,8 @@
 //! Persisted attachments: one versioned JSON file per sandbox in the state directory (a
 //! [`TrustedDir`]), written atomically (temp file renamed or exchanged into place; no
-//! fsync, see `StateDir::save`) with mode 0600, read with a size limit, and a per-sandbox
-//! lock.
+//! fsync, see `StateDir::save`; an attach's first state is written into the sandbox's lock
+//! file and linked, its second appended, see `StateDir::create`) with mode 0600, read with a
+//! size limit, and a per-sandbox lock.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -295,14 +296,51 @@ impl StateDir {
     /// too. An fsync would cost 0.3 to 0.5 ms per save on a disk-backed /run and buy
     /// nothing.
     pub fn save(&self, state: &State) -> Result<()> {
-        let path = self.state_path(&state.id);
+        let text = self.encode(b"", state)?;
+        self.dir
+            .write_atomically(&file_name(&state.id), &text, false, STATE_FILE_LIMIT)
+    }
+
+    /// Write the first state of a sandbox that has none (`lock` from
+    /// [`StateDir::lock_to_attach`]): into its lock file, which becomes the state file too
+    /// (a hard link, see [`TrustedDir::link_lock_as`]), so no file is created for it; a
+    /// filesystem without hard links gets [`StateDir::save`].
+    pub fn create(&self, lock: &mut Lock, state: &State) -> Result<()> {
+        let text = self.encode(b"", state)?;
+        let name = file_name(&state.id);
+        if self.dir.link_lock_as(lock, &name, &text)? {
+            return Ok(());
+        }
+        self.dir
+            .write_atomically(&name, &text, false, STATE_FILE_LIMIT)
+    }
+
+    /// Save a state that [`StateDir::create`] wrote under the same `lock`: appended as a
+    /// second record (the reader takes the last whole one, see [`parse_state`]) while the
+    /// state file is still the lock file, else written by [`StateDir::save`].
+    pub fn save_next(&self, lock: &mut Lock, state: &State) -> Result<()> {
+        // On a line of its own.
+        let text = self.encode(b"\n", state)?;
+        let name = file_name(&state.id);
+        if self
+            .dir
+            .append_to_lock(lock, &name, &text, STATE_FILE_LIMIT)?
+        {
+            return Ok(());
+        }
+        self.dir
+            .write_atomically(&name, &text[1..], false, STATE_FILE_LIMIT)
+    }
+
+    /// A state as one record of its file: pretty JSON, after `prefix`.
+    fn encode(&self, prefix: &[u8], state: &State) -> Result<Vec<u8>> {
         // Sized for a state of a few endpoints (about 2 KiB each) in one allocation, where
         // `to_vec_pretty` starts at 128 bytes and doubles.
         let mut text = Vec::with_capacity(8 * 1024);
+        text.extend_from_slice(prefix);
         serde_json::to_writer_pretty(&mut text, state)
-            .map_err(|e| Error::state(&path, "encode", io::Error::other(e)))?;
-        self.dir
-            .write_atomically(&file_name(&state.id), &text, false, STATE_FILE_LIMIT)
+            .map_err(|e| Error::state(self.state_path(&state.id), "encode", io::Error::other(e)))?;
+        Ok(text)
     }
 
     /// Remove a sandbox's state file, and the temp file a save killed before its rename
@@ -337,14 +375,28 @@ pub(crate) fn ids_in(dir: &TrustedDir) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-/// Parse a state file, checking its version.
+/// Parse a state file, checking its version. A file holds one or more records (JSON
+/// objects, one after the other: an attach appends its second, see [`StateDir::save_next`]);
+/// the last whole one is the state. An unfinished last record (an append killed half-way)
+/// is ignored when a whole one comes before it; anything else that is not JSON is corrupt.
 pub fn parse_state(path: &Path, text: &str) -> Result<State> {
     let corrupt = |reason: String| Error::CorruptState {
         path: path.to_path_buf(),
         reason,
     };
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+    let mut last = None;
+    for record in serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>() {
+        match record {
+            Ok(value) => last = Some(value),
+            Err(e) if e.is_eof() && last.is_some() => {
+                tracing::warn!(path = %path.display(), error = %e,
+                    "the state file ends in an unfinished record; the one before it is the state");
+                break;
+            }
+            Err(e) => return Err(corrupt(format!("not valid JSON: {e}"))),
+        }
+    }
+    let value = last.ok_or_else(|| corrupt("not valid JSON: no record".into()))?;
     let version = value
         .get("version")
         .and_then(serde_json::Value::as_u64)
@@ -380,6 +432,31 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("version 99")));
+    }
+
+    #[test]
+    fn the_last_whole_record_is_the_state() {
+        let p = Path::new("/x.json");
+        let record = |phase: &str| {
+            format!(
+                "{{\n  \"version\": 1,\n  \"id\": \"{phase}\",\n  \"netns\": \"n\",\n  \"netns_path\": \"/run/netns/n\",\n  \"netns_id\": {{\"dev\": 4, \"ino\": 5}},\n  \"model\": \"tcfilter\",\n  \"phase\": \"{phase}\",\n  \"endpoints\": [],\n  \"journal\": []\n}}"
+            )
+        };
+        let (first, second) = (record("attaching"), record("attached"));
+        let one = parse_state(p, &first).expect("one record");
+        assert_eq!(one.phase, Phase::Attaching);
+        let two = parse_state(p, &format!("{first}\n{second}")).expect("two records");
+        assert_eq!(two.phase, Phase::Attached);
+        // An append killed half-way: the record before it.
+        let torn = format!("{first}\n{}", &second[..second.len() / 2]);
+        assert_eq!(
+            parse_state(p, &torn).expect("torn tail").phase,
+            Phase::Attaching
+        );
+        // Half a record alone, or anything but JSON after a record, is corrupt.
+        assert!(parse_state(p, &first[..first.len() / 2]).is_err());
+        assert!(parse_state(p, &format!("{first}garbage")).is_err());
+        assert!(parse_state(p, "").is_err());
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! owned by the effective uid, writable by neither group nor others. Reads are bounded by
 //! the caller's limit (refused from `fstat` before reading when larger). A write goes to a
 //! temp file created with `O_EXCL` (a leftover one is unlinked, never followed, and the
-//! create tried again), then is put in place with `renameat2`.
+//! create tried again), then is put in place with `renameat2`. Locks, and the file a
+//! lock's holder writes through its lock file, are in [`lock`].
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -32,8 +33,10 @@ use nix::fcntl::{AT_FDCWD, AtFlags, OFlag, RenameFlags, openat, readlinkat, rena
 use nix::sys::stat::{FileStat, Mode, fchmod, fstat, fstatat, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
-use crate::sys::fd;
 use crate::{Error, Result};
+
+mod lock;
+pub use lock::Lock;
 
 /// The most symlinks followed on the way to a directory (the kernel's own limit).
 pub const MAX_SYMLINKS: usize = 40;
@@ -406,80 +409,6 @@ impl TrustedDir {
             .map_err(|e| Error::state(self.file_path(&n), "remove", e.into()))?;
         }
         Ok(())
-    }
-
-    /// Take an exclusive flock on the lock file `name` (created mode 0600, checked like
-    /// every file) without waiting: None when another holder has it. The lock is on the
-    /// file at `name` when this returns: one removed and re-created meanwhile by the
-    /// holder before us is detected (device and inode) and the lock taken again.
-    pub fn lock(&self, name: &str) -> Result<Option<Lock>> {
-        let path = self.file_path(name);
-        loop {
-            let flags = OFlag::O_WRONLY | OFlag::O_CREAT;
-            let Some((file, held)) = self.open_checked(name, flags, "lock file")? else {
-                let gone = io::Error::from(io::ErrorKind::NotFound);
-                return Err(Error::state(&path, "create lock file", gone));
-            };
-            let locked =
-                fd::try_lock_exclusive(file.as_fd()).map_err(|e| Error::state(&path, "lock", e))?;
-            if !locked {
-                return Ok(None);
-            }
-            match fstatat(self.fd.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(now) if now.st_ino == held.ino() && now.st_dev == held.dev() => {
-                    return Ok(Some(Lock {
-                        file,
-                        dir: self.clone(),
-                        name: name.to_string(),
-                        remove: false,
-                    }));
-                }
-                Ok(_) | Err(Errno::ENOENT) => continue,
-                Err(e) => return Err(Error::state(&path, "stat lock file", e.into())),
-            }
-        }
-    }
-}
-
-/// A held lock; released (and its file removed, if asked) on drop.
-#[derive(Debug)]
-pub struct Lock {
-    /// Held open for its flock.
-    file: File,
-    dir: TrustedDir,
-    name: String,
-    remove: bool,
-}
-
-impl Lock {
-    /// Remove the lock file when the lock is released (what it guards is gone).
-    pub fn remove_on_release(&mut self) {
-        self.remove = true;
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        if self.remove {
-            // Remove while still holding the lock; waiters re-check the inode (see `lock`).
-            let removed = unlinkat(
-                self.dir.fd.as_fd(),
-                self.name.as_str(),
-                UnlinkatFlags::NoRemoveDir,
-            );
-            if let Err(e) = ignore_missing(removed) {
-                let path = self.dir.file_path(&self.name);
-                tracing::warn!(path = %path.display(), error = %e, "could not remove lock file");
-            }
-        }
-        // Unlock explicitly rather than rely on the close: a child that another thread is
-        // spawning holds a copy of the fd from fork until exec (O_CLOEXEC closes it only
-        // then), and a flock lasts while any copy is open, so a later `lock` in this process
-        // could see a spurious Busy. LOCK_UN releases it for every copy.
-        if let Err(e) = fd::unlock(self.file.as_fd()) {
-            let path = self.dir.file_path(&self.name);
-            tracing::warn!(path = %path.display(), error = %e, "could not release a lock");
-        }
     }
 }
 

@@ -158,9 +158,8 @@ fn a_command_started_with_its_standard_fds_closed_writes_into_no_file_it_opens()
     .expect("run attach");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let state = std::fs::read_to_string(dir.path().join(format!("{id}.json"))).expect("state");
-    let parsed: serde_json::Value = serde_json::from_str(&state).expect("the state is JSON");
-    assert_eq!(parsed["id"], id.as_str(), "{state}");
+    let parsed = state_value(&dir.path().join(format!("{id}.json")));
+    assert_eq!(parsed["id"], id.as_str(), "{parsed}");
 
     let watch = with_closed_stdin_and_stdout(
         Command::new(bin())

@@ -8,6 +8,14 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sandbox-net")
 }
 
+/// The state in the state file at `path` (its last whole record, as the library reads
+/// it), as JSON.
+pub fn state_value(path: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("read state file");
+    let state = sandbox_net::state::parse_state(path, &text).expect("a state");
+    serde_json::to_value(state).expect("encode the state")
+}
+
 /// Run the CLI; returns (exit code, stdout, stderr).
 pub fn cli(args: &[&str]) -> (i32, String, String) {
     run_bin(bin(), args)

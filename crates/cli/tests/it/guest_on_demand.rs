@@ -15,8 +15,7 @@ fn state_json(dir: &TempStateDir, id: &str) -> serde_json::Value {
     let path = StateDir::open(dir.path())
         .expect("state dir")
         .state_path(id);
-    let text = std::fs::read_to_string(&path).expect("read state file");
-    serde_json::from_str(&text).expect("state JSON")
+    state_value(&path)
 }
 
 /// A pod with eth0 configured and eth1 without any address.

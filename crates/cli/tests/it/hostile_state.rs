@@ -462,7 +462,8 @@ fn a_huge_state_file_is_refused_from_its_size() {
 
 /// (e) A temp file planted as a symlink at the temp path (`.ID.json.tmp` -> victim): a save
 /// does not follow it (it is removed and the temp file created anew with O_EXCL), for a
-/// state and for a CNI record.
+/// state and for a CNI record. An attach writes its state through its lock file and never
+/// touches the temp path; the next whole save does.
 #[test]
 fn a_planted_temp_symlink_is_not_followed_by_a_save() {
     let net = scratch(1);
@@ -476,12 +477,12 @@ fn a_planted_temp_symlink_is_not_followed_by_a_save() {
     victim.assert_untouched("attach (two saves)");
     let a = attached.expect("attach saves through a planted temp symlink");
     assert_eq!(a.endpoints.len(), 1);
+    let store = StateDir::open(&state_dir).expect("open");
+    let saved = store.load("t1").expect("load").expect("a state");
+    assert_eq!(saved.phase, Phase::Attached);
+    store.save(&saved).expect("a whole save");
+    victim.assert_untouched("a whole save");
     assert!(!state_dir.join(".t1.json.tmp").exists(), "temp file gone");
-    let saved = StateDir::open(&state_dir)
-        .expect("open")
-        .load("t1")
-        .expect("load");
-    assert!(saved.is_some_and(|s| s.phase == Phase::Attached));
     sandbox_net::detach(&state_dir, "t1").expect("detach");
     victim.assert_untouched("detach");
 

@@ -571,8 +571,8 @@ fn another_tenants_address_does_not_get_its_vhost_user_socket() {
         b.endpoints[0].backend.vhost_user_socket(),
         Some(vhu.socket("10.88.0.2").as_path())
     );
-    let state_a = fs::read(dir.path().join("vhu-a.json")).expect("A's state");
-    let state_b = fs::read(dir.path().join("vhu-b.json")).expect("B's state");
+    let state_a = state_value(&dir.path().join("vhu-a.json"));
+    let state_b = state_value(&dir.path().join("vhu-b.json"));
 
     // B's pod puts A's address on a new interface.
     net_b.add_link(1, 1500, false).expect("add eth1 to B");
@@ -592,12 +592,12 @@ fn another_tenants_address_does_not_get_its_vhost_user_socket() {
     assert_eq!(e.exit_code(), 2);
     let unchanged = |what: &str| {
         assert_eq!(
-            fs::read(dir.path().join("vhu-a.json")).expect("A's state"),
+            state_value(&dir.path().join("vhu-a.json")),
             state_a,
             "{what}: A's state"
         );
         assert_eq!(
-            fs::read(dir.path().join("vhu-b.json")).expect("B's state"),
+            state_value(&dir.path().join("vhu-b.json")),
             state_b,
             "{what}: B's state"
         );

@@ -14,7 +14,7 @@ use crate::netlink::Netlink;
 use crate::netns::NetNs;
 use crate::rate::Rate;
 use crate::scan::{self, Snapshot};
-use crate::state::{self, Phase, Settings, State, StateDir};
+use crate::state::{self, Lock, Phase, Settings, State, StateDir};
 use crate::tap::{self, TapOwner};
 use crate::{Error, Result, macvtap, physical};
 
@@ -182,7 +182,7 @@ pub fn attach(opts: &AttachOptions) -> Result<Attachment> {
     let store = StateDir::open(&opts.state_dir)?;
     let mut lock = store.lock_to_attach(&opts.id)?;
     let result = netns
-        .run_from(&home, || attach_inside(opts, &store, &netns))
+        .run_from(&home, || attach_inside(opts, &store, &mut lock, &netns))
         .and_then(|r| r);
     // A failed attach that left no state behind (refused, or rolled back) leaves no lock
     // file either: the state directory is as it was.
@@ -248,7 +248,12 @@ pub(super) fn plan(
 }
 
 /// The body of attach, run while the calling thread is inside the netns.
-fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Result<Attachment> {
+fn attach_inside(
+    opts: &AttachOptions,
+    store: &StateDir,
+    lock: &mut Lock,
+    netns: &NetNs,
+) -> Result<Attachment> {
     let ns_label = format!("netns {}", netns.display());
     let mut nl =
         Netlink::open_here().map_err(|e| Error::kernel(&ns_label, "open netlink socket", e))?;
@@ -323,7 +328,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
     };
     super::claims::finish_plan(store, &mut state, 0)?;
     // The journal is written before the first kernel change.
-    store.save(&state)?;
+    store.create(lock, &state)?;
     let refused = super::vhost_user::refuse_held(store, &state, &state.endpoints, netns.display());
     if let Err(error) = refused {
         if let Err(e) = store.remove(&state.id) {
@@ -332,7 +337,7 @@ fn attach_inside(opts: &AttachOptions, store: &StateDir, netns: &NetNs) -> Resul
         return Err(error);
     }
     let fail_at = opts.fail_at();
-    let finish = transaction::record_attached(store, 0, fail_at);
+    let finish = transaction::record_attached(store, Some(lock), 0, fail_at);
     let object = format!("sandbox {}", state.id);
     match transaction::apply(&mut nl, &mut state, 0, &object, fail_at, finish) {
         Ok(()) => {

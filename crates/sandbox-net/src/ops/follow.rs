@@ -155,7 +155,7 @@ fn follow_inside(
         store.save(&state)?;
     }
     let steps = fail_at.within(undo.len(), state.journal.len() - start + 1);
-    let finish = transaction::record_attached(store, start, steps);
+    let finish = transaction::record_attached(store, None, start, steps);
     let object = format!("sandbox {id}");
     match transaction::apply(nl, &mut state, start, &object, steps, finish) {
         Ok(()) => {

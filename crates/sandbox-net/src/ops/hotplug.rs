@@ -171,7 +171,7 @@ fn add_inside(
         store.save(&before)?;
         return Err(error);
     }
-    let finish = transaction::record_attached(store, start, fail_at);
+    let finish = transaction::record_attached(store, None, start, fail_at);
     let object = format!("sandbox {}", state.id);
     match transaction::apply(nl, &mut state, start, &object, fail_at, finish) {
         Ok(()) => {

@@ -92,8 +92,8 @@ pub fn attach_static(opts: &StaticOptions) -> Result<Attachment> {
         journal,
         dns: opts.dns.clone(),
     };
-    store.save(&state)?;
-    let finish = transaction::record_attached(&store, 0, FailAt::NEVER);
+    store.create(&mut lock, &state)?;
+    let finish = transaction::record_attached(&store, Some(&mut lock), 0, FailAt::NEVER);
     let object = format!("sandbox {}", state.id);
     match transaction::apply(&mut nl, &mut state, 0, &object, FailAt::NEVER, finish) {
         Ok(()) => {

@@ -7,7 +7,7 @@ use crate::endpoint::Backend;
 use crate::failpoint::FailAt;
 use crate::journal::{self, Entry};
 use crate::netlink::Netlink;
-use crate::state::{Phase, State, StateDir};
+use crate::state::{Lock, Phase, State, StateDir};
 use crate::{Error, Result, macvtap, names};
 
 /// Why a transaction did not go through.
@@ -99,12 +99,15 @@ fn name_in_use(
 }
 
 /// The `finish` of an attach (or an added endpoint): report the character devices of the
-/// new macvtaps (`state.journal[start..]`), then save the state as attached.
-pub(super) fn record_attached(
-    store: &StateDir,
+/// new macvtaps (`state.journal[start..]`), then save the state as attached: appended to
+/// the state file [`StateDir::create`] wrote under `created`'s lock (a new sandbox), else
+/// saved whole.
+pub(super) fn record_attached<'a>(
+    store: &'a StateDir,
+    created: Option<&'a mut Lock>,
     start: usize,
     fail_at: FailAt,
-) -> impl FnOnce(&mut Netlink, &mut State) -> Result<()> + '_ {
+) -> impl FnOnce(&mut Netlink, &mut State) -> Result<()> + 'a {
     move |_, state| {
         let total = state.journal.len() - start;
         for entry in &state.journal[start..] {
@@ -134,7 +137,10 @@ pub(super) fn record_attached(
             "save attached state",
         )?;
         state.phase = Phase::Attached;
-        store.save(state)
+        match created {
+            Some(lock) => store.save_next(lock, state),
+            None => store.save(state),
+        }
     }
 }
 
