@@ -54,6 +54,7 @@ mod readback;
 mod rollback;
 mod scan;
 mod smoke;
+mod state_file;
 mod static_config;
 mod tap_queue_len;
 mod vmm;
