@@ -17,7 +17,7 @@
 //! the caller's limit (refused from `fstat` before reading when larger). A write goes to a
 //! temp file created with `O_EXCL` (a leftover one is unlinked, never followed, and the
 //! create tried again), then is put in place with `renameat2`. Locks, and the file a
-//! lock's holder writes through its lock file, are in [`lock`].
+//! lock's holder writes through its lock file, are in `trusted_dir::lock`.
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
