@@ -875,14 +875,23 @@ pub(crate) fn plugin(env: &[(&str, &str)], conf: &str) -> Outcome {
     exec(None, bin(), env, conf.as_bytes())
 }
 
-pub(crate) fn add_env(netns: &str) -> Vec<(&'static str, &str)> {
-    vec![
-        ("CNI_COMMAND", "ADD"),
-        ("CNI_CONTAINERID", "ctr-err"),
+/// The environment libcni gives the plugin for `command` on (`container`, eth0) in `netns`.
+pub(crate) fn env<'a>(
+    command: &'a str,
+    container: &'a str,
+    netns: &'a str,
+) -> [(&'static str, &'a str); 5] {
+    [
+        ("CNI_COMMAND", command),
+        ("CNI_CONTAINERID", container),
         ("CNI_NETNS", netns),
         ("CNI_IFNAME", "eth0"),
         ("CNI_PATH", CNI_BIN),
     ]
+}
+
+pub(crate) fn add_env(netns: &str) -> [(&'static str, &str); 5] {
+    env("ADD", "ctr-err", netns)
 }
 
 pub(crate) fn conf_with(state: &TempStateDir, version: &str, extra: Value) -> String {
@@ -939,13 +948,13 @@ fn bad_input_gives_the_spec_error_codes() {
         let partial: Vec<_> = env.iter().copied().filter(|(k, _)| *k != var).collect();
         assert_cni_error(&plugin(&partial, &good), 4, var);
     }
-    let mut bad = env.clone();
+    let mut bad = env.to_vec();
     bad.push(("CNI_ARGS", "TAP_UID=nobody"));
     assert_cni_error(&plugin(&bad, &good), 4, "CNI_ARGS");
-    let mut bad = env.clone();
+    let mut bad = env;
     bad[0] = ("CNI_COMMAND", "FROB");
     assert_cni_error(&plugin(&bad, &good), 4, "unknown command \"FROB\"");
-    let mut bad = env.clone();
+    let mut bad = env;
     bad[3] = ("CNI_IFNAME", "a/b");
     assert_cni_error(&plugin(&bad, &good), 4, "CNI_IFNAME");
     // 4: a CNI_NETNS that does not exist; nothing is left behind in the state dir.
@@ -954,7 +963,7 @@ fn bad_input_gives_the_spec_error_codes() {
     assert!(!state.path().join("ctr-err-eth0.json").exists());
     assert!(!state.path().join("cni/ctr-err-eth0.json").exists());
     // Commands newer than the configuration's version.
-    let mut check = env.clone();
+    let mut check = env;
     check[0] = ("CNI_COMMAND", "CHECK");
     let out = plugin(&check, &conf_with(&state, "0.3.1", json!({})));
     assert_cni_error(&out, 1, "CHECK needs cniVersion 0.4.0");

@@ -287,14 +287,7 @@ fn cni(command: &str, dir: &Path, netns: &Path) -> (i32, String) {
                                   "stateDir": dir})
     .to_string();
     let netns = netns.to_string_lossy();
-    let env = [
-        ("CNI_COMMAND", command),
-        ("CNI_CONTAINERID", "ctr"),
-        ("CNI_IFNAME", "eth0"),
-        ("CNI_NETNS", netns.as_ref()),
-        ("CNI_PATH", "/usr/lib/cni"),
-    ];
-    let out = crate::cni::plugin(&env, &conf);
+    let out = crate::cni::plugin(&crate::cni::env(command, "ctr", &netns), &conf);
     let text = format!("{}{}", out.stdout, out.stderr);
     println!("CNI {command} -> {}\n{text}", out.code);
     (out.code, text)

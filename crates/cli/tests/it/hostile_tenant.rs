@@ -402,13 +402,7 @@ fn cni_add_check_and_del_work_in_a_hostile_netns() {
         })
     };
     let plugin = |command: &str, conf: &Value| {
-        let env = [
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", "hostile-container"),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ];
+        let env = crate::cni::env(command, "hostile-container", &netns);
         let out = crate::cni::plugin(&env, &conf.to_string());
         assert_eq!(
             out.code, 0,

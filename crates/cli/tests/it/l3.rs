@@ -1230,13 +1230,7 @@ fn cni_with_model_l3() {
     });
     let netns = format!("/run/netns/{pod}");
     let run = |command: &str, conf: &serde_json::Value| {
-        let env = [
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", "ctr-l3"),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ];
+        let env = crate::cni::env(command, "ctr-l3", &netns);
         let out = crate::cni::plugin(&env, &conf.to_string());
         let text = format!("{}{}", out.stdout, out.stderr);
         assert_eq!(out.code, 0, "{command}: {text}");

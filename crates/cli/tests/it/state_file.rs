@@ -50,6 +50,7 @@ fn an_attach_leaves_one_file_with_two_names_and_two_records() {
     assert_eq!(all[0]["phase"], "attaching");
     assert_eq!(all[1]["phase"], "attached");
     // The tap's ifindex is known only once it exists: in the second record.
+    assert_eq!(all[0]["journal"][0]["object"], "tap", "{}", all[0]);
     assert!(all[0]["journal"][0]["ifindex"].is_null(), "{}", all[0]);
     assert!(all[1]["journal"][0]["ifindex"].is_u64(), "{}", all[1]);
     let store = StateDir::open(dir.path()).expect("open");

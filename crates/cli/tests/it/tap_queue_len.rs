@@ -191,13 +191,7 @@ fn cni_add(state: &TempStateDir, netns: &str, extra: Value) -> (i32, Value, Stri
     if let (Some(c), Value::Object(e)) = (conf.as_object_mut(), extra) {
         c.extend(e);
     }
-    let env = [
-        ("CNI_COMMAND", "ADD"),
-        ("CNI_CONTAINERID", "tql-ctr"),
-        ("CNI_NETNS", netns),
-        ("CNI_IFNAME", "eth0"),
-        ("CNI_PATH", "/usr/lib/cni"),
-    ];
+    let env = crate::cni::env("ADD", "tql-ctr", netns);
     let out = crate::cni::plugin(&env, &conf.to_string());
     let stdout: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
     (out.code, stdout, out.stderr)

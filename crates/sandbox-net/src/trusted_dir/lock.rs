@@ -10,11 +10,11 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
 use nix::sys::stat::fstatat;
 use nix::unistd::{UnlinkatFlags, linkat, unlinkat};
 
@@ -59,9 +59,11 @@ impl TrustedDir {
 
     /// Make `name` (which must not exist) a second name of the held lock's file, with
     /// `bytes` as its whole content: written first (what a killed operation left in the
-    /// lock file is cut off), then linked, so `name` never shows less than `bytes`. Ok(false),
-    /// and nothing at `name`, where the filesystem has no hard links: the caller writes
-    /// `name` on its own then ([`TrustedDir::write_atomically`]).
+    /// lock file is cut off), then linked, so `name` never shows less than `bytes`. The link
+    /// is made from the held fd (`/proc/self/fd/N`), so it is the file we hold whatever is
+    /// at the lock file's name. Ok(false), and nothing at `name`, where the filesystem has
+    /// no hard links: the caller writes `name` on its own then
+    /// ([`TrustedDir::write_atomically`]).
     pub fn link_lock_as(&self, lock: &mut Lock, name: &str, bytes: &[u8]) -> Result<bool> {
         let path = self.file_path(name);
         let failed = |step: &str, e: io::Error| Error::state(&path, step, e);
@@ -74,22 +76,13 @@ impl TrustedDir {
             .write_all_at(bytes, 0)
             .map_err(|e| failed("write into the lock file", e))?;
         lock.len = bytes.len() as u64;
-        let dir = self.fd.as_fd();
-        match linkat(dir, lock.name.as_str(), dir, name, AtFlags::empty()) {
-            Ok(()) => {}
-            Err(Errno::EPERM | Errno::EMLINK | Errno::EOPNOTSUPP | Errno::EXDEV) => {
-                return Ok(false);
-            }
-            Err(e) => return Err(failed("link the lock file", e.into())),
+        let held = format!("/proc/self/fd/{}", lock.file.as_raw_fd());
+        let follow = AtFlags::AT_SYMLINK_FOLLOW;
+        match linkat(AT_FDCWD, held.as_str(), self.fd.as_fd(), name, follow) {
+            Ok(()) => Ok(true),
+            Err(Errno::EPERM | Errno::EMLINK | Errno::EOPNOTSUPP | Errno::EXDEV) => Ok(false),
+            Err(e) => Err(failed("link the lock file", e.into())),
         }
-        // We hold the lock in a directory only we can write, so nobody replaces the lock
-        // file between our lock and the link; checked anyway before anything is appended.
-        if self.is_lock_file(lock, name)?.is_none() {
-            let _ = unlinkat(dir, name, UnlinkatFlags::NoRemoveDir);
-            let moved = io::Error::other("the lock file was replaced while held");
-            return Err(failed("link the lock file", moved));
-        }
-        Ok(true)
     }
 
     /// Append `bytes` to `name` when it is still the held lock's file (linked by
@@ -116,7 +109,6 @@ impl TrustedDir {
             }
             return Err(Error::state(self.file_path(name), "append", e));
         }
-        lock.len = len + bytes.len() as u64;
         Ok(true)
     }
 
@@ -140,7 +132,8 @@ pub struct Lock {
     remove: bool,
     /// The lock file's device and inode.
     inode: (u64, u64),
-    /// The lock file's size as we left it (a killed holder may have left content).
+    /// The lock file's size when locked or since written by `link_lock_as`: content a
+    /// killed holder left is cut off before the file is written.
     len: u64,
 }
 
